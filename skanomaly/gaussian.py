@@ -1,0 +1,130 @@
+"""Streaming Ledoit-Wolf Gaussians, one per feature level.
+
+The moments kept here are exactly what :func:`sklearn.covariance.ledoit_wolf`
+needs, so a Gaussian fitted batch by batch (or by ``partial_fit``) equals one
+fitted on all samples at once, with memory that does not grow with the
+number of samples.
+"""
+
+import numpy as np
+from scipy import linalg
+
+__all__ = ["LedoitWolfMoments"]
+
+
+class LedoitWolfMoments:
+    """Sufficient statistics of a sample for a Ledoit-Wolf covariance.
+
+    Samples are shifted by the mean of the first batch before accumulating,
+    which keeps the float64 sums well conditioned.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the samples.
+    """
+
+    def __init__(self, n_features):
+        self.n_features = n_features
+        self.n_samples = 0
+        self.shift = None
+        self.sum = np.zeros(n_features)
+        self.sum_outer = np.zeros((n_features, n_features))
+        self.sum_sqnorm_x = np.zeros(n_features)
+        self.sum_sqnorm_sq = 0.0
+
+    def update(self, X):
+        """Add the rows of ``X`` (n, n_features)."""
+        X = np.asarray(X, dtype=np.float64)
+        if self.shift is None:
+            self.shift = X.mean(axis=0)
+        Y = X - self.shift
+        sqnorm = np.einsum("ij,ij->i", Y, Y)
+        self.n_samples += X.shape[0]
+        self.sum += Y.sum(axis=0)
+        self.sum_outer += Y.T @ Y
+        self.sum_sqnorm_x += sqnorm @ Y
+        self.sum_sqnorm_sq += float(sqnorm @ sqnorm)
+        return self
+
+    def merge(self, other):
+        """Return the moments of both samples together (a new object)."""
+        if other.n_samples == 0:
+            return self.copy()
+        if self.n_samples == 0:
+            return other.copy()
+        merged = self.copy()
+        # Re-express other's sums around our shift: y' = y + delta.
+        delta = other.shift - self.shift
+        n = other.n_samples
+        s1, s2 = other.sum, other.sum_outer
+        sq_delta = float(delta @ delta)
+        s1_delta = float(s1 @ delta)
+        merged.n_samples += n
+        merged.sum += s1 + n * delta
+        merged.sum_outer += s2 + np.outer(s1, delta) + np.outer(delta, s1) + n * np.outer(delta, delta)
+        # sum over samples of (|y|^2 + 2 y.delta + |delta|^2) * (y + delta)
+        merged.sum_sqnorm_x += (
+            other.sum_sqnorm_x
+            + 2 * s2 @ delta
+            + sq_delta * s1
+            + (np.trace(s2) + 2 * s1_delta + n * sq_delta) * delta
+        )
+        a2 = other.sum_sqnorm_sq
+        merged.sum_sqnorm_sq += (
+            a2
+            + 4 * float(delta @ other.sum_sqnorm_x)
+            + 4 * float(delta @ s2 @ delta)
+            + 2 * sq_delta * np.trace(s2)
+            + 4 * sq_delta * s1_delta
+            + n * sq_delta**2
+        )
+        return merged
+
+    def copy(self):
+        new = LedoitWolfMoments(self.n_features)
+        new.n_samples = self.n_samples
+        new.shift = None if self.shift is None else self.shift.copy()
+        new.sum = self.sum.copy()
+        new.sum_outer = self.sum_outer.copy()
+        new.sum_sqnorm_x = self.sum_sqnorm_x.copy()
+        new.sum_sqnorm_sq = self.sum_sqnorm_sq
+        return new
+
+    @property
+    def location(self):
+        return self.shift + self.sum / self.n_samples
+
+    def ledoit_wolf(self):
+        """Mean, shrunk covariance and shrinkage, as ``sklearn.covariance.LedoitWolf``."""
+        n, p = self.n_samples, self.n_features
+        m = self.sum / n
+        emp_cov = self.sum_outer / n - np.outer(m, m)
+        location = self.shift + m
+        if p == 1:
+            return location, emp_cov, 0.0
+        # sum over samples of |z|^4 with z = y - m, expanded in the moments.
+        c = float(m @ m)
+        sum_z4 = (
+            self.sum_sqnorm_sq
+            + 4 * float(m @ self.sum_outer @ m)
+            + n * c**2
+            - 4 * float(m @ self.sum_sqnorm_x)
+            + 2 * c * np.trace(self.sum_outer)
+            - 4 * c * float(m @ self.sum)
+        )
+        trace = np.trace(emp_cov)
+        mu = trace / p
+        delta_ = float(np.sum(emp_cov**2))
+        beta = (sum_z4 / n - delta_) / (p * n)
+        delta = (delta_ - 2 * mu * trace + p * mu**2) / p
+        beta = min(beta, delta)
+        shrinkage = 0.0 if beta <= 0 else beta / delta
+        covariance = (1 - shrinkage) * emp_cov
+        covariance.flat[:: p + 1] += shrinkage * mu
+        return location, covariance, shrinkage
+
+
+def precision_from_covariance(covariance):
+    """Pseudo-inverse of a symmetric covariance, as scikit-learn computes it."""
+    return linalg.pinvh(covariance, check_finite=False)
