@@ -109,7 +109,8 @@ def lukemelas_to_timm(state_dict, model):
             if flat_index >= len(flat_to_timm):
                 raise ValueError(
                     f"The weights have block {flat_index} but the model has "
-                    f"{len(flat_to_timm)} blocks: they are for another variant."
+                    f"{len(flat_to_timm)} blocks: they do not fit this model "
+                    "(weights of another variant?)."
                 )
             prefix = flat_to_timm[flat_index]
             stage = model.get_submodule(prefix)
@@ -181,13 +182,19 @@ def load_backbone(backbone="tf_efficientnet_lite0", weights=None):
         state_dict = _load_state_dict(weights)
         if any(key.startswith("_") for key in state_dict):
             state_dict = lukemelas_to_timm(state_dict, model)
-        model.load_state_dict(state_dict, strict=True)
+        try:
+            model.load_state_dict(state_dict, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"The weights in {str(weights)!r} do not fit backbone "
+                f"{backbone!r}: {str(exc).splitlines()[0]} ..."
+            ) from None
     elif backbone in BUNDLED_WEIGHTS:
         model = _create(backbone, pretrained=False)
         state_dict = _load_state_dict(_bundled_weights_path(backbone))
         model.load_state_dict(lukemelas_to_timm(state_dict, model), strict=True)
     else:
-        model = _create(backbone, pretrained=False)
+        _create(backbone, pretrained=False)  # a bad name fails here, not as a download error
         try:
             model = _create(backbone, pretrained=True)
         except Exception as exc:

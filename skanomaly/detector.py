@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._images import ImageSource
 from .backbone import get_features
 from .gaussian import LedoitWolfMoments, precision_from_covariance
+from .localization import check_explain_params, explain
 
 __all__ = ["EfficientNetGaussianDetector"]
 
@@ -77,6 +78,22 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` in the energy that
         :meth:`explain` descends; used only by localization.
+    explain_method : {"spatial", "reference", "weighted", "spatial_grad", \
+            "spatial_grad_prior"}, default="spatial"
+        How :meth:`explain` builds its maps (see :mod:`skanomaly.localization`):
+        ``"reference"`` is Dehaene et al.'s gradient descent on the input,
+        ``"spatial"`` (no gradients, fastest) the Mahalanobis distance of each
+        location of mid-level feature maps, the others descend gradients
+        weighted by that map.
+    n_steps : int, default=50
+        Gradient steps of the gradient-based explain methods.
+    step_size : float, default=0.005
+        Largest per-pixel change of one gradient step, in the network's
+        normalized input units (the image spans [-1, 1]); each step is
+        ``step_size * grad / max|grad|`` per image.
+    smoothing : float, default=4.0
+        Sigma, in pixels of the network's input size, of the Gaussian blur
+        applied to the maps; 0 disables it.
 
     Attributes
     ----------
@@ -140,6 +157,10 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         pixel_range=None,
         progress=False,
         lam=0.0,
+        explain_method="spatial",
+        n_steps=50,
+        step_size=0.005,
+        smoothing=4.0,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -152,6 +173,10 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         self.pixel_range = pixel_range
         self.progress = progress
         self.lam = lam
+        self.explain_method = explain_method
+        self.n_steps = n_steps
+        self.step_size = step_size
+        self.smoothing = smoothing
 
     # ------------------------------------------------------------------ setup
     def _check_params(self):
@@ -176,6 +201,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
             or self.lam < 0
         ):
             raise ValueError(f"lam must be a finite number >= 0; got {self.lam!r}.")
+        check_explain_params(self)
 
     def _torch_device(self):
         device = self.device
@@ -404,6 +430,36 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         """
         return np.where(self.decision_function(X) < 0, -1, 1)
 
+    def pooled_features(self, X):
+        """Globally average-pooled backbone features of each modelled level.
+
+        These are the features the Gaussians are fitted on; other estimators
+        (e.g. :class:`~sklearn.ensemble.IsolationForest`) can use them too.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        features : dict of str to ndarray of shape (n, n_channels_l)
+            One float64 array per level in ``level_names_``.
+        """
+        check_is_fitted(self)
+        self._check_params()
+        source = self._images(X, reset=False)
+        parts = [
+            pooled
+            for _, pooled in self._pooled_batches(
+                source, self._network(), self.levels_, "Extracting"
+            )
+        ]
+        return {
+            name: np.concatenate(level)
+            for name, level in zip(self.level_names_, zip(*parts))
+        }
+
     def level_distances(self, X):
         """Mahalanobis distance of each image at each modelled level.
 
@@ -426,6 +482,26 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
             for _, pooled in self._pooled_batches(source, network, self.levels_, "Scoring")
         ]
         return np.concatenate(parts)
+
+    def explain(self, X):
+        """Pixel anomaly maps: where each image looks anomalous.
+
+        Training-free localization (see ``explain_method``); the maps are
+        computed at the network's input size, blurred by ``smoothing`` and
+        resized bilinearly to each image's resolution.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`score_samples`.
+
+        Returns
+        -------
+        maps : ndarray of shape (n, H, W), float32, or list of ndarray
+            Higher is more anomalous; finite everywhere. When the images have
+            different sizes (a list), a list of ``(H_i, W_i)`` float32 maps.
+        """
+        return explain(self, X)
 
     def _gaussians_on(self, device):
         """``[(location, precision)]`` per level as float32 tensors on ``device``.

@@ -1,0 +1,354 @@
+"""Pixel anomaly maps for :meth:`EfficientNetGaussianDetector.explain`.
+
+Every method works on the preprocessed input ``x0`` (the network's input size,
+224 x 224 for Lite0) and returns one map per image there; :func:`explain`
+blurs it and brings it back to each input image's resolution.
+
+Methods (``explain_method``):
+
+``"reference"``
+    Dehaene et al. (ICLR 2020) exactly: descend the energy
+    ``E(x) = score(x) + lam * ||x - x0||_1``, where ``score`` is the
+    detector's anomaly score (the distances of the pooled features summed over
+    ``levels_``), by ``x <- x - alpha * grad E(x)`` for ``n_steps`` steps; the
+    map is ``|x_T - x0|`` averaged over channels. The gradient is huge (norm
+    ~1e5 for Lite0), so ``alpha = step_size / max|grad E(x_t)|`` per image
+    and step: the largest pixel change of a step is ``step_size`` (in the
+    network's normalized units, where the image spans [-1, 1]).
+``"spatial"``
+    No gradients: the Mahalanobis distance of every location of the
+    pre-pooling feature maps of a few mid-level stages to one Ledoit-Wolf
+    Gaussian per level, shared over locations and fitted on the training
+    images' maps; each level's distance map is divided by the square root of
+    its channel count, upsampled and summed.
+``"weighted"``
+    The reference descent with the update weighted per pixel by the
+    ``"spatial"`` map scaled to [0, 1] (Dehaene et al.'s weighting by a
+    per-pixel anomaly prior, the spatial map standing in for their VAE
+    reconstruction error), with early stopping of each image once its score
+    falls into the normal range (``score_samples >= offset_``).
+``"spatial_grad"``
+    Like ``"weighted"`` but the energy is the sum of the spatial Mahalanobis
+    maps, so the gradient is local and the forward pass stops at the deepest
+    spatial stage (much cheaper than the full network).
+``"spatial_grad_prior"``
+    ``"spatial_grad"``'s map multiplied by the (normalized) ``"spatial"`` map:
+    a pixel must both be unusual and be changed by the descent.
+"""
+
+import numbers
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.utils.validation import check_is_fitted
+
+from .gaussian import LedoitWolfMoments, precision_from_covariance
+
+__all__ = [
+    "EXPLAIN_METHODS",
+    "SPATIAL_LEVELS",
+    "SpatialGaussians",
+    "check_explain_params",
+    "explain",
+]
+
+# Stages whose pre-pooling maps get a spatial Gaussian (28x28 and 14x14 for
+# Lite0 at 224 px). Names; resolved against the network's level names.
+SPATIAL_LEVELS = ("stage3", "stage4", "stage5")
+
+EXPLAIN_METHODS = ("reference", "spatial", "weighted", "spatial_grad", "spatial_grad_prior")
+_GRADIENT_METHODS = ("reference", "weighted", "spatial_grad", "spatial_grad_prior")
+_SPATIAL_METHODS = ("spatial", "weighted", "spatial_grad", "spatial_grad_prior")
+
+
+# ---------------------------------------------------------------- Gaussians
+class SpatialGaussians:
+    """One Ledoit-Wolf Gaussian per level, shared over all locations.
+
+    Fed with the pre-pooling feature maps of the training images during
+    ``fit`` (:meth:`update`), then :meth:`finalize` d.
+
+    Parameters
+    ----------
+    levels : sequence of int
+        Sorted level indices of the network (see :data:`SPATIAL_LEVELS`).
+    """
+
+    def __init__(self, levels):
+        self.levels = tuple(sorted(int(level) for level in levels))
+        self._moments = None
+        self.location_ = None
+        self.precision_ = None
+
+    def update(self, maps):
+        """Add a batch: ``maps`` has one ``(n, c, h, w)`` tensor per level of
+        ``self.levels``, in order (extra trailing levels are not allowed)."""
+        if len(maps) != len(self.levels):
+            raise ValueError(f"Expected {len(self.levels)} maps, got {len(maps)}.")
+        if self._moments is None:
+            self._moments = [LedoitWolfMoments(m.shape[1]) for m in maps]
+        for moments, m in zip(self._moments, maps):
+            rows = m.detach().permute(0, 2, 3, 1).reshape(-1, m.shape[1])
+            moments.update(rows.double().cpu().numpy())
+        return self
+
+    def finalize(self):
+        """Compute the Gaussians and drop the accumulated moments."""
+        estimates = [moments.ledoit_wolf() for moments in self._moments]
+        self.location_ = [e[0] for e in estimates]
+        self.precision_ = [precision_from_covariance(e[1]) for e in estimates]
+        self._moments = None
+        self._tensors = {}
+        return self
+
+    def tensors(self, device):
+        cache = self.__dict__.setdefault("_tensors", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = [
+                (
+                    torch.as_tensor(loc, dtype=torch.float32, device=device),
+                    torch.as_tensor(prec, dtype=torch.float32, device=device),
+                )
+                for loc, prec in zip(self.location_, self.precision_)
+            ]
+        return cache[key]
+
+    def distance_maps(self, maps, device):
+        """Per-level ``(n, h_l, w_l)`` Mahalanobis distances / sqrt(c_l)."""
+        out = []
+        for m, (loc, prec) in zip(maps, self.tensors(device)):
+            diff = m.permute(0, 2, 3, 1) - loc
+            sq = torch.einsum("nhwi,ij,nhwj->nhw", diff, prec, diff)
+            out.append(torch.sqrt(sq.clamp_min(1e-12)) / np.sqrt(m.shape[1]))
+        return out
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_tensors", None)
+        return state
+
+
+def spatial_levels(network, names=SPATIAL_LEVELS):
+    """Indices of the spatial levels in ``network.level_names``."""
+    return tuple(sorted(network.level_names.index(name) for name in names))
+
+
+def fit_spatial(detector, X, names=SPATIAL_LEVELS):
+    """Fit :class:`SpatialGaussians` with a forward pass of its own.
+
+    ``fit`` normally accumulates them in its own forward pass; this is for
+    detectors fitted without them, and for experiments.
+    """
+    network = detector._network()
+    device = next(network.parameters()).device
+    spatial = SpatialGaussians(spatial_levels(network, names))
+    source = detector._images(X, reset=False)
+    for _, images in source.batches(detector.batch_size):
+        x = _preprocess(network, images, device)
+        with torch.inference_mode():
+            spatial.update(network(x, spatial.levels))
+    return spatial.finalize()
+
+
+# --------------------------------------------------------------- parameters
+def _check_number(value, name, *, integer=False, positive=False):
+    bad = isinstance(value, bool) or not isinstance(
+        value, numbers.Integral if integer else numbers.Real
+    )
+    if not bad:
+        bad = not np.isfinite(value) or value < 0 or (positive and value == 0)
+    if bad:
+        kind = "an integer" if integer else "a finite number"
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be {kind} {bound}; got {value!r}.")
+
+
+def check_explain_params(detector):
+    """Validate the localization parameters of ``detector``."""
+    method = getattr(detector, "explain_method", "spatial")
+    if method not in EXPLAIN_METHODS:
+        raise ValueError(f"explain_method must be one of {EXPLAIN_METHODS}; got {method!r}.")
+    _check_number(getattr(detector, "n_steps", 0), "n_steps", integer=True)
+    _check_number(getattr(detector, "step_size", 0.0), "step_size")
+    _check_number(getattr(detector, "smoothing", 0.0), "smoothing")
+    _check_number(getattr(detector, "lam", 0.0), "lam")
+
+
+# ------------------------------------------------------------------ helpers
+def _preprocess(network, images, device):
+    if isinstance(images, list):
+        x = torch.cat([network.preprocess(img[None].to(device)) for img in images])
+    else:
+        x = network.preprocess(images.to(device))
+    if device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def gaussian_blur(maps, sigma):
+    """Blur ``(n, h, w)`` maps with a Gaussian of ``sigma`` pixels (reflect)."""
+    if sigma <= 0:
+        return maps
+    radius = max(1, int(round(3 * sigma)))
+    radius = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)
+    if radius < 1:
+        return maps
+    t = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    x = maps[:, None]
+    x = F.pad(x, (radius, radius, 0, 0), mode="reflect")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
+    x = F.pad(x, (0, 0, radius, radius), mode="reflect")
+    x = F.conv2d(x, kernel.view(1, 1, -1, 1))
+    return x[:, 0]
+
+
+def _upsample_sum(level_maps, size):
+    total = 0
+    for m in level_maps:
+        total = total + F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    return total
+
+
+def _pooled_score(detector, maps, device):
+    """Anomaly score per image (sum of distances over ``levels_``), ``(n,)``."""
+    total = 0
+    for m, (loc, prec) in zip(maps, detector._gaussians_on(device)):
+        diff = m.mean(dim=(2, 3)) - loc
+        sq = torch.einsum("ni,ij,nj->n", diff, prec, diff).clamp_min(1e-12)
+        total = total + (sq if detector.distance == "squared" else torch.sqrt(sq))
+    return total
+
+
+def _spatial_prior(detector, network, x0, spatial):
+    with torch.no_grad():
+        maps = network(x0, spatial.levels)
+        return _upsample_sum(spatial.distance_maps(maps, x0.device), x0.shape[-2:])
+
+
+def _normalize01(maps):
+    flat = maps.flatten(1)
+    low = flat.min(dim=1).values.view(-1, 1, 1)
+    high = flat.max(dim=1).values.view(-1, 1, 1)
+    return (maps - low) / (high - low).clamp_min(1e-12)
+
+
+def _descend(x0, energy_fn, n_steps, step_size, lam, weight=None, stop_below=None):
+    """Normalized gradient descent on the input, batched.
+
+    ``energy_fn(x)`` returns the per-image energy without the L1 term
+    ``(n,)``; every image's step is ``step_size * g / max|g|`` (times
+    ``weight``). Images whose energy falls to ``stop_below`` freeze.
+    """
+    x = x0.detach().clone()
+    active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    for _ in range(n_steps):
+        x.requires_grad_(True)
+        energy = energy_fn(x)
+        (grad,) = torch.autograd.grad(energy.sum(), x)
+        x = x.detach()
+        if stop_below is not None:
+            active &= energy.detach() > stop_below
+            if not bool(active.any()):
+                break
+        if lam > 0:
+            grad = grad + lam * torch.sign(x - x0)
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        if weight is not None:
+            grad = grad * weight[:, None]
+        scale = grad.abs().flatten(1).max(dim=1).values.clamp_min(1e-20)
+        step = step_size * grad / scale.view(-1, 1, 1, 1)
+        x = x - step * active.view(-1, 1, 1, 1)
+    return (x.detach() - x0).abs().mean(dim=1)
+
+
+# ------------------------------------------------------------------ methods
+def _get_spatial(detector):
+    spatial = getattr(detector, "spatial_", None)
+    if spatial is None:
+        raise RuntimeError(
+            "This detector was fitted without spatial Gaussians, which "
+            "explain_method="
+            f"{detector.explain_method!r} needs; refit it with this version."
+        )
+    return spatial
+
+
+def _maps_224(detector, network, x0, method, n_steps, step_size, lam):
+    device = x0.device
+    if method == "reference":
+        levels = detector.levels_
+        return _descend(
+            x0,
+            lambda x: _pooled_score(detector, network(x, levels), device),
+            n_steps,
+            step_size,
+            lam,
+        )
+    spatial = _get_spatial(detector)
+    prior = _spatial_prior(detector, network, x0, spatial)
+    if method == "spatial":
+        return prior
+    weight = _normalize01(prior)
+    if method == "weighted":
+        levels = detector.levels_
+        return _descend(
+            x0,
+            lambda x: _pooled_score(detector, network(x, levels), device),
+            n_steps,
+            step_size,
+            lam,
+            weight=weight,
+            stop_below=-detector.offset_,
+        )
+
+    def spatial_energy(x):
+        maps = spatial.distance_maps(network(x, spatial.levels), device)
+        return sum(m.flatten(1).mean(dim=1) for m in maps)
+
+    grad_map = _descend(x0, spatial_energy, n_steps, step_size, lam, weight=weight)
+    if method == "spatial_grad":
+        return grad_map
+    return grad_map * weight  # spatial_grad_prior
+
+
+def explain(detector, X):
+    """Pixel anomaly maps of ``X``; see :meth:`EfficientNetGaussianDetector.explain`."""
+    check_is_fitted(detector)
+    detector._check_params()
+    check_explain_params(detector)
+    method = getattr(detector, "explain_method", "spatial")
+    n_steps = getattr(detector, "n_steps", 0)
+    step_size = float(getattr(detector, "step_size", 0.0))
+    smoothing = float(getattr(detector, "smoothing", 0.0))
+    lam = float(detector.lam)
+    source = detector._images(X, reset=False)
+    network = detector._network()
+    device = next(network.parameters()).device
+    scale_sigma = None
+    results = []
+    for _, images in source.batches(detector.batch_size):
+        sizes = (
+            [tuple(img.shape[-2:]) for img in images]
+            if isinstance(images, list)
+            else [tuple(images.shape[-2:])] * images.shape[0]
+        )
+        x0 = _preprocess(network, images, device)
+        with torch.enable_grad():
+            maps = _maps_224(detector, network, x0, method, n_steps, step_size, lam)
+        maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0)
+        if scale_sigma is None:
+            # smoothing is in pixels of a 224-px input; scale to this input size.
+            scale_sigma = smoothing * maps.shape[-1] / 224.0
+        maps = gaussian_blur(maps, scale_sigma)
+        for i, size in enumerate(sizes):
+            m = maps[i : i + 1, None]
+            if tuple(m.shape[-2:]) != size:
+                m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+            results.append(m[0, 0].cpu().numpy().astype(np.float32))
+    if len({r.shape for r in results}) == 1:
+        return np.stack(results)
+    return results

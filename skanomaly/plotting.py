@@ -1,0 +1,293 @@
+"""Anomaly maps drawn over their images, as arrays or PNG files.
+
+Rendering uses numpy and Pillow only; matplotlib is imported lazily, for its
+colormaps, so the package imports without it and nothing here needs a
+display.
+"""
+
+import numbers
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from .metrics import _resize_bilinear
+
+__all__ = ["overlay_heatmap", "save_heatmaps"]
+
+
+def _image_to_rgb(image):
+    """``image`` as float RGB in [0, 1], shape (H, W, 3)."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+        # Transparency is dropped: the overlay is opaque.
+        image = image[..., :3] if image.shape[2] != 1 else image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., np.newaxis], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
+        raise ValueError(
+            f"image must be (H, W), (H, W, 3) or (H, W, 4) with H, W > 0; got shape "
+            f"{np.shape(image)}."
+        )
+    kind = image.dtype.kind
+    if kind == "f":
+        if not np.all(np.isfinite(image)):
+            raise ValueError("image contains NaN or infinity.")
+        low, high = float(image.min()), float(image.max())
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"Float images must have values in [0, 1]; image has values in "
+                f"[{low:g}, {high:g}]."
+            )
+        return image.astype(np.float64)
+    if kind in "ui":
+        low, high = int(image.min()), int(image.max())
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"Integer images must have values in 0..255; image has values in "
+                f"[{low}, {high}]."
+            )
+        return image / 255.0
+    raise TypeError(f"image has dtype {image.dtype}; images must be uint8 or float in [0, 1].")
+
+
+def _check_real(value, name, allow_none=True):
+    if value is None and allow_none:
+        return
+    if (
+        not isinstance(value, numbers.Real)
+        or isinstance(value, bool)
+        or not np.isfinite(value)
+    ):
+        raise ValueError(f"{name} must be a finite number; got {value!r}.")
+
+
+def _colormap(cmap):
+    import matplotlib
+    from matplotlib.colors import Colormap
+
+    if isinstance(cmap, str):
+        try:
+            return matplotlib.colormaps[cmap]
+        except KeyError:
+            raise ValueError(f"Unknown colormap {cmap!r}.") from None
+    if isinstance(cmap, Colormap):
+        return cmap
+    raise TypeError(f"cmap must be a colormap name or a matplotlib Colormap; got {cmap!r}.")
+
+
+def _draw_title(overlay, title):
+    """Write ``title`` in white on a black box in the top-left corner."""
+    canvas = Image.fromarray(overlay)
+    draw = ImageDraw.Draw(canvas)
+    left, top, right, bottom = draw.textbbox((2, 2), title)
+    draw.rectangle((0, 0, right + 2, bottom + 2), fill=(0, 0, 0))
+    draw.text((2, 2), title, fill=(255, 255, 255))
+    return np.asarray(canvas).copy()
+
+
+def _write_png(array, path):
+    try:
+        Image.fromarray(array).save(path, format="PNG")
+    except OSError as exc:
+        raise OSError(f"Could not write the heatmap PNG to {str(path)!r}: {exc}") from exc
+
+
+def overlay_heatmap(
+    image,
+    anomaly_map,
+    *,
+    path=None,
+    cmap="jet",
+    alpha=0.5,
+    vmin=None,
+    vmax=None,
+    threshold=None,
+    contour_color=(255, 255, 255),
+    title=None,
+):
+    """Blend a colored anomaly map over its image.
+
+    Parameters
+    ----------
+    image : array-like of shape (H, W), (H, W, 3) or (H, W, 4)
+        The image, uint8 in 0..255 or float in [0, 1]. An alpha channel is
+        ignored.
+    anomaly_map : array-like of shape (h, w)
+        Anomaly scores, higher = more anomalous. If ``(h, w) != (H, W)``
+        the map is resized to the image by bilinear interpolation.
+    path : str or path-like, default=None
+        If given, the overlay is also written there as a PNG file (whatever
+        the extension).
+    cmap : str or matplotlib Colormap, default="jet"
+        Colormap of the normalized map.
+    alpha : float, default=0.5
+        Opacity of the colored map, from 0 (image only) to 1 (map only).
+    vmin, vmax : float, default=None
+        Map values shown as the low and high ends of the colormap; values
+        outside are clipped. Default to the minimum and maximum of the map,
+        so pass fixed values to compare several overlays. A constant map (or
+        ``vmin == vmax``) shows as the low end.
+    threshold : float, default=None
+        If given, the boundary of the region where the (resized) map is
+        ``>= threshold``, in map units, is drawn one pixel wide in
+        ``contour_color``. Where the region reaches the image border, the
+        border is not outlined.
+    contour_color : tuple of 3 int, default=(255, 255, 255)
+        RGB color of the contour.
+    title : str, default=None
+        If given, written in white on black in the top-left corner with
+        Pillow's default font.
+
+    Returns
+    -------
+    overlay : ndarray of shape (H, W, 3), dtype uint8
+        The blended RGB image.
+
+    Raises
+    ------
+    ValueError
+        If the map or image holds NaN, is empty or out of range, or an
+        argument is invalid.
+    OSError
+        If ``path`` cannot be written; the message names the path.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skanomaly.plotting import overlay_heatmap
+    >>> image = np.full((32, 32), 128, dtype=np.uint8)
+    >>> anomaly_map = np.zeros((8, 8))
+    >>> anomaly_map[2:5, 2:5] = 1.0
+    >>> overlay = overlay_heatmap(image, anomaly_map, threshold=0.5)
+    >>> overlay.shape, overlay.dtype
+    ((32, 32, 3), dtype('uint8'))
+    """
+    rgb = _image_to_rgb(image)
+    anomaly_map = np.asarray(anomaly_map)
+    if anomaly_map.ndim != 2 or anomaly_map.size == 0:
+        raise ValueError(
+            f"anomaly_map must be a non-empty 2-D array; got shape {anomaly_map.shape}."
+        )
+    if anomaly_map.dtype.kind not in "biuf":
+        raise TypeError(
+            f"anomaly_map has dtype {anomaly_map.dtype}; anomaly maps must be real numbers."
+        )
+    anomaly_map = anomaly_map.astype(np.float64)
+    if not np.all(np.isfinite(anomaly_map)):
+        raise ValueError("anomaly_map contains NaN or infinity.")
+    for name, value in (("vmin", vmin), ("vmax", vmax), ("threshold", threshold)):
+        _check_real(value, name)
+    _check_real(alpha, "alpha", allow_none=False)
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1]; got {alpha!r}.")
+    color = np.asarray(contour_color)
+    if color.shape != (3,) or color.dtype.kind not in "ui" or color.min() < 0 or color.max() > 255:
+        raise ValueError(
+            f"contour_color must be 3 integers in 0..255; got {contour_color!r}."
+        )
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a string; got {type(title).__name__}.")
+    colormap = _colormap(cmap)
+
+    height, width = rgb.shape[:2]
+    if anomaly_map.shape != (height, width):
+        anomaly_map = _resize_bilinear(anomaly_map, (height, width))
+    low = float(anomaly_map.min()) if vmin is None else float(vmin)
+    high = float(anomaly_map.max()) if vmax is None else float(vmax)
+    if low > high:
+        raise ValueError(f"vmin ({low:g}) must not exceed vmax ({high:g}).")
+    if high > low:
+        normalized = np.clip((anomaly_map - low) / (high - low), 0.0, 1.0)
+    else:
+        normalized = np.zeros_like(anomaly_map)
+
+    blended = (1 - alpha) * rgb + alpha * colormap(normalized)[..., :3]
+    overlay = np.round(blended * 255).astype(np.uint8)
+    if threshold is not None:
+        region = anomaly_map >= threshold
+        # border_value=1: the image frame is not a boundary of the region.
+        boundary = region & ~ndimage.binary_erosion(region, border_value=1)
+        overlay[boundary] = color
+    if title is not None:
+        overlay = _draw_title(overlay, title)
+    if path is not None:
+        _write_png(overlay, path)
+    return overlay
+
+
+def save_heatmaps(images, maps, out_dir, names=None, **kwargs):
+    """Write one heatmap overlay PNG per image into a folder.
+
+    Parameters
+    ----------
+    images : sequence of images
+        ``(n, H, W[, C])`` array or list of images as accepted by
+        :func:`overlay_heatmap`; sizes may differ in a list.
+    maps : sequence of anomaly maps
+        ``(n, h, w)`` array or list of 2-D maps, one per image.
+    out_dir : str or path-like
+        Folder for the PNG files, created (with its parents) if missing.
+    names : list of str, default=None
+        File name of each PNG, without folders; ``.png`` is appended when
+        missing. Defaults to ``0000.png``, ``0001.png``, ...
+    **kwargs
+        Passed to :func:`overlay_heatmap` (``cmap``, ``alpha``, ``vmin``,
+        ``vmax``, ``threshold``, ...). Without ``vmin`` and ``vmax`` each
+        map is scaled to its own range, so colors are comparable across
+        files only when both are given.
+
+    Returns
+    -------
+    paths : list of pathlib.Path
+        The written files, in the order of ``images``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from skanomaly.plotting import save_heatmaps
+    >>> images = np.zeros((2, 16, 16, 3), dtype=np.uint8)
+    >>> maps = np.random.default_rng(0).random((2, 4, 4))
+    >>> with tempfile.TemporaryDirectory() as out_dir:
+    ...     paths = save_heatmaps(images, maps, out_dir, vmin=0, vmax=1)
+    ...     [path.name for path in paths]
+    ['0000.png', '0001.png']
+    """
+    if "path" in kwargs:
+        raise TypeError("save_heatmaps names the files itself; pass names, not path.")
+    if len(images) == 0:
+        raise ValueError("images is empty.")
+    if len(images) != len(maps):
+        raise ValueError(f"Got {len(images)} images but {len(maps)} anomaly maps.")
+    if names is None:
+        digits = max(4, len(str(len(images) - 1)))
+        names = [f"{index:0{digits}d}.png" for index in range(len(images))]
+    else:
+        names = list(names)
+        if len(names) != len(images):
+            raise ValueError(f"Got {len(names)} names for {len(images)} images.")
+        for name in names:
+            if not isinstance(name, str) or not name or Path(name).name != name:
+                raise ValueError(
+                    f"names must be plain file names without folders; got {name!r}."
+                )
+        names = [name if name.lower().endswith(".png") else f"{name}.png" for name in names]
+        if len(set(names)) != len(names):
+            raise ValueError("names must be unique.")
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"Could not create the folder {str(out_dir)!r}: {exc}") from exc
+    paths = []
+    for index, (image, anomaly_map, name) in enumerate(zip(images, maps, names)):
+        path = out_dir / name
+        try:
+            overlay_heatmap(image, anomaly_map, path=path, **kwargs)
+        except (TypeError, ValueError) as exc:
+            exc.add_note(f"While drawing image {index} ({name}).")
+            raise
+        paths.append(path)
+    return paths

@@ -1,0 +1,47 @@
+"""Shared fixtures: small real images and fitted detectors on real weights."""
+
+import numpy as np
+import pytest
+
+from skanomaly import EfficientNetGaussianDetector
+from skanomaly.datasets import load_elpv, shared_data_dir
+
+
+@pytest.fixture(scope="session")
+def elpv_mono():
+    """Monocrystalline ELPV cells: the real solar-cell data set from PyPI."""
+    return load_elpv(cell_type="mono")
+
+
+@pytest.fixture(scope="session")
+def cells(elpv_mono):
+    """24 defect-free and 8 certainly defective cells, downsized to 64 px.
+
+    The backbone resizes every image to its 224 px input, so small arrays
+    keep the tests light without changing what the network sees in kind.
+    """
+    from PIL import Image
+
+    def shrink(images):
+        return np.stack(
+            [np.asarray(Image.fromarray(im).resize((64, 64), Image.BICUBIC)) for im in images]
+        )
+
+    normal = elpv_mono.X[elpv_mono.y == 1][:24]
+    defective = elpv_mono.X[elpv_mono.y == -1][:8]
+    return shrink(normal), shrink(defective)
+
+
+@pytest.fixture(scope="session")
+def fitted(cells):
+    """A default detector fitted on 16 normal cells."""
+    normal, _ = cells
+    return EfficientNetGaussianDetector().fit(normal[:16])
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("../shared/data is not present (set SKANOMALY_DATA to use it)")
+    return path

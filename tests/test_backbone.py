@@ -1,0 +1,124 @@
+"""The backbone: real ImageNet weights, offline, loaded by name."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import timm
+import torch
+from skimage import data
+
+from skanomaly.backbone import (
+    BUNDLED_WEIGHTS,
+    EfficientNetFeatures,
+    _bundled_weights_path,
+    load_backbone,
+    lukemelas_to_timm,
+)
+
+# ImageNet classes 281-285: tabby, tiger cat, Persian, Siamese, Egyptian cat.
+CAT_CLASSES = set(range(281, 286))
+
+
+def _predict(model, image):
+    features = EfficientNetFeatures(model)
+    x = torch.from_numpy(image / 255.0).float().permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        return model(features.preprocess(x)).softmax(dim=1)[0]
+
+
+@pytest.mark.parametrize("backbone", sorted(BUNDLED_WEIGHTS))
+def test_bundled_weights_recognize_a_cat(backbone):
+    # Chelsea is a photo of a cat: only genuine ImageNet weights put cat
+    # classes on top; random or misloaded weights do not.
+    probabilities = _predict(load_backbone(backbone), data.chelsea())
+    top3 = set(probabilities.topk(3).indices.tolist())
+    assert top3 <= CAT_CLASSES
+    assert probabilities[list(CAT_CLASSES)].sum() > 0.5
+
+
+def test_lite_preprocessing_comes_from_the_pretrained_config():
+    features = EfficientNetFeatures(load_backbone("tf_efficientnet_lite0"))
+    assert features.input_size == (224, 224)
+    assert features.interpolation == "bicubic"
+    assert torch.allclose(features.mean.flatten(), torch.tensor([0.5, 0.5, 0.5]))
+    assert torch.allclose(features.std.flatten(), torch.tensor([0.5, 0.5, 0.5]))
+    assert EfficientNetFeatures(load_backbone("tf_efficientnet_lite2")).input_size == (260, 260)
+
+
+def test_key_map_follows_blocks_per_stage():
+    model = timm.create_model("tf_efficientnet_lite0")
+    state_dict = torch.load(
+        _bundled_weights_path("tf_efficientnet_lite0"), map_location="cpu", weights_only=True
+    )
+    renamed = lukemelas_to_timm(state_dict, model)
+    assert set(renamed) == set(model.state_dict())
+    # Lite0 has [1, 2, 2, 3, 3, 4, 1] blocks: flat block 3 is stage 2's first.
+    assert renamed["blocks.2.0.conv_pw.weight"] is state_dict["_blocks.3._expand_conv.weight"]
+    assert renamed["blocks.0.0.conv_pw.weight"] is state_dict["_blocks.0._project_conv.weight"]
+    assert renamed["blocks.6.0.bn3.bias"] is state_dict["_blocks.15._bn2.bias"]
+    assert renamed["bn2.weight"] is state_dict["_bn1.weight"]
+
+
+@pytest.mark.parametrize("key_style", ["timm", "lukemelas"])
+def test_explicit_weights_file_matches_bundled(tmp_path, key_style):
+    bundled = load_backbone("tf_efficientnet_lite0")
+    if key_style == "timm":
+        torch.save(bundled.state_dict(), tmp_path / "w.pth")
+    else:
+        source = _bundled_weights_path("tf_efficientnet_lite0")
+        (tmp_path / "w.pth").write_bytes(source.read_bytes())
+    loaded = load_backbone("tf_efficientnet_lite0", weights=tmp_path / "w.pth")
+    for (k1, v1), (k2, v2) in zip(bundled.state_dict().items(), loaded.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+
+
+def test_weights_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_backbone("tf_efficientnet_lite0", weights=tmp_path / "missing.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a state dict")
+    with pytest.raises(ValueError, match="junk.pth"):
+        load_backbone("tf_efficientnet_lite0", weights=tmp_path / "junk.pth")
+    # Lite2's weights have other channel counts than Lite0.
+    lite2 = _bundled_weights_path("tf_efficientnet_lite2")
+    with pytest.raises(ValueError, match="do not fit"):
+        load_backbone("tf_efficientnet_lite0", weights=lite2)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "efficientnet_b99", 3, None])
+def test_unknown_backbone_is_rejected(name):
+    with pytest.raises(ValueError, match="not a timm EfficientNet"):
+        load_backbone(name)
+
+
+def test_offline_download_failure_explains_weights_argument():
+    code = (
+        "from skanomaly.backbone import load_backbone\n"
+        "try:\n    load_backbone('efficientnet_b0')\n"
+        "except RuntimeError as e:\n    print('ERROR', e)\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    ).stdout
+    assert "ERROR" in out and "weights=" in out
+
+
+@pytest.mark.parametrize(
+    "backbone, n_levels", [("tf_efficientnet_lite0", 9), ("tf_efficientnetv2_b0", 8)]
+)
+def test_levels_are_stem_stages_and_head(backbone, n_levels):
+    # Structure only: no weights are needed to count the levels.
+    features = EfficientNetFeatures(timm.create_model(backbone)).eval()
+    assert len(features.level_names) == n_levels
+    assert features.level_names[0] == "stem" and features.level_names[-1] == "head"
+    x = torch.zeros(1, 3, 64, 64)
+    with torch.inference_mode():
+        maps = features(x, range(n_levels))
+        partial = features(x, [1, 3])
+    assert len(maps) == n_levels
+    assert maps[-1].shape[1] == features.model.num_features
+    assert [m.shape for m in partial] == [maps[1].shape, maps[3].shape]
+    assert np.all([torch.equal(a, b) for a, b in zip(partial, [maps[1], maps[3]])])

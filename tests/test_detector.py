@@ -1,0 +1,237 @@
+"""EfficientNetGaussianDetector on real weights and real solar-cell images."""
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.base import clone
+from sklearn.covariance import LedoitWolf
+from sklearn.exceptions import NotFittedError
+
+from skanomaly import EfficientNetGaussianDetector
+
+
+def test_fit_scores_and_labels(fitted, cells):
+    normal, defective = cells
+    assert fitted.levels_ == tuple(range(9))
+    assert fitted.level_names_[0] == "stem" and fitted.level_names_[-1] == "head"
+    assert [loc.shape[0] for loc in fitted.location_] == [32, 16, 24, 40, 80, 112, 192, 320, 1280]
+    assert fitted.n_samples_fit_ == 16
+    scores = fitted.score_samples(np.concatenate([normal[16:], defective]))
+    assert scores.shape == (16,) and np.all(np.isfinite(scores))
+    # Held-out normal cells score as more normal than defective ones.
+    assert np.median(scores[:8]) > np.median(scores[8:])
+    decision = fitted.decision_function(defective)
+    np.testing.assert_allclose(decision, fitted.score_samples(defective) - fitted.offset_)
+    np.testing.assert_array_equal(fitted.predict(defective), np.where(decision < 0, -1, 1))
+
+
+def test_ledoit_wolf_matches_sklearn_on_real_features(fitted, cells):
+    normal, _ = cells
+    features = fitted.pooled_features(normal[:16])
+    for name, location, covariance, shrinkage in zip(
+        fitted.level_names_, fitted.location_, fitted.covariance_, fitted.shrinkage_
+    ):
+        reference = LedoitWolf().fit(features[name])
+        scale = np.abs(reference.covariance_).max()
+        np.testing.assert_allclose(covariance, reference.covariance_, atol=1e-6 * scale)
+        np.testing.assert_allclose(location, reference.location_, atol=1e-6)
+        assert abs(shrinkage - reference.shrinkage_) < 1e-6
+
+
+def test_score_is_minus_summed_mahalanobis(fitted, cells):
+    _, defective = cells
+    distances = fitted.level_distances(defective)
+    features = fitted.pooled_features(defective)
+    for j, name in enumerate(fitted.level_names_):
+        diff = features[name] - fitted.location_[j]
+        expected = np.sqrt(np.einsum("ij,jk,ik->i", diff, fitted.precision_[j], diff))
+        np.testing.assert_allclose(distances[:, j], expected, rtol=1e-6)
+    np.testing.assert_allclose(fitted.score_samples(defective), -distances.sum(axis=1), rtol=1e-6)
+    squared = clone(fitted).set_params(distance="squared").fit(cells[0][:16])
+    np.testing.assert_allclose(
+        squared.score_samples(defective), -(distances**2).sum(axis=1), rtol=1e-5
+    )
+
+
+def test_contamination_sets_training_quantile(cells):
+    normal, _ = cells
+    detector = EfficientNetGaussianDetector(levels=(0, 1, 2, 3), contamination=0.25)
+    labels = detector.fit_predict(normal)
+    assert (labels == -1).mean() == pytest.approx(0.25, abs=1 / len(normal))
+    np.testing.assert_array_equal(labels, detector.predict(normal))
+
+
+def test_levels_by_name_and_index_agree(cells):
+    normal, defective = cells
+    by_index = EfficientNetGaussianDetector(levels=(3, 1)).fit(normal[:8])
+    by_name = EfficientNetGaussianDetector(levels=["stage1", "stage3"]).fit(normal[:8])
+    assert by_index.levels_ == by_name.levels_ == (1, 3)
+    np.testing.assert_allclose(by_index.score_samples(defective), by_name.score_samples(defective))
+
+
+@pytest.mark.parametrize(
+    "levels, match",
+    [(9, "out of range"), ((0, -1), "out of range"), ("neck", "Unknown level"), ((), "empty"),
+     ((1, 1), "repeated"), ((0.5,), "names or indices")],
+)
+def test_invalid_levels(cells, levels, match):
+    with pytest.raises(ValueError, match=match):
+        EfficientNetGaussianDetector(levels=levels).fit(cells[0][:4])
+
+
+def test_input_forms_give_the_same_scores(fitted, cells, tmp_path):
+    _, defective = cells
+    gray = defective[..., 0]  # ELPV cells are grayscale replicated to RGB
+    reference = fitted.score_samples(defective)
+    rgba = np.concatenate([defective, np.full(defective.shape[:3] + (1,), 7, np.uint8)], -1)
+    same = {
+        "float": defective / 255.0,
+        "float32": (defective / 255.0).astype(np.float32),
+        "gray 3-D": gray,
+        "gray 4-D": gray[..., None],
+        "rgba": rgba,
+        "list": list(defective),
+        "16-bit": defective.astype(np.uint16) * 257,
+    }
+    for name, X in same.items():
+        np.testing.assert_allclose(fitted.score_samples(X), reference, rtol=1e-4, err_msg=name)
+    flat = clone(fitted).set_params(image_shape=(64, 64, 3))
+    flat.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    np.testing.assert_allclose(
+        flat.score_samples(defective.reshape(len(defective), -1)), reference, rtol=1e-4
+    )
+    paths = []
+    for i, image in enumerate(defective):
+        paths.append(tmp_path / f"cell{i}.png")
+        Image.fromarray(image).save(paths[-1])
+    np.testing.assert_allclose(fitted.score_samples(paths), reference, rtol=1e-4)
+
+
+def test_images_of_different_sizes_in_a_list(fitted, cells):
+    _, defective = cells
+    big = np.asarray(Image.fromarray(defective[0]).resize((150, 120)))
+    scores = fitted.score_samples([defective[1], big, defective[2]])
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+    np.testing.assert_allclose(scores[[0, 2]], fitted.score_samples(defective[1:3]), rtol=1e-4)
+
+
+def test_scores_do_not_depend_on_batch_size(fitted, cells):
+    normal, defective = cells
+    X = np.concatenate([normal[16:], defective])
+    reference = fitted.score_samples(X)
+    for batch_size in (1, 5):
+        other = clone(fitted).set_params(batch_size=batch_size)
+        other.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+        np.testing.assert_allclose(other.score_samples(X), reference, rtol=1e-4)
+
+
+def test_clone_and_pickle_without_the_network(fitted, cells):
+    _, defective = cells
+    assert clone(fitted).get_params() == fitted.get_params()
+    assert not hasattr(clone(fitted), "offset_")
+
+    class NoTorch(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, (torch.Tensor, torch.nn.Module)):
+                raise AssertionError(f"pickle holds a {type(obj).__name__}")
+            return NotImplemented
+
+    fitted._gaussians_on(torch.device("cpu"))  # a tensor cache must not leak in
+    buffer = io.BytesIO()
+    NoTorch(buffer).dump(fitted)
+    restored = pickle.loads(buffer.getvalue())
+    np.testing.assert_array_equal(restored.score_samples(defective), fitted.score_samples(defective))
+
+
+def test_unfitted_detector_raises():
+    detector = EfficientNetGaussianDetector()
+    X = np.zeros((2, 32, 32, 3), np.uint8)
+    for method in ("score_samples", "decision_function", "predict", "pooled_features"):
+        with pytest.raises(NotFittedError):
+            getattr(detector, method)(X)
+
+
+GOOD = np.full((3, 32, 32, 3), 128, np.uint8)
+
+
+@pytest.mark.parametrize(
+    "X, error, match",
+    [
+        (np.zeros((0, 32, 32, 3), np.uint8), ValueError, "empty"),
+        (GOOD[:1], ValueError, "n_samples=1"),
+        (GOOD.astype(bool), TypeError, "bool"),
+        (GOOD.astype(complex), ValueError, "Complex"),
+        (GOOD.astype(str), TypeError, "numeric"),
+        (np.where(GOOD > 0, np.nan, 0.0), ValueError, "NaN"),
+        (np.full((3, 32, 32), np.inf), ValueError, "NaN or infinity"),
+        (GOOD.astype(float), ValueError, "divide by 255"),
+        (GOOD.astype(np.int32) - 200, ValueError, "outside the pixel range"),
+        (np.zeros((3, 32, 32, 2)), ValueError, "channels"),
+        (np.zeros((3, 3, 32, 32)), ValueError, "channels last"),
+        (np.zeros((2, 3, 4, 5, 3)), ValueError, "dimension"),
+        (np.zeros(10), ValueError, "Reshape your data"),
+        (np.zeros((5, 12)), ValueError, "image_shape"),
+        (np.zeros((224, 224, 3)), ValueError, "X\\[np.newaxis\\]"),
+        (np.zeros((3, 0, 8)), ValueError, "no pixels"),
+        ("img.png", TypeError, "single path"),
+        (None, TypeError, "NoneType"),
+        (["missing1.png", "missing2.png"], FileNotFoundError, "missing1.png"),
+        ([GOOD[0], GOOD[0, :, :, 0].astype(bool)], TypeError, "image 1 of X"),
+    ],
+)
+def test_bad_input(X, error, match):
+    with pytest.raises(error, match=match):
+        EfficientNetGaussianDetector(levels=(0,)).fit(X)
+
+
+def test_unreadable_file_is_named(tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(GOOD[0]).save(good)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(good.read_bytes()[:60])
+    with pytest.raises(ValueError, match="broken.png"):
+        EfficientNetGaussianDetector(levels=(0,)).fit([good, broken, good])
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"contamination": 0.0}, "contamination"),
+        ({"contamination": 0.7}, "contamination"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"distance": "euclidean"}, "distance"),
+        ({"lam": -1.0}, "lam"),
+        ({"lam": float("nan")}, "lam"),
+        ({"device": "tpu"}, "device"),
+        ({"backbone": "resnet50"}, "timm EfficientNet"),
+        ({"image_shape": (0, 4)}, "image_shape"),
+        ({"pixel_range": (1, 0)}, "pixel_range"),
+    ],
+)
+def test_invalid_parameters(params, match):
+    X = np.zeros((3, 16, 16), np.uint8) if "image_shape" not in params else np.zeros((3, 16))
+    with pytest.raises(ValueError, match=match):
+        EfficientNetGaussianDetector(levels=(0,), **params).fit(X)
+
+
+def test_failed_fit_keeps_the_previous_model(fitted, cells):
+    _, defective = cells
+    before = fitted.score_samples(defective)
+    model = pickle.loads(pickle.dumps(fitted))
+    with pytest.raises(ValueError):
+        model.fit(np.full((3, 16, 16), np.nan))
+    np.testing.assert_array_equal(model.score_samples(defective), before)
+
+
+def test_pixel_range_for_12_bit_data(fitted, cells):
+    _, defective = cells
+    twelve_bit = defective.astype(np.float64) / 255 * 4095
+    detector = clone(fitted).set_params(pixel_range=(0, 4095))
+    detector.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    np.testing.assert_allclose(
+        detector.score_samples(twelve_bit), fitted.score_samples(defective), rtol=1e-4
+    )

@@ -1,0 +1,200 @@
+"""Tests of EfficientNetGaussianDetector.explain (pixel anomaly maps)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from skanomaly import EfficientNetGaussianDetector
+from skanomaly.localization import EXPLAIN_METHODS
+
+torch.set_num_threads(2)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _crops(n, size=96, seed=0):
+    """Random crops of the brick texture, as (n, size, size) uint8."""
+    brick = data.brick()
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, brick.shape[0] - size, n)
+    cols = rng.integers(0, brick.shape[1] - size, n)
+    return np.stack([brick[r : r + size, c : c + size] for r, c in zip(rows, cols)])
+
+
+def _with_blotch(image):
+    """The image with a dark disc pasted in; returns it and the disc's mask."""
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    mask = (yy - h * 0.35) ** 2 + (xx - w * 0.6) ** 2 <= (0.13 * h) ** 2
+    out = image.copy()
+    out[mask] = 10
+    return out, mask
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return EfficientNetGaussianDetector(n_steps=8, batch_size=8).fit(_crops(12))
+
+
+@pytest.fixture(scope="module")
+def blotched():
+    image, mask = _with_blotch(_crops(1, seed=7)[0])
+    return image, mask
+
+
+def _contrast(maps, mask):
+    return maps[0][mask].mean() / maps[0][~mask].mean()
+
+
+def test_shape_dtype_finite(fitted):
+    X = _crops(3, seed=1)
+    maps = fitted.explain(X)
+    assert isinstance(maps, np.ndarray)
+    assert maps.shape == X.shape
+    assert maps.dtype == np.float32
+    assert np.all(np.isfinite(maps))
+    # the same images as floats in [0, 1] and flattened with image_shape
+    same = fitted.explain(X.astype(np.float64) / 255)
+    np.testing.assert_allclose(same, maps, rtol=1e-4, atol=1e-4)
+
+
+def test_list_of_sizes_returns_list(fitted):
+    X = [_crops(1, size=80)[0], _crops(1, size=120, seed=3)[0]]
+    maps = fitted.explain(X)
+    assert isinstance(maps, list) and len(maps) == 2
+    for image, m in zip(X, maps):
+        assert m.shape == image.shape[:2]
+        assert m.dtype == np.float32
+        assert np.all(np.isfinite(m))
+
+
+def test_rgb_and_paths(fitted, tmp_path):
+    from PIL import Image
+
+    image = np.repeat(_crops(1, seed=4)[0][..., None], 3, axis=-1)
+    path = tmp_path / "crop.png"
+    Image.fromarray(image).save(path)
+    from_path = fitted.explain([str(path)])
+    from_array = fitted.explain(image[None])
+    assert from_path.shape == (1, 96, 96)
+    np.testing.assert_allclose(from_path, from_array, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["spatial", "reference"])
+def test_blotch_is_found(fitted, blotched, method):
+    image, mask = blotched
+    fitted.set_params(explain_method=method)
+    try:
+        maps = fitted.explain(image[None])
+    finally:
+        fitted.set_params(explain_method="spatial")
+    assert _contrast(maps, mask) > 1.2
+
+
+def test_default_finds_blotch(fitted, blotched):
+    image, mask = blotched
+    assert _contrast(fitted.explain(image[None]), mask) > 1.2
+
+
+@pytest.mark.parametrize("method", EXPLAIN_METHODS)
+def test_every_method_runs(fitted, method):
+    fitted.set_params(explain_method=method, n_steps=3)
+    try:
+        maps = fitted.explain(_crops(2, seed=5))
+    finally:
+        fitted.set_params(explain_method="spatial", n_steps=8)
+    assert maps.shape == (2, 96, 96) and np.all(np.isfinite(maps))
+
+
+def test_constant_image_is_finite(fitted):
+    for method in ("spatial", "reference", "weighted"):
+        fitted.set_params(explain_method=method, n_steps=2)
+        try:
+            maps = fitted.explain(np.full((1, 64, 64), 128, np.uint8))
+        finally:
+            fitted.set_params(explain_method="spatial", n_steps=8)
+        assert np.all(np.isfinite(maps))
+
+
+def test_lam_changes_reference_map(fitted, blotched):
+    image = blotched[0][None]
+    fitted.set_params(explain_method="reference", n_steps=6, smoothing=0.0)
+    try:
+        plain = fitted.explain(image)
+        fitted.set_params(lam=1e4)
+        penalized = fitted.explain(image)
+    finally:
+        fitted.set_params(explain_method="spatial", n_steps=8, smoothing=4.0, lam=0.0)
+    assert not np.allclose(plain, penalized)
+
+
+def test_not_fitted():
+    with pytest.raises(NotFittedError):
+        EfficientNetGaussianDetector().explain(_crops(1))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"lam": -1.0},
+        {"lam": np.inf},
+        {"lam": np.nan},
+        {"step_size": -0.1},
+        {"step_size": np.inf},
+        {"n_steps": -1},
+        {"n_steps": 2.5},
+        {"n_steps": True},
+        {"smoothing": -1.0},
+        {"smoothing": np.nan},
+        {"explain_method": "magic"},
+    ],
+)
+def test_bad_params(fitted, params):
+    detector = clone(fitted).set_params(**params)
+    detector.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    with pytest.raises(ValueError):
+        detector.explain(_crops(1))
+
+
+@pytest.mark.parametrize(
+    "X, error",
+    [
+        (np.full((1, 32, 32), np.nan), ValueError),
+        (np.zeros((0, 32, 32)), ValueError),
+        ("image.png", TypeError),
+        (np.zeros((1, 32, 32), dtype=bool), TypeError),
+        (np.full((1, 32, 32), 2.0), ValueError),
+    ],
+)
+def test_bad_input_rejected_like_score_samples(fitted, X, error):
+    with pytest.raises(error):
+        fitted.score_samples(X)
+    with pytest.raises(error):
+        fitted.explain(X)
+
+
+@pytest.mark.skipif(
+    not (SHARED / "magnetic_tile" / "MT_Free").is_dir(),
+    reason="optional third-party data ../shared/data/magnetic_tile is absent",
+)
+def test_magnetic_tile_defect_outscores_background():
+    from PIL import Image
+
+    root = SHARED / "magnetic_tile"
+
+    def read(path, mode="RGB"):
+        with Image.open(path) as im:
+            return np.asarray(im.convert(mode).resize((128, 128)))
+
+    free = sorted((root / "MT_Free" / "Imgs").glob("*.jpg"))[:12]
+    detector = EfficientNetGaussianDetector(batch_size=12).fit([read(p) for p in free])
+    blowholes = sorted((root / "MT_Blowhole" / "Imgs").glob("*.jpg"))[:3]
+    X = np.stack([read(p) for p in blowholes])
+    masks = np.stack([read(p.with_suffix(".png"), "L") >= 128 for p in blowholes])
+    maps = detector.explain(X)
+    assert maps[masks].mean() > maps[~masks].mean()

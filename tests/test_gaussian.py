@@ -1,0 +1,45 @@
+"""Streaming Ledoit-Wolf moments equal scikit-learn's LedoitWolf."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.covariance import LedoitWolf
+
+from skanomaly.gaussian import LedoitWolfMoments
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_samples=st.integers(2, 60),
+    n_features=st.integers(1, 40),
+    n_chunks=st.integers(1, 5),
+    scale=st.floats(1e-2, 1e2),
+    offset=st.floats(-50, 50),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_chunked_moments_match_sklearn(n_samples, n_features, n_chunks, scale, offset, seed):
+    rng = np.random.default_rng(seed)
+    X = offset + scale * rng.normal(size=(n_samples, n_features)) * rng.uniform(
+        0.1, 3, size=n_features
+    )
+    reference = LedoitWolf().fit(X)
+    moments = LedoitWolfMoments(n_features)
+    for chunk in np.array_split(X, min(n_chunks, n_samples)):
+        moments.update(chunk)
+    location, covariance, shrinkage = moments.ledoit_wolf()
+    tolerance = 1e-6 * np.abs(reference.covariance_).max()
+    np.testing.assert_allclose(location, reference.location_, atol=1e-8 * (1 + abs(offset)))
+    np.testing.assert_allclose(covariance, reference.covariance_, atol=tolerance)
+    assert abs(shrinkage - reference.shrinkage_) < 1e-6
+
+
+def test_merge_equals_one_pass():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 12)) + 5
+    whole = LedoitWolfMoments(12).update(X)
+    left = LedoitWolfMoments(12).update(X[:20])
+    right = LedoitWolfMoments(12).update(X[20:] * 1.0)
+    merged = left.merge(right)
+    for a, b in zip(merged.ledoit_wolf(), whole.ledoit_wolf()):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert merged.n_samples == 50 and left.n_samples == 20
