@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._images import ImageSource
 from .backbone import get_features
 from .gaussian import LedoitWolfMoments, precision_from_covariance
-from .localization import check_explain_params, explain
+from .localization import SpatialGaussians, check_explain_params, explain, spatial_levels
 
 __all__ = ["EfficientNetGaussianDetector"]
 
@@ -273,8 +273,12 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         return source
 
     # --------------------------------------------------------------- features
-    def _pooled_batches(self, source, network, levels, desc):
-        """Yield ``(start, [pooled (b, c_l) float64 array per level])``."""
+    def _pooled_batches(self, source, network, levels, desc, spatial=None):
+        """Yield ``(start, [pooled (b, c_l) float64 array per level])``.
+
+        With ``spatial`` (a :class:`~skanomaly.localization.SpatialGaussians`),
+        the same forward pass also feeds it the maps of its levels.
+        """
         device = next(network.parameters()).device
         n_batches = -(-len(source) // self.batch_size)
         for start, images in _progress(
@@ -286,8 +290,13 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
                 images = network.preprocess(images.to(device))
             if device.type == "cpu":
                 images = images.contiguous(memory_format=torch.channels_last)
+            wanted = levels if spatial is None else tuple(sorted(set(levels) | set(spatial.levels)))
             with torch.inference_mode():
-                maps = network(images, levels)
+                maps = network(images, wanted)
+            if spatial is not None:
+                by_level = dict(zip(wanted, maps))
+                spatial.update([by_level[level] for level in spatial.levels])
+                maps = [by_level[level] for level in levels]
             yield start, [m.mean(dim=(2, 3)).double().cpu().numpy() for m in maps]
 
     def _distances(self, pooled):
@@ -337,7 +346,8 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         levels = self._resolve_levels(network.level_names)
         moments = None
         pooled_all = []
-        for _, pooled in self._pooled_batches(source, network, levels, "Fitting"):
+        spatial = SpatialGaussians(spatial_levels(network))
+        for _, pooled in self._pooled_batches(source, network, levels, "Fitting", spatial):
             if moments is None:
                 moments = [LedoitWolfMoments(p.shape[1]) for p in pooled]
             for moment, features in zip(moments, pooled):
@@ -351,6 +361,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         self.precision_ = [precision_from_covariance(e[1]) for e in estimates]
         self.shrinkage_ = np.array([e[2] for e in estimates])
         self.n_samples_fit_ = len(source)
+        self.spatial_ = spatial.finalize()
         self._torch_gaussians = {}
         pooled = [np.concatenate(level).astype(np.float64) for level in zip(*pooled_all)]
         scores = self._score_pooled(pooled)

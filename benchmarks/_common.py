@@ -1,0 +1,58 @@
+"""What every benchmark prints beside its table: machine, versions, date."""
+
+import datetime
+import os
+import platform
+import resource
+import statistics
+import time
+
+
+def environment():
+    """A Markdown paragraph naming the machine, library versions and date."""
+    import numpy
+    import sklearn
+    import timm
+    import torch
+
+    import skanomaly
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"Machine: {cpu}, {os.cpu_count()} cores, torch threads "
+        f"{torch.get_num_threads()}, {'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}. "
+        f"Python {platform.python_version()}, skanomaly {skanomaly.__version__}, "
+        f"torch {torch.__version__}, timm {timm.__version__}, scikit-learn "
+        f"{sklearn.__version__}, numpy {numpy.__version__}. "
+        f"Date: {datetime.date.today().isoformat()}."
+    )
+
+
+def median_time(function, repeats):
+    """Median wall time of ``function()`` over ``repeats`` runs, after a warm-up."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far, in MiB (Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
