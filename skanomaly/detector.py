@@ -1,6 +1,7 @@
 """The EfficientNet-Gaussian anomaly detector (Rippel et al., 2020)."""
 
 import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -111,7 +112,11 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         Ledoit-Wolf shrinkage coefficient of each level.
     offset_ : float
         Threshold on ``score_samples``: ``decision_function`` is
-        ``score_samples - offset_``.
+        ``score_samples - offset_``. Set by ``contamination`` in :meth:`fit`,
+        or from held-out normal images by :meth:`calibrate`.
+    calibration_scores_ : ndarray of shape (n_calibration,)
+        Sorted scores of the images given to :meth:`calibrate`; only set
+        after it.
     n_samples_fit_ : int
         Number of training images.
     n_features_in_ : int
@@ -361,6 +366,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         self.precision_ = [precision_from_covariance(e[1]) for e in estimates]
         self.shrinkage_ = np.array([e[2] for e in estimates])
         self.n_samples_fit_ = len(source)
+        self.__dict__.pop("calibration_scores_", None)
         self.spatial_ = spatial.finalize()
         self._torch_gaussians = {}
         pooled = [np.concatenate(level).astype(np.float64) for level in zip(*pooled_all)]
@@ -440,6 +446,67 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
             +1 where ``decision_function(X) >= 0``, else -1.
         """
         return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def calibrate(self, X, fpr=0.01):
+        """Set the threshold from normal images that were not used to fit.
+
+        Training scores are in-sample, so a threshold from ``contamination``
+        flags more new normal images than intended. Scoring normal images held
+        out from ``fit`` gives an honest threshold: ``offset_`` becomes the
+        ``fpr`` quantile of their scores, so about a fraction ``fpr`` of new
+        normal images is flagged. No anomalous image is needed.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Normal images not seen by :meth:`fit`, as for :meth:`fit`.
+        fpr : float in (0, 1), default=0.01
+            Target false-positive rate on normal images. With ``n`` images the
+            smallest attainable rate is about ``1 / (n + 1)``.
+
+        Returns
+        -------
+        self : EfficientNetGaussianDetector
+            The detector with ``offset_`` and ``calibration_scores_`` set.
+        """
+        check_is_fitted(self)
+        if not isinstance(fpr, numbers.Real) or isinstance(fpr, bool) or not 0 < fpr < 1:
+            raise ValueError(f"fpr must be a float in (0, 1); got {fpr!r}.")
+        scores = np.sort(self.score_samples(X))
+        if fpr < 1 / (len(scores) + 1):
+            warnings.warn(
+                f"fpr={fpr} is below 1 / (n + 1) = {1 / (len(scores) + 1):.3g} for "
+                f"{len(scores)} calibration images: the threshold is their lowest "
+                "score and the realized rate will be higher. Calibrate on more images.",
+                UserWarning,
+                stacklevel=2,
+            )
+        # Conformal quantile: flag a new normal image with probability <= fpr.
+        rank = int(np.floor(fpr * (len(scores) + 1)))
+        self.offset_ = float(scores[max(rank - 1, 0)])
+        self.calibration_scores_ = scores
+        return self
+
+    def p_values(self, X):
+        """Conformal p-values of being normal, from the calibration images.
+
+        ``(1 + #{calibration scores <= score}) / (n + 1)``: small values
+        mean an image scores lower than almost every held-out normal image.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        p_values : ndarray of shape (n,)
+            In ``(0, 1]``; requires :meth:`calibrate` first.
+        """
+        check_is_fitted(self, "calibration_scores_")
+        scores = self.score_samples(X)
+        below = np.searchsorted(self.calibration_scores_, scores, side="right")
+        return (1 + below) / (len(self.calibration_scores_) + 1)
 
     def pooled_features(self, X):
         """Globally average-pooled backbone features of each modelled level.

@@ -235,3 +235,25 @@ def test_pixel_range_for_12_bit_data(fitted, cells):
     np.testing.assert_allclose(
         detector.score_samples(twelve_bit), fitted.score_samples(defective), rtol=1e-4
     )
+
+
+def test_calibrate_sets_threshold_from_held_out_normals(fitted, cells):
+    normal, defective = cells
+    detector = pickle.loads(pickle.dumps(fitted))
+    held_out = normal[16:]
+    detector.calibrate(held_out, fpr=0.2)
+    scores = np.sort(detector.score_samples(held_out))
+    # 8 images: the conformal rank floor(0.2 * 9) = 1 is the lowest score.
+    assert detector.offset_ == scores[0]
+    assert (detector.predict(held_out) == -1).sum() == 0
+    p = detector.p_values(np.concatenate([held_out, defective]))
+    assert np.all((p > 0) & (p <= 1))
+    assert np.median(p[:8]) > np.median(p[8:])
+    with pytest.warns(UserWarning, match="Calibrate on more images"):
+        detector.calibrate(held_out, fpr=0.01)
+    with pytest.raises(ValueError, match="fpr"):
+        detector.calibrate(held_out, fpr=1.5)
+    with pytest.raises(NotFittedError):
+        EfficientNetGaussianDetector().calibrate(held_out)
+    with pytest.raises(NotFittedError):
+        pickle.loads(pickle.dumps(fitted)).p_values(held_out)
