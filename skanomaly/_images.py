@@ -10,29 +10,43 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from scipy import sparse
 
 __all__ = ["ImageSource", "read_image"]
 
 
-def read_image(path):
-    """Read an image file into an ``(H, W, 3)`` uint8 RGB array."""
+def open_image(path, convert):
+    """``convert`` applied to the decoded image file at ``path``.
+
+    Missing files raise FileNotFoundError and undecodable ones ValueError,
+    both naming the file.
+    """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"Image file {str(path)!r} does not exist.")
     try:
         with Image.open(path) as image:
+            # Truncated files open without complaint and fail only when decoded.
             image.load()
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(image)
-                array = (array.astype(np.float64) / max(float(array.max()), 1.0) * 255).astype(
-                    np.uint8
-                )
-                return np.repeat(array[..., None], 3, axis=-1)
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"Could not read image file {str(path)!r}: {exc}") from exc
+            return convert(image)
+    except Exception as exc:
+        # Pillow reports corrupt data with many exception types (OSError,
+        # SyntaxError, struct.error, ...); all of them mean the same here.
+        raise ValueError(f"Cannot read image file {str(path)!r}: {exc}") from exc
+
+
+def _rgb_array(image):
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grayscale: PIL's RGB conversion would clip it to 8 bits.
+        array = np.clip(np.asarray(image) / 257.0, 0, 255).round().astype(np.uint8)
+        return np.repeat(array[..., None], 3, axis=-1)
+    return np.asarray(image.convert("RGB"))
+
+
+def read_image(path):
+    """Read an image file into an ``(H, W, 3)`` uint8 RGB array."""
+    return open_image(path, _rgb_array)
 
 
 def _check_dtype(array, where):

@@ -25,6 +25,8 @@ import numpy as np
 from PIL import Image
 from sklearn.utils import Bunch
 
+from ._images import open_image
+
 __all__ = [
     "load_cookies",
     "load_elpv",
@@ -140,21 +142,6 @@ def _subfolders(folder, *, allow_empty=False):
     return names
 
 
-def _read(path, convert):
-    """``convert`` applied to the decoded image file at ``path``."""
-    try:
-        with Image.open(path) as image:
-            # Truncated files open without complaint and fail only when decoded.
-            image.load()
-            return convert(image)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        # Pillow reports corrupt data with many exception types (OSError,
-        # SyntaxError, struct.error, ...); all of them mean the same here.
-        raise ValueError(f"Cannot read image file {str(path)!r}: {exc}") from exc
-
-
 def _rgb(image, size):
     shape = (image.height, image.width)
     image = image.convert("RGB")
@@ -199,14 +186,14 @@ def _load(samples, size, *, with_masks=True, threshold=0):
     """
     images, masks = [], []
     for image_path, mask_path in samples:
-        image, shape = _read(image_path, partial(_rgb, size=size))
+        image, shape = open_image(image_path, partial(_rgb, size=size))
         images.append(image)
         if not with_masks:
             continue
         if mask_path is None:
             masks.append(np.zeros(image.shape[:2], dtype=bool))
             continue
-        mask, mask_shape = _read(mask_path, partial(_mask, size=size, threshold=threshold))
+        mask, mask_shape = open_image(mask_path, partial(_mask, size=size, threshold=threshold))
         if mask_shape != shape:
             raise ValueError(
                 f"Mask file {str(mask_path)!r} is {mask_shape[0]}x{mask_shape[1]} "

@@ -503,7 +503,11 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         p_values : ndarray of shape (n,)
             In ``(0, 1]``; requires :meth:`calibrate` first.
         """
-        check_is_fitted(self, "calibration_scores_")
+        check_is_fitted(
+            self,
+            "calibration_scores_",
+            msg="p_values needs calibration: call calibrate(X_normal) after fit.",
+        )
         scores = self.score_samples(X)
         below = np.searchsorted(self.calibration_scores_, scores, side="right")
         return (1 + below) / (len(self.calibration_scores_) + 1)

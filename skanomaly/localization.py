@@ -54,7 +54,8 @@ __all__ = [
 ]
 
 # Stages whose pre-pooling maps get a spatial Gaussian (28x28, 14x14, 14x14
-# and 7x7 for Lite0 at 224 px; chosen by benchmarks/bench_explain.py). Names; resolved against the network's level names.
+# and 7x7 for Lite0 at 224 px; chosen by benchmarks/bench_explain.py).
+# Names, resolved against the network's level names.
 SPATIAL_LEVELS = ("stage3", "stage4", "stage5", "stage6")
 
 EXPLAIN_METHODS = ("reference", "spatial", "weighted", "spatial_grad", "spatial_grad_prior")
