@@ -304,6 +304,17 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
                 maps = [by_level[level] for level in levels]
             yield start, [m.mean(dim=(2, 3)).double().cpu().numpy() for m in maps]
 
+    def _map_pooled(self, X, function, desc):
+        """``function(pooled)`` over the batches of a fitted detector's ``X``."""
+        check_is_fitted(self)
+        self._check_params()
+        source = self._images(X, reset=False)
+        network = self._network()
+        return [
+            function(pooled)
+            for _, pooled in self._pooled_batches(source, network, self.levels_, desc)
+        ]
+
     def _distances(self, pooled):
         """Per-level Mahalanobis distances, ``(n, n_levels)``."""
         columns = []
@@ -407,15 +418,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         scores : ndarray of shape (n,)
             Higher is more normal; an anomaly score is ``-scores``.
         """
-        check_is_fitted(self)
-        self._check_params()
-        source = self._images(X, reset=False)
-        network = self._network()
-        parts = [
-            self._score_pooled(pooled)
-            for _, pooled in self._pooled_batches(source, network, self.levels_, "Scoring")
-        ]
-        return np.concatenate(parts)
+        return np.concatenate(self._map_pooled(X, self._score_pooled, "Scoring"))
 
     def decision_function(self, X):
         """Shifted scores: negative for outliers, positive for inliers.
@@ -528,15 +531,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         features : dict of str to ndarray of shape (n, n_channels_l)
             One float64 array per level in ``level_names_``.
         """
-        check_is_fitted(self)
-        self._check_params()
-        source = self._images(X, reset=False)
-        parts = [
-            pooled
-            for _, pooled in self._pooled_batches(
-                source, self._network(), self.levels_, "Extracting"
-            )
-        ]
+        parts = self._map_pooled(X, lambda pooled: pooled, "Extracting")
         return {
             name: np.concatenate(level)
             for name, level in zip(self.level_names_, zip(*parts))
@@ -555,15 +550,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         distances : ndarray of shape (n, n_levels)
             Columns follow ``level_names_``.
         """
-        check_is_fitted(self)
-        self._check_params()
-        source = self._images(X, reset=False)
-        network = self._network()
-        parts = [
-            self._distances(pooled)
-            for _, pooled in self._pooled_batches(source, network, self.levels_, "Scoring")
-        ]
-        return np.concatenate(parts)
+        return np.concatenate(self._map_pooled(X, self._distances, "Scoring"))
 
     def explain(self, X):
         """Pixel anomaly maps: where each image looks anomalous.

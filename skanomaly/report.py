@@ -1,0 +1,203 @@
+"""A self-contained HTML report of anomaly scores and heat-map overlays.
+
+The report is one ``index.html`` with relative links to thumbnail and overlay
+images next to it, a small inline script to sort the table by clicking its
+headers, and no external resources: it opens from disk, with no server.
+"""
+
+import html
+import math
+from pathlib import Path
+from urllib.parse import quote
+
+__all__ = ["write_report"]
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; margin-bottom: 0.2em; }
+p.meta { color: #555; margin: 0.2em 0; }
+table { border-collapse: collapse; margin-top: 1em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; vertical-align: middle; }
+th { background: #f0f0f0; cursor: pointer; user-select: none; white-space: nowrap; }
+th.nosort { cursor: default; }
+th[aria-sort="ascending"]::after { content: " \\25B2"; }
+th[aria-sort="descending"]::after { content: " \\25BC"; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.path { font-family: ui-monospace, monospace; font-size: 0.9em; word-break: break-all; max-width: 28em; }
+tr.anomalous { background: #ffe3e0; }
+tr.anomalous td.label { color: #b00020; font-weight: bold; }
+img { display: block; max-width: 160px; max-height: 160px; }
+span.none { color: #999; font-size: 0.9em; }
+#load-status.failed { color: #b00020; font-weight: bold; }
+"""
+
+# Sorts the table by a clicked header (numbers by data-value) and records on
+# <body> how many images loaded: data-images="loaded/total", and
+# data-images-failed, once every image has finished (used by the tests; a
+# visible warning appears if any image is missing).
+_JS = """
+(function () {
+  var table = document.getElementById("scores");
+  var headers = table.tHead.rows[0].cells;
+  function key(row, col, numeric) {
+    var cell = row.cells[col];
+    var v = cell.getAttribute("data-value");
+    if (v === null) { v = cell.textContent; }
+    return numeric ? parseFloat(v) : v.toLowerCase();
+  }
+  Array.prototype.forEach.call(headers, function (th, col) {
+    if (th.classList.contains("nosort")) { return; }
+    th.addEventListener("click", function () {
+      var numeric = th.getAttribute("data-type") === "number";
+      var asc = th.getAttribute("aria-sort") !== "ascending";
+      Array.prototype.forEach.call(headers, function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = key(a, col, numeric), y = key(b, col, numeric);
+        if (x < y) { return asc ? -1 : 1; }
+        if (x > y) { return asc ? 1 : -1; }
+        return 0;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+  var images = Array.prototype.slice.call(document.images);
+  var done = 0, failed = [];
+  function finish() {
+    done += 1;
+    if (done < images.length) { return; }
+    document.body.setAttribute("data-images", (images.length - failed.length) + "/" + images.length);
+    document.body.setAttribute("data-images-failed", failed.join(" "));
+    if (failed.length) {
+      var s = document.getElementById("load-status");
+      s.className = "failed";
+      s.textContent = failed.length + " image(s) could not be loaded: " + failed.join(", ");
+    }
+  }
+  if (!images.length) { done = -1; finish(); return; }
+  images.forEach(function (img) {
+    function ok() { if (img.naturalWidth > 0) { finish(); } else { failed.push(img.getAttribute("src")); finish(); } }
+    function bad() { failed.push(img.getAttribute("src")); finish(); }
+    if (img.complete) { ok(); } else {
+      img.addEventListener("load", ok);
+      img.addEventListener("error", bad);
+    }
+  });
+})();
+"""
+
+
+def _fmt(value):
+    return "" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
+def _img(src, alt):
+    if not src:
+        return '<span class="none">&mdash;</span>'
+    url = html.escape(quote(src), quote=True)
+    alt = html.escape(alt, quote=True)
+    return f'<a href="{url}"><img src="{url}" alt="{alt}"></a>'
+
+
+def write_report(out_dir, records, threshold, title="skanomaly report", notes=None):
+    """Write ``out_dir/index.html`` listing ``records``.
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+        Existing folder; image links in ``records`` are relative to it.
+    records : list of dict
+        One per image, with keys ``path`` (shown, escaped), ``score``,
+        ``anomaly_score``, ``decision``, ``label`` ("normal" or "anomalous"),
+        and optionally ``thumbnail`` and ``overlay`` (relative paths of image
+        files, or None) and ``truth`` (a ground-truth label, shown in an extra
+        column when any record has one).
+    threshold : float
+        The anomaly-score threshold: images above it are anomalous.
+    title : str, default="skanomaly report"
+        Page title and heading.
+    notes : str, default=None
+        A line of text under the heading.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The written ``index.html``.
+    """
+    out_dir = Path(out_dir)
+    has_truth = any(r.get("truth") is not None for r in records)
+    n_bad = sum(r["label"] == "anomalous" for r in records)
+    n_maps = sum(bool(r.get("overlay")) for r in records)
+    head = [
+        ("#", "number"),
+        ("Image", None),
+        ("Heat map", None),
+        ("File", "text"),
+        ("Anomaly score", "number"),
+        ("Decision", "number"),
+        ("Label", "text"),
+    ]
+    if has_truth:
+        head.append(("Ground truth", "text"))
+    cells = []
+    for name, kind in head:
+        if kind is None:
+            cells.append(f'<th class="nosort">{html.escape(name)}</th>')
+        else:
+            sort = ' aria-sort="descending"' if name == "Anomaly score" else ""
+            cells.append(f'<th data-type="{kind}"{sort}>{html.escape(name)}</th>')
+    # Most anomalous first; the original order stays available in column #.
+    order = sorted(
+        range(len(records)), key=lambda i: -records[i]["anomaly_score"]
+        if math.isfinite(records[i]["anomaly_score"]) else math.inf,
+    )
+    body = []
+    for i in order:
+        r = records[i]
+        label = r["label"]
+        row = [
+            f'<td class="num" data-value="{i + 1}">{i + 1}</td>',
+            f"<td>{_img(r.get('thumbnail'), r['path'])}</td>",
+            f"<td>{_img(r.get('overlay'), 'heat map of ' + r['path'])}</td>",
+            f'<td class="path">{html.escape(r["path"])}</td>',
+            f'<td class="num" data-value="{r["anomaly_score"]!r}">{_fmt(r["anomaly_score"])}</td>',
+            f'<td class="num" data-value="{r["decision"]!r}">{_fmt(r["decision"])}</td>',
+            f'<td class="label">{html.escape(label)}</td>',
+        ]
+        if has_truth:
+            row.append(f"<td>{html.escape(str(r.get('truth') or ''))}</td>")
+        cls = ' class="anomalous"' if label == "anomalous" else ""
+        body.append(f"<tr{cls}>{''.join(row)}</tr>")
+    meta = [
+        f"{len(records)} image(s), <b>{n_bad} anomalous</b> (anomaly score above the "
+        f"threshold <b>{_fmt(threshold)}</b>, i.e. negative decision); "
+        f"{n_maps} heat map(s). Click a column header to sort.",
+    ]
+    if notes:
+        meta.append(html.escape(notes))
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<style>{_CSS}</style>
+</head>
+<body data-threshold="{threshold!r}">
+<h1>{html.escape(title)}</h1>
+{''.join(f'<p class="meta">{m}</p>' for m in meta)}
+<p id="load-status"></p>
+<table id="scores">
+<thead><tr>{''.join(cells)}</tr></thead>
+<tbody>
+{chr(10).join(body)}
+</tbody>
+</table>
+<script>{_JS}</script>
+</body>
+</html>
+"""
+    path = out_dir / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
