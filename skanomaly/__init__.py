@@ -1,7 +1,6 @@
 """skanomaly: training-free visual anomaly detection for scikit-learn."""
 
+from ._version import __version__
 from .detector import EfficientNetGaussianDetector
-
-__version__ = "0.1.0"
 
 __all__ = ["EfficientNetGaussianDetector", "__version__"]

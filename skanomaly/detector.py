@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._images import ImageSource
+from ._version import __version__
 from .backbone import get_features
 from .gaussian import LedoitWolfMoments, precision_from_covariance
 from .localization import SpatialGaussians, check_explain_params, explain, spatial_levels
@@ -119,6 +120,9 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         after it.
     n_samples_fit_ : int
         Number of training images.
+    weights_digest_ : str
+        SHA-256 of the backbone weights used in :meth:`fit`; a detector
+        whose network is later rebuilt with other weights refuses to score.
     n_features_in_ : int
         Number of features of a 2-D training ``X``; only set for 2-D input.
 
@@ -227,7 +231,17 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         return device
 
     def _network(self):
-        return get_features(self.backbone, self.weights, self._torch_device())
+        """The backbone network, checked against the weights used in fit."""
+        network = get_features(self.backbone, self.weights, self._torch_device())
+        expected = getattr(self, "weights_digest_", None)
+        if expected is not None and network.weights_digest != expected:
+            raise ValueError(
+                f"This detector was fitted with other weights for {self.backbone!r} "
+                f"(SHA-256 {expected[:12]}...) than the ones loaded now "
+                f"({network.weights_digest[:12]}...); its Gaussians do not apply. "
+                "Refit it, or load the original weights with weights=."
+            )
+        return network
 
     def _resolve_levels(self, names):
         levels = self.levels
@@ -358,7 +372,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
                 f"n_samples={len(source)}: fitting a Gaussian needs at least 2 "
                 "normal images (a few dozen for a useful model)."
             )
-        network = self._network()
+        network = get_features(self.backbone, self.weights, self._torch_device())
         levels = self._resolve_levels(network.level_names)
         moments = None
         pooled_all = []
@@ -377,6 +391,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         self.precision_ = [precision_from_covariance(e[1]) for e in estimates]
         self.shrinkage_ = np.array([e[2] for e in estimates])
         self.n_samples_fit_ = len(source)
+        self.weights_digest_ = network.weights_digest
         self.__dict__.pop("calibration_scores_", None)
         self.spatial_ = spatial.finalize()
         self._torch_gaussians = {}
@@ -590,8 +605,19 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
             ]
         return cache[key]
 
+    def __setstate__(self, state):
+        saved = state.pop("_skanomaly_version", None)
+        if saved is None or saved.split(".")[:2] != __version__.split(".")[:2]:
+            raise ValueError(
+                f"This detector was saved by skanomaly {saved or '< 0.1'} and "
+                f"cannot be loaded by skanomaly {__version__}: versions must "
+                "agree in major.minor. Refit it with this version."
+            )
+        super().__setstate__(state)
+
     def __getstate__(self):
         state = super().__getstate__()
+        state["_skanomaly_version"] = __version__
         # Tensors cached per device are rebuilt on demand, never pickled.
         state.pop("_torch_gaussians", None)
         return state

@@ -1,0 +1,349 @@
+"""The ``skanomaly`` console command, run in-process on small real images."""
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from PIL import Image
+
+from skanomaly import __version__
+from skanomaly.cli import main
+
+FAST = ["--levels", "0,1,2,3", "--no-progress"]
+
+
+def _write(images, folder, prefix):
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(images):
+        path = folder / f"{prefix}{i:02d}.png"
+        Image.fromarray(image).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def folders(cells, tmp_path_factory):
+    """12 normal training cells, and 3 normal + 3 defective cells to check."""
+    normal, defective = cells
+    root = tmp_path_factory.mktemp("cli")
+    _write(normal[:12], root / "normal", "good")
+    _write(normal[12:15], root / "check", "good")
+    _write(defective[:3], root / "check", "bad")
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(folders):
+    path = folders / "model.joblib"
+    assert main(["fit", str(folders / "normal"), "-o", str(path), *FAST]) == 0
+    return path
+
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("skanomaly: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _read_csv(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+# ------------------------------------------------------------------ success
+def test_fit_writes_a_versioned_model(model):
+    payload = joblib.load(model)
+    assert payload["skanomaly_version"] == __version__
+    assert payload["format"] == 1
+    detector = payload["detector"]
+    assert detector.levels_ == (0, 1, 2, 3)
+    assert detector.n_samples_fit_ == 10  # 2 of 12 held out for the threshold
+    assert detector.progress is False
+
+
+def test_score_csv(model, folders, tmp_path, capsys):
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(model), str(folders / "check"), "--csv", str(out), "--no-progress"]) == 0
+    rows = _read_csv(out)
+    assert list(rows[0]) == ["path", "score", "anomaly_score", "decision", "label"]
+    names = [Path(r["path"]).name for r in rows]
+    assert names == sorted(f"{p}{i:02d}.png" for p in ("bad", "good") for i in range(3))
+    for row in rows:
+        assert float(row["anomaly_score"]) == pytest.approx(-float(row["score"]), rel=1e-5)
+        assert row["label"] == ("anomalous" if float(row["decision"]) < 0 else "normal")
+    # The defective cells score as more anomalous than the normal ones.
+    bad = [float(r["anomaly_score"]) for r in rows if "bad" in r["path"]]
+    good = [float(r["anomaly_score"]) for r in rows if "good" in r["path"]]
+    assert min(bad) > max(good)
+    assert "6 image(s) scored" in capsys.readouterr().out
+
+
+def test_score_prints_a_table_and_accepts_files(model, folders, capsys):
+    files = sorted((folders / "check").glob("bad*.png"))
+    assert main(["score", str(model), *map(str, files), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["anomaly_score", "label", "path"]
+    assert all(f.name in out for f in files)
+    assert "3 image(s) scored" in out
+
+
+@pytest.fixture(scope="module")
+def report(model, folders):
+    out = folders / "report_all"
+    assert main(["explain", str(model), str(folders / "check"), "-o", str(out), "--all", "--no-progress"]) == 0
+    return out
+
+
+def test_explain_all_writes_overlays_and_report(report):
+    overlays = sorted(report.glob("overlays/*.png"))
+    thumbs = sorted(report.glob("thumbnails/*.png"))
+    assert len(overlays) == 6 and len(thumbs) == 6
+    with Image.open(overlays[0]) as image:
+        assert image.size == (64, 64)
+    page = (report / "index.html").read_text(encoding="utf-8")
+    for name in ("good00", "good02", "bad00", "bad02"):
+        assert name in page
+    assert page.count("<tr") == 7  # header + one row per image
+    for link in [*overlays, *thumbs]:
+        assert f'src="{link.parent.name}/{link.name}"' in page
+    assert "http" not in page.replace("http-equiv", "")  # no external resources
+    assert len(_read_csv(report / "scores.csv")) == 6
+
+
+def test_explain_default_explains_only_flagged(model, folders, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["explain", str(model), str(folders / "check"), "-o", str(out), "--no-progress"]) == 0
+    rows = _read_csv(out / "scores.csv")
+    n_flagged = sum(r["label"] == "anomalous" for r in rows)
+    assert n_flagged >= 3  # the defective cells
+    assert len(list((out / "overlays").glob("*.png"))) == n_flagged
+    assert len(list((out / "thumbnails").glob("*.png"))) == 6
+    assert str(out / "index.html") in capsys.readouterr().out
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.count('<tr class="anomalous">') == n_flagged
+
+
+def test_explain_max_explain(model, folders, tmp_path):
+    out = tmp_path / "report"
+    args = ["explain", str(model), str(folders / "check"), "-o", str(out), "--all"]
+    assert main([*args, "--max-explain", "2", "--no-progress"]) == 0
+    assert len(list((out / "overlays").glob("*.png"))) == 2
+
+
+def test_file_names_are_escaped(model, folders, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(folders / "check" / "bad00.png", src / "<b>&x.png")
+    out = tmp_path / "report"
+    assert main(["explain", str(model), str(src), "-o", str(out), "--all", "--no-progress"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "<b>&x" not in page and "&lt;b&gt;&amp;x" in page
+
+
+# ------------------------------------------------------ unreadable images
+@pytest.fixture
+def mixed(folders, tmp_path):
+    """Two good images, a corrupt PNG and a text file."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("bad00.png", "good00.png"):
+        shutil.copy(folders / "check" / name, folder / name)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_unreadable_images_are_skipped_with_exit_1(model, mixed, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    assert main(["score", str(model), str(mixed), "--csv", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "ignored 1 non-image file" in err
+    assert "broken.png" in err and "1 unreadable image(s) skipped" in err
+    assert "Traceback" not in err
+    assert [Path(r["path"]).name for r in _read_csv(out)] == ["bad00.png", "good00.png"]
+
+
+def test_explicit_non_image_file_is_unreadable(model, mixed, capsys):
+    code = main(["score", str(model), str(mixed / "good00.png"), str(mixed / "notes.txt"), "--no-progress"])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "notes.txt" in captured.err and "1 image(s) scored" in captured.out
+
+
+def test_explain_skips_unreadable_images(model, mixed, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["explain", str(model), str(mixed), "-o", str(out), "--all", "--no-progress"]) == 1
+    assert len(list((out / "overlays").glob("*.png"))) == 2
+    assert "broken" not in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_strict_stops_at_the_first_unreadable_image(model, mixed, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    code = main(["score", str(model), str(mixed), "--csv", str(out), "--strict", "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "--strict" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_fit_skips_unreadable_images(mixed, folders, tmp_path, capsys):
+    for path in sorted((folders / "normal").glob("*.png"))[:4]:
+        shutil.copy(path, mixed / path.name)
+    model = tmp_path / "m.joblib"
+    assert main(["fit", str(mixed), "-o", str(model), "--holdout", "0", *FAST]) == 1
+    assert joblib.load(model)["detector"].n_samples_fit_ == 6
+
+
+# --------------------------------------------------------------- bad input
+def test_missing_path(model, tmp_path, capsys):
+    assert main(["score", str(model), str(tmp_path / "nope")]) == 2
+    assert "does not exist" in _one_error_line(capsys)
+
+
+def test_missing_normal_dir(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "nope"), "-o", str(tmp_path / "m.joblib")]) == 2
+    assert "nope" in _one_error_line(capsys)
+
+
+def test_empty_folder(model, tmp_path, capsys):
+    assert main(["score", str(model), str(tmp_path)]) == 2
+    assert "holds no image files" in _one_error_line(capsys)
+
+
+def test_folder_of_non_images(model, tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("x")
+    assert main(["fit", str(tmp_path), "-o", str(tmp_path / "m.joblib")]) == 2
+    assert "1 non-image file" in _one_error_line(capsys)
+
+
+def test_too_few_readable_training_images(folders, tmp_path, capsys):
+    shutil.copy(folders / "check" / "good00.png", tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"garbage")
+    assert main(["fit", str(tmp_path), "-o", str(tmp_path / "m.joblib"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "at least 2" in err.splitlines()[-1] and "Traceback" not in err
+
+
+def test_corrupt_model_file(folders, tmp_path, capsys):
+    bad = tmp_path / "model.joblib"
+    bad.write_bytes(os.urandom(200))
+    assert main(["score", str(bad), str(folders / "check")]) == 2
+    assert "not a readable skanomaly model file" in _one_error_line(capsys)
+
+
+def test_corrupt_model_traceback_with_verbose(folders, tmp_path, capsys):
+    bad = tmp_path / "model.joblib"
+    bad.write_bytes(b"garbage")
+    assert main(["score", str(bad), str(folders / "check"), "--verbose"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_model_of_another_version(model, folders, tmp_path, capsys):
+    payload = joblib.load(model)
+    payload["skanomaly_version"] = "0.0.1"
+    old = tmp_path / "old.joblib"
+    joblib.dump(payload, old)
+    assert main(["explain", str(old), str(folders / "check"), "-o", str(tmp_path / "r")]) == 2
+    line = _one_error_line(capsys)
+    assert "0.0.1" in line and "incompatible" in line
+
+
+def test_pickle_that_is_not_a_model(folders, tmp_path, capsys):
+    other = tmp_path / "other.joblib"
+    joblib.dump([1, 2, 3], other)
+    assert main(["score", str(other), str(folders / "check")]) == 2
+    assert "not a skanomaly model file" in _one_error_line(capsys)
+
+
+def test_missing_model_file(folders, tmp_path, capsys):
+    assert main(["score", str(tmp_path / "m.joblib"), str(folders / "check")]) == 2
+    assert "does not exist" in _one_error_line(capsys)
+
+
+def test_unwritable_output_folder(model, folders, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["explain", str(model), str(folders / "check"), "-o", str(blocker / "out")])
+    assert code == 2
+    assert "cannot write to the output folder" in _one_error_line(capsys)
+
+
+def test_unwritable_model_path(folders, tmp_path, capsys):
+    code = main(["fit", str(folders / "normal"), "-o", str(tmp_path / "no" / "m.joblib"), *FAST])
+    assert code == 2
+    assert "does not exist" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["fit", ".", "-o", "m.joblib", "--contamination", "2"],
+        ["fit", ".", "-o", "m.joblib", "--levels", "1,,2"],
+        ["fit", "."],
+        ["score", "m.joblib", ".", "--batch-size", "0"],
+        ["explain", "m.joblib", "."],
+        ["frobnicate"],
+    ],
+)
+def test_usage_errors(argv, capsys):
+    assert main(argv) == 2
+    _one_error_line(capsys)
+
+
+def test_unknown_level_is_a_one_line_error(folders, tmp_path, capsys):
+    code = main(["fit", str(folders / "normal"), "-o", str(tmp_path / "m.joblib"),
+                 "--levels", "stage99", "--no-progress"])
+    assert code == 2
+    assert "stage99" in _one_error_line(capsys)
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------- help
+@pytest.mark.parametrize("command", [[], ["fit"], ["score"], ["explain"], ["demo"]])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: skanomaly")
+    if command in (["score"], ["explain"]):
+        assert "only load model files you created or trust" in " ".join(out.split())
+
+
+def test_console_script_and_module():
+    script = shutil.which("skanomaly") or str(Path(sys.executable).parent / "skanomaly")
+    if not Path(script).exists():
+        pytest.skip("the skanomaly console script is not installed (pip install -e .)")
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for command in ("fit", "score", "explain", "demo"):
+        assert command in result.stdout
+
+
+# -------------------------------------------------------------------- demo
+def test_demo_small(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "-o", str(out), "--n-train", "8", "--n-test", "2", "--max-explain", "2",
+            "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "AUROC" in printed and "Most anomalous cells" in printed
+    assert str(out / "index.html") in printed
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.count("<tr") == 5 and "Ground truth" in page
+    assert 1 <= len(list((out / "overlays").glob("*.png"))) <= 2
+    assert np.isfinite([float(r["anomaly_score"]) for r in _read_csv(out / "scores.csv")]).all()

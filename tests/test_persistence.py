@@ -1,0 +1,63 @@
+"""Saved detectors: small, network-free, version- and weights-checked."""
+
+import pickle
+import subprocess
+import sys
+
+import joblib
+import numpy as np
+import pytest
+import torch
+
+import skanomaly
+from skanomaly import EfficientNetGaussianDetector
+from skanomaly.backbone import load_backbone
+
+
+def test_reloads_in_a_fresh_offline_process(fitted, cells, tmp_path):
+    _, defective = cells
+    np.save(tmp_path / "X.npy", defective)
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    code = (
+        "import sys, joblib, numpy as np\n"
+        "model = joblib.load(sys.argv[1] + '/model.joblib')\n"
+        "np.save(sys.argv[1] + '/scores.npy', model.score_samples(np.load(sys.argv[1] + '/X.npy')))\n"
+    )
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "", "HOME": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, check=True, timeout=300)
+    np.testing.assert_array_equal(np.load(tmp_path / "scores.npy"), fitted.score_samples(defective))
+
+
+def test_saved_model_is_small(fitted, tmp_path):
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    network_bytes = sum(
+        t.numel() * t.element_size() for t in load_backbone(fitted.backbone).state_dict().values()
+    )
+    # The Gaussians (covariance and precision of the 1280-d head dominate),
+    # never the network.
+    gaussian_bytes = sum(c.nbytes + p.nbytes for c, p in zip(fitted.covariance_, fitted.precision_))
+    size = (tmp_path / "model.joblib").stat().st_size
+    assert size < 1.1 * gaussian_bytes + 1e6
+    assert network_bytes > 15e6
+
+
+def test_incompatible_version_is_refused(fitted, monkeypatch):
+    monkeypatch.setattr(skanomaly.detector, "__version__", "9.3.0")
+    blob = pickle.dumps(fitted)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="saved by skanomaly 9.3.0"):
+        pickle.loads(blob)
+
+
+def test_other_weights_are_refused(cells, tmp_path):
+    normal, defective = cells
+    state = load_backbone("tf_efficientnet_lite0").state_dict()
+    torch.save(state, tmp_path / "w.pth")
+    detector = EfficientNetGaussianDetector(weights=tmp_path / "w.pth", levels=(0, 1)).fit(normal[:6])
+    detector.score_samples(defective)
+    # The same file name now holds other weights (one tensor changed).
+    state["conv_stem.weight"] = state["conv_stem.weight"] * 1.01
+    torch.save(state, tmp_path / "w.pth")
+    skanomaly.backbone._CACHE.clear()
+    with pytest.raises(ValueError, match="fitted with other weights"):
+        detector.score_samples(defective)
