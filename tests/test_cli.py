@@ -120,17 +120,27 @@ def test_explain_all_writes_overlays_and_report(report):
     assert len(_read_csv(report / "scores.csv")) == 6
 
 
-def test_explain_default_explains_only_flagged(model, folders, tmp_path, capsys):
+def test_explain_default_explains_only_flagged(model, folders, report, tmp_path, capsys):
+    # A model whose threshold lies between the normal and the defective cells.
+    scores = {Path(r["path"]).name: float(r["anomaly_score"]) for r in _read_csv(report / "scores.csv")}
+    good = max(v for k, v in scores.items() if k.startswith("good"))
+    bad = min(v for k, v in scores.items() if k.startswith("bad"))
+    payload = joblib.load(model)
+    payload["detector"].offset_ = -(good + bad) / 2
+    tuned = tmp_path / "tuned.joblib"
+    joblib.dump(payload, tuned)
     out = tmp_path / "report"
-    assert main(["explain", str(model), str(folders / "check"), "-o", str(out), "--no-progress"]) == 0
+    assert main(["explain", str(tuned), str(folders / "check"), "-o", str(out), "--no-progress"]) == 0
     rows = _read_csv(out / "scores.csv")
-    n_flagged = sum(r["label"] == "anomalous" for r in rows)
-    assert n_flagged >= 3  # the defective cells
-    assert len(list((out / "overlays").glob("*.png"))) == n_flagged
+    assert sorted(Path(r["path"]).name for r in rows if r["label"] == "anomalous") == [
+        "bad00.png", "bad01.png", "bad02.png"
+    ]
+    overlays = sorted(p.name for p in (out / "overlays").glob("*.png"))
+    assert len(overlays) == 3 and all("bad" in name for name in overlays)
     assert len(list((out / "thumbnails").glob("*.png"))) == 6
     assert str(out / "index.html") in capsys.readouterr().out
     page = (out / "index.html").read_text(encoding="utf-8")
-    assert page.count('<tr class="anomalous">') == n_flagged
+    assert page.count('<tr class="anomalous">') == 3
 
 
 def test_explain_max_explain(model, folders, tmp_path):
@@ -198,7 +208,7 @@ def test_strict_stops_at_the_first_unreadable_image(model, mixed, tmp_path, caps
 
 def test_fit_skips_unreadable_images(mixed, folders, tmp_path, capsys):
     for path in sorted((folders / "normal").glob("*.png"))[:4]:
-        shutil.copy(path, mixed / path.name)
+        shutil.copy(path, mixed / f"train_{path.name}")
     model = tmp_path / "m.joblib"
     assert main(["fit", str(mixed), "-o", str(model), "--holdout", "0", *FAST]) == 1
     assert joblib.load(model)["detector"].n_samples_fit_ == 6

@@ -257,3 +257,16 @@ def test_calibrate_sets_threshold_from_held_out_normals(fitted, cells):
         EfficientNetGaussianDetector().calibrate(held_out)
     with pytest.raises(NotFittedError):
         pickle.loads(pickle.dumps(fitted)).p_values(held_out)
+
+
+def test_concurrent_scoring_matches_one_thread(fitted, cells):
+    from concurrent.futures import ThreadPoolExecutor
+
+    normal, defective = cells
+    X = np.concatenate([normal[16:], defective])
+    reference = fitted.score_samples(X)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(fitted.score_samples, [X, X[::-1], X]))
+    np.testing.assert_allclose(results[0], reference, rtol=1e-5)
+    np.testing.assert_allclose(results[1][::-1], reference, rtol=1e-5)
+    np.testing.assert_allclose(results[2], reference, rtol=1e-5)
