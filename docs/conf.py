@@ -60,8 +60,7 @@ exclude_patterns = [
 ]
 default_role = "literal"
 pygments_style = "sphinx"
-# MathJax is loaded by the browser when a page is viewed, not by the build.
-mathjax_path = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"
+# MathJax (formulas) is loaded by the reader's browser, never by the build.
 
 # -- autodoc / autosummary / numpydoc ----------------------------------------
 autosummary_generate = True
