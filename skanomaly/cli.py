@@ -378,6 +378,10 @@ def _configure(detector, args, progress=False):
     if args.batch_size is not None:
         params["batch_size"] = args.batch_size
     detector.set_params(**params)
+    try:
+        detector._torch_device()
+    except ValueError as exc:
+        raise UsageError(f"--device: {exc}") from exc
     return detector
 
 
@@ -589,7 +593,6 @@ def explain_and_report(detector, files, out_dir, args, *, display=None, truth=No
             try:
                 overlay_heatmap(
                     image, anomaly_map, path=out_dir / "overlays" / name, vmin=vmin, vmax=vmax,
-                    title=f"{rows[i]['anomaly_score']:.4g}",
                 )
             except OSError as exc:
                 raise UsageError(str(exc).splitlines()[0]) from exc
@@ -732,7 +735,7 @@ def cmd_explain(args):
         return 1
     n_overlays = sum(r["overlay"] is not None for r in rows)
     _print_summary(rows, -detector.offset_)
-    print(f"{n_overlays} heat map(s) drawn. Report: {index}")
+    print(f"{n_overlays} heat map(s) drawn. Report: {index.resolve()}")
     return 1 if reader.skipped else 0
 
 
@@ -747,7 +750,7 @@ def cmd_demo(args):
     try:
         data = load_elpv(cell_type="mono", resize=8)  # labels and paths only
     except ImportError as exc:
-        raise UsageError(f"the demo needs the elpv-dataset package: pip install elpv-dataset") from exc
+        raise UsageError("the demo needs the elpv-dataset package: pip install elpv-dataset") from exc
     files = np.array([Path(f) for f in data.filenames], dtype=object)
     rng = np.random.default_rng(args.seed)
     normal = rng.permutation(np.flatnonzero(data.y == 1))
@@ -793,7 +796,7 @@ def cmd_demo(args):
     for row in ranked:
         print(f"  {row['anomaly_score']:9.4g}  {row['label']:<9}  (truly {row['truth']})  {row['path']}")
     _print_summary(rows, -detector.offset_)
-    print(f"Report: {index}")
+    print(f"Report: {index.resolve()}")
     return 1 if (reader.skipped or reader2.skipped) else 0
 
 
