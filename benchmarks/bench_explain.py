@@ -9,19 +9,16 @@ defective images. Writes the table to ``docs/explain_benchmark.md``.
 """
 
 import argparse
-import datetime
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from _common import environment
 from skanomaly import EfficientNetGaussianDetector
-from skanomaly import localization
+from skanomaly.datasets import shared_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,59 +35,31 @@ VARIANTS = {
 }
 
 
-def data_dir():
-    try:
-        from skanomaly.datasets import shared_data_dir
+def load_magnetic_tile(root, n_fit, n_test):
+    """Normal tiles to fit; a test set of half normal tiles, half defective
+    ones taken from the defect classes in turn (non-empty masks only)."""
+    from skanomaly.datasets import load_magnetic_tile as load
 
-        d = shared_data_dir()
-        if d is not None:
-            return Path(d)
-    except Exception:
-        pass
-    return ROOT.parent / "shared" / "data"
-
-
-def _read(path, mode="RGB", scale=1):
-    with Image.open(path) as im:
-        im = im.convert(mode)
-        if scale != 1:
-            size = (im.width // scale, im.height // scale)
-            im = im.resize(size, Image.BILINEAR if mode != "L" else Image.NEAREST)
-        return np.asarray(im)
+    free = load(root, classes=["Free"], max_per_class=n_fit + n_test // 2)
+    defects = load(root, classes=["Blowhole", "Break", "Crack", "Fray", "Uneven"])
+    by_class = {}
+    for i in np.flatnonzero([m.any() for m in defects.masks]):
+        by_class.setdefault(defects.defect_type[i], []).append(i)
+    picked = [i for group in zip(*by_class.values()) for i in group][: n_test - n_test // 2]
+    X = list(free.X[n_fit:]) + [defects.X[i] for i in picked]
+    masks = list(free.masks[n_fit:]) + [defects.masks[i] for i in picked]
+    return list(free.X[:n_fit]), X, masks
 
 
-def load_magnetic_tile(n_fit, n_test):
-    root = data_dir() / "magnetic_tile"
-    free = sorted((root / "MT_Free" / "Imgs").glob("*.jpg"))
-    fit = [_read(p) for p in free[:n_fit]]
-    normal = free[n_fit : n_fit + n_test // 2]
-    classes = ["MT_Blowhole", "MT_Break", "MT_Crack", "MT_Fray", "MT_Uneven"]
-    lists = {c: sorted((root / c / "Imgs").glob("*.jpg")) for c in classes}
-    defective, i = [], 0
-    while len(defective) < n_test - len(normal):
-        for c in classes:
-            if i < len(lists[c]) and len(defective) < n_test - len(normal):
-                mask = _read(lists[c][i].with_suffix(".png"), "L") >= 128
-                if mask.any():
-                    defective.append((lists[c][i], mask))
-        i += 1
-    X = [_read(p) for p in normal] + [_read(p) for p, _ in defective]
-    masks = [np.zeros(x.shape[:2], bool) for x in X[: len(normal)]] + [m for _, m in defective]
-    return fit, X, masks
+def load_cookies(root, n_fit, n_test):
+    """Cookies halved to 288x384; normal ones to fit, then a test set of
+    half normal, half cracked cookies with their masks."""
+    from skanomaly.datasets import load_cookies as load
 
-
-def load_cookies(n_fit, n_test):
-    root = data_dir() / "cookies"
-    normals = sorted((root / "training-images").glob("normal-*.jpg"))
-    anomalies = sorted((root / "training-images").glob("anomaly-*.jpg"))
-    fit = [_read(p, scale=2) for p in normals[:n_fit]]
-    X = [_read(p, scale=2) for p in normals[n_fit : n_fit + n_test // 2]]
-    masks = [np.zeros(x.shape[:2], bool) for x in X]
-    for p in anomalies[: n_test - len(X)]:
-        X.append(_read(p, scale=2))
-        mask = _read(root / "mask-images" / p.name.replace(".jpg", ".png"), scale=2)
-        masks.append(mask.max(axis=-1) > 0)
-    return fit, np.stack(X), np.stack(masks)
+    cookies = load(root, resize=(384, 288))
+    normal, cracked = np.flatnonzero(cookies.y == 1), np.flatnonzero(cookies.y == -1)
+    test = np.r_[normal[n_fit : n_fit + n_test // 2], cracked[: n_test - n_test // 2]]
+    return cookies.X[normal[:n_fit]], cookies.X[test], cookies.masks[test]
 
 
 def _metrics(masks, maps):
@@ -115,11 +84,9 @@ def run(args):
     rows = []
     loaders = {"magnetic_tile": load_magnetic_tile, "cookies": load_cookies}
     for dataset in args.datasets:
-        fit, X, masks = loaders[dataset](args.n_fit, args.n_test)
+        fit, X, masks = loaders[dataset](shared_data_dir() / dataset, args.n_fit, args.n_test)
         det = EfficientNetGaussianDetector(batch_size=args.batch_size)
         det.fit(fit)
-        if getattr(det, "spatial_", None) is None:
-            det.spatial_ = localization.fit_spatial(det, fit)
         for name in args.variants:
             det.set_params(**VARIANTS[name])
             det.explain(X[:1])  # warm up
@@ -144,20 +111,14 @@ def main(argv=None):
     parser.add_argument("--output", default=str(ROOT / "docs" / "explain_benchmark.md"))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    if not (data_dir() / "magnetic_tile").is_dir():
-        sys.exit(f"Data not found under {data_dir()}; see ../shared/data/README.md.")
+    if shared_data_dir() is None:
+        sys.exit("The shared data is absent: set SKANOMALY_DATA (see ../shared/data/README.md).")
     rows = run(args)
-    import skanomaly
-    import timm
-
+    command = " ".join(sys.argv[1:] if argv is None else argv)
     header = [
         "# explain() benchmark",
         "",
-        f"Generated by `python benchmarks/bench_explain.py {' '.join(sys.argv[1:] if argv is None else argv)}` "
-        f"on {datetime.date.today().isoformat()}: {platform.processor() or platform.machine()}, "
-        f"{args.threads} CPU threads (os.cpu_count()={os.cpu_count()}), Python "
-        f"{platform.python_version()}, torch {torch.__version__}, timm {timm.__version__}, "
-        f"skanomaly {getattr(skanomaly, '__version__', '?')}.",
+        f"Generated by `python benchmarks/bench_explain.py {command}`. {environment()}",
         "",
         f"Backbone tf_efficientnet_lite0 (bundled offline weights) at its 224x224 input; "
         f"fit on the first {args.n_fit} normal images of each data set; "

@@ -8,6 +8,7 @@ The gallery in ``examples/`` is executed once per build with the bundled
 EfficientNet-Lite0 weights on small subsets of the ELPV solar cells.
 """
 
+import datetime
 import glob
 import os
 import sys
@@ -21,13 +22,14 @@ from sphinx.util.docutils import SphinxDirective
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))  # for _gallery_order
 
 import skanomaly  # noqa: E402
 
 # -- Project -----------------------------------------------------------------
 project = "skanomaly"
 author = "The skanomaly developers"
-copyright = "2025, The skanomaly developers"
+copyright = f"{datetime.date.today().year}, The skanomaly developers"
 release = skanomaly.__version__
 version = ".".join(release.split(".")[:2])
 
@@ -52,13 +54,13 @@ exclude_patterns = [
     ".DS_Store",
     # Markdown written by the benchmarks: pulled into benchmarks.rst by the
     # optional-include directive below, not pages of their own.
-    "explain_benchmark.md",
+    "*.md",
     "**/*.md",
-    # sphinx-gallery's copies of the example scripts' sources.
-    "auto_examples/*.ipynb",
-    "auto_examples/*.py",
 ]
 default_role = "literal"
+# Markdown tables written by the benchmark scripts are included into
+# sections of .rst pages, so their headings need not start at level 1.
+suppress_warnings = ["myst.header"]
 pygments_style = "sphinx"
 # MathJax (formulas) is loaded by the reader's browser, never by the build.
 
@@ -76,18 +78,15 @@ numpydoc_validation_checks = set()
 
 # -- sphinx-gallery ----------------------------------------------------------
 os.environ.setdefault("MPLBACKEND", "agg")
-# Two CPU threads at most: the build machine is shared.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
     "ignore_pattern": r"__init__\.py",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "_gallery_order.ExampleOrder",
     "backreferences_dir": "gen_modules/backreferences",
     "doc_module": ("skanomaly",),
-    "reference_url": {"skanomaly": None},
     "download_all_examples": False,
     "remove_config_comments": True,
     "show_memory": False,
@@ -151,7 +150,8 @@ class OptionalInclude(Include):
                 self.options.pop(key, None)
             if path.endswith(".md"):
                 self.options["parser"] = directives.parser_name("myst_parser.sphinx_")
-            self.arguments = [path]
+            # Sphinx reads a leading "/" as the source folder.
+            self.arguments = ["/" + os.path.relpath(path, env.srcdir)]
             env.note_dependency(path)
             result.extend(Include.run(self))
         return result

@@ -219,11 +219,17 @@ class ImageSource:
     pixel_range : (float, float), default=None
         The values that map to black and white. None means 0..255 for uint8
         and other integers, 0..65535 for uint16 and [0, 1] for floats.
+
+    Attributes
+    ----------
+    image_shape : tuple or None
+        ``(H, W, C)`` shared by all images of an array ``X``; None for lists.
     """
 
     def __init__(self, X, image_shape=None, pixel_range=None):
         pixel_range = _check_pixel_range(pixel_range)
         self.n_flat_features = None
+        self.image_shape = None
         self._paths = None
         self._array = None
         self._images = None
@@ -278,6 +284,7 @@ class ImageSource:
             raise ValueError(f"Images in X have no pixels: shape {X.shape}.")
         self._map_all = _value_map(X, "X", pixel_range)
         self._array = X
+        self.image_shape = X.shape[1:]
         self.n_images = X.shape[0]
 
     def __len__(self):

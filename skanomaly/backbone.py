@@ -260,6 +260,18 @@ class EfficientNetFeatures(nn.Module):
             )
         return (images - self.mean) / self.std
 
+    def prepare(self, images):
+        """Preprocess ``(n, 3, H, W)`` images, or a list of ``(3, H_i, W_i)``
+        images of any sizes, into one batch on the network's device."""
+        device = self.mean.device
+        if isinstance(images, list):
+            x = torch.cat([self.preprocess(image[None].to(device)) for image in images])
+        else:
+            x = self.preprocess(images.to(device))
+        if device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
     def forward(self, x, levels):
         """Feature maps of the preprocessed batch ``x`` at ``levels``.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .localization import EXPLAIN_METHODS
 
 __all__ = ["main"]
 
@@ -167,8 +168,7 @@ def build_parser():
                      help="expected outlier fraction of the training images, in (0, 0.5]; "
                           "sets the threshold (default: 0.1)")
     fit.add_argument("--explain-method", default="spatial",
-                     choices=("spatial", "reference", "weighted", "spatial_grad",
-                              "spatial_grad_prior"),
+                     choices=EXPLAIN_METHODS,
                      help="how 'explain' draws maps (default: spatial, the fastest)")
     fit.add_argument("--holdout", type=_fraction, default=0.2, metavar="FRACTION",
                      help="fraction of the normal images kept out of the fit to set the "
@@ -212,8 +212,7 @@ def build_parser():
     explain.add_argument("--max-explain", type=_positive_int, default=None, metavar="N",
                          help="explain at most the N most anomalous of them")
     explain.add_argument("--method", default=None,
-                         choices=("spatial", "reference", "weighted", "spatial_grad",
-                                  "spatial_grad_prior"),
+                         choices=EXPLAIN_METHODS,
                          help="override the model's explain method")
     explain.add_argument("--title", default=None, help="title of the report")
     _common(explain)
@@ -630,9 +629,10 @@ def fit_detector(detector, images, holdout, seed=0):
     from held-out images instead of the (optimistic) training scores.
 
     A random ``holdout`` fraction of the images is kept out of the fit and
-    ``offset_`` becomes the ``contamination`` percentile of their scores, so
-    about that fraction of new normal images is flagged. Returns the number of
-    held-out images (0 when the threshold comes from the training images).
+    :meth:`~EfficientNetGaussianDetector.calibrate` sets ``offset_`` from
+    their scores at a false-positive rate of ``contamination``, so about that
+    fraction of new normal images is flagged. Returns the number of held-out
+    images (0 when the threshold comes from the training images).
     """
     n_hold = int(round(holdout * len(images)))
     if holdout > 0 and (n_hold < 1 or len(images) - n_hold < 2):
@@ -647,8 +647,7 @@ def fit_detector(detector, images, holdout, seed=0):
     order = np.random.default_rng(seed).permutation(len(images))
     held = set(order[:n_hold].tolist())
     detector.fit([im for i, im in enumerate(images) if i not in held])
-    scores = detector.score_samples([images[i] for i in sorted(held)])
-    detector.offset_ = float(np.percentile(scores, 100.0 * detector.contamination))
+    detector.calibrate([images[i] for i in sorted(held)], fpr=detector.contamination)
     return n_hold
 
 

@@ -1,22 +1,145 @@
 """The EfficientNet-Gaussian anomaly detector (Rippel et al., 2020)."""
 
+import copy
 import numbers
+import os
+import tempfile
 import warnings
+from functools import partial
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, check_memory
 
 from ._images import ImageSource
 from ._version import __version__
 from .backbone import get_features
-from .gaussian import LedoitWolfMoments, precision_from_covariance
-from .localization import SpatialGaussians, check_explain_params, explain, spatial_levels
+from .gaussian import LedoitWolfMoments, gaussians_on, precision_from_covariance
+from .localization import (
+    SpatialGaussians,
+    check_explain_params,
+    explain,
+    spatial_levels,
+    spatial_moments,
+)
 
 __all__ = ["EfficientNetGaussianDetector"]
 
 _DISTANCES = ("mahalanobis", "squared")
+
+
+_RESERVOIR_SIZE = 2048
+
+
+def _summarize_batch(network, images, levels, spatial):
+    """Pooled features of ``levels`` and spatial moments of ``spatial``."""
+    x = network.prepare(images)
+    wanted = tuple(sorted(set(levels) | set(spatial)))
+    with torch.inference_mode():
+        maps = dict(zip(wanted, network(x, wanted)))
+    pooled = [maps[level].mean(dim=(2, 3)).double().cpu().numpy() for level in levels]
+    return pooled, spatial_moments([maps[level] for level in spatial])
+
+
+def _summarize_cached(weights_digest, images, levels, spatial, network):
+    """:func:`_summarize_batch` keyed by what determines its result.
+
+    ``images`` are the batch's pixels as arrays (hashed by joblib); the
+    network is identified by ``weights_digest`` and ignored by the cache.
+    """
+    if isinstance(images, list):
+        images = [torch.from_numpy(image) for image in images]
+    else:
+        images = torch.from_numpy(images)
+    return _summarize_batch(network, images, levels, spatial)
+
+
+def _usable_memory(memory):
+    """A joblib Memory for ``memory``, or None (with a warning) when its
+    folder cannot be written, so that caching never stops the work."""
+    location = memory if isinstance(memory, (str, os.PathLike)) else getattr(memory, "location", None)
+    if location is not None:
+        try:
+            os.makedirs(location, exist_ok=True)
+            with tempfile.TemporaryFile(dir=location):
+                pass
+        except OSError as exc:
+            warnings.warn(
+                f"The feature cache folder {str(location)!r} cannot be written "
+                f"({exc}); running without a cache.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return None
+    memory = check_memory(memory)
+    return None if getattr(memory, "location", None) is None else memory
+
+
+class _Reservoir:
+    """A uniform sample of at most ``size`` training feature rows.
+
+    ``offset_`` needs training scores under the final Gaussians; a bounded
+    sample keeps memory flat however many images stream through.
+    """
+
+    def __init__(self, size, seed=0):
+        self.size = size
+        self.seen = 0
+        self.rows = None
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, pooled):
+        n = pooled[0].shape[0]
+        if self.rows is None:
+            self.rows = [np.empty((0, p.shape[1]), np.float32) for p in pooled]
+        room = max(self.size - self.rows[0].shape[0], 0)
+        take = min(room, n)
+        if take:
+            self.rows = [np.concatenate([r, p[:take].astype(np.float32)]) for r, p in zip(self.rows, pooled)]
+        for i in range(take, n):
+            # Algorithm R: row number t replaces a random slot with prob size / (t + 1).
+            slot = self.rng.integers(0, self.seen + i + 1)
+            if slot < self.size:
+                for r, p in zip(self.rows, pooled):
+                    r[slot] = p[i]
+        self.seen += n
+
+    def sample(self):
+        return [r.astype(np.float64) for r in self.rows]
+
+    def copy(self):
+        new = copy.copy(self)
+        new.rows = [r.copy() for r in self.rows] if self.rows is not None else None
+        new.rng = copy.deepcopy(self.rng)
+        return new
+
+
+class _FitState:
+    """Everything ``fit`` accumulates: exact moments per level, the spatial
+    moments for localization and a sample of rows for the threshold."""
+
+    def __init__(self, levels, spatial, image_shape):
+        self.levels = levels
+        self.spatial = SpatialGaussians(spatial)
+        self.image_shape = image_shape
+        self.moments = None
+        self.reservoir = _Reservoir(_RESERVOIR_SIZE)
+
+    def update(self, pooled, spatial_moments):
+        if self.moments is None:
+            self.moments = [LedoitWolfMoments(p.shape[1]) for p in pooled]
+        for moments, features in zip(self.moments, pooled):
+            moments.update(features)
+        self.spatial.add(spatial_moments)
+        self.reservoir.add(pooled)
+
+    def copy(self):
+        new = copy.copy(self)
+        new.moments = [m.copy() for m in self.moments]
+        new.spatial = self.spatial.copy()
+        new.reservoir = self.reservoir.copy()
+        return new
 
 
 def _progress(iterable, enabled, total, desc):
@@ -77,6 +200,12 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         are rejected.
     progress : bool, default=False
         Show a tqdm progress bar over batches.
+    memory : str, path or joblib.Memory, default=None
+        Cache of backbone features on disk, keyed by the weights and the
+        images' pixels: with it, model selection over ``levels``,
+        ``contamination``, ``distance`` or the explain parameters runs the
+        network once per set of images instead of once per candidate. A
+        folder that cannot be written gives a warning and no cache.
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` in the energy that
         :meth:`explain` descends; used only by localization.
@@ -165,6 +294,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         image_shape=None,
         pixel_range=None,
         progress=False,
+        memory=None,
         lam=0.0,
         explain_method="spatial",
         n_steps=50,
@@ -181,6 +311,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         self.image_shape = image_shape
         self.pixel_range = pixel_range
         self.progress = progress
+        self.memory = memory
         self.lam = lam
         self.explain_method = explain_method
         self.n_steps = n_steps
@@ -203,13 +334,6 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
             raise ValueError(f"batch_size must be a positive integer; got {self.batch_size!r}.")
         if self.distance not in _DISTANCES:
             raise ValueError(f"distance must be one of {_DISTANCES}; got {self.distance!r}.")
-        if (
-            not isinstance(self.lam, numbers.Real)
-            or isinstance(self.lam, bool)
-            or not np.isfinite(self.lam)
-            or self.lam < 0
-        ):
-            raise ValueError(f"lam must be a finite number >= 0; got {self.lam!r}.")
         check_explain_params(self)
 
     def _torch_device(self):
@@ -292,31 +416,38 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         return source
 
     # --------------------------------------------------------------- features
-    def _pooled_batches(self, source, network, levels, desc, spatial=None):
-        """Yield ``(start, [pooled (b, c_l) float64 array per level])``.
+    def _summarizer(self, network):
+        """``summarize(images, levels, spatial_levels) -> (pooled, moments)``.
 
-        With ``spatial`` (a :class:`~skanomaly.localization.SpatialGaussians`),
-        the same forward pass also feeds it the maps of its levels.
+        With ``memory`` the summaries of all levels are cached on disk, keyed
+        by the weights and the batch's pixels, so that model selection over
+        ``levels``, ``lam``, ``contamination`` or the explain parameters pays
+        the forward pass once per batch of images.
         """
-        device = next(network.parameters()).device
+        memory = _usable_memory(self.memory)
+        if memory is None:
+            return partial(_summarize_batch, network)
+        cached = memory.cache(_summarize_cached, ignore=["network"])
+        every_level = tuple(range(len(network.level_names)))
+        every_spatial = spatial_levels(network)
+
+        def summarize(images, levels, spatial):
+            key = images.numpy() if torch.is_tensor(images) else [i.numpy() for i in images]
+            pooled, moments = cached(
+                network.weights_digest, key, every_level, every_spatial, network=network
+            )
+            wanted = dict(zip(every_spatial, moments))
+            return [pooled[level] for level in levels], [wanted[level] for level in spatial]
+
+        return summarize
+
+    def _summaries(self, source, network, levels, desc, spatial=()):
+        """Yield ``(pooled, moments)`` per batch: the pooled (b, c_l) float64
+        features of ``levels`` and the spatial moments of ``spatial``."""
+        summarize = self._summarizer(network)
         n_batches = -(-len(source) // self.batch_size)
-        for start, images in _progress(
-            source.batches(self.batch_size), self.progress, n_batches, desc
-        ):
-            if isinstance(images, list):
-                images = torch.cat([network.preprocess(img[None].to(device)) for img in images])
-            else:
-                images = network.preprocess(images.to(device))
-            if device.type == "cpu":
-                images = images.contiguous(memory_format=torch.channels_last)
-            wanted = levels if spatial is None else tuple(sorted(set(levels) | set(spatial.levels)))
-            with torch.inference_mode():
-                maps = network(images, wanted)
-            if spatial is not None:
-                by_level = dict(zip(wanted, maps))
-                spatial.update([by_level[level] for level in spatial.levels])
-                maps = [by_level[level] for level in levels]
-            yield start, [m.mean(dim=(2, 3)).double().cpu().numpy() for m in maps]
+        for _, images in _progress(source.batches(self.batch_size), self.progress, n_batches, desc):
+            yield summarize(images, levels, spatial)
 
     def _map_pooled(self, X, function, desc):
         """``function(pooled)`` over the batches of a fitted detector's ``X``."""
@@ -324,10 +455,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         self._check_params()
         source = self._images(X, reset=False)
         network = self._network()
-        return [
-            function(pooled)
-            for _, pooled in self._pooled_batches(source, network, self.levels_, desc)
-        ]
+        return [function(pooled) for pooled, _ in self._summaries(source, network, self.levels_, desc)]
 
     def _distances(self, pooled):
         """Per-level Mahalanobis distances, ``(n, n_levels)``."""
@@ -348,6 +476,10 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Fit one Ledoit-Wolf Gaussian per level on normal images.
 
+        Images are processed in batches and only running moments are kept,
+        so memory does not grow with the number of images (beyond ``X``
+        itself, or nothing for a list of file paths).
+
         Parameters
         ----------
         X : array-like of shape (n, H, W[, C]) or (n, H*W*C), or list
@@ -364,7 +496,8 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         self._fit(X)
         return self
 
-    def _fit(self, X):
+    def _fit(self, X, return_scores=False):
+        """Fit from scratch; return the training scores if asked."""
         self._check_params()
         source = self._images(X, reset=True)
         if len(source) < 2:
@@ -374,31 +507,93 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
             )
         network = get_features(self.backbone, self.weights, self._torch_device())
         levels = self._resolve_levels(network.level_names)
-        moments = None
-        pooled_all = []
-        spatial = SpatialGaussians(spatial_levels(network))
-        for _, pooled in self._pooled_batches(source, network, levels, "Fitting", spatial):
-            if moments is None:
-                moments = [LedoitWolfMoments(p.shape[1]) for p in pooled]
-            for moment, features in zip(moments, pooled):
-                moment.update(features)
-            pooled_all.append([p.astype(np.float32) for p in pooled])
-        estimates = [moment.ledoit_wolf() for moment in moments]
-        self.levels_ = levels
-        self.level_names_ = [network.level_names[i] for i in levels]
+        # Only the reference method works without the spatial Gaussians;
+        # skipping them keeps fits of shallow levels shallow.
+        spatial = () if self.explain_method == "reference" else spatial_levels(network)
+        state = _FitState(levels, spatial, source.image_shape)
+        pooled = self._accumulate(state, source, network, "Fitting", return_scores)
+        self.__dict__.pop("calibration_scores_", None)
+        self._commit(state, network)
+        return self._score_pooled(pooled) if return_scores else None
+
+    def partial_fit(self, X, y=None):
+        """Add normal images to the Gaussians, one chunk at a time.
+
+        The moments are exact, so fitting chunk by chunk gives the same
+        Gaussians as :meth:`fit` on all images at once. ``offset_`` is the
+        ``contamination`` percentile of the training scores (of a uniform
+        sample of at most 2048 of them for longer streams). A chunk with
+        another image size or channel count than the first, or with bad
+        values, is rejected and leaves the detector as it was.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Normal images, as for :meth:`fit`; at least 2 in the first chunk.
+        y : Ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        self : EfficientNetGaussianDetector
+            The updated detector.
+        """
+        state = self.__dict__.get("_fit_state")
+        if state is None and hasattr(self, "offset_"):
+            raise ValueError(
+                "This detector was loaded without its running moments (they "
+                "are not saved), so partial_fit cannot continue it; fit it again."
+            )
+        if state is None:
+            self._fit(X)
+            return self
+        self._check_params()
+        source = self._images(X, reset=False)
+        if source.image_shape != state.image_shape:
+            raise ValueError(
+                f"partial_fit got images of shape {source.image_shape}, but the "
+                f"first chunk had {state.image_shape}; all chunks must agree."
+            )
+        network = self._network()
+        if state.levels != self._resolve_levels(network.level_names) or (
+            not state.spatial.levels and self.explain_method != "reference"
+        ):
+            raise ValueError(
+                "levels or explain_method changed since the first partial_fit; "
+                "call fit to start over."
+            )
+        state = state.copy()
+        self._accumulate(state, source, network, "Fitting")
+        self._commit(state, network)
+        return self
+
+    def _accumulate(self, state, source, network, desc, keep_pooled=False):
+        """Feed ``source`` into ``state``; return its pooled features if asked."""
+        kept = []
+        for pooled, moments in self._summaries(
+            source, network, state.levels, desc, state.spatial.levels
+        ):
+            state.update(pooled, moments)
+            if keep_pooled:
+                kept.append(pooled)
+        return [np.concatenate(level) for level in zip(*kept)] if keep_pooled else None
+
+    def _commit(self, state, network):
+        """Set the fitted attributes from ``state`` in one go."""
+        estimates = [moments.ledoit_wolf() for moments in state.moments]
+        self.levels_ = state.levels
+        self.level_names_ = [network.level_names[i] for i in state.levels]
         self.location_ = [e[0] for e in estimates]
         self.covariance_ = [e[1] for e in estimates]
         self.precision_ = [precision_from_covariance(e[1]) for e in estimates]
         self.shrinkage_ = np.array([e[2] for e in estimates])
-        self.n_samples_fit_ = len(source)
+        self.spatial_ = state.spatial.copy_finalized()
+        self.n_samples_fit_ = state.moments[0].n_samples
         self.weights_digest_ = network.weights_digest
-        self.__dict__.pop("calibration_scores_", None)
-        self.spatial_ = spatial.finalize()
-        self._torch_gaussians = {}
-        pooled = [np.concatenate(level).astype(np.float64) for level in zip(*pooled_all)]
-        scores = self._score_pooled(pooled)
+        self.__dict__.pop("_tensors", None)
+        self._fit_state = state
+        scores = self._score_pooled(state.reservoir.sample())
         self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
-        return scores
 
     def fit_predict(self, X, y=None):
         """Fit on ``X`` and return its labels, +1 inlier and -1 outlier.
@@ -417,7 +612,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         labels : ndarray of shape (n,)
             +1 for inliers, -1 for outliers.
         """
-        scores = self._fit(X)
+        scores = self._fit(X, return_scores=True)
         return np.where(scores - self.offset_ < 0, -1, 1)
 
     def score_samples(self, X):
@@ -588,22 +783,8 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         return explain(self, X)
 
     def _gaussians_on(self, device):
-        """``[(location, precision)]`` per level as float32 tensors on ``device``.
-
-        Localization differentiates through the distances, so it needs the
-        Gaussians as tensors; they are built once per device and not pickled.
-        """
-        cache = self.__dict__.setdefault("_torch_gaussians", {})
-        key = str(device)
-        if key not in cache:
-            cache[key] = [
-                (
-                    torch.as_tensor(location, dtype=torch.float32, device=device),
-                    torch.as_tensor(precision, dtype=torch.float32, device=device),
-                )
-                for location, precision in zip(self.location_, self.precision_)
-            ]
-        return cache[key]
+        """The pooled-feature Gaussians as tensors on ``device``."""
+        return gaussians_on(self, self.location_, self.precision_, device)
 
     def __setstate__(self, state):
         saved = state.pop("_skanomaly_version", None)
@@ -616,10 +797,14 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         super().__setstate__(state)
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: object.__getstate__ may return the live __dict__.
+        state = dict(super().__getstate__())
         state["_skanomaly_version"] = __version__
-        # Tensors cached per device are rebuilt on demand, never pickled.
-        state.pop("_torch_gaussians", None)
+        # Tensors cached per device are rebuilt on demand; the running
+        # moments are large (several times the Gaussians), so saved models
+        # hold only what scoring needs.
+        state.pop("_tensors", None)
+        state.pop("_fit_state", None)
         return state
 
     def __sklearn_tags__(self):

@@ -7,9 +7,10 @@ number of samples.
 """
 
 import numpy as np
+import torch
 from scipy import linalg
 
-__all__ = ["LedoitWolfMoments"]
+__all__ = ["LedoitWolfMoments", "gaussians_on", "precision_from_covariance"]
 
 
 class LedoitWolfMoments:
@@ -128,3 +129,23 @@ class LedoitWolfMoments:
 def precision_from_covariance(covariance):
     """Pseudo-inverse of a symmetric covariance, as scikit-learn computes it."""
     return linalg.pinvh(covariance, check_finite=False)
+
+
+def gaussians_on(owner, locations, precisions, device):
+    """``[(location, precision)]`` as float32 tensors on ``device``.
+
+    Localization differentiates through the distances, so it needs the
+    Gaussians as tensors; they are built once per device and kept in
+    ``owner._tensors``, which the owners leave out of their pickles.
+    """
+    cache = owner.__dict__.setdefault("_tensors", {})
+    key = str(device)
+    if key not in cache:
+        cache[key] = [
+            (
+                torch.as_tensor(location, dtype=torch.float32, device=device),
+                torch.as_tensor(precision, dtype=torch.float32, device=device),
+            )
+            for location, precision in zip(locations, precisions)
+        ]
+    return cache[key]

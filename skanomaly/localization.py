@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
-from .gaussian import LedoitWolfMoments, precision_from_covariance
+from .gaussian import LedoitWolfMoments, gaussians_on, precision_from_covariance
 
 __all__ = [
     "EXPLAIN_METHODS",
@@ -51,6 +51,8 @@ __all__ = [
     "SpatialGaussians",
     "check_explain_params",
     "explain",
+    "spatial_levels",
+    "spatial_moments",
 ]
 
 # Stages whose pre-pooling maps get a spatial Gaussian (28x28, 14x14, 14x14
@@ -67,8 +69,9 @@ _SPATIAL_METHODS = ("spatial", "weighted", "spatial_grad", "spatial_grad_prior")
 class SpatialGaussians:
     """One Ledoit-Wolf Gaussian per level, shared over all locations.
 
-    Fed with the pre-pooling feature maps of the training images during
-    ``fit`` (:meth:`update`), then :meth:`finalize` d.
+    ``fit`` feeds it the moments of the training images' pre-pooling feature
+    maps (:func:`spatial_moments`, from the same forward pass as the pooled
+    features), then :meth:`finalize` computes the Gaussians.
 
     Parameters
     ----------
@@ -78,79 +81,72 @@ class SpatialGaussians:
 
     def __init__(self, levels):
         self.levels = tuple(sorted(int(level) for level in levels))
-        self._moments = None
+        self.moments = None
         self.location_ = None
         self.precision_ = None
 
-    def update(self, maps):
-        """Add a batch: ``maps`` has one ``(n, c, h, w)`` tensor per level of
-        ``self.levels``, in order (extra trailing levels are not allowed)."""
-        if len(maps) != len(self.levels):
-            raise ValueError(f"Expected {len(self.levels)} maps, got {len(maps)}.")
-        if self._moments is None:
-            self._moments = [LedoitWolfMoments(m.shape[1]) for m in maps]
-        for moments, m in zip(self._moments, maps):
-            rows = m.detach().permute(0, 2, 3, 1).reshape(-1, m.shape[1])
-            moments.update(rows.double().cpu().numpy())
+    def add(self, moments):
+        """Merge one :class:`LedoitWolfMoments` per level into the running ones."""
+        self.moments = (
+            list(moments)
+            if self.moments is None
+            else [old.merge(new) for old, new in zip(self.moments, moments)]
+        )
         return self
 
     def finalize(self):
-        """Compute the Gaussians and drop the accumulated moments."""
-        estimates = [moments.ledoit_wolf() for moments in self._moments]
+        """Compute the Gaussians from the moments gathered so far."""
+        estimates = [moments.ledoit_wolf() for moments in self.moments]
         self.location_ = [e[0] for e in estimates]
         self.precision_ = [precision_from_covariance(e[1]) for e in estimates]
-        self._moments = None
-        self._tensors = {}
+        self.__dict__.pop("_tensors", None)
         return self
 
-    def tensors(self, device):
-        cache = self.__dict__.setdefault("_tensors", {})
-        key = str(device)
-        if key not in cache:
-            cache[key] = [
-                (
-                    torch.as_tensor(loc, dtype=torch.float32, device=device),
-                    torch.as_tensor(prec, dtype=torch.float32, device=device),
-                )
-                for loc, prec in zip(self.location_, self.precision_)
-            ]
-        return cache[key]
+    def copy(self):
+        """An independent copy of the running moments (not of the Gaussians)."""
+        new = SpatialGaussians(self.levels)
+        new.moments = None if self.moments is None else [m.copy() for m in self.moments]
+        return new
+
+    def copy_finalized(self):
+        """The Gaussians of the moments so far, as a new object, leaving this
+        one free to gather more moments."""
+        new = SpatialGaussians(self.levels)
+        new.moments = self.moments
+        return new.finalize()
 
     def distance_maps(self, maps, device):
         """Per-level ``(n, h_l, w_l)`` Mahalanobis distances / sqrt(c_l)."""
         out = []
-        for m, (loc, prec) in zip(maps, self.tensors(device)):
+        tensors = gaussians_on(self, self.location_, self.precision_, device)
+        for m, (loc, prec) in zip(maps, tensors):
             diff = m.permute(0, 2, 3, 1) - loc
             sq = torch.einsum("nhwi,ij,nhwj->nhw", diff, prec, diff)
             out.append(torch.sqrt(sq.clamp_min(1e-12)) / np.sqrt(m.shape[1]))
         return out
 
     def __getstate__(self):
+        # Tensors are rebuilt per device on demand; the moments are only
+        # needed while fitting goes on (partial_fit keeps its own copy).
         state = self.__dict__.copy()
         state.pop("_tensors", None)
+        state["moments"] = None
         return state
+
+
+def spatial_moments(maps):
+    """One :class:`LedoitWolfMoments` per ``(n, c, h, w)`` map, over all
+    its locations."""
+    moments = []
+    for m in maps:
+        rows = m.detach().permute(0, 2, 3, 1).reshape(-1, m.shape[1])
+        moments.append(LedoitWolfMoments(m.shape[1]).update(rows.double().cpu().numpy()))
+    return moments
 
 
 def spatial_levels(network, names=SPATIAL_LEVELS):
     """Indices of the spatial levels in ``network.level_names``."""
     return tuple(sorted(network.level_names.index(name) for name in names))
-
-
-def fit_spatial(detector, X, names=SPATIAL_LEVELS):
-    """Fit :class:`SpatialGaussians` with a forward pass of its own.
-
-    ``fit`` normally accumulates them in its own forward pass; this is for
-    detectors fitted without them, and for experiments.
-    """
-    network = detector._network()
-    device = next(network.parameters()).device
-    spatial = SpatialGaussians(spatial_levels(network, names))
-    source = detector._images(X, reset=False)
-    for _, images in source.batches(detector.batch_size):
-        x = _preprocess(network, images, device)
-        with torch.inference_mode():
-            spatial.update(network(x, spatial.levels))
-    return spatial.finalize()
 
 
 # --------------------------------------------------------------- parameters
@@ -168,26 +164,17 @@ def _check_number(value, name, *, integer=False, positive=False):
 
 def check_explain_params(detector):
     """Validate the localization parameters of ``detector``."""
-    method = getattr(detector, "explain_method", "spatial")
-    if method not in EXPLAIN_METHODS:
-        raise ValueError(f"explain_method must be one of {EXPLAIN_METHODS}; got {method!r}.")
-    _check_number(getattr(detector, "n_steps", 0), "n_steps", integer=True)
-    _check_number(getattr(detector, "step_size", 0.0), "step_size")
-    _check_number(getattr(detector, "smoothing", 0.0), "smoothing")
-    _check_number(getattr(detector, "lam", 0.0), "lam")
+    if detector.explain_method not in EXPLAIN_METHODS:
+        raise ValueError(
+            f"explain_method must be one of {EXPLAIN_METHODS}; got {detector.explain_method!r}."
+        )
+    _check_number(detector.n_steps, "n_steps", integer=True)
+    _check_number(detector.step_size, "step_size")
+    _check_number(detector.smoothing, "smoothing")
+    _check_number(detector.lam, "lam")
 
 
 # ------------------------------------------------------------------ helpers
-def _preprocess(network, images, device):
-    if isinstance(images, list):
-        x = torch.cat([network.preprocess(img[None].to(device)) for img in images])
-    else:
-        x = network.preprocess(images.to(device))
-    if device.type == "cpu":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
 def gaussian_blur(maps, sigma):
     """Blur ``(n, h, w)`` maps with a Gaussian of ``sigma`` pixels (reflect)."""
     if sigma <= 0:
@@ -267,17 +254,6 @@ def _descend(x0, energy_fn, n_steps, step_size, lam, weight=None, stop_below=Non
 
 
 # ------------------------------------------------------------------ methods
-def _get_spatial(detector):
-    spatial = getattr(detector, "spatial_", None)
-    if spatial is None:
-        raise RuntimeError(
-            "This detector was fitted without spatial Gaussians, which "
-            "explain_method="
-            f"{detector.explain_method!r} needs; refit it with this version."
-        )
-    return spatial
-
-
 def _maps_224(detector, network, x0, method, n_steps, step_size, lam):
     device = x0.device
     if method == "reference":
@@ -289,7 +265,12 @@ def _maps_224(detector, network, x0, method, n_steps, step_size, lam):
             step_size,
             lam,
         )
-    spatial = _get_spatial(detector)
+    spatial = detector.spatial_
+    if not spatial.levels:
+        raise ValueError(
+            f"explain_method={method!r} needs the spatial Gaussians, which fit "
+            "skips for explain_method='reference'; fit again with this method."
+        )
     prior = _spatial_prior(detector, network, x0, spatial)
     if method == "spatial":
         return prior
@@ -320,11 +301,10 @@ def explain(detector, X):
     """Pixel anomaly maps of ``X``; see :meth:`EfficientNetGaussianDetector.explain`."""
     check_is_fitted(detector)
     detector._check_params()
-    check_explain_params(detector)
-    method = getattr(detector, "explain_method", "spatial")
-    n_steps = getattr(detector, "n_steps", 0)
-    step_size = float(getattr(detector, "step_size", 0.0))
-    smoothing = float(getattr(detector, "smoothing", 0.0))
+    method = detector.explain_method
+    n_steps = detector.n_steps
+    step_size = float(detector.step_size)
+    smoothing = float(detector.smoothing)
     lam = float(detector.lam)
     source = detector._images(X, reset=False)
     network = detector._network()
@@ -337,7 +317,7 @@ def explain(detector, X):
             if isinstance(images, list)
             else [tuple(images.shape[-2:])] * images.shape[0]
         )
-        x0 = _preprocess(network, images, device)
+        x0 = network.prepare(images)
         with torch.enable_grad():
             maps = _maps_224(detector, network, x0, method, n_steps, step_size, lam)
         maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0)

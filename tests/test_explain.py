@@ -1,20 +1,14 @@
 """Tests of EfficientNetGaussianDetector.explain (pixel anomaly maps)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import torch
 from skimage import data
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from skanomaly import EfficientNetGaussianDetector
+from skanomaly.datasets import load_magnetic_tile
 from skanomaly.localization import EXPLAIN_METHODS
-
-torch.set_num_threads(2)
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _crops(n, size=96, seed=0):
@@ -178,23 +172,17 @@ def test_bad_input_rejected_like_score_samples(fitted, X, error):
         fitted.explain(X)
 
 
-@pytest.mark.skipif(
-    not (SHARED / "magnetic_tile" / "MT_Free").is_dir(),
-    reason="optional third-party data ../shared/data/magnetic_tile is absent",
-)
-def test_magnetic_tile_defect_outscores_background():
-    from PIL import Image
+def test_magnetic_tile_defect_outscores_background(shared_data):
+    root = shared_data / "magnetic_tile"
+    free = load_magnetic_tile(root, classes=["Free"], max_per_class=12, resize=128)
+    blowholes = load_magnetic_tile(root, classes=["Blowhole"], max_per_class=3, resize=128)
+    detector = EfficientNetGaussianDetector(batch_size=12).fit(free.X)
+    maps = detector.explain(blowholes.X)
+    assert maps[blowholes.masks].mean() > maps[~blowholes.masks].mean()
 
-    root = SHARED / "magnetic_tile"
 
-    def read(path, mode="RGB"):
-        with Image.open(path) as im:
-            return np.asarray(im.convert(mode).resize((128, 128)))
-
-    free = sorted((root / "MT_Free" / "Imgs").glob("*.jpg"))[:12]
-    detector = EfficientNetGaussianDetector(batch_size=12).fit([read(p) for p in free])
-    blowholes = sorted((root / "MT_Blowhole" / "Imgs").glob("*.jpg"))[:3]
-    X = np.stack([read(p) for p in blowholes])
-    masks = np.stack([read(p.with_suffix(".png"), "L") >= 128 for p in blowholes])
-    maps = detector.explain(X)
-    assert maps[masks].mean() > maps[~masks].mean()
+def test_spatial_methods_need_a_fit_with_them(fitted):
+    reference = clone(fitted).set_params(explain_method="reference").fit(_crops(4))
+    assert reference.explain(_crops(1, seed=3)).shape == (1, 96, 96)
+    with pytest.raises(ValueError, match="fit again with this method"):
+        reference.set_params(explain_method="spatial").explain(_crops(1, seed=3))

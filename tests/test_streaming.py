@@ -1,0 +1,129 @@
+"""partial_fit with exact streaming moments, and the feature cache."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV, KFold
+
+import skanomaly.detector
+from skanomaly import EfficientNetGaussianDetector
+
+
+def _fitted_attributes(detector):
+    return {
+        "location": detector.location_,
+        "covariance": detector.covariance_,
+        "shrinkage": detector.shrinkage_,
+        "spatial_location": detector.spatial_.location_,
+        "spatial_precision": detector.spatial_.precision_,
+    }
+
+
+def test_partial_fit_in_chunks_equals_fit(cells):
+    normal, defective = cells
+    whole = EfficientNetGaussianDetector(levels=(0, 3, 8)).fit(normal)
+    chunked = EfficientNetGaussianDetector(levels=(0, 3, 8))
+    for chunk in np.array_split(normal, 4):
+        chunked.partial_fit(chunk)
+    assert chunked.n_samples_fit_ == whole.n_samples_fit_ == len(normal)
+    for name, expected in _fitted_attributes(whole).items():
+        actual = _fitted_attributes(chunked)[name]
+        for a, b in zip(np.atleast_1d(actual) if name == "shrinkage" else actual,
+                        np.atleast_1d(expected) if name == "shrinkage" else expected):
+            scale = np.abs(b).max()
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * scale, err_msg=name)
+    # Every training row is in the threshold sample while n <= 2048.
+    assert chunked.offset_ == pytest.approx(whole.offset_, rel=1e-6)
+    np.testing.assert_allclose(
+        chunked.score_samples(defective), whole.score_samples(defective), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda X: X[:, :32], "shape"),
+        (lambda X: X[..., 0], "shape"),
+        (lambda X: np.where(X > 0, np.nan, 0.0), "NaN"),
+    ],
+)
+def test_rejected_chunk_leaves_the_model_as_it_was(cells, bad, match):
+    normal, defective = cells
+    detector = EfficientNetGaussianDetector(levels=(0, 3)).partial_fit(normal[:8])
+    before = pickle.loads(pickle.dumps(detector))
+    with pytest.raises(ValueError, match=match):
+        detector.partial_fit(bad(normal[8:12]))
+    assert detector.n_samples_fit_ == 8
+    for a, b in zip(detector.covariance_, before.covariance_):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(detector.score_samples(defective), before.score_samples(defective))
+    detector.partial_fit(normal[8:12])
+    assert detector.n_samples_fit_ == 12
+
+
+def test_partial_fit_cannot_continue_a_loaded_model(fitted, cells):
+    loaded = pickle.loads(pickle.dumps(fitted))
+    with pytest.raises(ValueError, match="fit it again"):
+        loaded.partial_fit(cells[0][:4])
+
+
+def test_threshold_sample_is_bounded(cells, monkeypatch):
+    monkeypatch.setattr(skanomaly.detector, "_RESERVOIR_SIZE", 10)
+    normal, _ = cells
+    detector = EfficientNetGaussianDetector(levels=(0, 1)).fit(normal)
+    sample = detector._fit_state.reservoir.sample()
+    assert sample[0].shape[0] == 10 and detector._fit_state.reservoir.seen == len(normal)
+    expected = np.percentile(detector._score_pooled(sample), 100 * detector.contamination)
+    assert detector.offset_ == pytest.approx(expected)
+
+
+def _count_forward_passes(monkeypatch):
+    calls = []
+    original = skanomaly.detector._summarize_batch
+
+    def counting(network, images, levels, spatial):
+        calls.append(len(images))
+        return original(network, images, levels, spatial)
+
+    monkeypatch.setattr(skanomaly.detector, "_summarize_batch", counting)
+    return calls
+
+
+def test_feature_cache_runs_the_network_once_per_batch(cells, tmp_path, monkeypatch):
+    normal, defective = cells
+    X = np.concatenate([normal[:12], defective[:4]])
+    grid = {"contamination": [0.05, 0.1, 0.2], "levels": [(0, 1), (2, 3)]}
+    cv = KFold(n_splits=2)
+
+    def search(memory):
+        estimator = EfficientNetGaussianDetector(batch_size=8, memory=memory)
+        return GridSearchCV(estimator, grid, scoring=_mean_score, cv=cv, refit=False).fit(X)
+
+    calls = _count_forward_passes(monkeypatch)
+    uncached = search(None)
+    n_uncached = len(calls)
+    calls.clear()
+    cached = search(str(tmp_path / "cache"))
+    # Uncached: 6 candidates x 2 folds x (one train + one test batch). The
+    # folds swap the two halves of X, so the cache computes 2 batches in all.
+    assert n_uncached == 6 * 2 * 2 and len(calls) == 2
+    np.testing.assert_allclose(
+        cached.cv_results_["mean_test_score"], uncached.cv_results_["mean_test_score"], rtol=1e-6
+    )
+    calls.clear()
+    search(str(tmp_path / "cache"))
+    assert calls == []
+
+
+def _mean_score(estimator, X, y=None):
+    return float(np.mean(estimator.score_samples(X)))
+
+
+def test_unwritable_cache_warns_and_runs_uncached(cells, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    detector = EfficientNetGaussianDetector(levels=(0,), memory=str(blocker / "cache"))
+    with pytest.warns(UserWarning, match="running without a cache"):
+        detector.fit(cells[0][:4])
+    assert np.all(np.isfinite(detector.score_samples(cells[1][:2])))
