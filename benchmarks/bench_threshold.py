@@ -2,7 +2,7 @@
 
 For each data set, normal images are split three ways (seeded): fit,
 calibration and test. The detector is fitted on the first part; thresholds
-come from ``contamination`` (training-score percentile) or from
+come from ``contamination`` (a percentile of out-of-fold training scores) or from
 ``calibrate(X_calibration, fpr)``; the table gives the fraction of the
 held-out normal test images each threshold flags, next to its target, and
 the fraction of anomalous images it catches.
@@ -52,7 +52,7 @@ def main():
         detector = EfficientNetGaussianDetector(contamination=0.05).fit(fit)
         test_scores = detector.score_samples(test)
         anomalous_scores = detector.score_samples(anomalous)
-        thresholds = [("contamination=0.05 (training scores)", 0.05, detector.offset_)]
+        thresholds = [("contamination=0.05 (out-of-fold scores)", 0.05, detector.offset_)]
         for fpr in args.fprs:
             detector.calibrate(cal, fpr=fpr)
             thresholds.append((f"calibrate(fpr={fpr})", fpr, detector.offset_))

@@ -5,9 +5,8 @@ Choosing a threshold
 ``score_samples`` ranks images; ``predict`` needs a threshold, ``offset_``.
 This example compares two ways to set it on real solar cells:
 
-* ``contamination`` (the default, as in
-  :class:`~sklearn.covariance.EllipticEnvelope`): a percentile of the
-  *training* scores;
+* ``contamination`` (the default): a percentile of *out-of-fold* scores of
+  the training images, each scored by Gaussians fitted without it;
 * :meth:`~skanomaly.EfficientNetGaussianDetector.calibrate`: a quantile of
   the scores of held-out normal images, at a target false-positive rate.
 
@@ -65,13 +64,14 @@ for name, offset in [("contamination", offset_contamination),
           f"{tpr:.0%} of defective test cells (target FPR {target_fpr:.0%})")
 
 # %%
-# Why the training scores mislead
-# -------------------------------
+# Why not the training scores themselves
+# --------------------------------------
 # The Gaussians were fitted to the training images, so these score much
 # higher (closer to the mean) than new normal images do; with few images
-# per channel the gap is large, and a percentile of the training scores
-# flags far more new normal images than ``contamination`` says. Held-out
-# normal images score like new ones.
+# per channel the gap is large, and a percentile of the in-sample training
+# scores, as :class:`~sklearn.covariance.EllipticEnvelope` takes, would flag
+# nearly every new normal image. Out-of-fold and held-out normal images
+# score like new ones.
 bins = np.histogram_bin_edges(np.concatenate([train_scores, cal_scores, test_scores]), 30)
 fig, ax = plt.subplots(figsize=(8, 3.4))
 ax.hist(train_scores, bins, alpha=0.6, label="training (in-sample)")

@@ -164,17 +164,16 @@ def build_parser():
     fit.add_argument("--levels", type=_levels, default="all",
                      help="feature levels: 'all' (default) or comma-separated indices "
                           "or names, e.g. 0,1,2,3 or stage3,stage4,head")
-    fit.add_argument("--contamination", type=_contamination, default=0.1,
-                     help="expected outlier fraction of the training images, in (0, 0.5]; "
-                          "sets the threshold (default: 0.1)")
+    fit.add_argument("--contamination", type=_contamination, default=0.05,
+                     help="fraction of new normal images to flag, in (0, 0.5]; sets the "
+                          "threshold from out-of-fold training scores (default: 0.05)")
     fit.add_argument("--explain-method", default="spatial",
                      choices=EXPLAIN_METHODS,
                      help="how 'explain' draws maps (default: spatial, the fastest)")
-    fit.add_argument("--holdout", type=_fraction, default=0.2, metavar="FRACTION",
+    fit.add_argument("--holdout", type=_fraction, default=0.0, metavar="FRACTION",
                      help="fraction of the normal images kept out of the fit to set the "
-                          "threshold on unseen images (default: 0.2); 0 fits on all and "
-                          "thresholds the training scores, which are optimistic and flag "
-                          "many new normal images")
+                          "threshold on them instead (default: 0, fit on all and set the "
+                          "threshold from out-of-fold scores)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the hold-out split (default: 0)")
     _common(fit)
 
@@ -237,9 +236,9 @@ def build_parser():
                       help="heat maps for at most the N most anomalous flagged cells "
                            "(default: 12)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    demo.add_argument("--holdout", type=_fraction, default=0.2, metavar="FRACTION",
+    demo.add_argument("--holdout", type=_fraction, default=0.0, metavar="FRACTION",
                       help="fraction of the training cells that set the threshold "
-                           "(default: 0.2; see 'skanomaly fit --help')")
+                           "(default: 0; see 'skanomaly fit --help')")
     _common(demo)
     return parser
 
@@ -626,19 +625,19 @@ def _shrink_map(anomaly_map, shape):
 # --------------------------------------------------------------- commands
 def fit_detector(detector, images, holdout, seed=0):
     """Fit ``detector`` on ``images``; with ``holdout`` > 0, set its threshold
-    from held-out images instead of the (optimistic) training scores.
+    from held-out images instead of out-of-fold training scores.
 
     A random ``holdout`` fraction of the images is kept out of the fit and
     :meth:`~EfficientNetGaussianDetector.calibrate` sets ``offset_`` from
     their scores at a false-positive rate of ``contamination``, so about that
     fraction of new normal images is flagged. Returns the number of held-out
-    images (0 when the threshold comes from the training images).
+    images (0 when the threshold comes from out-of-fold training scores).
     """
     n_hold = int(round(holdout * len(images)))
     if holdout > 0 and (n_hold < 1 or len(images) - n_hold < 2):
         _warn(
             f"too few images ({len(images)}) to hold out {holdout:g} of them; the "
-            "threshold comes from the training scores and will flag many new images"
+            "threshold comes from out-of-fold training scores"
         )
         n_hold = 0
     if n_hold == 0:
@@ -689,7 +688,7 @@ def cmd_fit(args):
         raise UsageError(str(exc).splitlines()[0]) from exc
     detector.set_params(progress=False, device="auto")
     save_model(detector, output)
-    source = f"{n_hold} held-out image(s)" if n_hold else "the training images"
+    source = f"{n_hold} held-out image(s)" if n_hold else "out-of-fold training scores"
     print(
         f"Fitted on {len(images) - n_hold} image(s) (levels "
         f"{', '.join(detector.level_names_)}); threshold on anomaly_score "

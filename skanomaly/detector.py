@@ -30,6 +30,7 @@ _DISTANCES = ("mahalanobis", "squared")
 
 
 _RESERVOIR_SIZE = 2048
+_THRESHOLD_FOLDS = 5
 
 
 def _summarize_batch(network, images, levels, spatial):
@@ -180,12 +181,18 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         Sum the Mahalanobis distances over levels (the paper's rule), or sum
         their squares, which weights each level like a chi-squared statistic
         and lets the levels with many channels dominate.
-    contamination : float in (0, 0.5], default=0.1
-        Expected proportion of outliers in the training images; ``offset_`` is
-        that percentile of the training scores, as in
-        :class:`~sklearn.covariance.EllipticEnvelope`. Training scores are
-        in-sample and optimistic, so on new normal images more than this
-        fraction is usually flagged.
+    contamination : float in (0, 0.5], default=0.05
+        The fraction of normal images to flag: ``offset_`` is that percentile
+        of the training images' out-of-fold scores (5 folds, each scored by
+        Gaussians fitted without it, with no extra forward pass), so about
+        this fraction of *new* normal images falls below the threshold. (A
+        percentile of in-sample scores, as
+        :class:`~sklearn.covariance.EllipticEnvelope` takes, would flag
+        nearly every new image: with fewer images than feature dimensions the
+        in-sample distances are far too small.) Anomalies among the training
+        images score low out of fold too, so it also acts as their expected
+        proportion. :meth:`calibrate` sets the threshold from separate normal
+        images instead.
     batch_size : int, default=16
         Images per forward pass. Larger batches are slower per image on CPUs.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
@@ -288,7 +295,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         weights=None,
         levels="all",
         distance="mahalanobis",
-        contamination=0.1,
+        contamination=0.05,
         batch_size=16,
         device="auto",
         image_shape=None,
@@ -457,17 +464,19 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         network = self._network()
         return [function(pooled) for pooled, _ in self._summaries(source, network, self.levels_, desc)]
 
-    def _distances(self, pooled):
-        """Per-level Mahalanobis distances, ``(n, n_levels)``."""
+    def _distances(self, pooled, gaussians=None):
+        """Per-level Mahalanobis distances, ``(n, n_levels)``, to the fitted
+        Gaussians or to ``gaussians = (locations, precisions)``."""
+        locations, precisions = gaussians or (self.location_, self.precision_)
         columns = []
-        for features, location, precision in zip(pooled, self.location_, self.precision_):
+        for features, location, precision in zip(pooled, locations, precisions):
             diff = features - location
             squared = np.einsum("ij,jk,ik->i", diff, precision, diff)
             columns.append(np.sqrt(np.maximum(squared, 0)))
         return np.stack(columns, axis=1)
 
-    def _score_pooled(self, pooled):
-        distances = self._distances(pooled)
+    def _score_pooled(self, pooled, gaussians=None):
+        distances = self._distances(pooled, gaussians)
         if self.distance == "squared":
             distances = distances**2
         return -distances.sum(axis=1)
@@ -592,8 +601,35 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         self.weights_digest_ = network.weights_digest
         self.__dict__.pop("_tensors", None)
         self._fit_state = state
-        scores = self._score_pooled(state.reservoir.sample())
+        scores = self._held_out_scores(state)
         self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+
+    def _held_out_scores(self, state):
+        """Out-of-fold scores of the training images in the threshold sample.
+
+        In-sample Mahalanobis distances are far too small when images are few
+        next to the feature dimensions (1280 at the head), so a percentile of
+        training scores would flag nearly every new normal image. Each fold
+        of the sample is scored by Gaussians fitted on the other images,
+        removed exactly from the moments, without another forward pass.
+        """
+        rows = state.reservoir.sample()
+        n_rows = rows[0].shape[0]
+        n_folds = min(_THRESHOLD_FOLDS, n_rows)
+        fold_of = np.arange(n_rows) % n_folds
+        scores = np.empty(n_rows)
+        for fold in range(n_folds):
+            held = fold_of == fold
+            locations, precisions = [], []
+            for moments, level_rows in zip(state.moments, rows):
+                part = LedoitWolfMoments(level_rows.shape[1]).update(level_rows[held])
+                location, covariance, _ = moments.subtract(part).ledoit_wolf()
+                locations.append(location)
+                precisions.append(precision_from_covariance(covariance))
+            scores[held] = self._score_pooled(
+                [level_rows[held] for level_rows in rows], (locations, precisions)
+            )
+        return scores
 
     def fit_predict(self, X, y=None):
         """Fit on ``X`` and return its labels, +1 inlier and -1 outlier.

@@ -48,39 +48,56 @@ class LedoitWolfMoments:
         self.sum_sqnorm_sq += float(sqnorm @ sqnorm)
         return self
 
-    def merge(self, other):
-        """Return the moments of both samples together (a new object)."""
-        if other.n_samples == 0:
-            return self.copy()
-        if self.n_samples == 0:
-            return other.copy()
-        merged = self.copy()
-        # Re-express other's sums around our shift: y' = y + delta.
+    def _sums_around_shift(self, other):
+        """``other``'s sums re-expressed around ``self.shift``: with
+        ``delta = other.shift - self.shift`` each sample is ``y + delta``."""
         delta = other.shift - self.shift
-        n = other.n_samples
-        s1, s2 = other.sum, other.sum_outer
+        n, s1, s2 = other.n_samples, other.sum, other.sum_outer
         sq_delta = float(delta @ delta)
         s1_delta = float(s1 @ delta)
-        merged.n_samples += n
-        merged.sum += s1 + n * delta
-        merged.sum_outer += s2 + np.outer(s1, delta) + np.outer(delta, s1) + n * np.outer(delta, delta)
-        # sum over samples of (|y|^2 + 2 y.delta + |delta|^2) * (y + delta)
-        merged.sum_sqnorm_x += (
+        trace = np.trace(s2)
+        return (
+            n,
+            s1 + n * delta,
+            s2 + np.outer(s1, delta) + np.outer(delta, s1) + n * np.outer(delta, delta),
+            # sum of (|y|^2 + 2 y.delta + |delta|^2) (y + delta)
             other.sum_sqnorm_x
             + 2 * s2 @ delta
             + sq_delta * s1
-            + (np.trace(s2) + 2 * s1_delta + n * sq_delta) * delta
-        )
-        a2 = other.sum_sqnorm_sq
-        merged.sum_sqnorm_sq += (
-            a2
+            + (trace + 2 * s1_delta + n * sq_delta) * delta,
+            # sum of (|y|^2 + 2 y.delta + |delta|^2)^2
+            other.sum_sqnorm_sq
             + 4 * float(delta @ other.sum_sqnorm_x)
             + 4 * float(delta @ s2 @ delta)
-            + 2 * sq_delta * np.trace(s2)
+            + 2 * sq_delta * trace
             + 4 * sq_delta * s1_delta
-            + n * sq_delta**2
+            + n * sq_delta**2,
         )
-        return merged
+
+    def _combined(self, other, sign):
+        if other.n_samples == 0:
+            return self.copy()
+        if self.n_samples == 0 and sign > 0:
+            return other.copy()
+        n, s1, s2, s3, s4 = self._sums_around_shift(other)
+        combined = self.copy()
+        combined.n_samples += sign * n
+        combined.sum += sign * s1
+        combined.sum_outer += sign * s2
+        combined.sum_sqnorm_x += sign * s3
+        combined.sum_sqnorm_sq += sign * s4
+        return combined
+
+    def merge(self, other):
+        """The moments of both samples together (a new object)."""
+        return self._combined(other, +1)
+
+    def subtract(self, other):
+        """The moments of this sample without ``other``, a part of it (a new
+        object); used to fit Gaussians that have not seen ``other``."""
+        if other.n_samples > self.n_samples:
+            raise ValueError("Cannot remove more samples than the moments hold.")
+        return self._combined(other, -1)
 
     def copy(self):
         new = LedoitWolfMoments(self.n_features)

@@ -256,15 +256,12 @@ def _descend(x0, energy_fn, n_steps, step_size, lam, weight=None, stop_below=Non
 # ------------------------------------------------------------------ methods
 def _maps_224(detector, network, x0, method, n_steps, step_size, lam):
     device = x0.device
+
+    def score_energy(x):
+        return _pooled_score(detector, network(x, detector.levels_), device)
+
     if method == "reference":
-        levels = detector.levels_
-        return _descend(
-            x0,
-            lambda x: _pooled_score(detector, network(x, levels), device),
-            n_steps,
-            step_size,
-            lam,
-        )
+        return _descend(x0, score_energy, n_steps, step_size, lam)
     spatial = detector.spatial_
     if not spatial.levels:
         raise ValueError(
@@ -276,15 +273,8 @@ def _maps_224(detector, network, x0, method, n_steps, step_size, lam):
         return prior
     weight = _normalize01(prior)
     if method == "weighted":
-        levels = detector.levels_
         return _descend(
-            x0,
-            lambda x: _pooled_score(detector, network(x, levels), device),
-            n_steps,
-            step_size,
-            lam,
-            weight=weight,
-            stop_below=-detector.offset_,
+            x0, score_energy, n_steps, step_size, lam, weight=weight, stop_below=-detector.offset_
         )
 
     def spatial_energy(x):

@@ -67,7 +67,7 @@ def test_fit_writes_a_versioned_model(model):
     assert payload["format"] == 1
     detector = payload["detector"]
     assert detector.levels_ == (0, 1, 2, 3)
-    assert detector.n_samples_fit_ == 10  # 2 of 12 held out for the threshold
+    assert detector.n_samples_fit_ == 12
     assert detector.progress is False
 
 

@@ -57,12 +57,45 @@ def test_score_is_minus_summed_mahalanobis(fitted, cells):
     )
 
 
-def test_contamination_sets_training_quantile(cells):
+def out_of_fold_offset(detector, features, sample_index, n_folds=5):
+    """The threshold recomputed with scikit-learn: each image of the sample
+    scored by LedoitWolf Gaussians fitted on all training images but its
+    fold, then the contamination percentile."""
+    n = len(next(iter(features.values())))
+    scores = []
+    for fold in range(min(n_folds, len(sample_index))):
+        held = sample_index[fold :: min(n_folds, len(sample_index))]
+        rest = np.setdiff1d(np.arange(n), held)
+        total = 0.0
+        for level in features.values():
+            model = LedoitWolf().fit(level[rest])
+            distance = np.sqrt(np.maximum(model.mahalanobis(level[held]), 0))
+            total = total + (distance if detector.distance == "mahalanobis" else distance**2)
+        scores.append(-total)
+    return np.percentile(np.concatenate(scores), 100 * detector.contamination)
+
+
+def test_threshold_is_a_percentile_of_out_of_fold_scores(cells):
     normal, _ = cells
     detector = EfficientNetGaussianDetector(levels=(0, 1, 2, 3), contamination=0.25)
     labels = detector.fit_predict(normal)
-    assert (labels == -1).mean() == pytest.approx(0.25, abs=1 / len(normal))
     np.testing.assert_array_equal(labels, detector.predict(normal))
+    features = detector.pooled_features(normal)
+    expected = out_of_fold_offset(detector, features, np.arange(len(normal)))
+    assert detector.offset_ == pytest.approx(expected, rel=1e-5)
+    # In-sample scores sit well above the out-of-fold threshold.
+    assert (labels == -1).mean() < 0.25
+
+
+def test_default_threshold_flags_few_new_normal_images(elpv_mono):
+    # The failure this threshold exists to avoid: 40 training cells against
+    # 1280 head channels make in-sample distances tiny, and a percentile of
+    # them flagged almost every new normal cell.
+    normal = elpv_mono.X[elpv_mono.y == 1]
+    normal = normal[np.random.default_rng(0).permutation(len(normal))]
+    detector = EfficientNetGaussianDetector().fit(normal[:40])
+    flagged = (detector.predict(normal[40:100]) == -1).mean()
+    assert flagged < 0.2, flagged
 
 
 def test_levels_by_name_and_index_agree(cells):

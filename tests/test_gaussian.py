@@ -43,3 +43,16 @@ def test_merge_equals_one_pass():
     for a, b in zip(merged.ledoit_wolf(), whole.ledoit_wolf()):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     assert merged.n_samples == 50 and left.n_samples == 20
+
+
+def test_subtract_equals_fit_without_the_part():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 9)) * 3 + 7
+    whole = LedoitWolfMoments(9).update(X[:25]).merge(LedoitWolfMoments(9).update(X[25:]))
+    part = LedoitWolfMoments(9).update(X[5:15])
+    rest = whole.subtract(part)
+    reference = LedoitWolf().fit(np.r_[X[:5], X[15:]])
+    location, covariance, shrinkage = rest.ledoit_wolf()
+    np.testing.assert_allclose(location, reference.location_, rtol=1e-9)
+    np.testing.assert_allclose(covariance, reference.covariance_, rtol=1e-8, atol=1e-10)
+    assert abs(shrinkage - reference.shrinkage_) < 1e-9

@@ -11,13 +11,27 @@ from skanomaly import EfficientNetGaussianDetector
 # A cheap configuration: the stem level only (the reference explain method
 # needs no spatial Gaussians, so the forward pass stops there), and rows of
 # scikit-learn's random tabular data read as 1-pixel-high images in a wide
-# pixel range. Every check passes, so no expected failures are listed.
+# pixel range.
 CHEAP = EfficientNetGaussianDetector(
     levels=(0,), image_shape=(1, -1), pixel_range=(-1e3, 1e3), explain_method="reference"
 )
 
+# The only expected failures. Both checks require that predicting on the
+# training data flags exactly `contamination` of it. The threshold is set on
+# out-of-fold scores instead, which is what makes it hold for new images
+# (in-sample distances are far too small when images are few next to the
+# feature dimensions); in-sample scores are higher, so fewer are flagged.
+OUT_OF_FOLD_THRESHOLD = (
+    "offset_ is a percentile of out-of-fold training scores, so predictions on "
+    "the training data flag fewer than `contamination` of it"
+)
+EXPECTED_FAILURES = {
+    "check_outliers_train": OUT_OF_FOLD_THRESHOLD,
+    "check_outliers_fit_predict": OUT_OF_FOLD_THRESHOLD,
+}
 
-@parametrize_with_checks([CHEAP], expected_failed_checks=lambda estimator: {})
+
+@parametrize_with_checks([CHEAP], expected_failed_checks=lambda estimator: EXPECTED_FAILURES)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 

@@ -9,6 +9,8 @@ from sklearn.model_selection import GridSearchCV, KFold
 import skanomaly.detector
 from skanomaly import EfficientNetGaussianDetector
 
+from test_detector import out_of_fold_offset
+
 
 def _fitted_attributes(detector):
     return {
@@ -71,11 +73,16 @@ def test_partial_fit_cannot_continue_a_loaded_model(fitted, cells):
 def test_threshold_sample_is_bounded(cells, monkeypatch):
     monkeypatch.setattr(skanomaly.detector, "_RESERVOIR_SIZE", 10)
     normal, _ = cells
-    detector = EfficientNetGaussianDetector(levels=(0, 1)).fit(normal)
+    detector = EfficientNetGaussianDetector(levels=(0, 1), contamination=0.2).fit(normal)
     sample = detector._fit_state.reservoir.sample()
     assert sample[0].shape[0] == 10 and detector._fit_state.reservoir.seen == len(normal)
-    expected = np.percentile(detector._score_pooled(sample), 100 * detector.contamination)
-    assert detector.offset_ == pytest.approx(expected)
+    features = detector.pooled_features(normal)
+    # Which training images the sample kept, found by their features.
+    first = features[detector.level_names_[0]]
+    kept = np.array([np.argmin(np.abs(first - row).sum(axis=1)) for row in sample[0]])
+    assert len(set(kept)) == 10
+    expected = out_of_fold_offset(detector, features, kept)
+    assert detector.offset_ == pytest.approx(expected, rel=1e-4)
 
 
 def _count_forward_passes(monkeypatch):

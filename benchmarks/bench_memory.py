@@ -1,0 +1,62 @@
+"""Peak memory of a streaming fit is flat in the number of images.
+
+Each run is a fresh process that feeds N synthetic 224x224 RGB images
+(seeded noise textures, made chunk by chunk and dropped after use) to
+``partial_fit`` and reports its peak resident memory (VmHWM).
+
+    python benchmarks/bench_memory.py [--sizes 1000 10000] [--chunk 256]
+"""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from _common import environment, markdown_table
+
+CHILD = """
+import sys, time
+import numpy as np
+from skanomaly import EfficientNetGaussianDetector
+
+n, chunk = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+detector = EfficientNetGaussianDetector()
+start = time.perf_counter()
+for first in range(0, n, chunk):
+    size = min(chunk, n - first)
+    base = rng.integers(80, 176, size=(size, 1, 1, 3))
+    noise = rng.integers(-40, 40, size=(size, 224, 224, 3))
+    detector.partial_fit((base + noise).clip(0, 255).astype(np.uint8))
+seconds = time.perf_counter() - start
+peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(detector.n_samples_fit_, seconds, int(peak) / 1024)
+"""
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--chunk", type=int, default=256)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "memory.md"))
+    args = parser.parse_args()
+    rows = []
+    for n in args.sizes:
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(n), str(args.chunk)],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()
+        fitted, seconds, peak = int(out[0]), float(out[1]), float(out[2])
+        rows.append([fitted, f"{seconds:.0f}", f"{fitted / seconds:.1f}", f"{peak:.0f}"])
+    table = markdown_table(["images", "fit seconds", "images/s", "peak RSS MiB"], rows)
+    text = (
+        f"### Streaming fit: peak memory against the number of images\n\n"
+        f"partial_fit in chunks of {args.chunk} synthetic 224x224 images, "
+        f"default detector (all 9 levels), one process per row.\n\n{table}\n\n{environment()}\n"
+    )
+    print(text)
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""GridSearchCV time with and without the feature cache (``memory=``).
+
+A search over ``levels`` and ``contamination`` (6 candidates, 3 folds,
+image AUROC) on ELPV monocrystalline cells, run once without a cache, once
+with an empty cache and once with a warm one.
+
+    python benchmarks/bench_search.py [--n-images 90]
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+from _common import environment, markdown_table
+from skanomaly import EfficientNetGaussianDetector
+from skanomaly.datasets import load_elpv
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-images", type=int, default=90)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "search.md"))
+    args = parser.parse_args()
+
+    cells = load_elpv(cell_type="mono", resize=224)
+    rng = np.random.default_rng(0)
+    normal = rng.choice(np.flatnonzero(cells.y == 1), 2 * args.n_images // 3, replace=False)
+    defective = rng.choice(np.flatnonzero(cells.y == -1), args.n_images // 3, replace=False)
+    index = np.r_[normal, defective]
+    X, y = cells.X[index], cells.y[index]
+    grid = {"levels": [(0, 1, 2, 3), (4, 5, 6), "all"], "contamination": [0.05, 0.1]}
+    cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        for label, memory in [("no cache", None), ("cold cache", cache), ("warm cache", cache)]:
+            search = GridSearchCV(
+                EfficientNetGaussianDetector(memory=memory), grid, scoring="roc_auc", cv=cv
+            )
+            start = time.perf_counter()
+            search.fit(X, y)
+            seconds = time.perf_counter() - start
+            rows.append([label, f"{seconds:.1f}", f"{search.best_score_:.3f}", search.best_params_])
+    table = markdown_table(["feature cache", "search seconds", "best AUROC", "best parameters"], rows)
+    text = (
+        f"### GridSearchCV with and without the feature cache\n\n{len(X)} ELPV cells, "
+        "6 candidates x 3 folds + refit, one run each.\n\n"
+        f"{table}\n\n{environment()}\n"
+    )
+    print(text)
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
