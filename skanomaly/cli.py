@@ -774,7 +774,7 @@ def cmd_demo(args):
     detector.set_params(progress=False)
     del images
     print(f"Fitted on {len(train) - n_hold} cells; threshold set on the other {n_hold}." if n_hold
-          else f"Fitted on {len(train)} cells; threshold set on the training cells.")
+          else f"Fitted on {len(train)} cells; threshold from their out-of-fold scores.")
     test_files = list(files[test])
     display = [f"{Path(p).name}" for p in test_files]
     truth = ["defective" if data.y[i] == -1 else "normal" for i in test]
