@@ -3,7 +3,7 @@
 Reads the optional third-party data under ``../shared/data`` (magnetic tiles
 and cookies, see its README), fits one detector per data set on normal images
 and times ``explain`` for each variant on a test set of half normal, half
-defective images. Writes the table to ``docs/explain_benchmark.md``.
+defective images. Writes the table to ``benchmarks/results/explain.md``.
 
     python benchmarks/bench_explain.py --n-fit 24 --n-test 16
 """
@@ -108,7 +108,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--datasets", nargs="+", default=["magnetic_tile", "cookies"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--output", default=str(ROOT / "docs" / "explain_benchmark.md"))
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "explain.md"))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     if shared_data_dir() is None:

@@ -53,6 +53,8 @@ def main():
         test_scores = detector.score_samples(test)
         anomalous_scores = detector.score_samples(anomalous)
         thresholds = [("contamination=0.05 (out-of-fold scores)", 0.05, detector.offset_)]
+        chi2 = EfficientNetGaussianDetector(contamination=0.05, threshold="chi2").fit(fit)
+        thresholds.append(("contamination=0.05, threshold='chi2'", 0.05, chi2.offset_))
         for fpr in args.fprs:
             detector.calibrate(cal, fpr=fpr)
             thresholds.append((f"calibrate(fpr={fpr})", fpr, detector.offset_))

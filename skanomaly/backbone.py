@@ -308,13 +308,20 @@ _CACHE = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def get_features(backbone, weights, device):
+def get_features(backbone, weights, device, compiled=False):
     """A shared :class:`EfficientNetFeatures`, built once per configuration.
 
     Clones made by model selection share one network instead of loading the
-    weights again; the network is never trained, so sharing is safe.
+    weights again; the network is never trained, so sharing is safe. With
+    ``compiled``, its forward pass goes through :func:`torch.compile` (the
+    other methods and attributes stay reachable on the wrapper).
     """
-    key = (backbone, None if weights is None else str(Path(weights).resolve()), str(device))
+    key = (
+        backbone,
+        None if weights is None else str(Path(weights).resolve()),
+        str(device),
+        compiled,
+    )
     with _CACHE_LOCK:
         if key not in _CACHE:
             features = EfficientNetFeatures(load_backbone(backbone, weights))
@@ -323,5 +330,5 @@ def get_features(backbone, weights, device):
                 features = features.to(memory_format=torch.channels_last)
             for parameter in features.parameters():
                 parameter.requires_grad_(False)
-            _CACHE[key] = features
+            _CACHE[key] = torch.compile(features) if compiled else features
         return _CACHE[key]

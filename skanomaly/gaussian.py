@@ -144,8 +144,19 @@ class LedoitWolfMoments:
 
 
 def precision_from_covariance(covariance):
-    """Pseudo-inverse of a symmetric covariance, as scikit-learn computes it."""
-    return linalg.pinvh(covariance, check_finite=False)
+    """Inverse of a covariance, or its pseudo-inverse when it is singular.
+
+    Ledoit-Wolf shrinkage makes the covariance positive definite whenever the
+    shrinkage is positive, and a Cholesky inverse is then several times
+    faster than the eigendecomposition of :func:`scipy.linalg.pinvh` (which
+    scikit-learn uses, and which remains the fallback).
+    """
+    try:
+        factor = linalg.cho_factor(covariance, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        return linalg.pinvh(covariance, check_finite=False)
+    precision = linalg.cho_solve(factor, np.eye(len(covariance)), check_finite=False)
+    return (precision + precision.T) / 2
 
 
 def gaussians_on(owner, locations, precisions, device):

@@ -303,3 +303,22 @@ def test_concurrent_scoring_matches_one_thread(fitted, cells):
     np.testing.assert_allclose(results[0], reference, rtol=1e-5)
     np.testing.assert_allclose(results[1][::-1], reference, rtol=1e-5)
     np.testing.assert_allclose(results[2], reference, rtol=1e-5)
+
+
+@pytest.mark.parametrize("distance", ["squared", "mahalanobis"])
+def test_chi2_threshold_is_the_gaussian_reference(cells, distance):
+    from scipy import stats
+
+    normal, _ = cells
+    detector = EfficientNetGaussianDetector(
+        levels=(0, 3), distance=distance, threshold="chi2", contamination=0.1
+    ).fit(normal[:8])
+    dims = 32 + 40
+    if distance == "squared":
+        assert detector.offset_ == pytest.approx(-stats.chi2.ppf(0.9, dims))
+    else:
+        rng = np.random.default_rng(1)
+        draws = np.sqrt(rng.chisquare(32, 400_000)) + np.sqrt(rng.chisquare(40, 400_000))
+        assert detector.offset_ == pytest.approx(-np.quantile(draws, 0.9), rel=2e-3)
+    with pytest.raises(ValueError, match="threshold"):
+        EfficientNetGaussianDetector(threshold="median").fit(normal[:4])

@@ -186,3 +186,40 @@ def test_spatial_methods_need_a_fit_with_them(fitted):
     assert reference.explain(_crops(1, seed=3)).shape == (1, 96, 96)
     with pytest.raises(ValueError, match="fit again with this method"):
         reference.set_params(explain_method="spatial").explain(_crops(1, seed=3))
+
+
+def test_grid_search_over_lam_with_stratified_splits(tmp_path, monkeypatch):
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    import skanomaly.detector
+    from skanomaly.metrics import masks_to_labels, pixel_roc_auc_scorer, pro_scorer
+
+    normal = _crops(8, seed=11)
+    blotched = [_with_blotch(image) for image in _crops(4, seed=12)]
+    X = np.concatenate([normal, np.stack([b[0] for b in blotched])])
+    masks = np.concatenate([np.zeros(normal.shape, bool), np.stack([b[1] for b in blotched])])
+    # StratifiedKFold needs 1-D labels, the scorers need the masks: explicit splits.
+    splits = list(
+        StratifiedKFold(n_splits=2, shuffle=True, random_state=0).split(X, masks_to_labels(masks))
+    )
+    calls = []
+    original = skanomaly.detector._summarize_batch
+
+    def counting(network, images, levels, spatial):
+        calls.append(len(images))
+        return original(network, images, levels, spatial)
+
+    monkeypatch.setattr(skanomaly.detector, "_summarize_batch", counting)
+    detector = EfficientNetGaussianDetector(
+        explain_method="reference", n_steps=2, batch_size=12, memory=str(tmp_path / "cache")
+    )
+    lams = [0.0, 1.0, 100.0]
+    search = GridSearchCV(detector, {"lam": lams}, scoring=pro_scorer, cv=splits)
+    search.fit(X, masks)
+    assert search.best_params_["lam"] in lams
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    # The other localization scorer plugs in the same way.
+    assert np.isfinite(pixel_roc_auc_scorer(search.best_estimator_, X, masks))
+    # The training images pass the backbone once per fold and once for the
+    # refit, not once per candidate: lam only changes explain.
+    assert len(calls) == len(splits) + 1

@@ -134,3 +134,33 @@ def test_unwritable_cache_warns_and_runs_uncached(cells, tmp_path):
     with pytest.warns(UserWarning, match="running without a cache"):
         detector.fit(cells[0][:4])
     assert np.all(np.isfinite(detector.score_samples(cells[1][:2])))
+
+
+PEAK_RSS_CHILD = """
+import sys
+import numpy as np
+from skanomaly import EfficientNetGaussianDetector
+
+n = int(sys.argv[1])
+rng = np.random.default_rng(0)
+detector = EfficientNetGaussianDetector(levels=(0, 1, 2, 3))
+for first in range(0, n, 40):
+    detector.partial_fit(rng.integers(0, 256, size=(40, 48, 48, 3), dtype=np.uint8))
+assert detector.n_samples_fit_ == n
+print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
+"""
+
+
+def test_peak_memory_is_flat_in_the_number_of_images():
+    import subprocess
+    import sys
+
+    def peak_kib(n):
+        out = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS_CHILD, str(n)],
+            capture_output=True, text=True, check=True, timeout=600,
+        )
+        return int(out.stdout.split()[-1])
+
+    small, large = peak_kib(40), peak_kib(400)
+    assert abs(large - small) < 0.1 * small, (small, large)

@@ -1,0 +1,70 @@
+"""Input validation: every array either becomes images or is refused with a
+ValueError or TypeError that says why, never an error from deep inside."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from skanomaly._images import ImageSource
+
+DTYPES = st.sampled_from(
+    [np.uint8, np.uint16, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_,
+     np.complex64]
+)
+
+
+def _tensor_batches(source):
+    return [images for _, images in source.batches(4)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    X=hnp.arrays(
+        dtype=DTYPES,
+        shape=hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=6),
+    ),
+    image_shape=st.sampled_from([None, (2, -1), (1, -1, 1)]),
+)
+def test_any_array_is_accepted_or_refused_clearly(X, image_shape):
+    try:
+        source = ImageSource(X, image_shape=image_shape)
+    except (ValueError, TypeError) as error:
+        assert str(error)
+        return
+    # Accepted: it must hold finite pixels in [0, 1] as RGB batches.
+    batches = _tensor_batches(source)
+    assert sum(len(b) for b in batches) == len(source) == X.shape[0]
+    for batch in batches:
+        assert batch.shape[1] == 3
+        assert float(batch.min()) >= 0 and float(batch.max()) <= 1
+    assert X.dtype.kind in "uif"
+    assert X.dtype.kind != "f" or np.all(np.isfinite(X))
+
+
+@pytest.mark.parametrize(
+    "X, error",
+    [
+        (np.zeros((2, 8, 8), bool), TypeError),
+        (np.zeros((2, 8, 8), complex), ValueError),
+        (np.array([["a"] * 64] * 2).reshape(2, 8, 8), TypeError),
+        (np.full((2, 8, 8), np.nan), ValueError),
+        (np.full((2, 8, 8), 2.0), ValueError),
+        (np.full((2, 8, 8), -1, np.int64), ValueError),
+        (np.full((2, 8, 8), 256, np.int64), ValueError),
+    ],
+)
+def test_bad_values_are_refused(X, error):
+    with pytest.raises(error):
+        ImageSource(X)
+
+
+def test_mixed_lists_become_rgb():
+    gray = np.full((5, 7), 255, np.uint8)
+    rgba = np.zeros((9, 4, 4), np.uint8)
+    floats = np.full((6, 6, 3), 0.5)
+    source = ImageSource([gray, rgba, floats])
+    (_, images), = source.batches(3)
+    assert [tuple(i.shape) for i in images] == [(3, 5, 7), (3, 9, 4), (3, 6, 6)]
+    assert float(images[0].min()) == 1.0 and float(images[2].max()) == 0.5
