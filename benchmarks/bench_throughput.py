@@ -11,7 +11,6 @@ channels-last, and optionally torch.compile) and the detector's ``fit`` and
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from _common import environment, markdown_table, median_time

@@ -29,8 +29,6 @@ __all__ = ["EfficientNetGaussianDetector"]
 
 _DISTANCES = ("mahalanobis", "squared")
 _THRESHOLDS = ("out_of_fold", "chi2")
-
-
 _RESERVOIR_SIZE = 2048
 _THRESHOLD_FOLDS = 5
 
@@ -61,7 +59,10 @@ def _summarize_cached(weights_digest, images, levels, spatial, network):
 def _usable_memory(memory):
     """A joblib Memory for ``memory``, or None (with a warning) when its
     folder cannot be written, so that caching never stops the work."""
-    location = memory if isinstance(memory, (str, os.PathLike)) else getattr(memory, "location", None)
+    if isinstance(memory, (str, os.PathLike)):
+        location = memory
+    else:
+        location = getattr(memory, "location", None)
     if location is not None:
         try:
             os.makedirs(location, exist_ok=True)
@@ -99,7 +100,9 @@ class _Reservoir:
         room = max(self.size - self.rows[0].shape[0], 0)
         take = min(room, n)
         if take:
-            self.rows = [np.concatenate([r, p[:take].astype(np.float32)]) for r, p in zip(self.rows, pooled)]
+            self.rows = [
+                np.concatenate([r, p[:take].astype(np.float32)]) for r, p in zip(self.rows, pooled)
+            ]
         for i in range(take, n):
             # Algorithm R: row number t replaces a random slot with prob size / (t + 1).
             slot = self.rng.integers(0, self.seen + i + 1)

@@ -298,7 +298,6 @@ def explain(detector, X):
     lam = float(detector.lam)
     source = detector._images(X, reset=False)
     network = detector._network()
-    device = next(network.parameters()).device
     scale_sigma = None
     results = []
     for _, images in source.batches(detector.batch_size):

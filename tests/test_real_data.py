@@ -1,7 +1,6 @@
 """Detection quality on real defect data, with the real pretrained model."""
 
 import numpy as np
-import pytest
 from sklearn.metrics import roc_auc_score
 
 from skanomaly import EfficientNetGaussianDetector
@@ -11,7 +10,7 @@ from skanomaly.datasets import load_magnetic_tile
 def test_elpv_monocrystalline_auroc(elpv_mono):
     # Fit on half of the defect-free cells; score the other half against the
     # cells that are certainly defective (probability 1.0).
-    X, y, proba = elpv_mono.X, elpv_mono.y, elpv_mono.proba
+    X, proba = elpv_mono.X, elpv_mono.proba
     rng = np.random.default_rng(0)
     normal = rng.permutation(np.flatnonzero(proba == 0))
     train, held_out = normal[: len(normal) // 2], normal[len(normal) // 2 :]
