@@ -69,24 +69,24 @@ def _positive_int(text):
     return value
 
 
-def _contamination(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 0.5], got {text!r}") from None
-    if not 0 < value <= 0.5:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 0.5], got {text!r}")
-    return value
+def _number_in(low, high, low_included):
+    """An argparse type for a float in ``[low, high]`` (or ``(low, high]``)."""
+    interval = f"{'[' if low_included else '('}{low:g}, {high:g}]"
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (low <= value <= high and (low_included or value > low)):
+            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 0.5], got {text!r}") from None
-    if not 0 <= value <= 0.5:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 0.5], got {text!r}")
-    return value
+_contamination = _number_in(0, 0.5, low_included=False)
+_fraction = _number_in(0, 0.5, low_included=True)
 
 
 def _levels(text):

@@ -45,3 +45,19 @@ def shared_data():
     if path is None:
         pytest.skip("../shared/data is not present (set SKANOMALY_DATA to use it)")
     return path
+
+
+@pytest.fixture
+def forward_passes(monkeypatch):
+    """The batch sizes of every backbone pass that fit or scoring runs."""
+    import skanomaly.detector
+
+    calls = []
+    original = skanomaly.detector._summarize_batch
+
+    def counting(network, images, levels, spatial):
+        calls.append(len(images))
+        return original(network, images, levels, spatial)
+
+    monkeypatch.setattr(skanomaly.detector, "_summarize_batch", counting)
+    return calls

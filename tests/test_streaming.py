@@ -85,19 +85,7 @@ def test_threshold_sample_is_bounded(cells, monkeypatch):
     assert detector.offset_ == pytest.approx(expected, rel=1e-4)
 
 
-def _count_forward_passes(monkeypatch):
-    calls = []
-    original = skanomaly.detector._summarize_batch
-
-    def counting(network, images, levels, spatial):
-        calls.append(len(images))
-        return original(network, images, levels, spatial)
-
-    monkeypatch.setattr(skanomaly.detector, "_summarize_batch", counting)
-    return calls
-
-
-def test_feature_cache_runs_the_network_once_per_batch(cells, tmp_path, monkeypatch):
+def test_feature_cache_runs_the_network_once_per_batch(cells, tmp_path, forward_passes):
     normal, defective = cells
     X = np.concatenate([normal[:12], defective[:4]])
     grid = {"contamination": [0.05, 0.1, 0.2], "levels": [(0, 1), (2, 3)]}
@@ -107,7 +95,7 @@ def test_feature_cache_runs_the_network_once_per_batch(cells, tmp_path, monkeypa
         estimator = EfficientNetGaussianDetector(batch_size=8, memory=memory)
         return GridSearchCV(estimator, grid, scoring=_mean_score, cv=cv, refit=False).fit(X)
 
-    calls = _count_forward_passes(monkeypatch)
+    calls = forward_passes
     uncached = search(None)
     n_uncached = len(calls)
     calls.clear()
