@@ -126,9 +126,7 @@ def _check_image_shape(image_shape):
 
 
 def _as_images_array(X, image_shape):
-    """Bring an ndarray to (n, H, W, C) with C in {1, 3, 4}."""
-    where = "X"
-    _check_dtype(X, where)
+    """Bring an ndarray of checked dtype to (n, H, W, C) with C in {1, 3, 4}."""
     shape = _check_image_shape(image_shape)
     if X.ndim == 2:
         if shape is None:

@@ -254,7 +254,7 @@ def _descend(x0, energy_fn, n_steps, step_size, lam, weight=None, stop_below=Non
 
 
 # ------------------------------------------------------------------ methods
-def _maps_224(detector, network, x0, method, n_steps, step_size, lam):
+def _input_size_maps(detector, network, x0, method, n_steps, step_size, lam):
     device = x0.device
 
     def score_energy(x):
@@ -308,7 +308,7 @@ def explain(detector, X):
         )
         x0 = network.prepare(images)
         with torch.enable_grad():
-            maps = _maps_224(detector, network, x0, method, n_steps, step_size, lam)
+            maps = _input_size_maps(detector, network, x0, method, n_steps, step_size, lam)
         maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0)
         if scale_sigma is None:
             # smoothing is in pixels of a 224-px input; scale to this input size.
