@@ -297,24 +297,31 @@ class ImageSource:
         return read_image(self._paths[index]), (0.0, 1 / 255)
 
     @staticmethod
-    def _to_tensor(block, value_map):
-        """``(..., H, W, C)`` to float32 RGB ``(..., 3, H, W)`` in [0, 1]."""
+    def _to_tensor(block, value_map, device=None):
+        """``(..., H, W, C)`` to float32 RGB ``(..., 3, H, W)`` in [0, 1] on
+        ``device``."""
         low, scale = value_map
         if block.shape[-1] == 4:
             block = block[..., :3]
-        tensor = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
-        tensor = (tensor - low) * scale
+        # 8-bit pixels travel to an accelerator as they are, a quarter of the
+        # bytes of float32, and are converted there.
+        dtype = np.uint8 if block.dtype == np.uint8 else np.float32
+        tensor = torch.from_numpy(np.ascontiguousarray(block, dtype=dtype))
+        tensor = (tensor.to(device).float() - low) * scale
         tensor = tensor.movedim(-1, -3)
         if tensor.shape[-3] == 1:
             tensor = tensor.expand(*tensor.shape[:-3], 3, *tensor.shape[-2:])
         return tensor
 
-    def batches(self, batch_size):
+    def batches(self, batch_size, device=None):
         """Yield ``(start, images)`` with ``images`` a list of ``(3, H, W)``
-        tensors, or one ``(b, 3, H, W)`` tensor for an ndarray ``X``."""
+        tensors, or one ``(b, 3, H, W)`` tensor for an ndarray ``X``, on
+        ``device`` (default the CPU)."""
         for start in range(0, self.n_images, batch_size):
             stop = min(start + batch_size, self.n_images)
             if self._array is not None:
-                yield start, self._to_tensor(self._array[start:stop], self._map_all)
+                yield start, self._to_tensor(self._array[start:stop], self._map_all, device)
             else:
-                yield start, [self._to_tensor(*self.image(i)) for i in range(start, stop)]
+                yield start, [
+                    self._to_tensor(*self.image(i), device) for i in range(start, stop)
+                ]

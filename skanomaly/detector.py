@@ -15,8 +15,8 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 
 from ._images import ImageSource
 from ._version import __version__
-from .backbone import get_features
-from .gaussian import LedoitWolfMoments, gaussians_on, precision_from_covariance
+from .backbone import autocast, get_features
+from .gaussian import LedoitWolfMoments, gaussians_on, mahalanobis, precision_from_covariance
 from .localization import (
     SpatialGaussians,
     check_explain_params,
@@ -29,21 +29,31 @@ __all__ = ["EfficientNetGaussianDetector"]
 
 _DISTANCES = ("mahalanobis", "squared")
 _THRESHOLDS = ("out_of_fold", "chi2")
+_PRECISIONS = ("auto", "float32", "float16", "bfloat16")
+# Fitted attributes that partial_fit leaves to be computed at first use.
+_DEFERRED = ("location_", "covariance_", "precision_", "shrinkage_", "spatial_", "offset_")
 _RESERVOIR_SIZE = 2048
 _THRESHOLD_FOLDS = 5
 
 
-def _summarize_batch(network, images, levels, spatial):
-    """Pooled features of ``levels`` and spatial moments of ``spatial``."""
+def _summarize_batch(network, images, levels, spatial, precision=None):
+    """Pooled features of ``levels`` and spatial moments of ``spatial``.
+
+    ``precision`` is the autocast dtype of the forward pass (None for
+    float32); pooling and moments are computed in float32 or wider.
+    """
     x = network.prepare(images)
     wanted = tuple(sorted(set(levels) | set(spatial)))
-    with torch.inference_mode():
-        maps = dict(zip(wanted, network(x, wanted)))
-    pooled = [maps[level].mean(dim=(2, 3)).double().cpu().numpy() for level in levels]
+    with torch.inference_mode(), autocast(x.device, precision):
+        maps = dict(zip(wanted, (m.float() for m in network(x, wanted))))
+    # One transfer for all levels: each .cpu() waits for the device.
+    pooled = torch.cat([maps[level].mean(dim=(2, 3)) for level in levels], dim=1)
+    ends = np.cumsum([maps[level].shape[1] for level in levels])[:-1]
+    pooled = np.split(pooled.double().cpu().numpy(), ends, axis=1)
     return pooled, spatial_moments([maps[level] for level in spatial])
 
 
-def _summarize_cached(weights_digest, images, levels, spatial, network):
+def _summarize_cached(weights_digest, precision, images, levels, spatial, network):
     """:func:`_summarize_batch` keyed by what determines its result.
 
     ``images`` are the batch's pixels as arrays (hashed by joblib); the
@@ -53,7 +63,7 @@ def _summarize_cached(weights_digest, images, levels, spatial, network):
         images = [torch.from_numpy(image) for image in images]
     else:
         images = torch.from_numpy(images)
-    return _summarize_batch(network, images, levels, spatial)
+    return _summarize_batch(network, images, levels, spatial, precision)
 
 
 def _usable_memory(memory):
@@ -226,6 +236,15 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         Images per forward pass. Larger batches are slower per image on CPUs.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the network runs; ``"auto"`` picks CUDA when available.
+    precision : {"auto", "float32", "float16", "bfloat16"}, default="auto"
+        Autocast dtype of the network's forward passes that need no
+        gradient (fit, scoring and the ``"spatial"`` maps); ``"auto"`` is
+        float16 on CUDA and float32 on CPUs (where half precision is slower
+        unless the processor has native support). Pooling, the Gaussians and
+        all distances stay in float32 or float64, and the gradient-based
+        explain methods always run in float32: their input gradients are
+        large (norm ~1e5, past float16's largest value, 65504). A different precision changes the features
+        slightly, so it is part of the feature cache's key.
     image_shape : tuple of int, default=None
         ``(height, width)`` or ``(height, width, channels)`` used to read the
         rows of a 2-D ``X`` of flattened images; one entry may be -1.
@@ -334,6 +353,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         threshold="out_of_fold",
         batch_size=16,
         device="auto",
+        precision="auto",
         image_shape=None,
         pixel_range=None,
         progress=False,
@@ -353,6 +373,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         self.threshold = threshold
         self.batch_size = batch_size
         self.device = device
+        self.precision = precision
         self.image_shape = image_shape
         self.pixel_range = pixel_range
         self.progress = progress
@@ -380,6 +401,8 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
             raise ValueError(f"batch_size must be a positive integer; got {self.batch_size!r}.")
         if not isinstance(self.torch_compile, (bool, np.bool_)):
             raise ValueError(f"torch_compile must be True or False; got {self.torch_compile!r}.")
+        if not isinstance(self.precision, str) or self.precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {_PRECISIONS}; got {self.precision!r}.")
         if self.threshold not in _THRESHOLDS:
             raise ValueError(f"threshold must be one of {_THRESHOLDS}; got {self.threshold!r}.")
         if self.distance not in _DISTANCES:
@@ -403,6 +426,14 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         if device.type not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {self.device!r}.")
         return device
+
+    def _autocast_dtype(self):
+        """The autocast dtype of forward passes without gradients, or None
+        for plain float32."""
+        precision = self.precision
+        if precision == "auto":
+            precision = "float16" if self._torch_device().type == "cuda" else "float32"
+        return None if precision == "float32" else getattr(torch, precision)
 
     def _network(self):
         """The backbone network, checked against the weights used in fit."""
@@ -477,16 +508,22 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         the forward pass once per batch of images.
         """
         memory = _usable_memory(self.memory)
+        precision = self._autocast_dtype()
         if memory is None:
-            return partial(_summarize_batch, network)
+            return partial(_summarize_batch, network, precision=precision)
         cached = memory.cache(_summarize_cached, ignore=["network"])
         every_level = tuple(range(len(network.level_names)))
         every_spatial = spatial_levels(network)
 
         def summarize(images, levels, spatial):
-            key = images.numpy() if torch.is_tensor(images) else [i.numpy() for i in images]
+            key = images.cpu().numpy() if torch.is_tensor(images) else [i.cpu().numpy() for i in images]
             pooled, moments = cached(
-                network.weights_digest, key, every_level, every_spatial, network=network
+                network.weights_digest,
+                precision,
+                key,
+                every_level,
+                every_spatial,
+                network=network,
             )
             wanted = dict(zip(every_spatial, moments))
             return [pooled[level] for level in levels], [wanted[level] for level in spatial]
@@ -498,7 +535,8 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         features of ``levels`` and the spatial moments of ``spatial``."""
         summarize = self._summarizer(network)
         n_batches = -(-len(source) // self.batch_size)
-        for _, images in _progress(source.batches(self.batch_size), self.progress, n_batches, desc):
+        batches = source.batches(self.batch_size, network.device)
+        for _, images in _progress(batches, self.progress, n_batches, desc):
             yield summarize(images, levels, spatial)
 
     def _map_pooled(self, X, function, desc):
@@ -509,22 +547,23 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         network = self._network()
         return [function(pooled) for pooled, _ in self._summaries(source, network, self.levels_, desc)]
 
-    def _distances(self, pooled, gaussians=None):
-        """Per-level Mahalanobis distances, ``(n, n_levels)``, to the fitted
-        Gaussians or to ``gaussians = (locations, precisions)``."""
-        locations, precisions = gaussians or (self.location_, self.precision_)
+    def _distances(self, pooled):
+        """Per-level Mahalanobis distances to the fitted Gaussians, ``(n, n_levels)``."""
         columns = []
-        for features, location, precision in zip(pooled, locations, precisions):
+        for features, location, precision in zip(pooled, self.location_, self.precision_):
             diff = features - location
-            squared = np.einsum("ij,jk,ik->i", diff, precision, diff)
+            squared = np.einsum("ij,ij->i", diff @ precision, diff)
             columns.append(np.sqrt(np.maximum(squared, 0)))
         return np.stack(columns, axis=1)
 
-    def _score_pooled(self, pooled, gaussians=None):
-        distances = self._distances(pooled, gaussians)
+    def _score_distances(self, distances):
+        """The anomaly-score rule: minus the (squared) distances summed over levels."""
         if self.distance == "squared":
             distances = distances**2
         return -distances.sum(axis=1)
+
+    def _score_pooled(self, pooled):
+        return self._score_distances(self._distances(pooled))
 
     # -------------------------------------------------------------- public API
     def fit(self, X, y=None):
@@ -578,7 +617,10 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         The moments are exact, so fitting chunk by chunk gives the same
         Gaussians as :meth:`fit` on all images at once. ``offset_`` is the
         ``contamination`` percentile of the training scores (of a uniform
-        sample of at most 2048 of them for longer streams). A chunk with
+        sample of at most 2048 of them for longer streams). The Gaussians and
+        ``offset_`` are computed when first used after the last chunk, so a
+        long stream of chunks pays for the matrix inverses once; a threshold
+        set by :meth:`calibrate` is dropped and must be set again. A chunk with
         another image size or channel count than the first, or with bad
         values, is rejected and leaves the detector as it was.
 
@@ -620,7 +662,14 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
             )
         state = state.copy()
         self._accumulate(state, source, network, "Fitting")
-        self._commit(state, network)
+        # The Gaussians and the threshold wait for their first use: a stream
+        # of small chunks then pays for the inverses once, not per chunk.
+        for name in _DEFERRED:
+            self.__dict__.pop(name, None)
+        self.__dict__.pop("calibration_scores_", None)
+        self.__dict__.pop("_tensors", None)
+        self.n_samples_fit_ = state.moments[0].n_samples
+        self._fit_state = state
         return self
 
     def _accumulate(self, state, source, network, desc, keep_pooled=False):
@@ -636,24 +685,41 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
 
     def _commit(self, state, network):
         """Set the fitted attributes from ``state`` in one go."""
-        estimates = [moments.ledoit_wolf() for moments in state.moments]
+        finalized = self._finalized(state)
         self.levels_ = state.levels
         self.level_names_ = [network.level_names[i] for i in state.levels]
-        self.location_ = [e[0] for e in estimates]
-        self.covariance_ = [e[1] for e in estimates]
-        self.precision_ = [precision_from_covariance(e[1]) for e in estimates]
-        self.shrinkage_ = np.array([e[2] for e in estimates])
-        self.spatial_ = state.spatial.copy_finalized()
         self.n_samples_fit_ = state.moments[0].n_samples
         self.weights_digest_ = network.weights_digest
         self.__dict__.pop("_tensors", None)
+        self.__dict__.update(finalized)
         self._fit_state = state
+
+    def _finalized(self, state):
+        """The Gaussians and the threshold of ``state``, as attributes."""
+        estimates = [moments.ledoit_wolf() for moments in state.moments]
+        attributes = {
+            "location_": [e[0] for e in estimates],
+            "covariance_": [e[1] for e in estimates],
+            "precision_": [precision_from_covariance(e[1]) for e in estimates],
+            "shrinkage_": np.array([e[2] for e in estimates]),
+            "spatial_": state.spatial.copy_finalized(),
+        }
         if self.threshold == "chi2":
-            dims = [location.shape[0] for location in self.location_]
-            self.offset_ = _chi2_offset(dims, self.distance, self.contamination)
+            dims = [e[0].shape[0] for e in estimates]
+            attributes["offset_"] = _chi2_offset(dims, self.distance, self.contamination)
         else:
             scores = self._held_out_scores(state)
-            self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+            attributes["offset_"] = float(np.percentile(scores, 100.0 * self.contamination))
+        return attributes
+
+    def __getattr__(self, name):
+        # Only called for missing attributes: those partial_fit deferred.
+        state = self.__dict__.get("_fit_state")
+        if name not in _DEFERRED or state is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self._check_params()
+        self.__dict__.update(self._finalized(state))
+        return self.__dict__[name]
 
     def _held_out_scores(self, state):
         """Out-of-fold scores of the training images in the threshold sample.
@@ -668,19 +734,14 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         n_rows = rows[0].shape[0]
         n_folds = min(_THRESHOLD_FOLDS, n_rows)
         fold_of = np.arange(n_rows) % n_folds
-        scores = np.empty(n_rows)
+        distances = np.empty((n_rows, len(rows)))
         for fold in range(n_folds):
             held = fold_of == fold
-            locations, precisions = [], []
-            for moments, level_rows in zip(state.moments, rows):
+            for level, (moments, level_rows) in enumerate(zip(state.moments, rows)):
                 part = LedoitWolfMoments(level_rows.shape[1]).update(level_rows[held])
                 location, covariance, _ = moments.subtract(part).ledoit_wolf()
-                locations.append(location)
-                precisions.append(precision_from_covariance(covariance))
-            scores[held] = self._score_pooled(
-                [level_rows[held] for level_rows in rows], (locations, precisions)
-            )
-        return scores
+                distances[held, level] = mahalanobis(level_rows[held], location, covariance)
+        return self._score_distances(distances)
 
     def fit_predict(self, X, y=None):
         """Fit on ``X`` and return its labels, +1 inlier and -1 outlier.
@@ -889,7 +950,10 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         state["_skanomaly_version"] = __version__
         # Tensors cached per device are rebuilt on demand; the running
         # moments are large (several times the Gaussians), so saved models
-        # hold only what scoring needs.
+        # hold only what scoring needs, deferred attributes computed first.
+        if "_fit_state" in state:
+            for name in _DEFERRED:
+                state[name] = getattr(self, name)
         state.pop("_tensors", None)
         state.pop("_fit_state", None)
         return state

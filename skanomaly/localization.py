@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
+from .backbone import autocast
 from .gaussian import LedoitWolfMoments, gaussians_on, precision_from_covariance
 
 __all__ = [
@@ -213,7 +214,10 @@ def _pooled_score(detector, maps, device):
 
 def _spatial_prior(detector, network, x0, spatial):
     with torch.no_grad():
-        maps = network(x0, spatial.levels)
+        # Only the network runs in mixed precision: distances of half-precision
+        # features in half precision lose the small eigen-directions.
+        with autocast(x0.device, detector._autocast_dtype()):
+            maps = [m.float() for m in network(x0, spatial.levels)]
         return _upsample_sum(spatial.distance_maps(maps, x0.device), x0.shape[-2:])
 
 
@@ -300,7 +304,7 @@ def explain(detector, X):
     network = detector._network()
     scale_sigma = None
     results = []
-    for _, images in source.batches(detector.batch_size):
+    for _, images in source.batches(detector.batch_size, network.device):
         sizes = (
             [tuple(img.shape[-2:]) for img in images]
             if isinstance(images, list)

@@ -1,4 +1,5 @@
-"""The CUDA path; runs only where a GPU is present."""
+"""The CUDA path; runs only where a GPU is present (benchmarks/check_cuda.py
+runs it on a GPU machine)."""
 
 import numpy as np
 import pytest
@@ -9,12 +10,49 @@ from skanomaly import EfficientNetGaussianDetector
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
 
 
-def test_cuda_scores_match_cpu(cells):
+@pytest.fixture(scope="module")
+def cpu_model(cells):
+    return EfficientNetGaussianDetector(device="cpu").fit(cells[0][:16])
+
+
+def test_float32_on_cuda_matches_cpu(cells, cpu_model):
     normal, defective = cells
-    cpu = EfficientNetGaussianDetector(device="cpu").fit(normal[:16])
-    gpu = EfficientNetGaussianDetector(device="cuda").fit(normal[:16])
+    gpu = EfficientNetGaussianDetector(device="cuda", precision="float32").fit(normal[:16])
     np.testing.assert_allclose(
-        gpu.score_samples(defective), cpu.score_samples(defective), rtol=1e-3
+        gpu.score_samples(defective), cpu_model.score_samples(defective), rtol=1e-3
     )
-    maps = gpu.explain(defective[:2])
-    assert maps.shape == defective[:2].shape[:3] and np.all(np.isfinite(maps))
+    expected = cpu_model.explain(defective[:4])
+    np.testing.assert_allclose(
+        gpu.explain(defective[:4]), expected, rtol=1e-3, atol=1e-3 * expected.max()
+    )
+
+
+def test_autocast_on_cuda_stays_close_to_float32(cells, cpu_model):
+    normal, defective = cells
+    gpu = EfficientNetGaussianDetector(device="cuda").fit(normal[:16])
+    assert gpu._autocast_dtype() == torch.float16
+    full = cpu_model.pooled_features(defective)["head"]
+    half = gpu.pooled_features(defective)["head"]
+    assert np.linalg.norm(half - full) / np.linalg.norm(full) < 0.05
+    X = np.concatenate([normal[16:], defective])
+    assert np.corrcoef(gpu.score_samples(X), cpu_model.score_samples(X))[0, 1] > 0.99
+    maps = gpu.explain(defective[:4])
+    assert maps.shape == defective[:4].shape[:3] and np.all(np.isfinite(maps))
+    assert np.corrcoef(maps.ravel(), cpu_model.explain(defective[:4]).ravel())[0, 1] > 0.98
+
+
+@pytest.mark.parametrize("method", ["reference", "spatial_grad_prior"])
+def test_gradient_explain_on_cuda(cells, method):
+    normal, defective = cells
+    gpu = EfficientNetGaussianDetector(device="cuda", explain_method=method, n_steps=5)
+    maps = gpu.fit(normal[:16]).explain(defective[:2])
+    assert maps.shape == defective[:2].shape[:3] and np.all(np.isfinite(maps)) and maps.max() > 0
+
+
+def test_compiled_on_cuda_scores_like_eager(cells):
+    normal, defective = cells
+    eager = EfficientNetGaussianDetector(device="cuda").fit(normal[:16])
+    compiled = EfficientNetGaussianDetector(device="cuda", torch_compile=True).fit(normal[:16])
+    np.testing.assert_allclose(
+        compiled.score_samples(defective), eager.score_samples(defective), rtol=1e-2
+    )

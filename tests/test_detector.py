@@ -10,6 +10,7 @@ from PIL import Image
 from sklearn.base import clone
 from sklearn.covariance import LedoitWolf
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import roc_auc_score
 
 from skanomaly import EfficientNetGaussianDetector
 
@@ -240,6 +241,8 @@ def test_unreadable_file_is_named(tmp_path):
         ({"lam": -1.0}, "lam"),
         ({"lam": float("nan")}, "lam"),
         ({"device": "tpu"}, "device"),
+        ({"precision": "float64"}, "precision"),
+        ({"precision": None}, "precision"),
         ({"backbone": "resnet50"}, "timm EfficientNet"),
         ({"image_shape": (0, 4)}, "image_shape"),
         ({"pixel_range": (1, 0)}, "pixel_range"),
@@ -322,3 +325,17 @@ def test_chi2_threshold_is_the_gaussian_reference(cells, distance):
         assert detector.offset_ == pytest.approx(-np.quantile(draws, 0.9), rel=2e-3)
     with pytest.raises(ValueError, match="threshold"):
         EfficientNetGaussianDetector(threshold="median").fit(normal[:4])
+
+
+def test_mixed_precision_changes_features_a_little(fitted, cells):
+    """float16 autocast (the CUDA default, runnable on CPUs too) keeps the features close to
+    float32 and the ranking of normal versus defective cells intact."""
+    normal, defective = cells
+    half = clone(fitted).set_params(precision="float16").fit(normal[:16])
+    full = fitted.pooled_features(defective)["head"]
+    approx = half.pooled_features(defective)["head"]
+    relative = np.linalg.norm(approx - full) / np.linalg.norm(full)
+    assert 0 < relative < 0.05
+    X = np.concatenate([normal[16:], defective])
+    y = np.r_[np.ones(8), -np.ones(len(defective))]
+    assert roc_auc_score(y, half.score_samples(X)) > 0.9

@@ -25,7 +25,10 @@ def test_reloads_in_a_fresh_offline_process(fitted, cells, tmp_path):
     )
     env = {"HF_HUB_OFFLINE": "1", "PATH": "", "HOME": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, check=True, timeout=300)
-    np.testing.assert_array_equal(np.load(tmp_path / "scores.npy"), fitted.score_samples(defective))
+    # Equal up to BLAS summation order, which may differ between processes.
+    np.testing.assert_allclose(
+        np.load(tmp_path / "scores.npy"), fitted.score_samples(defective), rtol=1e-12
+    )
 
 
 def test_saved_model_is_small(fitted, tmp_path):

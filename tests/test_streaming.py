@@ -109,6 +109,9 @@ def test_feature_cache_runs_the_network_once_per_batch(cells, tmp_path, forward_
     calls.clear()
     search(str(tmp_path / "cache"))
     assert calls == []
+    # Other autocast precision, other features: the cache must not serve them.
+    EfficientNetGaussianDetector(batch_size=8, memory=str(tmp_path / "cache"), precision="bfloat16").fit(X[:8])
+    assert calls == [8]
 
 
 def _mean_score(estimator, X, y=None):
@@ -152,3 +155,30 @@ def test_peak_memory_is_flat_in_the_number_of_images():
 
     small, large = peak_kib(40), peak_kib(400)
     assert abs(large - small) < 0.1 * small, (small, large)
+
+
+def test_partial_fit_defers_the_inverses_to_first_use(cells, monkeypatch):
+    normal, defective = cells
+    calls = []
+    original = skanomaly.detector.precision_from_covariance
+
+    def counting(covariance):
+        calls.append(covariance.shape[0])
+        return original(covariance)
+
+    monkeypatch.setattr(skanomaly.detector, "precision_from_covariance", counting)
+    detector = EfficientNetGaussianDetector(levels=(0, 3)).partial_fit(normal[:8])
+    assert calls == [32, 40]
+    detector.calibrate(normal[20:])
+    for chunk in np.array_split(normal[8:20], 3):
+        detector.partial_fit(chunk)
+    assert calls == [32, 40] and "offset_" not in vars(detector)
+    assert not hasattr(detector, "calibration_scores_")
+    # A reloaded copy and the detector itself finalize the same Gaussians once.
+    copy = pickle.loads(pickle.dumps(detector))
+    assert calls == [32, 40] * 2
+    scores = detector.decision_function(defective)
+    assert calls == [32, 40] * 2
+    np.testing.assert_array_equal(copy.decision_function(defective), scores)
+    whole = EfficientNetGaussianDetector(levels=(0, 3)).fit(normal[:20])
+    np.testing.assert_allclose(scores, whole.decision_function(defective), rtol=1e-6)
