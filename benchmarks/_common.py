@@ -47,6 +47,24 @@ def median_time(function, repeats):
     return statistics.median(times)
 
 
+def interleaved_median_times(functions, repeats):
+    """Median wall time of each of ``functions`` (a dict), timed in turn.
+
+    Each repeat runs every function once, so a slow spell of a shared
+    machine slows all of them alike instead of one; every function is
+    warmed up first.
+    """
+    for function in functions.values():
+        function()
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def peak_rss_mb():
     """Peak resident memory of this process so far, in MiB (Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

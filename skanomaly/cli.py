@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .localization import EXPLAIN_METHODS
+from ._constants import EXPLAIN_METHODS
 
 __all__ = ["main"]
 

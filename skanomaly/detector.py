@@ -1,13 +1,15 @@
 """The EfficientNet-Gaussian anomaly detector (Rippel et al., 2020)."""
 
+import contextlib
 import copy
 import numbers
 import os
 import tempfile
 import warnings
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
+import threadpoolctl
 import torch
 from scipy import stats
 from sklearn.base import BaseEstimator, OutlierMixin
@@ -30,6 +32,8 @@ __all__ = ["EfficientNetGaussianDetector"]
 _DISTANCES = ("mahalanobis", "squared")
 _THRESHOLDS = ("out_of_fold", "chi2")
 _PRECISIONS = ("auto", "float32", "float16", "bfloat16")
+# Pooled rows scored together; see _map_pooled.
+_ROWS_PER_PRODUCT = 256
 # Fitted attributes that partial_fit leaves to be computed at first use.
 _DEFERRED = ("location_", "covariance_", "precision_", "shrinkage_", "spatial_", "offset_")
 _RESERVOIR_SIZE = 2048
@@ -88,6 +92,24 @@ def _usable_memory(memory):
             return None
     memory = check_memory(memory)
     return None if getattr(memory, "location", None) is None else memory
+
+
+@cache
+def _blas_controller():
+    return threadpoolctl.ThreadpoolController()
+
+
+def _one_blas_thread(device):
+    """One BLAS thread while the network runs on the CPU.
+
+    Between the network's batches, the per-batch float64 products (moments,
+    distances) are small, and the threads numpy's BLAS starts for them keep
+    spinning afterwards, taking the cores from torch's own threads: on two
+    cores, scoring ran 1.7x faster with one BLAS thread.
+    """
+    if device.type != "cpu":
+        return contextlib.nullcontext()
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 class _Reservoir:
@@ -536,16 +558,35 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         summarize = self._summarizer(network)
         n_batches = -(-len(source) // self.batch_size)
         batches = source.batches(self.batch_size, network.device)
-        for _, images in _progress(batches, self.progress, n_batches, desc):
-            yield summarize(images, levels, spatial)
+        # The limit holds while the caller works on each batch too.
+        with _one_blas_thread(network.device):
+            for _, images in _progress(batches, self.progress, n_batches, desc):
+                yield summarize(images, levels, spatial)
 
     def _map_pooled(self, X, function, desc):
-        """``function(pooled)`` over the batches of a fitted detector's ``X``."""
+        """``function(pooled)`` over groups of batches of a fitted detector's ``X``.
+
+        Small batches are grouped up to ``_ROWS_PER_PRODUCT`` rows: each call
+        of ``function`` reads every precision matrix (13 MB at the head), which
+        would cost more than the network's forward pass for batches of one.
+        """
         check_is_fitted(self)
         self._check_params()
         source = self._images(X, reset=False)
         network = self._network()
-        return [function(pooled) for pooled, _ in self._summaries(source, network, self.levels_, desc)]
+        results, group = [], []
+
+        def flush():
+            results.append(function([np.concatenate(level) for level in zip(*group)]))
+            group.clear()
+
+        for pooled, _ in self._summaries(source, network, self.levels_, desc):
+            group.append(pooled)
+            if sum(len(p[0]) for p in group) >= _ROWS_PER_PRODUCT:
+                flush()
+        if group:
+            flush()
+        return results
 
     def _distances(self, pooled):
         """Per-level Mahalanobis distances to the fitted Gaussians, ``(n, n_levels)``."""

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
+from ._constants import EXPLAIN_METHODS
 from .backbone import autocast
 from .gaussian import LedoitWolfMoments, gaussians_on, precision_from_covariance
 
@@ -61,7 +62,6 @@ __all__ = [
 # Names, resolved against the network's level names.
 SPATIAL_LEVELS = ("stage3", "stage4", "stage5", "stage6")
 
-EXPLAIN_METHODS = ("reference", "spatial", "weighted", "spatial_grad", "spatial_grad_prior")
 _GRADIENT_METHODS = ("reference", "weighted", "spatial_grad", "spatial_grad_prior")
 _SPATIAL_METHODS = ("spatial", "weighted", "spatial_grad", "spatial_grad_prior")
 

@@ -344,6 +344,26 @@ def test_console_script_and_module():
         assert command in result.stdout
 
 
+def test_help_and_usage_errors_do_not_import_torch(tmp_path):
+    # torch takes seconds to import: help and argument errors must not wait for it.
+    code = (
+        "import contextlib, io, sys\n"
+        "from skanomaly.cli import main\n"
+        "for argv in (['--help'], ['fit', '--help'], ['explain', '--help'], [],\n"
+        "             ['fit', '.', '-o', 'm.joblib', '--contamination', '2']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "print(sorted(name for name in ('torch', 'sklearn') if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 # -------------------------------------------------------------------- demo
 def test_demo_small(tmp_path, capsys):
     out = tmp_path / "demo"

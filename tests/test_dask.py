@@ -1,7 +1,10 @@
 """Scale-out recipes on dask: map_blocks scoring and GridSearchCV on a cluster."""
 
+import os
+
 import numpy as np
 import pytest
+from joblib import Parallel, delayed
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from skanomaly import EfficientNetGaussianDetector
@@ -49,3 +52,44 @@ def test_grid_search_on_a_local_cluster(cells):
     np.testing.assert_allclose(
         search.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"], rtol=1e-6
     )
+
+
+def _fit_and_score_in_worker(levels, train, test):
+    """Fit a detector where joblib runs this; report the torch threads there."""
+    import torch
+
+    scores = EfficientNetGaussianDetector(levels=levels).fit(train).score_samples(test)
+    return os.getpid(), torch.get_num_threads(), scores
+
+
+def test_loky_workers_do_not_oversubscribe(cells, monkeypatch):
+    """n_jobs loky workers x torch threads in each fit within the cores.
+
+    joblib's loky backend starts its workers with OMP_NUM_THREADS set to
+    cores // n_jobs unless the parent already sets it; skanomaly sets no
+    thread count itself. The variables are cleared here so that loky's own
+    default is what is tested (a LocalCluster started earlier in the session
+    leaves OMP_NUM_THREADS=1 in this process's environment).
+    """
+    from joblib._parallel_backends import LokyBackend
+
+    n_jobs = 2
+    if os.cpu_count() < n_jobs:
+        pytest.skip(f"needs {n_jobs} cores")
+    for var in LokyBackend.MAX_NUM_THREADS_VARS:
+        monkeypatch.delenv(var, raising=False)
+    normal, defective = cells
+    train, test = normal[:16], np.concatenate([normal[16:], defective])
+    tasks = [(0, 1), (2, 3)]
+    results = Parallel(n_jobs=n_jobs, backend="loky")(
+        delayed(_fit_and_score_in_worker)(levels, train, test) for levels in tasks
+    )
+    pids = [pid for pid, _, _ in results]
+    threads = [t for _, t, _ in results]
+    assert os.getpid() not in pids  # the fits ran in worker processes
+    assert n_jobs * max(threads) <= os.cpu_count(), (
+        f"{n_jobs} workers x {max(threads)} torch threads on {os.cpu_count()} cores"
+    )
+    for levels, (_, _, scores) in zip(tasks, results):
+        local = EfficientNetGaussianDetector(levels=levels).fit(train).score_samples(test)
+        np.testing.assert_allclose(scores, local, rtol=1e-6)

@@ -339,3 +339,26 @@ def test_mixed_precision_changes_features_a_little(fitted, cells):
     X = np.concatenate([normal[16:], defective])
     y = np.r_[np.ones(8), -np.ones(len(defective))]
     assert roc_auc_score(y, half.score_samples(X)) > 0.9
+
+
+def test_one_blas_thread_while_the_network_runs_on_a_cpu(cells, monkeypatch):
+    """numpy's spinning BLAS threads would compete with torch's for the cores."""
+    from threadpoolctl import threadpool_info
+
+    import skanomaly.detector
+
+    def blas_threads():
+        return {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+
+    seen = []
+    original = skanomaly.detector._summarize_batch
+
+    def recording(*args, **kwargs):
+        seen.append(blas_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(skanomaly.detector, "_summarize_batch", recording)
+    before = blas_threads()
+    EfficientNetGaussianDetector(levels=(0,), device="cpu", batch_size=4).fit(cells[0][:8])
+    assert seen == [{1}, {1}]
+    assert blas_threads() == before
