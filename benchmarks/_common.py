@@ -47,18 +47,21 @@ def median_time(function, repeats):
     return statistics.median(times)
 
 
-def interleaved_median_times(functions, repeats):
+def interleaved_median_times(functions, repeats, settle=0.5):
     """Median wall time of each of ``functions`` (a dict), timed in turn.
 
     Each repeat runs every function once, so a slow spell of a shared
     machine slows all of them alike instead of one; every function is
-    warmed up first.
+    warmed up first. A pause before each run lets the worker threads of the
+    previous one (BLAS and OpenMP threads spin for a while after their work)
+    go idle, so that no function pays for its predecessor.
     """
     for function in functions.values():
         function()
     times = {name: [] for name in functions}
     for _ in range(repeats):
         for name, function in functions.items():
+            time.sleep(settle)
             start = time.perf_counter()
             function()
             times[name].append(time.perf_counter() - start)

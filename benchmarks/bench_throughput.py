@@ -90,7 +90,7 @@ def main():
     text = (
         f"### Throughput, {args.backbone} at {size[0]}x{size[1]} px, {n} ELPV cells\n\n"
         f"Median of {args.repeats} repeats after a warm-up; each repeat times every row "
-        f"in turn, so that ratios compare runs made at the same time.\n\n{table}\n\n{environment()}\n"
+        f"in turn, after a 0.5 s pause, so that ratios compare runs made at the same time.\n\n{table}\n\n{environment()}\n"
     )
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -280,9 +280,12 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
     torch_compile : bool, default=False
         Run the backbone through :func:`torch.compile`. The first call in a
         process compiles for about half a minute on a CPU (once more per new
-        batch shape or level set), then the forward pass is 1.3-1.5x faster
-        on this project's 2-core benchmark machine: it pays for large scoring
-        jobs, not for small fits or model selection.
+        batch shape or level set), then the forward pass was 1.2-1.8x faster
+        on this project's 2-core benchmark machine (more at larger batches):
+        it pays for large scoring jobs, not for small fits or model
+        selection. After 8 compiled variants of the forward pass in one
+        process (batch shapes, level sets, detectors with other levels),
+        torch stops compiling and runs it eagerly.
     memory : str, path or joblib.Memory, default=None
         Cache of backbone features on disk, keyed by the weights and the
         images' pixels: with it, model selection over ``levels``,
