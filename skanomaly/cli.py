@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._constants import EXPLAIN_METHODS
+from ._constants import EXPLAIN_METHODS, PRECISIONS
 
 __all__ = ["main"]
 
@@ -107,6 +107,11 @@ def _common(parser):
     group = parser.add_argument_group("common options")
     group.add_argument(
         "--device", default="auto", help="where the network runs: auto (default), cpu or cuda"
+    )
+    group.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="autocast dtype of the network: auto (default; float16 on CUDA, "
+        "float32 on CPUs), float32, float16 or bfloat16",
     )
     group.add_argument(
         "--batch-size", type=_positive_int, default=None, metavar="N",
@@ -372,7 +377,7 @@ def load_model(path):
 
 
 def _configure(detector, args, progress=False):
-    params = {"device": args.device, "progress": progress}
+    params = {"device": args.device, "precision": args.precision, "progress": progress}
     if args.batch_size is not None:
         params["batch_size"] = args.batch_size
     detector.set_params(**params)
@@ -686,7 +691,7 @@ def cmd_fit(args):
         n_hold = fit_detector(detector, images, args.holdout, args.seed)
     except ValueError as exc:
         raise UsageError(str(exc).splitlines()[0]) from exc
-    detector.set_params(progress=False, device="auto")
+    detector.set_params(progress=False, device="auto", precision="auto")
     save_model(detector, output)
     source = f"{n_hold} held-out image(s)" if n_hold else "out-of-fold training scores"
     print(

@@ -15,6 +15,7 @@ from scipy import stats
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted, check_memory
 
+from ._constants import PRECISIONS
 from ._images import ImageSource
 from ._version import __version__
 from .backbone import autocast, get_features
@@ -31,7 +32,6 @@ __all__ = ["EfficientNetGaussianDetector"]
 
 _DISTANCES = ("mahalanobis", "squared")
 _THRESHOLDS = ("out_of_fold", "chi2")
-_PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 # Pooled rows scored together; see _map_pooled.
 _ROWS_PER_PRODUCT = 256
 # Fitted attributes that partial_fit leaves to be computed at first use.
@@ -426,8 +426,8 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
             raise ValueError(f"batch_size must be a positive integer; got {self.batch_size!r}.")
         if not isinstance(self.torch_compile, (bool, np.bool_)):
             raise ValueError(f"torch_compile must be True or False; got {self.torch_compile!r}.")
-        if not isinstance(self.precision, str) or self.precision not in _PRECISIONS:
-            raise ValueError(f"precision must be one of {_PRECISIONS}; got {self.precision!r}.")
+        if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}.")
         if self.threshold not in _THRESHOLDS:
             raise ValueError(f"threshold must be one of {_THRESHOLDS}; got {self.threshold!r}.")
         if self.distance not in _DISTANCES:

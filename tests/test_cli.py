@@ -88,6 +88,20 @@ def test_score_csv(model, folders, tmp_path, capsys):
     assert "6 image(s) scored" in capsys.readouterr().out
 
 
+def test_score_in_another_precision(model, folders, tmp_path):
+    """--precision reaches the detector: bfloat16 features differ a little,
+    and keep the defective cells above the normal ones."""
+    out = {}
+    for precision in ("float32", "bfloat16"):
+        out[precision] = tmp_path / f"{precision}.csv"
+        argv = ["score", str(model), str(folders / "check"), "--csv", str(out[precision])]
+        assert main([*argv, "--precision", precision, "--no-progress"]) == 0
+    full, half = ({r["path"]: float(r["anomaly_score"]) for r in _read_csv(out[p])} for p in out)
+    assert full.keys() == half.keys() and full != half
+    bad = [half[p] for p in half if "bad" in p]
+    assert min(bad) > max(half[p] for p in half if "good" in p)
+
+
 def test_score_prints_a_table_and_accepts_files(model, folders, capsys):
     files = sorted((folders / "check").glob("bad*.png"))
     assert main(["score", str(model), *map(str, files), "--no-progress"]) == 0
@@ -301,6 +315,7 @@ def test_unwritable_model_path(folders, tmp_path, capsys):
         ["fit", ".", "-o", "m.joblib", "--levels", "1,,2"],
         ["fit", "."],
         ["score", "m.joblib", ".", "--batch-size", "0"],
+        ["score", "m.joblib", ".", "--precision", "float64"],
         ["explain", "m.joblib", "."],
         ["frobnicate"],
     ],
