@@ -11,6 +11,7 @@ Markdown table.
 """
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -67,16 +68,16 @@ def main():
             torch._dynamo.reset()
         detector = EfficientNetGaussianDetector(args.backbone, batch_size=batch_size).fit(cells)
         timed = {name: forward(model, batch_size, cl) for name, model, cl in variants}
-        timed["fit"] = lambda: detector.fit(cells)
-        timed["score_samples"] = lambda: detector.score_samples(cells)
-        timed["explain (spatial)"] = lambda: detector.explain(cells)
+        timed["fit"] = partial(detector.fit, cells)
+        timed["score_samples"] = partial(detector.score_samples, cells)
+        timed["explain (spatial)"] = partial(detector.explain, cells)
         reference = {name: "bare forward, channels_last" for name in ("fit", "score_samples", "explain (spatial)")}
         if args.compile:
             compiled = EfficientNetGaussianDetector(
                 args.backbone, batch_size=batch_size, torch_compile=True
             ).fit(cells)
-            timed["score_samples, torch_compile=True"] = lambda: compiled.score_samples(cells)
-            timed["explain (spatial), torch_compile=True"] = lambda: compiled.explain(cells)
+            timed["score_samples, torch_compile=True"] = partial(compiled.score_samples, cells)
+            timed["explain (spatial), torch_compile=True"] = partial(compiled.explain, cells)
             for name in ("score_samples, torch_compile=True", "explain (spatial), torch_compile=True"):
                 reference[name] = "bare forward, torch.compile"
         seconds = interleaved_median_times(timed, args.repeats)

@@ -19,7 +19,12 @@ from ._constants import PRECISIONS
 from ._images import ImageSource
 from ._version import __version__
 from .backbone import autocast, get_features
-from .gaussian import LedoitWolfMoments, gaussians_on, mahalanobis, precision_from_covariance
+from .gaussian import (
+    LedoitWolfMoments,
+    gaussians_on,
+    mahalanobis,
+    precision_from_covariance,
+)
 from .localization import (
     SpatialGaussians,
     check_explain_params,
