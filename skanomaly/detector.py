@@ -269,9 +269,11 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         float16 on CUDA and float32 on CPUs (where half precision is slower
         unless the processor has native support). Pooling, the Gaussians and
         all distances stay in float32 or float64, and the gradient-based
-        explain methods always run in float32: their input gradients are
-        large (norm ~1e5, past float16's largest value, 65504). A different precision changes the features
-        slightly, so it is part of the feature cache's key.
+        explain methods always run in float32 (half-precision backward
+        passes need loss scaling, which a descent on the input does not
+        have). On CUDA, ``"float32"`` also turns off TF32 convolutions. A
+        different precision changes the features slightly, so it is part of
+        the feature cache's key.
     image_shape : tuple of int, default=None
         ``(height, width)`` or ``(height, width, channels)`` used to read the
         rows of a 2-D ``X`` of flattened images; one entry may be -1.
