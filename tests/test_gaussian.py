@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.covariance import LedoitWolf
 
-from skanomaly.gaussian import LedoitWolfMoments
+from skanomaly.gaussian import LedoitWolfMoments, mahalanobis, mahalanobis_low_rank
 
 
 @settings(max_examples=40, deadline=None)
@@ -56,3 +56,30 @@ def test_subtract_equals_fit_without_the_part():
     np.testing.assert_allclose(location, reference.location_, rtol=1e-9)
     np.testing.assert_allclose(covariance, reference.covariance_, rtol=1e-8, atol=1e-10)
     assert abs(shrinkage - reference.shrinkage_) < 1e-9
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n_samples=st.integers(2, 30),
+    extra_features=st.integers(1, 60),
+    scale=st.floats(1e-2, 1e2),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_low_rank_mahalanobis_equals_the_full_one(n_samples, extra_features, scale, seed):
+    """The Woodbury form the out-of-fold threshold uses with fewer samples
+    than dimensions gives the distances of the full Cholesky route."""
+    n_features = n_samples + extra_features
+    rng = np.random.default_rng(seed)
+    X = scale * rng.normal(size=(n_samples, n_features)) * rng.uniform(0.1, 3, size=n_features)
+    held = scale * rng.normal(size=(5, n_features))
+    location, covariance, shrinkage = LedoitWolfMoments(n_features).update(X).ledoit_wolf()
+    mu = np.trace(covariance) / n_features
+    found = mahalanobis_low_rank(held, location, X, shrinkage, mu) if shrinkage > 0 else None
+    condition = np.linalg.cond(covariance)
+    if condition > 1e12:
+        # Numerically singular: the threshold falls back to the full route.
+        assert found is None or np.all(np.isfinite(found))
+        return
+    # Both routes lose digits in proportion to the condition number.
+    rtol = max(1e-8, 1e-13 * condition)
+    np.testing.assert_allclose(found, mahalanobis(held, location, covariance), rtol=rtol)
