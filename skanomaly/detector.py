@@ -537,23 +537,25 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
 
     # --------------------------------------------------------------- features
     def _summarizer(self, network):
-        """``summarize(images, levels, spatial_levels) -> (pooled, moments)``.
+        """``(summarize, device)``: ``summarize(images, levels, spatial_levels)
+        -> (pooled, moments)`` for batches of images on ``device``.
 
         With ``memory`` the summaries of all levels are cached on disk, keyed
         by the weights and the batch's pixels, so that model selection over
         ``levels``, ``lam``, ``contamination`` or the explain parameters pays
-        the forward pass once per batch of images.
+        the forward pass once per batch of images. The key is hashed on the
+        host, so those batches stay there until the network needs them.
         """
         memory = _usable_memory(self.memory)
         precision = self._autocast_dtype()
         if memory is None:
-            return partial(_summarize_batch, network, precision=precision)
+            return partial(_summarize_batch, network, precision=precision), network.device
         cached = memory.cache(_summarize_cached, ignore=["network"])
         every_level = tuple(range(len(network.level_names)))
         every_spatial = spatial_levels(network)
 
         def summarize(images, levels, spatial):
-            key = images.cpu().numpy() if torch.is_tensor(images) else [i.cpu().numpy() for i in images]
+            key = images.numpy() if torch.is_tensor(images) else [i.numpy() for i in images]
             pooled, moments = cached(
                 network.weights_digest,
                 precision,
@@ -565,14 +567,14 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
             wanted = dict(zip(every_spatial, moments))
             return [pooled[level] for level in levels], [wanted[level] for level in spatial]
 
-        return summarize
+        return summarize, torch.device("cpu")
 
     def _summaries(self, source, network, levels, desc, spatial=()):
         """Yield ``(pooled, moments)`` per batch: the pooled (b, c_l) float64
         features of ``levels`` and the spatial moments of ``spatial``."""
-        summarize = self._summarizer(network)
+        summarize, device = self._summarizer(network)
         n_batches = -(-len(source) // self.batch_size)
-        batches = source.batches(self.batch_size, network.device)
+        batches = source.batches(self.batch_size, device)
         # The limit holds while the caller works on each batch too.
         with _one_blas_thread(network.device):
             for _, images in _progress(batches, self.progress, n_batches, desc):
@@ -663,8 +665,11 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         spatial = () if self.explain_method == "reference" else spatial_levels(network)
         state = _FitState(levels, spatial, source.image_shape)
         pooled = self._accumulate(state, source, network, "Fitting", return_scores)
-        self.__dict__.pop("calibration_scores_", None)
+        # Computed before any attribute changes, so that a failure keeps the
+        # previous model; fit, unlike partial_fit, does not defer them.
+        finalized = self._finalized(state)
         self._commit(state, network)
+        self.__dict__.update(finalized)
         return self._score_pooled(pooled) if return_scores else None
 
     def partial_fit(self, X, y=None):
@@ -718,14 +723,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
             )
         state = state.copy()
         self._accumulate(state, source, network, "Fitting")
-        # The Gaussians and the threshold wait for their first use: a stream
-        # of small chunks then pays for the inverses once, not per chunk.
-        for name in _DEFERRED:
-            self.__dict__.pop(name, None)
-        self.__dict__.pop("calibration_scores_", None)
-        self.__dict__.pop("_tensors", None)
-        self.n_samples_fit_ = state.moments[0].n_samples
-        self._fit_state = state
+        self._commit(state, network)
         return self
 
     def _accumulate(self, state, source, network, desc, keep_pooled=False):
@@ -740,14 +738,19 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         return [np.concatenate(level) for level in zip(*kept)] if keep_pooled else None
 
     def _commit(self, state, network):
-        """Set the fitted attributes from ``state`` in one go."""
-        finalized = self._finalized(state)
+        """Set the fitted attributes from ``state`` in one go.
+
+        The Gaussians and the threshold (``_DEFERRED``) wait for their first
+        use (:meth:`__getattr__`): a stream of small ``partial_fit`` chunks
+        then pays for the inverses once, not per chunk. A threshold from
+        :meth:`calibrate` belonged to the previous Gaussians and goes too.
+        """
+        for name in (*_DEFERRED, "calibration_scores_", "_tensors"):
+            self.__dict__.pop(name, None)
         self.levels_ = state.levels
         self.level_names_ = [network.level_names[i] for i in state.levels]
         self.n_samples_fit_ = state.moments[0].n_samples
         self.weights_digest_ = network.weights_digest
-        self.__dict__.pop("_tensors", None)
-        self.__dict__.update(finalized)
         self._fit_state = state
 
     def _finalized(self, state):
