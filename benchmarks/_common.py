@@ -6,6 +6,7 @@ import platform
 import resource
 import statistics
 import time
+from pathlib import Path
 
 
 def environment():
@@ -71,6 +72,14 @@ def interleaved_median_times(functions, repeats, settle=0.5):
 def peak_rss_mb():
     """Peak resident memory of this process so far, in MiB (Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def publish(text, out=None):
+    """Print a benchmark's Markdown and write it to ``out`` (if given)."""
+    print(text)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
 
 
 def markdown_table(header, rows):

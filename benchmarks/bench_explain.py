@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import environment
+from _common import environment, publish
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import shared_data_dir
 
@@ -138,10 +138,7 @@ def main(argv=None):
     table = "\n".join(
         header + ["| {} | {} | {:.3f} | {:.3f} | {:.2f} | {:.3f} |".format(*r) for r in rows]
     )
-    print(table)
-    if not args.no_write:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(table + "\n")
+    publish(table + "\n", None if args.no_write else args.output)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _common import environment, markdown_table
+from _common import environment, markdown_table, publish
 
 CHILD = """
 import sys, time
@@ -56,8 +56,7 @@ def main():
         f"default detector (all 9 levels), one process per row; the time includes "
         f"computing the Gaussians and the threshold after the last chunk.\n\n{table}\n\n{environment()}\n"
     )
-    print(text)
-    Path(args.out).write_text(text)
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

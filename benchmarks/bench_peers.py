@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import environment, markdown_table, peak_rss_mb
+from _common import environment, markdown_table, peak_rss_mb, publish
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PEERS_PYTHON = Path.home() / ".venvs" / "skanomaly-peers" / "bin" / "python"
@@ -601,9 +601,7 @@ def main():
         + "\n\n".join(sections)
         + f"\n\n{environment()}\n"
     )
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

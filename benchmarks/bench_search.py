@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from _common import environment, markdown_table
+from _common import environment, markdown_table, publish
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import load_elpv
 
@@ -51,8 +51,7 @@ def main():
         "6 candidates x 3 folds + refit, one run each.\n\n"
         f"{table}\n\n{environment()}\n"
     )
-    print(text)
-    Path(args.out).write_text(text)
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import torch
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from _common import environment, markdown_table, median_time
+from _common import environment, markdown_table, median_time, publish
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import load_elpv
 
@@ -234,9 +234,7 @@ def main():
         )
         + f"\n\njoblib {joblib.__version__}, dask {dask.__version__}. {environment()}\n"
     )
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

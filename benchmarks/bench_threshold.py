@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import environment, markdown_table
+from _common import environment, markdown_table, publish
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import load_cookies, load_elpv, load_magnetic_tile, shared_data_dir
 
@@ -74,9 +74,7 @@ def main():
         rows,
     )
     text = f"### Thresholds from normal images only\n\n{table}\n\n{environment()}\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

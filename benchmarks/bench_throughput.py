@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from _common import environment, interleaved_median_times, markdown_table
+from _common import environment, interleaved_median_times, markdown_table, publish
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.backbone import EfficientNetFeatures, load_backbone
 from skanomaly.datasets import load_elpv
@@ -93,9 +93,7 @@ def main():
         f"Median of {args.repeats} repeats after a warm-up; each repeat times every row "
         f"in turn, after a 0.5 s pause, so that ratios compare runs made at the same time.\n\n{table}\n\n{environment()}\n"
     )
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

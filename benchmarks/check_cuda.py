@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from _common import environment, markdown_table, median_time
+from _common import environment, markdown_table, median_time, publish
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import load_elpv
 
@@ -134,9 +134,7 @@ def main():
         + f"\n\nPeak CUDA memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB. "
         + f"tests/test_cuda.py exit status: {tests.returncode}.\n\n{environment()}\n"
     )
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    publish(text, args.out)
     sys.exit(tests.returncode)
 
 
