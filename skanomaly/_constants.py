@@ -5,5 +5,10 @@ Kept free of torch so that ``skanomaly --help`` can use them without loading it.
 
 EXPLAIN_METHODS = ("reference", "spatial", "weighted", "spatial_grad", "spatial_grad_prior")
 
+# Stages whose pre-pooling maps get a spatial Gaussian for localization
+# (28x28, 14x14, 14x14 and 7x7 for Lite0 at 224 px; chosen by
+# benchmarks/bench_explain.py).
+SPATIAL_LEVELS = ("stage3", "stage4", "stage5", "stage6")
+
 # Autocast dtypes of EfficientNetGaussianDetector(precision=...).
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")

@@ -54,10 +54,7 @@ def _check_dtype(array, where):
     if kind == "b":
         raise TypeError(f"{where} has dtype bool; images must be uint8 or float.")
     if kind == "c":
-        raise ValueError(
-            f"Complex data not supported: {where} has dtype {array.dtype}; "
-            "images must be real."
-        )
+        raise ValueError(f"{where} has the complex dtype {array.dtype}; images must be real.")
     if kind not in "uif":
         raise TypeError(
             f"{where} has dtype {array.dtype}; images must be numeric arrays "
@@ -185,10 +182,7 @@ def _check_one_image(image, index):
 def _as_numeric(X):
     """An ndarray from array-likes, object arrays of numbers included."""
     if sparse.issparse(X):
-        raise TypeError(
-            "Sparse data was passed, but images must be dense arrays; "
-            "convert with X.toarray()."
-        )
+        raise TypeError("X is a sparse matrix; images must be dense arrays (X.toarray()).")
     X = np.asarray(X)
     if X.dtype == object:
         try:
@@ -196,8 +190,7 @@ def _as_numeric(X):
         except (TypeError, ValueError) as exc:
             raise TypeError(
                 "X is an object array that does not hold numbers; images of "
-                "different sizes go in a list of arrays. The conversion said: "
-                f"argument must be a string or a number: {exc}"
+                f"different sizes go in a list of arrays ({exc})."
             ) from None
     return X
 
@@ -226,7 +219,6 @@ class ImageSource:
 
     def __init__(self, X, image_shape=None, pixel_range=None):
         pixel_range = _check_pixel_range(pixel_range)
-        self.n_flat_features = None
         self.image_shape = None
         self._paths = None
         self._array = None
@@ -270,13 +262,6 @@ class ImageSource:
         _check_dtype(X, "X")
         if X.ndim >= 1 and X.shape[0] == 0:
             raise ValueError(f"X is empty (shape {X.shape}); at least one image is needed.")
-        if X.ndim == 2 and X.shape[1] == 0:
-            raise ValueError(
-                f"Found array with 0 feature(s) (shape={X.shape}) while a "
-                "minimum of 1 is required: images need pixels."
-            )
-        if X.ndim == 2:
-            self.n_flat_features = X.shape[1]
         X = _as_images_array(X, image_shape)
         if 0 in X.shape[1:3]:
             raise ValueError(f"Images in X have no pixels: shape {X.shape}.")
@@ -306,7 +291,12 @@ class ImageSource:
         # 8-bit pixels travel to an accelerator as they are, a quarter of the
         # bytes of float32, and are converted there.
         dtype = np.uint8 if block.dtype == np.uint8 else np.float32
-        tensor = torch.from_numpy(np.ascontiguousarray(block, dtype=dtype))
+        block = np.ascontiguousarray(block, dtype=dtype)
+        if not block.flags.writeable:
+            # torch warns about read-only arrays (np.asarray of a PIL image
+            # is one) although it never writes to this one; a copy is silent.
+            block = block.copy()
+        tensor = torch.from_numpy(block)
         tensor = (tensor.to(device).float() - low) * scale
         tensor = tensor.movedim(-1, -3)
         if tensor.shape[-3] == 1:

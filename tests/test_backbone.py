@@ -1,5 +1,6 @@
 """The backbone: real ImageNet weights, offline, loaded by name."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from skimage import data
 
 from skanomaly.backbone import (
     BUNDLED_WEIGHTS,
-    EfficientNetFeatures,
+    EfficientNetLevels,
     _bundled_weights_path,
     load_backbone,
     lukemelas_to_timm,
@@ -23,7 +24,8 @@ CAT_CLASSES = set(range(281, 286))
 
 
 def _predict(model, image):
-    features = EfficientNetFeatures(model)
+    # The levels module prunes its model's classifier: give it a copy.
+    features = EfficientNetLevels(copy.deepcopy(model))
     x = torch.from_numpy(image / 255.0).float().permute(2, 0, 1)[None]
     with torch.inference_mode():
         return model(features.preprocess(x)).softmax(dim=1)[0]
@@ -40,12 +42,12 @@ def test_bundled_weights_recognize_a_cat(backbone):
 
 
 def test_lite_preprocessing_comes_from_the_pretrained_config():
-    features = EfficientNetFeatures(load_backbone("tf_efficientnet_lite0"))
+    features = EfficientNetLevels(load_backbone("tf_efficientnet_lite0"))
     assert features.input_size == (224, 224)
     assert features.interpolation == "bicubic"
     assert torch.allclose(features.mean.flatten(), torch.tensor([0.5, 0.5, 0.5]))
     assert torch.allclose(features.std.flatten(), torch.tensor([0.5, 0.5, 0.5]))
-    assert EfficientNetFeatures(load_backbone("tf_efficientnet_lite2")).input_size == (260, 260)
+    assert EfficientNetLevels(load_backbone("tf_efficientnet_lite2")).input_size == (260, 260)
 
 
 def test_key_map_follows_blocks_per_stage():
@@ -111,7 +113,7 @@ def test_offline_download_failure_explains_weights_argument():
 )
 def test_levels_are_stem_stages_and_head(backbone, n_levels):
     # Structure only: no weights are needed to count the levels.
-    features = EfficientNetFeatures(timm.create_model(backbone)).eval()
+    features = EfficientNetLevels(timm.create_model(backbone)).eval()
     assert len(features.level_names) == n_levels
     assert features.level_names[0] == "stem" and features.level_names[-1] == "head"
     x = torch.zeros(1, 3, 64, 64)

@@ -30,7 +30,7 @@ def test_float32_on_cuda_matches_cpu(cells, cpu_model):
 def test_autocast_on_cuda_stays_close_to_float32(cells, cpu_model):
     normal, defective = cells
     gpu = EfficientNetGaussianDetector(device="cuda").fit(normal[:16])
-    assert gpu._autocast_dtype() == torch.float16
+    assert gpu._extractor().precision == torch.float16
     full = cpu_model.pooled_features(defective)["head"]
     half = gpu.pooled_features(defective)["head"]
     assert np.linalg.norm(half - full) / np.linalg.norm(full) < 0.05

@@ -174,7 +174,7 @@ def test_clone_and_pickle_without_the_network(fitted, cells):
                 raise AssertionError(f"pickle holds a {type(obj).__name__}")
             return NotImplemented
 
-    fitted._gaussians_on(torch.device("cpu"))  # a tensor cache must not leak in
+    fitted.gaussians_[0].tensors(torch.device("cpu"))  # a tensor cache must not leak in
     buffer = io.BytesIO()
     NoTorch(buffer).dump(fitted)
     restored = pickle.loads(buffer.getvalue())
@@ -198,7 +198,7 @@ GOOD = np.full((3, 32, 32, 3), 128, np.uint8)
         (np.zeros((0, 32, 32, 3), np.uint8), ValueError, "empty"),
         (GOOD[:1], ValueError, "n_samples=1"),
         (GOOD.astype(bool), TypeError, "bool"),
-        (GOOD.astype(complex), ValueError, "Complex"),
+        (GOOD.astype(complex), ValueError, "complex"),
         (GOOD.astype(str), TypeError, "numeric"),
         (np.where(GOOD > 0, np.nan, 0.0), ValueError, "NaN"),
         (np.full((3, 32, 32), np.inf), ValueError, "NaN or infinity"),
@@ -345,19 +345,19 @@ def test_one_blas_thread_while_the_network_runs_on_a_cpu(cells, monkeypatch):
     """numpy's spinning BLAS threads would compete with torch's for the cores."""
     from threadpoolctl import threadpool_info
 
-    import skanomaly.detector
+    import skanomaly.features
 
     def blas_threads():
         return {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
 
     seen = []
-    original = skanomaly.detector._summarize_batch
+    original = skanomaly.features._summarize
 
     def recording(*args, **kwargs):
         seen.append(blas_threads())
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(skanomaly.detector, "_summarize_batch", recording)
+    monkeypatch.setattr(skanomaly.features, "_summarize", recording)
     before = blas_threads()
     EfficientNetGaussianDetector(levels=(0,), device="cpu", batch_size=4).fit(cells[0][:8])
     assert seen == [{1}, {1}]

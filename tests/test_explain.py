@@ -142,7 +142,6 @@ def test_not_fitted():
         {"step_size": np.inf},
         {"n_steps": -1},
         {"n_steps": 2.5},
-        {"n_steps": True},
         {"smoothing": -1.0},
         {"smoothing": np.nan},
         {"explain_method": "magic"},

@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.covariance import LedoitWolf
 
-from skanomaly.gaussian import LedoitWolfMoments, mahalanobis, mahalanobis_low_rank
+from skanomaly.gaussian import LedoitWolfMoments
+from skanomaly.threshold import squared_by_cholesky, squared_low_rank
 
 
 @settings(max_examples=40, deadline=None)
@@ -74,7 +75,7 @@ def test_low_rank_mahalanobis_equals_the_full_one(n_samples, extra_features, sca
     held = scale * rng.normal(size=(5, n_features))
     location, covariance, shrinkage = LedoitWolfMoments(n_features).update(X).ledoit_wolf()
     mu = np.trace(covariance) / n_features
-    found = mahalanobis_low_rank(held, location, X, shrinkage, mu) if shrinkage > 0 else None
+    found = squared_low_rank(held, location, X, shrinkage, mu) if shrinkage > 0 else None
     condition = np.linalg.cond(covariance)
     if condition > 1e12:
         # Numerically singular: the threshold falls back to the full route.
@@ -82,4 +83,4 @@ def test_low_rank_mahalanobis_equals_the_full_one(n_samples, extra_features, sca
         return
     # Both routes lose digits in proportion to the condition number.
     rtol = max(1e-8, 1e-13 * condition)
-    np.testing.assert_allclose(found, mahalanobis(held, location, covariance), rtol=rtol)
+    np.testing.assert_allclose(found, squared_by_cholesky(held, location, covariance), rtol=rtol)

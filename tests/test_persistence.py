@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import skanomaly
+import skanomaly.features
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.backbone import load_backbone
 
@@ -61,6 +61,7 @@ def test_other_weights_are_refused(cells, tmp_path):
     # The same file name now holds other weights (one tensor changed).
     state["conv_stem.weight"] = state["conv_stem.weight"] * 1.01
     torch.save(state, tmp_path / "w.pth")
-    skanomaly.backbone._CACHE.clear()
+    skanomaly.features._network.cache_clear()
+    skanomaly.features._pretrained.cache_clear()
     with pytest.raises(ValueError, match="fitted with other weights"):
         detector.score_samples(defective)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV, KFold
 
-import skanomaly.detector
+import skanomaly.gaussian
+import skanomaly.threshold
 from skanomaly import EfficientNetGaussianDetector
 
 from test_detector import out_of_fold_offset
@@ -17,8 +18,8 @@ def _fitted_attributes(detector):
         "location": detector.location_,
         "covariance": detector.covariance_,
         "shrinkage": detector.shrinkage_,
-        "spatial_location": detector.spatial_.location_,
-        "spatial_precision": detector.spatial_.precision_,
+        "spatial_location": [g.location for g in detector.spatial_gaussians_],
+        "spatial_precision": [g.precision for g in detector.spatial_gaussians_],
     }
 
 
@@ -71,7 +72,7 @@ def test_partial_fit_cannot_continue_a_loaded_model(fitted, cells):
 
 
 def test_threshold_sample_is_bounded(cells, monkeypatch):
-    monkeypatch.setattr(skanomaly.detector, "_RESERVOIR_SIZE", 10)
+    monkeypatch.setattr(skanomaly.threshold, "RESERVOIR_SIZE", 10)
     normal, _ = cells
     detector = EfficientNetGaussianDetector(levels=(0, 1), contamination=0.2).fit(normal)
     sample = detector._fit_state.reservoir.sample()
@@ -160,25 +161,27 @@ def test_peak_memory_is_flat_in_the_number_of_images():
 def test_partial_fit_defers_the_inverses_to_first_use(cells, monkeypatch):
     normal, defective = cells
     calls = []
-    original = skanomaly.detector.precision_from_covariance
+    original = skanomaly.gaussian.precision_from_covariance
 
     def counting(covariance):
         calls.append(covariance.shape[0])
         return original(covariance)
 
-    monkeypatch.setattr(skanomaly.detector, "precision_from_covariance", counting)
+    monkeypatch.setattr(skanomaly.gaussian, "precision_from_covariance", counting)
     detector = EfficientNetGaussianDetector(levels=(0, 3)).partial_fit(normal[:8])
-    assert calls == [32, 40]
+    # The pooled levels' inverses, then the spatial levels' (stages 3-6).
+    once = [32, 40, 40, 80, 112, 192]
+    assert calls == once
     detector.calibrate(normal[20:])
     for chunk in np.array_split(normal[8:20], 3):
         detector.partial_fit(chunk)
-    assert calls == [32, 40] and "offset_" not in vars(detector)
+    assert calls == once and "offset_" not in vars(detector)
     assert not hasattr(detector, "calibration_scores_")
     # A reloaded copy and the detector itself finalize the same Gaussians once.
     copy = pickle.loads(pickle.dumps(detector))
-    assert calls == [32, 40] * 2
+    assert calls == once * 2
     scores = detector.decision_function(defective)
-    assert calls == [32, 40] * 2
+    assert calls == once * 2
     np.testing.assert_array_equal(copy.decision_function(defective), scores)
     whole = EfficientNetGaussianDetector(levels=(0, 3)).fit(normal[:20])
     np.testing.assert_allclose(scores, whole.decision_function(defective), rtol=1e-6)

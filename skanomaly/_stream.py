@@ -1,0 +1,68 @@
+"""What ``fit`` and ``partial_fit`` accumulate, and what it becomes.
+
+:class:`FitState` holds exact running moments per level, the moments of the
+spatial levels' feature-map locations, and a bounded sample of rows for the
+threshold; :meth:`FitState.gaussians` turns it into the fitted Gaussians.
+Memory does not grow with the number of images.
+"""
+
+from .gaussian import Gaussian, LedoitWolfMoments
+from . import threshold
+
+__all__ = ["FitState"]
+
+
+class FitState:
+    """Running statistics of a stream of normal images.
+
+    Parameters
+    ----------
+    levels, spatial_levels : tuple of int
+        The modelled levels and the levels with spatial Gaussians.
+    image_shape : tuple or None
+        The ``(H, W, C)`` of the first chunk's array, which later chunks
+        must share (None for lists of images).
+    """
+
+    def __init__(self, levels, spatial_levels, image_shape):
+        self.levels = levels
+        self.spatial_levels = spatial_levels
+        self.image_shape = image_shape
+        self.moments = None
+        self.spatial_moments = None
+        # Looked up here, so that tests can shrink it.
+        self.reservoir = threshold.Reservoir(threshold.RESERVOIR_SIZE)
+
+    @property
+    def n_samples(self):
+        return self.moments[0].n_samples
+
+    def update(self, pooled, spatial_moments):
+        """Add one batch: pooled ``(b, d_l)`` rows and spatial moments."""
+        if self.moments is None:
+            self.moments = [LedoitWolfMoments(p.shape[1]) for p in pooled]
+        for moments, features in zip(self.moments, pooled):
+            moments.update(features)
+        if self.spatial_moments is None:
+            self.spatial_moments = list(spatial_moments)
+        else:
+            self.spatial_moments = [
+                old.merge(new) for old, new in zip(self.spatial_moments, spatial_moments)
+            ]
+        self.reservoir.add(pooled)
+
+    def gaussians(self):
+        """The pooled and the spatial Gaussians of the moments so far."""
+        pooled = [Gaussian.from_moments(m) for m in self.moments]
+        spatial = [Gaussian.from_moments(m) for m in self.spatial_moments or ()]
+        return pooled, spatial
+
+    def copy(self):
+        """An independent copy, so that a failed chunk leaves this one as it was."""
+        new = FitState(self.levels, self.spatial_levels, self.image_shape)
+        new.moments = [m.copy() for m in self.moments]
+        new.spatial_moments = (
+            None if self.spatial_moments is None else [m.copy() for m in self.spatial_moments]
+        )
+        new.reservoir = self.reservoir.copy()
+        return new

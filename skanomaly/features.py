@@ -1,0 +1,366 @@
+"""Backbone features of images, batch by batch: the feature extractor.
+
+:class:`FeatureExtractor` owns everything between validated images and the
+numbers the Gaussians need: the shared pretrained network (built once per
+configuration), the device and precision policy, ``torch.compile``,
+batching, the on-disk feature cache, the BLAS thread limit and progress
+bars. It knows nothing of Gaussians or thresholds.
+"""
+
+import contextlib
+import copy
+import os
+import tempfile
+import threading
+import warnings
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import threadpoolctl
+import torch
+from sklearn.utils.validation import check_memory
+
+from ._constants import SPATIAL_LEVELS
+from ._progress import progress
+from .backbone import EfficientNetLevels, load_backbone
+from .gaussian import LedoitWolfMoments
+
+__all__ = [
+    "FeatureExtractor",
+    "autocast",
+    "get_network",
+    "resolve_device",
+    "resolve_levels",
+    "spatial_moments",
+]
+
+
+def resolve_device(device):
+    """The :class:`torch.device` for ``"auto"``, ``"cpu"``, ``"cuda[:i]"``
+    or a device; ValueError for anything else or for CUDA without a GPU."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {device!r}.")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here.")
+    return resolved
+
+
+def autocast_dtype(precision, device):
+    """The autocast dtype of forward passes without gradients, or None for
+    strict float32; ``"auto"`` is float16 on CUDA and float32 elsewhere."""
+    if precision == "auto":
+        precision = "float16" if device.type == "cuda" else "float32"
+    return None if precision == "float32" else getattr(torch, precision)
+
+
+def autocast(device, dtype):
+    """Mixed precision at ``dtype`` on ``device``'s type, or strict float32
+    for None: CUDA convolutions otherwise run in TF32 by default."""
+    if dtype is not None:
+        return torch.autocast(device.type, dtype=dtype)
+    if device.type == "cuda":
+        cudnn = torch.backends.cudnn
+        return cudnn.flags(
+            enabled=cudnn.enabled,
+            benchmark=cudnn.benchmark,
+            deterministic=cudnn.deterministic,
+            allow_tf32=False,
+        )
+    return contextlib.nullcontext()
+
+
+def resolve_levels(levels, names, backbone):
+    """Sorted level indices for ``levels``: "all", or names and/or indices
+    into ``names``; ValueError naming the backbone's levels otherwise."""
+    if isinstance(levels, str) and levels == "all":
+        return tuple(range(len(names)))
+    if isinstance(levels, (str, int, np.integer)):
+        levels = (levels,)
+    indices = []
+    for level in levels:
+        if isinstance(level, str):
+            if level not in names:
+                raise ValueError(f"Unknown level {level!r}; {backbone} has levels {names}.")
+            indices.append(names.index(level))
+        elif isinstance(level, (int, np.integer)) and not isinstance(level, bool):
+            if not 0 <= level < len(names):
+                raise ValueError(
+                    f"Level {level} is out of range; {backbone} has {len(names)} "
+                    f"levels, 0..{len(names) - 1} ({names})."
+                )
+            indices.append(int(level))
+        else:
+            raise ValueError(f"levels must hold names or indices; got {level!r}.")
+    if not indices:
+        raise ValueError("levels is empty; give at least one level.")
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"levels has repeated entries: {levels!r}.")
+    return tuple(sorted(indices))
+
+
+_LOCK = threading.Lock()
+
+
+@cache
+def _pretrained(backbone, weights):
+    """The loaded model, on the CPU; copied, never modified."""
+    return load_backbone(backbone, weights)
+
+
+@cache
+def _network(backbone, weights, device, depth, input_size, compiled):
+    model = copy.deepcopy(_pretrained(backbone, weights))
+    network = EfficientNetLevels(model, depth=depth, input_size=input_size).to(device).eval()
+    if device.type == "cpu":
+        network = network.to(memory_format=torch.channels_last)
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return torch.compile(network) if compiled else network
+
+
+def get_network(backbone, weights=None, device="cpu", depth=None, input_size=None, compiled=False):
+    """A shared :class:`~skanomaly.backbone.EfficientNetLevels`, built once
+    per configuration.
+
+    Clones made by model selection share one network instead of loading the
+    weights again; the network is never trained, so sharing is safe. It is
+    pruned after ``depth``. With ``compiled``, its forward pass goes through
+    :func:`torch.compile` (the other methods and attributes stay reachable
+    on the wrapper).
+    """
+    weights = None if weights is None else str(Path(weights).resolve())
+    input_size = None if input_size is None else tuple(input_size)
+    with _LOCK:
+        return _network(backbone, weights, torch.device(device), depth, input_size, compiled)
+
+
+def spatial_moments(maps):
+    """One :class:`~skanomaly.gaussian.LedoitWolfMoments` per ``(n, c, h, w)``
+    map, over all its locations."""
+    moments = []
+    for m in maps:
+        rows = m.detach().permute(0, 2, 3, 1).reshape(-1, m.shape[1])
+        moments.append(LedoitWolfMoments(m.shape[1]).update(rows.double().cpu().numpy()))
+    return moments
+
+
+def _summarize(network, images, levels, spatial, precision):
+    """Pooled features of ``levels`` and spatial moments of ``spatial``.
+
+    ``precision`` is the autocast dtype of the forward pass (None for
+    float32); pooling and moments are computed in float32 or wider.
+    """
+    x = network.prepare(images)
+    wanted = tuple(sorted(set(levels) | set(spatial)))
+    with torch.inference_mode(), autocast(x.device, precision):
+        maps = dict(zip(wanted, (m.float() for m in network(x, wanted))))
+    # One transfer for all levels: each .cpu() waits for the device.
+    pooled = torch.cat([maps[level].mean(dim=(2, 3)) for level in levels], dim=1)
+    ends = np.cumsum([maps[level].shape[1] for level in levels])[:-1]
+    pooled = np.split(pooled.double().cpu().numpy(), ends, axis=1)
+    return pooled, spatial_moments([maps[level] for level in spatial])
+
+
+def _summarize_cached(weights_digest, precision, input_size, images, levels, spatial, network):
+    """:func:`_summarize` keyed by what determines its result.
+
+    ``images`` are the batch's pixels as arrays (hashed by joblib); the
+    network is identified by ``weights_digest`` and ``input_size`` and
+    ignored by the cache.
+    """
+    if isinstance(images, list):
+        images = [torch.from_numpy(image) for image in images]
+    else:
+        images = torch.from_numpy(images)
+    return _summarize(network, images, levels, spatial, precision)
+
+
+def _usable_memory(memory):
+    """A joblib Memory for ``memory``, or None (with a warning) when its
+    folder cannot be written, so that caching never stops the work."""
+    if isinstance(memory, (str, os.PathLike)):
+        location = memory
+    else:
+        location = getattr(memory, "location", None)
+    if location is not None:
+        try:
+            os.makedirs(location, exist_ok=True)
+            with tempfile.TemporaryFile(dir=location):
+                pass
+        except OSError as exc:
+            warnings.warn(
+                f"The feature cache folder {str(location)!r} cannot be written "
+                f"({exc}); running without a cache.",
+                UserWarning,
+                stacklevel=5,
+            )
+            return None
+    memory = check_memory(memory)
+    return None if getattr(memory, "location", None) is None else memory
+
+
+@cache
+def _blas_controller():
+    return threadpoolctl.ThreadpoolController()
+
+
+class FeatureExtractor:
+    """Pooled features and spatial moments of images, batch by batch.
+
+    Parameters
+    ----------
+    backbone, weights : str
+        As for :func:`~skanomaly.backbone.load_backbone`.
+    depth : int, default=None
+        The deepest level that will be asked for (the network is pruned
+        after it); None keeps the head.
+    device : str or torch.device, default="auto"
+        See :func:`resolve_device`.
+    precision : {"auto", "float32", "float16", "bfloat16"}, default="auto"
+        Autocast dtype of forward passes without gradients.
+    compiled : bool, default=False
+        Run the network through :func:`torch.compile`.
+    batch_size : int, default=16
+        Images per forward pass.
+    memory : str, path or joblib.Memory, default=None
+        On-disk cache of the summaries of all levels, keyed by the weights,
+        the precision, the input size and the pixels of each batch.
+    show_progress : bool, default=False
+        A progress bar over batches.
+    input_size : (int, int), default=None
+        The network's input size; None takes the pretrained one.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        weights=None,
+        *,
+        depth=None,
+        device="auto",
+        precision="auto",
+        compiled=False,
+        batch_size=16,
+        memory=None,
+        show_progress=False,
+        input_size=None,
+    ):
+        self.device = resolve_device(device)
+        # Cached summaries hold every level, so that detectors with other
+        # levels share them: the network must then keep them all.
+        depth = None if memory is not None else depth
+        self.network = get_network(backbone, weights, self.device, depth, input_size, compiled)
+        self.precision = autocast_dtype(precision, self.device)
+        self.batch_size = batch_size
+        self.memory = memory
+        self.show_progress = show_progress
+
+    @property
+    def level_names(self):
+        return self.network.level_names
+
+    @property
+    def weights_digest(self):
+        return self.network.weights_digest
+
+    def host_algebra(self):
+        """A context with one BLAS thread for the host's float64 algebra of
+        a CPU extractor.
+
+        Between the network's batches, the per-batch products (moments,
+        distances) are small, and the threads numpy's BLAS starts for them
+        keep spinning afterwards, taking the cores from torch's own threads.
+        The Gaussians and the threshold are many mid-sized factorizations,
+        for which the threads cost more than they bring (benchmarks/
+        bench_threads.py). Not measured with a GPU's many-core hosts, so
+        left alone there.
+        """
+        if self.device.type != "cpu":
+            return contextlib.nullcontext()
+        return _blas_controller().limit(limits=1, user_api="blas")
+
+    def summaries(self, source, levels, spatial=(), desc="Extracting"):
+        """Yield ``(pooled, moments)`` per batch of ``source``: the pooled
+        ``(b, c_l)`` float64 features of ``levels`` and one
+        :class:`~skanomaly.gaussian.LedoitWolfMoments` per level of ``spatial``.
+        """
+        summarize, device = self._summarizer()
+        n_batches = -(-len(source) // self.batch_size)
+        batches = source.batches(self.batch_size, device)
+        # The limit holds while the caller works on each batch too.
+        with self.host_algebra():
+            for _, images in progress(
+                batches, enabled=self.show_progress, total=n_batches, desc=desc, unit="batch"
+            ):
+                yield summarize(images, levels, spatial)
+
+    def _summarizer(self):
+        """``(summarize, device)``: ``summarize(images, levels, spatial)``
+        for batches of images on ``device``.
+
+        With ``memory`` the pooled features of all levels are cached on
+        disk (with the moments of ``spatial``), so that model selection over
+        levels or thresholds pays the forward pass once per batch of images. The key is hashed on the host, so those
+        batches stay there until the network needs them.
+        """
+        network = self.network
+        memory = _usable_memory(self.memory)
+        if memory is None:
+            return (
+                lambda images, levels, spatial: _summarize(
+                    network, images, levels, spatial, self.precision
+                ),
+                self.device,
+            )
+        cached = memory.cache(_summarize_cached, ignore=["network"])
+        every_level = tuple(range(len(network.level_names)))
+        # Fits need the spatial moments and scoring does not; computing them
+        # always lets both share one cache entry per batch.
+        default_spatial = resolve_levels(SPATIAL_LEVELS, network.level_names, "the backbone")
+
+        def summarize(images, levels, spatial):
+            key = images.numpy() if torch.is_tensor(images) else [i.numpy() for i in images]
+            every_spatial = tuple(sorted(set(default_spatial) | set(spatial)))
+            pooled, moments = cached(
+                network.weights_digest,
+                self.precision,
+                network.input_size,
+                key,
+                every_level,
+                every_spatial,
+                network=network,
+            )
+            moments = dict(zip(every_spatial, moments))
+            return [pooled[level] for level in levels], [moments[level] for level in spatial]
+
+        return summarize, torch.device("cpu")
+
+    def batches(self, source):
+        """Yield ``(x, sizes)`` per batch: the preprocessed input on the
+        device and each image's ``(H, W)``."""
+        for _, images in source.batches(self.batch_size, self.device):
+            if isinstance(images, list):
+                sizes = [tuple(image.shape[-2:]) for image in images]
+            else:
+                sizes = [tuple(images.shape[-2:])] * images.shape[0]
+            yield self.network.prepare(images), sizes
+
+    def maps(self, x, levels, grad=False):
+        """Feature maps of the preprocessed ``x`` at ``levels``, float32.
+
+        Without ``grad`` the forward pass runs under the autocast
+        ``precision``; with it, in strict float32 with gradients (a descent
+        on the input has no loss scaling for half precision).
+        """
+        if grad:
+            with torch.enable_grad():
+                return self.network(x, levels)
+        with torch.no_grad(), autocast(x.device, self.precision):
+            return [m.float() for m in self.network(x, levels)]

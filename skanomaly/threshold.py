@@ -1,0 +1,220 @@
+"""Thresholds on the anomaly score, set from normal images only.
+
+* :func:`out_of_fold_scores`: each training image scored by Gaussians fitted
+  without its fold, removed exactly from the running moments (no second
+  forward pass); a percentile of them is the default ``offset_``.
+* :func:`chi2_offset`: the Gaussian reference of Rippel et al. (2020).
+* :func:`conformal_offset` and :func:`conformal_p_values`: thresholds and
+  p-values from held-out normal images (``calibrate``).
+* :class:`Reservoir`: the bounded sample of training rows the out-of-fold
+  scores are computed on, so that streaming fits keep flat memory.
+"""
+
+import copy
+import warnings
+
+import numpy as np
+from scipy import linalg, stats
+
+from .gaussian import LedoitWolfMoments, cholesky, combine_levels, root
+
+__all__ = [
+    "RESERVOIR_SIZE",
+    "Reservoir",
+    "chi2_offset",
+    "conformal_offset",
+    "conformal_p_values",
+    "out_of_fold_scores",
+    "percentile_offset",
+    "squared_by_cholesky",
+    "squared_low_rank",
+]
+
+N_FOLDS = 5
+RESERVOIR_SIZE = 2048
+
+
+class Reservoir:
+    """A uniform sample of at most ``size`` training rows of every level.
+
+    ``offset_`` needs training scores under the final Gaussians; a bounded
+    sample keeps memory flat however many images stream through.
+    """
+
+    def __init__(self, size=RESERVOIR_SIZE, seed=0):
+        self.size = size
+        self.seen = 0
+        self.rows = None
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, pooled):
+        """Offer the rows of one batch (a list of ``(b, d_l)`` arrays)."""
+        n = pooled[0].shape[0]
+        if self.rows is None:
+            self.rows = [np.empty((0, p.shape[1]), np.float32) for p in pooled]
+        take = min(max(self.size - self.rows[0].shape[0], 0), n)
+        if take:
+            self.rows = [
+                np.concatenate([r, p[:take].astype(np.float32)]) for r, p in zip(self.rows, pooled)
+            ]
+        for i in range(take, n):
+            # Algorithm R: row number t replaces a random slot with prob size / (t + 1).
+            slot = self.rng.integers(0, self.seen + i + 1)
+            if slot < self.size:
+                for r, p in zip(self.rows, pooled):
+                    r[slot] = p[i]
+        self.seen += n
+
+    def sample(self):
+        """The sampled rows of every level, float64."""
+        return [r.astype(np.float64) for r in self.rows]
+
+    def copy(self):
+        new = copy.copy(self)
+        new.rows = None if self.rows is None else [r.copy() for r in self.rows]
+        new.rng = copy.deepcopy(self.rng)
+        return new
+
+
+def squared_by_cholesky(rows, location, covariance):
+    """Squared Mahalanobis distances without the precision matrix.
+
+    One Cholesky factor and a triangular solve: for a fold's few rows, much
+    cheaper than inverting a covariance that is used once.
+    """
+    diff = rows - location
+    factor = cholesky(covariance)
+    if factor is None:
+        return np.einsum("ij,ij->i", diff @ linalg.pinvh(covariance), diff)
+    z = linalg.solve_triangular(factor, diff.T, lower=True, check_finite=False)
+    return np.einsum("ij,ij->j", z, z)
+
+
+def squared_low_rank(rows, location, samples, shrinkage, mu):
+    """:func:`squared_by_cholesky` under the Ledoit-Wolf Gaussian of fewer
+    ``samples`` than dimensions, in O(n^2 d) instead of O(d^3).
+
+    The covariance ``(1 - shrinkage) Z'Z / n + shrinkage * mu * I`` (``Z`` the
+    centred samples, ``mu`` the mean variance) is a scaled identity plus a
+    rank-n term, so the Woodbury identity reduces its inverse to an n x n
+    Cholesky factor. Returns None when the shrinkage is too small for that
+    factor to exist in floating point.
+    """
+    diff = rows - location
+    ridge = shrinkage * mu
+    squared = np.einsum("ij,ij->i", diff, diff)
+    if shrinkage < 1:
+        centred = samples - location
+        gram = centred @ centred.T
+        gram.flat[:: len(gram) + 1] += ridge * len(samples) / (1 - shrinkage)
+        factor = cholesky(gram)
+        if factor is None:
+            return None
+        w = linalg.solve_triangular(factor, centred @ diff.T, lower=True, check_finite=False)
+        squared = squared - np.einsum("ij,ij->j", w, w)
+    return squared / ridge
+
+
+def held_out_distances(moments, held, rows):
+    """Distances of ``rows[held]`` under the Gaussian of ``moments`` without them.
+
+    ``rows`` are all the rows ``moments`` were accumulated from, or a sample
+    of them (then only the Cholesky route is exact).
+    """
+    n_features = rows.shape[1]
+    part = LedoitWolfMoments(n_features).update(rows[held])
+    location, covariance, shrinkage = moments.subtract(part).ledoit_wolf()
+    squared = None
+    complete = len(rows) == moments.n_samples
+    # A fold's Gaussian is low-rank plus a ridge wherever it has fewer rows
+    # than dimensions.
+    if complete and shrinkage > 0 and len(rows) - held.sum() < n_features:
+        mu = np.trace(covariance) / n_features
+        squared = squared_low_rank(rows[held], location, rows[~held], shrinkage, mu)
+    if squared is None:
+        squared = squared_by_cholesky(rows[held], location, covariance)
+    return root(squared)
+
+
+def out_of_fold_scores(moments, rows, rule, n_folds=N_FOLDS):
+    """Out-of-fold normality scores of the training rows ``rows``.
+
+    In-sample Mahalanobis distances are far too small when images are few
+    next to the feature dimensions (1280 at the head), so a percentile of
+    training scores would flag nearly every new normal image. Each fold is
+    scored by Gaussians fitted on the other images, removed exactly from the
+    moments, without another forward pass.
+
+    Parameters
+    ----------
+    moments : list of LedoitWolfMoments
+        The running moments of every level.
+    rows : list of ndarray of shape (n, d_l)
+        Training rows of every level (all of them, or a :class:`Reservoir`
+        sample).
+    rule : {"mahalanobis", "squared"}
+        The score rule (:func:`~skanomaly.gaussian.combine_levels`).
+
+    Returns
+    -------
+    scores : ndarray of shape (n,)
+        Higher is more normal, as ``score_samples``.
+    """
+    n_rows = rows[0].shape[0]
+    fold_of = np.arange(n_rows) % min(n_folds, n_rows)
+    distances = np.empty((n_rows, len(rows)))
+    for fold in np.unique(fold_of):
+        held = fold_of == fold
+        for level, (level_moments, level_rows) in enumerate(zip(moments, rows)):
+            distances[held, level] = held_out_distances(level_moments, held, level_rows)
+    return -combine_levels(distances, rule)
+
+
+def percentile_offset(scores, contamination):
+    """The threshold below which ``contamination`` of ``scores`` fall."""
+    return float(np.percentile(scores, 100.0 * contamination))
+
+
+def chi2_offset(dims, rule, contamination, n_draws=200_000):
+    """The threshold at which a Gaussian reference flags ``contamination``.
+
+    If the features of normal images followed the fitted Gaussians, the
+    squared distance at a level of ``d`` channels would be chi-squared with
+    ``d`` degrees of freedom (Rippel et al., 2020). With the levels taken as
+    independent, the sum of squares is chi-squared with ``sum(dims)``; the
+    sum of distances has no closed form and is drawn (seeded).
+    """
+    if rule == "squared":
+        return -float(stats.chi2.ppf(1 - contamination, sum(dims)))
+    rng = np.random.default_rng(0)
+    total = sum(np.sqrt(rng.chisquare(d, size=n_draws)) for d in dims)
+    return -float(np.quantile(total, 1 - contamination))
+
+
+def conformal_offset(scores, fpr):
+    """The threshold that flags a new normal image with probability <= ``fpr``.
+
+    ``scores`` are normality scores of held-out normal images; the
+    conformal quantile is their ``floor(fpr * (n + 1))``-th lowest. A
+    ``fpr`` below ``1 / (n + 1)`` cannot be reached: a warning says so and
+    the lowest score is used.
+    """
+    scores = np.sort(scores)
+    n = len(scores)
+    if fpr < 1 / (n + 1):
+        warnings.warn(
+            f"fpr={fpr} is below 1 / (n + 1) = {1 / (n + 1):.3g} for {n} "
+            "calibration images: the threshold is their lowest score and the "
+            "realized rate will be higher. Calibrate on more images.",
+            UserWarning,
+            stacklevel=3,
+        )
+    rank = int(np.floor(fpr * (n + 1)))
+    return float(scores[max(rank - 1, 0)]), scores
+
+
+def conformal_p_values(calibration_scores, scores):
+    """``(1 + #{calibration scores <= score}) / (n + 1)`` for each score;
+    ``calibration_scores`` sorted."""
+    below = np.searchsorted(calibration_scores, scores, side="right")
+    return (1 + below) / (len(calibration_scores) + 1)
