@@ -619,12 +619,12 @@ def explain_and_report(detector, files, out_dir, args, *, display=None, truth=No
 
 
 def _shrink_map(anomaly_map, shape):
-    from .metrics import _resize_bilinear
+    from ._resize import resize_bilinear
 
     anomaly_map = np.asarray(anomaly_map, dtype=np.float64)
     if anomaly_map.shape == tuple(shape):
         return anomaly_map
-    return _resize_bilinear(anomaly_map, tuple(shape))
+    return resize_bilinear(anomaly_map, tuple(shape))
 
 
 # --------------------------------------------------------------- commands
