@@ -2,17 +2,25 @@
 
 from ._version import __version__
 
-__all__ = ["EfficientNetGaussianDetector", "__version__"]
+__all__ = ["EfficientNetGaussianDetector", "__version__", "load", "save"]
+
+# Where each lazily loaded name lives.
+_LAZY = {
+    "EfficientNetGaussianDetector": "detector",
+    "load": "persistence",
+    "save": "persistence",
+}
 
 
 # The detector imports torch, which takes seconds: loading it on first access
 # (PEP 562) keeps ``import skanomaly`` and ``skanomaly --help`` fast.
 def __getattr__(name):
-    if name == "EfficientNetGaussianDetector":
-        from .detector import EfficientNetGaussianDetector
+    if name in _LAZY:
+        import importlib
 
-        globals()[name] = EfficientNetGaussianDetector
-        return EfficientNetGaussianDetector
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from .metrics import _resize_bilinear
+from ._files import write_png
+from ._resize import resize_bilinear
 
 __all__ = ["overlay_heatmap", "save_heatmaps"]
 
@@ -85,13 +86,6 @@ def _draw_title(overlay, title):
     draw.rectangle((0, 0, right + 2, bottom + 2), fill=(0, 0, 0))
     draw.text((2, 2), title, fill=(255, 255, 255))
     return np.asarray(canvas).copy()
-
-
-def _write_png(array, path):
-    try:
-        Image.fromarray(array).save(path, format="PNG")
-    except OSError as exc:
-        raise OSError(f"Could not write the heatmap PNG to {str(path)!r}: {exc}") from exc
 
 
 def overlay_heatmap(
@@ -193,7 +187,7 @@ def overlay_heatmap(
 
     height, width = rgb.shape[:2]
     if anomaly_map.shape != (height, width):
-        anomaly_map = _resize_bilinear(anomaly_map, (height, width))
+        anomaly_map = resize_bilinear(anomaly_map, (height, width))
     low = float(anomaly_map.min()) if vmin is None else float(vmin)
     high = float(anomaly_map.max()) if vmax is None else float(vmax)
     if low > high:
@@ -213,7 +207,7 @@ def overlay_heatmap(
     if title is not None:
         overlay = _draw_title(overlay, title)
     if path is not None:
-        _write_png(overlay, path)
+        write_png(overlay, path)
     return overlay
 
 
@@ -282,7 +276,7 @@ def save_heatmaps(images, maps, out_dir, names=None, **kwargs):
     except OSError as exc:
         raise OSError(f"Could not create the folder {str(out_dir)!r}: {exc}") from exc
     paths = []
-    for index, (image, anomaly_map, name) in enumerate(zip(images, maps, names)):
+    for index, (image, anomaly_map, name) in enumerate(zip(images, maps, names, strict=True)):
         path = out_dir / name
         try:
             overlay_heatmap(image, anomaly_map, path=path, **kwargs)

@@ -197,6 +197,22 @@ def test_unreadable_images_are_skipped_with_exit_1(model, mixed, tmp_path, capsy
     assert [Path(r["path"]).name for r in _read_csv(out)] == ["bad00.png", "good00.png"]
 
 
+def test_hidden_files_are_skipped(model, folders, tmp_path, capsys):
+    # macOS leaves "._name.png" metadata files on shared drives: not images.
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    shutil.copy(folders / "check" / "good00.png", folder / "good00.png")
+    (folder / "._good00.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    out = tmp_path / "s.csv"
+    assert main(["score", str(model), str(folder), "--csv", str(out), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+    assert [Path(r["path"]).name for r in _read_csv(out)] == ["good00.png"]
+    (folder / "good00.png").unlink()
+    assert main(["score", str(model), str(folder), "--no-progress"]) == 2
+    line = _one_error_line(capsys)
+    assert "holds no image files" in line and "non-image" not in line
+
+
 def test_explicit_non_image_file_is_unreadable(model, mixed, capsys):
     code = main(["score", str(model), str(mixed / "good00.png"), str(mixed / "notes.txt"), "--no-progress"])
     assert code == 1

@@ -499,7 +499,8 @@ def test_default_root_from_environment(magnetic_tile, monkeypatch):
 
 
 def test_no_shared_data_dir(monkeypatch):
-    monkeypatch.setattr(datasets, "shared_data_dir", lambda: None)
+    # The loaders look the folder up where it is defined.
+    monkeypatch.setattr(datasets._common, "shared_data_dir", lambda: None)
     with pytest.raises(FileNotFoundError, match="SKANOMALY_DATA"):
         load_magnetic_tile()
     with pytest.raises(FileNotFoundError, match="SKANOMALY_DATA"):

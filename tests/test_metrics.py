@@ -12,8 +12,8 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 
+from skanomaly._resize import resize_bilinear
 from skanomaly.metrics import (
-    _resize_bilinear,
     image_roc_auc,
     image_scores_from_maps,
     make_localization_scorer,
@@ -338,7 +338,7 @@ def test_resize_matches_torch_bilinear(shape_in, shape_out):
     expected = torch.nn.functional.interpolate(
         torch.from_numpy(array)[None, None], size=shape_out, mode="bilinear", align_corners=False
     )[0, 0].numpy()
-    np.testing.assert_allclose(_resize_bilinear(array, shape_out), expected, atol=1e-12)
+    np.testing.assert_allclose(resize_bilinear(array, shape_out), expected, atol=1e-12)
 
 
 # --- scorers -------------------------------------------------------------------

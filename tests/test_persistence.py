@@ -1,6 +1,7 @@
 """Saved detectors: small, network-free, version- and weights-checked."""
 
 import pickle
+import re
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import torch
 import skanomaly.features
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.backbone import load_backbone
+from skanomaly.persistence import check_version
 
 
 def test_reloads_in_a_fresh_offline_process(fitted, cells, tmp_path):
@@ -65,3 +67,61 @@ def test_other_weights_are_refused(cells, tmp_path):
     skanomaly.features._pretrained.cache_clear()
     with pytest.raises(ValueError, match="fitted with other weights"):
         detector.score_samples(defective)
+
+
+def test_save_and_load_a_model_file(fitted, cells, tmp_path):
+    _, defective = cells
+    path = tmp_path / "model.joblib"
+    skanomaly.save(fitted, path)
+    loaded = skanomaly.load(path)
+    assert loaded is not fitted
+    np.testing.assert_array_equal(loaded.score_samples(defective), fitted.score_samples(defective))
+    with pytest.raises(IsADirectoryError, match="it is a folder"):
+        skanomaly.save(fitted, tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        skanomaly.save(fitted, tmp_path / "missing" / "model.joblib")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        skanomaly.load(tmp_path / "missing.joblib")
+
+
+def test_load_refuses_what_is_not_a_model_of_this_version(fitted, tmp_path):
+    path = tmp_path / "model.joblib"
+    joblib.dump([1, 2], path)
+    with pytest.raises(ValueError, match="not a skanomaly model file"):
+        skanomaly.load(path)
+    skanomaly.save(fitted, path)
+    payload = joblib.load(path)
+    payload["skanomaly_version"] = "0.0.1"
+    joblib.dump(payload, path)
+    with pytest.raises(ValueError, match="0.0.1.*incompatible"):
+        skanomaly.load(path)
+    payload.update(skanomaly_version=skanomaly.__version__, detector="not a detector")
+    joblib.dump(payload, path)
+    with pytest.raises(ValueError, match="holds no fitted detector"):
+        skanomaly.load(path)
+
+
+@pytest.mark.parametrize("saved", [None, "0.0.1", "9.3.0"])
+def test_check_version_refuses_other_minor_versions(saved):
+    check_version(skanomaly.__version__)
+    with pytest.raises(ValueError, match=f"saved by skanomaly {saved or '< 0.1'} "):
+        check_version(saved)
+
+
+def test_check_version_says_what_the_detector_says(fitted, monkeypatch):
+    monkeypatch.setattr(skanomaly.detector, "__version__", "9.3.0")
+    blob = pickle.dumps(fitted)
+    monkeypatch.undo()
+    with pytest.raises(ValueError) as refused:
+        pickle.loads(blob)
+    with pytest.raises(ValueError, match=re.escape(str(refused.value))):
+        check_version("9.3.0")
+
+
+def test_save_and_load_do_not_import_torch():
+    code = (
+        "import sys, skanomaly\n"
+        "skanomaly.save, skanomaly.load\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,0 +1,229 @@
+"""What every loader shares: finding the data, reading images and masks.
+
+The loaders find their folders with :func:`data_root`, list them with
+:func:`images_in` and :func:`subfolders`, pair images with masks with
+:func:`match_masks`, and read the pairs with :func:`load_samples`.
+"""
+
+import numbers
+import os
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .._files import IMAGE_EXTENSIONS, list_images
+from .._images import open_image
+
+__all__ = [
+    "check_max",
+    "check_resize",
+    "data_root",
+    "filenames",
+    "images_in",
+    "load_samples",
+    "match_masks",
+    "outlier_labels",
+    "shared_data_dir",
+    "subfolders",
+]
+
+
+def shared_data_dir():
+    """The folder that holds the optional third-party data sets, if any.
+
+    Returns
+    -------
+    path : pathlib.Path or None
+        The ``SKANOMALY_DATA`` environment variable when it is set; else
+        ``../shared/data`` relative to the repository root (the folder above
+        the ``skanomaly`` package) when that folder exists; else None.
+    """
+    env = os.environ.get("SKANOMALY_DATA")
+    if env:
+        return Path(env)
+    # This file is <repository>/skanomaly/datasets/_common.py.
+    candidate = Path(__file__).resolve().parents[3] / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def data_root(root, name):
+    """``root``, or else the folder ``name`` of :func:`shared_data_dir`."""
+    if root is not None:
+        root = Path(root)
+    else:
+        base = shared_data_dir()
+        if base is None:
+            raise FileNotFoundError(
+                f"No root was given and there is no shared data folder to find "
+                f"{name}/ in: pass root=, or set the SKANOMALY_DATA environment "
+                f"variable to a folder that holds {name}/, or put it in "
+                f"shared/data/{name} beside the repository folder."
+            )
+        root = base / name
+    if not root.is_dir():
+        raise FileNotFoundError(f"Data folder {str(root)!r} does not exist.")
+    return root
+
+
+def check_resize(resize):
+    """``resize`` as a (height, width) pair, or None."""
+    if resize is None:
+        return None
+    if isinstance(resize, numbers.Integral):
+        size = (resize, resize)
+    else:
+        try:
+            size = tuple(resize)
+        except TypeError:
+            size = ()
+    if len(size) != 2 or not all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in size
+    ):
+        raise ValueError(
+            f"resize must be a positive int or a (height, width) pair of positive "
+            f"ints; got {resize!r}."
+        )
+    return int(size[0]), int(size[1])
+
+
+def check_max(value, name):
+    """``value``, which must be None or a positive int."""
+    if value is not None and (
+        not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1
+    ):
+        raise ValueError(f"{name} must be None or a positive int; got {value!r}.")
+    return value
+
+
+def images_in(folder, *, allow_empty=False):
+    """The image files in ``folder``, sorted by name (see ``list_images``)."""
+    folder = Path(folder)
+    images, _ = list_images(folder)
+    if not images and not allow_empty:
+        raise ValueError(
+            f"Folder {str(folder)!r} holds no image files "
+            f"({', '.join(IMAGE_EXTENSIONS)})."
+        )
+    return images
+
+
+def subfolders(folder, *, allow_empty=False):
+    """The names of the folders in ``folder``, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Folder {str(folder)!r} does not exist.")
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names and not allow_empty:
+        raise ValueError(f"Folder {str(folder)!r} holds no subfolders.")
+    return names
+
+
+def _rgb(image, size):
+    shape = (image.height, image.width)
+    image = image.convert("RGB")
+    if size is not None:
+        image = image.resize(size[::-1], Image.Resampling.BICUBIC)
+    return np.array(image), shape
+
+
+def _mask(image, size, threshold):
+    shape = (image.height, image.width)
+    if image.mode == "P":
+        # Converting a palette with transparency to RGB warns; the colours,
+        # which are all that matter here, are the same in RGBA.
+        image = image.convert("RGBA")
+    elif image.mode == "1":
+        image = image.convert("L")
+    if size is not None:
+        image = image.resize(size[::-1], Image.Resampling.NEAREST)
+    values = np.asarray(image)
+    if values.ndim == 3:
+        # Colour masks (such as green on black) may mark a defect in any
+        # colour channel; alpha, where present, only smooths the edges.
+        colour = [i for i, band in enumerate(image.getbands()) if band != "A"]
+        values = values[..., colour].max(axis=-1)
+    return values > threshold, shape
+
+
+def _collect(arrays, size, dtype, channels=()):
+    """One array when all ``arrays`` share a shape, else the list itself."""
+    if not arrays:
+        return np.empty((0, *size, *channels), dtype=dtype) if size else []
+    if len({a.shape for a in arrays}) == 1:
+        return np.stack(arrays)
+    return arrays
+
+
+def load_samples(samples, size, *, with_masks=True, threshold=0):
+    """Read ``(image_path, mask_path or None)`` pairs into images and masks.
+
+    An image without a mask path gets an all-False mask. Mask values above
+    ``threshold`` (in any colour channel) mark defects. Returns ``(X,
+    masks)``, with ``masks`` None unless ``with_masks``.
+    """
+    images, masks = [], []
+    for image_path, mask_path in samples:
+        image, shape = open_image(image_path, partial(_rgb, size=size))
+        images.append(image)
+        if not with_masks:
+            continue
+        if mask_path is None:
+            masks.append(np.zeros(image.shape[:2], dtype=bool))
+            continue
+        mask, mask_shape = open_image(mask_path, partial(_mask, size=size, threshold=threshold))
+        if mask_shape != shape:
+            raise ValueError(
+                f"Mask file {str(mask_path)!r} is {mask_shape[0]}x{mask_shape[1]} "
+                f"(height x width) but its image {str(image_path)!r} is "
+                f"{shape[0]}x{shape[1]}."
+            )
+        masks.append(mask)
+    X = _collect(images, size, np.uint8, (3,))
+    return X, (_collect(masks, size, bool) if with_masks else None)
+
+
+def match_masks(images, mask_files, mask_stem, mask_folder):
+    """The mask file of each of ``images``; each of ``mask_files`` must be used.
+
+    ``mask_stem(image)`` is the file name, without extension, of the mask
+    of ``image``.
+    """
+    by_stem = {}
+    for mask in mask_files:
+        if mask.stem in by_stem:
+            raise ValueError(
+                f"Mask files {str(by_stem[mask.stem])!r} and {str(mask)!r} differ "
+                "only in their extension; keep one."
+            )
+        by_stem[mask.stem] = mask
+    matched = []
+    for image in images:
+        stem = mask_stem(image)
+        if stem not in by_stem:
+            raise ValueError(
+                f"Anomalous image {str(image)!r} has no mask: expected "
+                f"{str(Path(mask_folder) / stem)!r} with an image extension "
+                "such as .png."
+            )
+        matched.append(by_stem[stem])
+    unused = sorted(set(by_stem.values()) - set(matched))
+    if unused:
+        raise ValueError(
+            f"Mask file {str(unused[0])!r} matches no anomalous image"
+            + (f" (nor do {len(unused) - 1} more)" if len(unused) > 1 else "")
+            + "."
+        )
+    return matched
+
+
+def outlier_labels(defect_types):
+    """+1/-1 labels (``"good"`` is normal) and the defect types as an array."""
+    defect_types = np.asarray(defect_types, dtype=str)
+    return np.where(defect_types == "good", 1, -1), defect_types
+
+
+def filenames(paths):
+    """``paths`` as an array of strings, for a Bunch's ``filenames``."""
+    return np.array([str(p) for p in paths], dtype=str)
