@@ -25,6 +25,7 @@ protocol is in ``docs/benchmark_protocol.rst``; the table goes to
 
 import argparse
 import concurrent.futures
+import copy
 import json
 import multiprocessing
 import os
@@ -382,7 +383,7 @@ def anomalib_worker(peer, backbone, seed, data_path, out_path):
         write({"error": f"not run: anomalib does not import: {type(exc).__name__}: {exc}"})
         return
     try:
-        from skanomaly.backbone import EfficientNetFeatures, load_backbone
+        from skanomaly.backbone import EfficientNetLevels, load_backbone
         from skanomaly.metrics import image_roc_auc, pixel_roc_auc, pro_score
 
         torch.manual_seed(seed)
@@ -391,7 +392,7 @@ def anomalib_worker(peer, backbone, seed, data_path, out_path):
         masks = data["masks_test"] if "masks_test" in data.files else None
         # The same weights and input normalization as skanomaly's detector.
         full = load_backbone(backbone)
-        skfeatures = EfficientNetFeatures(full).eval()
+        skfeatures = EfficientNetLevels(copy.deepcopy(full)).eval()  # it prunes its copy
 
         def tensors(X):
             x = torch.from_numpy(X).float().div(255).permute(0, 3, 1, 2)

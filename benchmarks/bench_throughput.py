@@ -18,7 +18,7 @@ import torch
 
 from _common import environment, interleaved_median_times, markdown_table, publish
 from skanomaly import EfficientNetGaussianDetector
-from skanomaly.backbone import EfficientNetFeatures, load_backbone
+from skanomaly.backbone import EfficientNetLevels, load_backbone
 from skanomaly.datasets import load_elpv
 
 
@@ -32,7 +32,7 @@ def main():
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "throughput.md"))
     args = parser.parse_args()
 
-    features = EfficientNetFeatures(load_backbone(args.backbone)).eval()
+    features = EfficientNetLevels(load_backbone(args.backbone)).eval()
     size = features.input_size
     # Real solar cells at the backbone's input size, so no resize is timed.
     cells = load_elpv(cell_type="mono", resize=size, max_samples=args.n_images).X
@@ -52,7 +52,7 @@ def main():
         return run
 
     eager = features
-    channels_last = EfficientNetFeatures(load_backbone(args.backbone)).eval().to(
+    channels_last = EfficientNetLevels(load_backbone(args.backbone)).eval().to(
         memory_format=torch.channels_last
     )
     variants = [("bare forward, eager", eager, False), ("bare forward, channels_last", channels_last, True)]

@@ -73,9 +73,9 @@ def time_configuration(X, y, device, precision, batch_size, repeats):
 
 def bare_forward(X, precision, batch_size, repeats):
     """Images/s of the network alone on preprocessed CUDA tensors."""
-    from skanomaly.backbone import autocast, get_features
+    from skanomaly.features import autocast, get_network
 
-    network = get_features("tf_efficientnet_lite0", None, torch.device("cuda"))
+    network = get_network("tf_efficientnet_lite0", device="cuda")
     x = network.prepare(torch.from_numpy(X / 255.0).float().permute(0, 3, 1, 2))
     dtype = None if precision == "float32" else getattr(torch, precision)
     levels = list(range(len(network.level_names)))

@@ -263,9 +263,10 @@ def _load_model(path):
 
 def _check_device(detector):
     """Refuse a ``--device`` this machine lacks before any image is read."""
+    from .features import resolve_device
+
     try:
-        # merge: use features.resolve_device
-        detector._torch_device()
+        resolve_device(detector.device)
     except ValueError as exc:
         raise UsageError(f"--device: {exc}") from exc
 

@@ -25,6 +25,7 @@ from ._version import __version__
 from .features import FeatureExtractor, resolve_levels
 from .gaussian import combine_levels
 from .localization import Explainer
+from .persistence import check_version
 from .threshold import (
     chi2_offset,
     conformal_offset,
@@ -745,13 +746,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state):
-        saved = state.pop("_skanomaly_version", None)
-        if saved is None or saved.split(".")[:2] != __version__.split(".")[:2]:
-            raise ValueError(
-                f"This detector was saved by skanomaly {saved or '< 0.1'} and "
-                f"cannot be loaded by skanomaly {__version__}: versions must "
-                "agree in major.minor. Refit it with this version."
-            )
+        check_version(state.pop("_skanomaly_version", None))
         super().__setstate__(state)
 
     def __sklearn_tags__(self):
