@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import environment, publish
+
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import shared_data_dir
 
@@ -24,14 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # name -> explain parameters (beyond the detector defaults)
 VARIANTS = {
-    "reference": dict(explain_method="reference", smoothing=0.0, n_steps=50, step_size=0.005),
-    "reference+blur": dict(explain_method="reference", smoothing=4.0, n_steps=50, step_size=0.005),
-    "spatial": dict(explain_method="spatial", smoothing=4.0),
-    "weighted": dict(explain_method="weighted", smoothing=4.0, n_steps=50, step_size=0.005),
-    "spatial_grad": dict(explain_method="spatial_grad", smoothing=4.0, n_steps=10, step_size=0.02),
-    "spatial_grad_prior": dict(
-        explain_method="spatial_grad_prior", smoothing=4.0, n_steps=10, step_size=0.02
-    ),
+    "reference": {"explain_method": "reference", "smoothing": 0.0, "n_steps": 50, "step_size": 0.005},
+    "reference+blur": {"explain_method": "reference", "smoothing": 4.0, "n_steps": 50, "step_size": 0.005},
+    "spatial": {"explain_method": "spatial", "smoothing": 4.0},
+    "weighted": {"explain_method": "weighted", "smoothing": 4.0, "n_steps": 50, "step_size": 0.005},
+    "spatial_grad": {"explain_method": "spatial_grad", "smoothing": 4.0, "n_steps": 10, "step_size": 0.02},
+    "spatial_grad_prior": {
+        "explain_method": "spatial_grad_prior", "smoothing": 4.0, "n_steps": 10, "step_size": 0.02
+    },
 }
 
 

@@ -37,7 +37,6 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-
 from _common import environment, markdown_table, peak_rss_mb, publish
 
 HERE = Path(__file__).resolve().parent
@@ -591,7 +590,7 @@ def main():
             print(sections[-1] + "\n", flush=True)
 
     total = time.perf_counter() - started
-    command = " ".join(["python benchmarks/bench_peers.py"] + sys.argv[1:])
+    command = " ".join(["python benchmarks/bench_peers.py", *sys.argv[1:]])
     text = (
         "## skanomaly and its peers\n\n"
         f"`{command}` (seed {args.seed}), {total / 60:.1f} min in all. "

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import environment, markdown_table, publish
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from _common import environment, markdown_table, publish
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import load_elpv
 

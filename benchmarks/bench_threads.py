@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import environment, markdown_table, median_time, publish
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from _common import environment, markdown_table, median_time, publish
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import load_elpv
 

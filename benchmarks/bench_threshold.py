@@ -14,8 +14,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
 from _common import environment, markdown_table, publish
+
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import load_cookies, load_elpv, load_magnetic_tile, shared_data_dir
 

@@ -15,8 +15,8 @@ from functools import partial
 from pathlib import Path
 
 import torch
-
 from _common import environment, interleaved_median_times, markdown_table, publish
+
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.backbone import EfficientNetLevels, load_backbone
 from skanomaly.datasets import load_elpv
@@ -71,7 +71,7 @@ def main():
         timed["fit"] = partial(detector.fit, cells)
         timed["score_samples"] = partial(detector.score_samples, cells)
         timed["explain (spatial)"] = partial(detector.explain, cells)
-        reference = {name: "bare forward, channels_last" for name in ("fit", "score_samples", "explain (spatial)")}
+        reference = dict.fromkeys(("fit", "score_samples", "explain (spatial)"), "bare forward, channels_last")
         if args.compile:
             compiled = EfficientNetGaussianDetector(
                 args.backbone, batch_size=batch_size, torch_compile=True

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import environment, markdown_table, median_time, publish
 from sklearn.metrics import roc_auc_score
 
-from _common import environment, markdown_table, median_time, publish
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import load_elpv
 

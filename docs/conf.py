@@ -128,7 +128,7 @@ class OptionalInclude(Include):
     the ``:missing:`` text is shown as a note instead of failing the build.
     """
 
-    option_spec = dict(Include.option_spec, missing=directives.unchanged)
+    option_spec = {**Include.option_spec, "missing": directives.unchanged}  # noqa: RUF012 (docutils' API)
 
     def run(self):
         env = self.state.document.settings.env

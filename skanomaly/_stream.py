@@ -6,8 +6,8 @@ threshold; :meth:`FitState.gaussians` turns it into the fitted Gaussians.
 Memory does not grow with the number of images.
 """
 
-from .gaussian import Gaussian, LedoitWolfMoments
 from . import threshold
+from .gaussian import Gaussian, LedoitWolfMoments
 
 __all__ = ["FitState"]
 

@@ -399,7 +399,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         say("skanomaly: interrupted")
         return 130
-    except Exception as exc:  # noqa: BLE001 - one line unless --verbose
+    except Exception as exc:
         if verbose:
             traceback.print_exc()
         message = str(exc).splitlines()[0] if str(exc) else ""

@@ -10,6 +10,7 @@ objects, thresholded by :mod:`skanomaly.threshold` and explained by
 
 import os
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -239,7 +240,7 @@ class EfficientNetGaussianDetector(OutlierMixin, BaseEstimator):
     (8,)
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "backbone": [str],
         "weights": [str, os.PathLike, None],
         "levels": [str, Interval(Integral, 0, None, closed="left"), "array-like"],

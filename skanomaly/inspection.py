@@ -161,7 +161,7 @@ def fit_detector(detector, images, holdout, seed=0):
         The number of held-out images (0 when the threshold comes from
         out-of-fold training scores).
     """
-    n_hold = int(round(holdout * len(images)))
+    n_hold = round(holdout * len(images))
     if holdout > 0 and (n_hold < 1 or len(images) - n_hold < 2):
         warn(
             f"too few images ({len(images)}) to hold out {holdout:g} of them; the "

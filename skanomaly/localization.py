@@ -74,7 +74,7 @@ def gaussian_blur(maps, sigma):
     """Blur ``(n, h, w)`` maps with a Gaussian of ``sigma`` pixels (reflect)."""
     if sigma <= 0:
         return maps
-    radius = max(1, int(round(3 * sigma)))
+    radius = max(1, round(3 * sigma))
     radius = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)
     if radius < 1:
         return maps

@@ -82,7 +82,7 @@ def _draw_title(overlay, title):
     """Write ``title`` in white on a black box in the top-left corner."""
     canvas = Image.fromarray(overlay)
     draw = ImageDraw.Draw(canvas)
-    left, top, right, bottom = draw.textbbox((2, 2), title)
+    _, _, right, bottom = draw.textbbox((2, 2), title)
     draw.rectangle((0, 0, right + 2, bottom + 2), fill=(0, 0, 0))
     draw.text((2, 2), title, fill=(255, 255, 255))
     return np.asarray(canvas).copy()

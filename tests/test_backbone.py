@@ -78,10 +78,10 @@ def test_explicit_weights_file_matches_bundled(tmp_path, key_style):
 
 
 def test_weights_file_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.pth"):
         load_backbone("tf_efficientnet_lite0", weights=tmp_path / "missing.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a state dict")
-    with pytest.raises(ValueError, match="junk.pth"):
+    with pytest.raises(ValueError, match=r"junk\.pth"):
         load_backbone("tf_efficientnet_lite0", weights=tmp_path / "junk.pth")
     # Lite2's weights have other channel counts than Lite0.
     lite2 = _bundled_weights_path("tf_efficientnet_lite2")

@@ -633,7 +633,7 @@ def test_real_magnetic_tile():
     for image, mask in zip(data.X, data.masks):
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         assert mask.dtype == bool and mask.shape == image.shape[:2]
-        assert 100 <= min(mask.shape) and max(mask.shape) <= 640
+        assert min(mask.shape) >= 100 and max(mask.shape) <= 640
     assert not any(m.any() for m in data.masks[:2])
     assert all(m.any() for m in data.masks[2:10])
 

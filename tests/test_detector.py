@@ -121,7 +121,7 @@ def test_input_forms_give_the_same_scores(fitted, cells, tmp_path):
     _, defective = cells
     gray = defective[..., 0]  # ELPV cells are grayscale replicated to RGB
     reference = fitted.score_samples(defective)
-    rgba = np.concatenate([defective, np.full(defective.shape[:3] + (1,), 7, np.uint8)], -1)
+    rgba = np.concatenate([defective, np.full((*defective.shape[:3], 1), 7, np.uint8)], -1)
     same = {
         "float": defective / 255.0,
         "float32": (defective / 255.0).astype(np.float32),
@@ -227,7 +227,7 @@ def test_unreadable_file_is_named(tmp_path):
     Image.fromarray(GOOD[0]).save(good)
     broken = tmp_path / "broken.png"
     broken.write_bytes(good.read_bytes()[:60])
-    with pytest.raises(ValueError, match="broken.png"):
+    with pytest.raises(ValueError, match=r"broken\.png"):
         EfficientNetGaussianDetector(levels=(0,)).fit([good, broken, good])
 
 

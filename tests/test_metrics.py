@@ -1,3 +1,4 @@
+import itertools
 import pickle
 import warnings
 
@@ -40,7 +41,7 @@ def reference_pro(masks, maps, max_fpr):
         overlaps = [np.mean(maps[i][region] >= t) for i, region in regions]
         points.append((fp / n_normal, float(np.mean(overlaps))))
     area = 0.0
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
         if x0 >= max_fpr:
             break
         if x1 > max_fpr:

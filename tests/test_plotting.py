@@ -155,7 +155,7 @@ def test_bad_inputs(gray_image, hot_square):
         overlay_heatmap(gray_image, np.zeros((0, 3)))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         overlay_heatmap(gray_image * 2.0, hot_square)
-    with pytest.raises(ValueError, match="0..255"):
+    with pytest.raises(ValueError, match=r"0\.\.255"):
         overlay_heatmap(gray_image.astype(int) * 3, hot_square)
     with pytest.raises(TypeError, match="dtype bool"):
         overlay_heatmap(gray_image > 0, hot_square)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from regression_cases import RECORDED, cells, run_cases
 
 

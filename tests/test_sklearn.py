@@ -82,3 +82,13 @@ def test_grid_search_over_levels(cells):
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
     assert search.best_params_["levels"] in [(0, 1, 2), (6, 7, 8), "all"]
     assert search.best_estimator_.predict(X[:2]).shape == (2,)
+
+
+def test_parameter_constraints_are_checked():
+    """Every parameter set to a value of the wrong type, or out of range, is
+    refused by fit, partial_fit and fit_predict with scikit-learn's own
+    InvalidParameterError, before any work."""
+    from sklearn.base import clone
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    check_param_validation(type(CHEAP).__name__, clone(CHEAP))

@@ -5,12 +5,11 @@ import pickle
 import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV, KFold
+from test_detector import out_of_fold_offset
 
 import skanomaly.gaussian
 import skanomaly.threshold
 from skanomaly import EfficientNetGaussianDetector
-
-from test_detector import out_of_fold_offset
 
 
 def _fitted_attributes(detector):
