@@ -1,0 +1,381 @@
+"""The machinery of a Gaussian detector on backbone features.
+
+:class:`BaseFeatureGaussianDetector` holds what the estimator does with its
+parts: it builds the :class:`~skanomaly.features.FeatureExtractor` of its
+parameters, accumulates a :class:`~skanomaly._stream.FitState`, turns it into
+Gaussians and a threshold, scores, calibrates and pickles.
+:class:`~skanomaly.EfficientNetGaussianDetector` adds its parameters, its
+public entry points and localization.
+"""
+
+import os
+from numbers import Integral, Real
+from typing import ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._compat import HasMethods, Interval, StrOptions, validate_data, validate_params
+from ._constants import PRECISIONS
+from ._images import ImageSource
+from ._stream import FitState
+from ._version import __version__
+from .features import FeatureExtractor, resolve_levels
+from .gaussian import combine_levels
+from .persistence import check_version
+from .threshold import (
+    chi2_offset,
+    conformal_offset,
+    conformal_p_values,
+    out_of_fold_scores,
+    percentile_offset,
+)
+
+__all__ = ["BaseFeatureGaussianDetector"]
+
+
+class _AfterPartialFit:
+    """A fitted attribute that :meth:`partial_fit` leaves for its first use.
+
+    A non-data descriptor: once computed (or set by ``fit`` or
+    ``calibrate``) the value lives in the instance's ``__dict__`` and shadows
+    it, so it is read like any attribute and shows in ``vars()``. Only while
+    a ``partial_fit`` stream has not been used yet does reading it compute
+    the Gaussians and the threshold, via ``_finish_partial_fit``.
+    """
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        if "_fit_state" not in instance.__dict__:
+            raise AttributeError(f"{owner.__name__!r} object has no attribute {self.name!r}")
+        instance._finish_partial_fit()
+        return instance.__dict__[self.name]
+
+
+# Pooled rows scored together: each product reads every precision matrix
+# (13 MB at the head), which would cost more than the forward pass of a
+# batch of one.
+_ROWS_PER_PRODUCT = 256
+
+
+class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
+    """Base class of the detectors: fitting, scoring and thresholds.
+
+    Not meant to be used directly: use
+    :class:`~skanomaly.EfficientNetGaussianDetector`, which documents the
+    parameters and attributes.
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "backbone": [str],
+        "weights": [str, os.PathLike, None],
+        "levels": [str, Interval(Integral, 0, None, closed="left"), "array-like"],
+        "distance": [StrOptions({"mahalanobis", "squared"})],
+        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "threshold": [StrOptions({"out_of_fold", "chi2"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "image_shape": ["array-like", None],
+        "pixel_range": ["array-like", None],
+        "progress": ["boolean"],
+        "torch_compile": ["boolean"],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+    }
+
+    gaussians_ = _AfterPartialFit()
+    spatial_gaussians_ = _AfterPartialFit()
+    offset_ = _AfterPartialFit()
+
+    # ------------------------------------------------------------------ parts
+    def _extractor(self, depth=None):
+        """The feature extractor of the current parameters; its network is
+        shared and checked against the weights the detector was fitted with."""
+        extractor = FeatureExtractor(
+            self.backbone,
+            self.weights,
+            depth=depth,
+            device=self.device,
+            precision=self.precision,
+            compiled=self.torch_compile,
+            batch_size=self.batch_size,
+            memory=self.memory,
+            show_progress=self.progress,
+        )
+        expected = getattr(self, "weights_digest_", None)
+        if expected is not None and extractor.weights_digest != expected:
+            raise ValueError(
+                f"This detector was fitted with other weights for {self.backbone!r} "
+                f"(SHA-256 {expected[:12]}...) than the ones loaded now "
+                f"({extractor.weights_digest[:12]}...); its Gaussians do not apply. "
+                "Refit it, or load the original weights with weights=."
+            )
+        return extractor
+
+    def _fitted_extractor(self):
+        return self._extractor(depth=max(self.levels_ + self.spatial_levels_))
+
+    def _source(self, X, reset):
+        """Validated images; a 2-D table of flattened images goes through
+        scikit-learn's own checks first (and sets ``n_features_in_``)."""
+        if len(getattr(X, "shape", ())) == 2:
+            X = validate_data(self, X, reset=reset, dtype="numeric")
+        elif reset:
+            self.__dict__.pop("n_features_in_", None)
+        return ImageSource(X, self.image_shape, self.pixel_range)
+
+    # ----------------------------------------------------------------- fitting
+    def _partial_fit(self, X):
+        """Add ``X`` to the running moments (the first chunk fits)."""
+        state = self.__dict__.get("_fit_state")
+        if state is None and hasattr(self, "levels_"):
+            raise ValueError(
+                "This detector was loaded without its running moments (they "
+                "are not saved), so partial_fit cannot continue it; fit it again."
+            )
+        if state is None:
+            self._fit(X)
+            return
+        source = self._source(X, reset=False)
+        if source.image_shape != state.image_shape:
+            raise ValueError(
+                f"partial_fit got images of shape {source.image_shape}, but the "
+                f"first chunk had {state.image_shape}; all chunks must agree."
+            )
+        extractor = self._extractor(depth=max(state.levels + state.spatial_levels))
+        if state.levels != resolve_levels(self.levels, extractor.level_names, self.backbone) or (
+            state.spatial_levels != self._spatial_levels(extractor.level_names)
+        ):
+            raise ValueError(
+                "levels or explain_method changed since the first partial_fit; "
+                "call fit to start over."
+            )
+        state = state.copy()
+        self._accumulate(state, source, extractor)
+        self._commit(state, extractor, None)
+
+    def _spatial_levels(self, names):
+        """The levels whose feature-map locations get Gaussians (for
+        localization, which subclasses add)."""
+        return ()
+
+    def _fit(self, X, return_scores=False):
+        """Fit from scratch; return the training scores if asked."""
+        source = self._source(X, reset=True)
+        if len(source) < 2:
+            raise ValueError(
+                f"n_samples={len(source)}: fitting a Gaussian needs at least 2 "
+                "normal images (a few dozen for a useful model)."
+            )
+        names = self._extractor(depth=0).level_names
+        levels = resolve_levels(self.levels, names, self.backbone)
+        spatial = self._spatial_levels(names)
+        extractor = self._extractor(depth=max(levels + spatial))
+        state = FitState(levels, spatial, source.image_shape)
+        pooled = self._accumulate(state, source, extractor, keep_pooled=return_scores)
+        # Computed before any attribute changes, so that a failure keeps the
+        # previous model.
+        self._commit(state, extractor, self._fitted_parts(state, extractor))
+        return self._scores(pooled) if return_scores else None
+
+    def _accumulate(self, state, source, extractor, keep_pooled=False):
+        """Feed ``source`` into ``state``; return its pooled features if asked."""
+        kept = []
+        for pooled, moments in extractor.summaries(
+            source, state.levels, state.spatial_levels, "Fitting"
+        ):
+            state.update(pooled, moments)
+            if keep_pooled:
+                kept.append(pooled)
+        return [np.concatenate(level) for level in zip(*kept)] if keep_pooled else None
+
+    def _fitted_parts(self, state, extractor):
+        """The Gaussians and the threshold of ``state``, as attributes."""
+        with extractor.host_algebra():
+            gaussians, spatial = state.gaussians()
+            if self.threshold == "chi2":
+                dims = [g.n_features for g in gaussians]
+                offset = chi2_offset(dims, self.distance, self.contamination)
+            else:
+                scores = out_of_fold_scores(state.moments, state.reservoir.sample(), self.distance)
+                offset = percentile_offset(scores, self.contamination)
+        return {"gaussians_": gaussians, "spatial_gaussians_": spatial, "offset_": offset}
+
+    def _commit(self, state, extractor, fitted):
+        """Set the fitted attributes of ``state`` in one go.
+
+        ``fitted`` None (partial_fit) leaves the Gaussians and the threshold
+        to :meth:`_finish_partial_fit`; a threshold from :meth:`calibrate`
+        belonged to the previous Gaussians and goes too.
+        """
+        for name in ("gaussians_", "spatial_gaussians_", "offset_", "calibration_scores_"):
+            self.__dict__.pop(name, None)
+        self.levels_ = state.levels
+        self.level_names_ = [extractor.level_names[i] for i in state.levels]
+        self.spatial_levels_ = state.spatial_levels
+        self.n_samples_fit_ = state.n_samples
+        self.weights_digest_ = extractor.weights_digest
+        self._fit_state = state
+        self.__dict__.update(fitted or {})
+
+    def _finish_partial_fit(self):
+        """Compute the Gaussians and the threshold that :meth:`partial_fit`
+        left for the first use; a no-op once they exist."""
+        check_is_fitted(self)
+        if "offset_" not in self.__dict__:
+            self.__dict__.update(self._fitted_parts(self._fit_state, self._fitted_extractor()))
+
+    def level_distances(self, X):
+        """Mahalanobis distance of each image at each modelled level.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        distances : ndarray of shape (n, n_levels)
+            Columns follow ``level_names_``.
+        """
+        return np.concatenate(self._map_pooled(X, self._distances, "Scoring"))
+
+    def pooled_features(self, X):
+        """Globally average-pooled backbone features of each modelled level.
+
+        These are the features the Gaussians are fitted on; other estimators
+        (e.g. :class:`~sklearn.ensemble.IsolationForest`) can use them too.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        features : dict of str to ndarray of shape (n, n_channels_l)
+            One float64 array per level in ``level_names_``.
+        """
+        parts = self._map_pooled(X, lambda pooled: pooled, "Extracting")
+        return {name: np.concatenate(level) for name, level in zip(self.level_names_, zip(*parts))}
+
+    def _distances(self, pooled):
+        return np.stack([g.distances(p) for g, p in zip(self.gaussians_, pooled)], axis=1)
+
+    def _scores(self, pooled):
+        return -combine_levels(self._distances(pooled), self.distance)
+
+    def _map_pooled(self, X, function, desc):
+        """``function(pooled)`` over groups of up to ``_ROWS_PER_PRODUCT``
+        rows of pooled features of ``X``."""
+        self._validate_params()
+        self._finish_partial_fit()
+        source = self._source(X, reset=False)
+        results, group = [], []
+
+        def flush():
+            results.append(function([np.concatenate(level) for level in zip(*group)]))
+            group.clear()
+
+        for pooled, _ in self._fitted_extractor().summaries(source, self.levels_, (), desc):
+            group.append(pooled)
+            if sum(len(p[0]) for p in group) >= _ROWS_PER_PRODUCT:
+                flush()
+        if group:
+            flush()
+        return results
+
+    # ------------------------------------------------------------- thresholds
+    @validate_params(
+        {"X": ["array-like"], "fpr": [Interval(Real, 0, 1, closed="neither")]},
+        prefer_skip_nested_validation=True,
+    )
+    def calibrate(self, X, fpr=0.01):
+        """Set the threshold from normal images that were not used to fit.
+
+        Scoring normal images held out from ``fit`` gives an honest
+        threshold: ``offset_`` becomes the conformal ``fpr`` quantile of
+        their scores, so at most about a fraction ``fpr`` of new normal
+        images is flagged. No anomalous image is needed.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Normal images not seen by :meth:`fit`, as for :meth:`fit`.
+        fpr : float in (0, 1), default=0.01
+            Target false-positive rate on normal images. With ``n`` images the
+            smallest attainable rate is about ``1 / (n + 1)``.
+
+        Returns
+        -------
+        self : EfficientNetGaussianDetector
+            The detector with ``offset_`` and ``calibration_scores_`` set.
+        """
+        self.offset_, self.calibration_scores_ = conformal_offset(self.score_samples(X), fpr)
+        return self
+
+    def p_values(self, X):
+        """Conformal p-values of being normal, from the calibration images.
+
+        ``(1 + #{calibration scores <= score}) / (n + 1)``: small values
+        mean an image scores lower than almost every held-out normal image.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`fit`.
+
+        Returns
+        -------
+        p_values : ndarray of shape (n,)
+            In ``(0, 1]``; requires :meth:`calibrate` first.
+        """
+        check_is_fitted(
+            self,
+            "calibration_scores_",
+            msg="p_values needs calibration: call calibrate(X_normal) after fit.",
+        )
+        return conformal_p_values(self.calibration_scores_, self.score_samples(X))
+
+    # ------------------------------------------------------- fitted attributes
+    @property
+    def location_(self):
+        return [g.location for g in self.gaussians_]
+
+    @property
+    def covariance_(self):
+        return [g.covariance for g in self.gaussians_]
+
+    @property
+    def precision_(self):
+        return [g.precision for g in self.gaussians_]
+
+    @property
+    def shrinkage_(self):
+        return np.array([g.shrinkage for g in self.gaussians_])
+
+    # ------------------------------------------------------------- persistence
+    def __getstate__(self):
+        # Saved models hold what scoring needs: the running moments are
+        # large (several times the Gaussians) and not saved, so pickling
+        # computes what partial_fit deferred.
+        if "_fit_state" in self.__dict__:
+            self._finish_partial_fit()
+        state = {k: v for k, v in super().__getstate__().items() if k != "_fit_state"}
+        state["_skanomaly_version"] = __version__
+        return state
+
+    def __setstate__(self, state):
+        check_version(state.pop("_skanomaly_version", None))
+        super().__setstate__(state)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
