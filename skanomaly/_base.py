@@ -87,6 +87,8 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         "progress": ["boolean"],
         "torch_compile": ["boolean"],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+        "input_size": [Interval(Integral, 32, None, closed="left"), None],
+        "keep_aspect": ["boolean"],
     }
 
     gaussians_ = _AfterPartialFit()
@@ -107,6 +109,8 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
             batch_size=self.batch_size,
             memory=self.memory,
             show_progress=self.progress,
+            input_size=self.input_size,
+            keep_aspect=self.keep_aspect,
         )
         expected = getattr(self, "weights_digest_", None)
         if expected is not None and extractor.weights_digest != expected:

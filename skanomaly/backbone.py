@@ -10,6 +10,7 @@ feature API.
 
 import hashlib
 import importlib
+import math
 from pathlib import Path
 
 import torch
@@ -239,9 +240,13 @@ class EfficientNetLevels(nn.Module):
         its classifier, and the blocks deeper than ``depth``, are pruned.
     depth : int, default=None
         The deepest level that will be asked for; None keeps the head.
-    input_size : (int, int), default=None
-        ``(height, width)`` every image is resized to; None takes the model's
-        pretrained input size.
+    input_size : int or (int, int), default=None
+        ``(height, width)`` every image is resized to (a square for an int);
+        None takes the model's pretrained input size.
+    keep_aspect : bool, default=False
+        Resize each image to as many pixels as ``input_size`` holds, in the
+        image's own aspect ratio (sides rounded to multiples of 8), instead of
+        stretching it to ``input_size``.
 
     Attributes
     ----------
@@ -251,14 +256,17 @@ class EfficientNetLevels(nn.Module):
         SHA-256 of the unpruned model's weights (see :func:`weights_digest`).
     """
 
-    def __init__(self, model, depth=None, input_size=None):
+    def __init__(self, model, depth=None, input_size=None, keep_aspect=False):
         from timm.data import resolve_model_data_config
 
         super().__init__()
         self.level_names = ["stem"] + [f"stage{i + 1}" for i in range(len(model.blocks))] + ["head"]
         self.weights_digest = weights_digest(model)
         config = resolve_model_data_config(model)
+        if isinstance(input_size, int):
+            input_size = (input_size, input_size)
         self.input_size = tuple(input_size or config["input_size"][1:])
+        self.keep_aspect = keep_aspect
         self.interpolation = config["interpolation"]
         self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1))
@@ -277,12 +285,20 @@ class EfficientNetLevels(nn.Module):
         """Where the network's weights are."""
         return self.mean.device
 
+    def target_size(self, height, width):
+        """The network input ``(h, w)`` for an image of ``height x width``."""
+        if not self.keep_aspect:
+            return self.input_size
+        scale = math.sqrt(self.input_size[0] * self.input_size[1] / (height * width))
+        return tuple(max(8, round(side * scale / 8) * 8) for side in (height, width))
+
     def preprocess(self, images):
         """Resize ``(n, 3, H, W)`` RGB in [0, 1] to the input size and normalize."""
-        if tuple(images.shape[-2:]) != self.input_size:
+        size = self.target_size(*images.shape[-2:])
+        if tuple(images.shape[-2:]) != size:
             images = F.interpolate(
                 images,
-                size=self.input_size,
+                size=size,
                 mode=self.interpolation,
                 align_corners=False,
                 antialias=self.interpolation in ("bilinear", "bicubic"),
@@ -291,15 +307,29 @@ class EfficientNetLevels(nn.Module):
 
     def prepare(self, images):
         """Preprocess ``(n, 3, H, W)`` images, or a list of ``(3, H_i, W_i)``
-        images of any sizes, into one batch on the network's device."""
+        images of any sizes, into batches on the network's device.
+
+        Returns
+        -------
+        list of (list of int, torch.Tensor)
+            The positions in ``images`` and the preprocessed batch of each
+            input size: one batch, unless ``keep_aspect`` gives images of
+            other shapes other input sizes.
+        """
         device = self.device
         if isinstance(images, list):
-            x = torch.cat([self.preprocess(image[None].to(device)) for image in images])
+            groups = {}
+            for i, image in enumerate(images):
+                groups.setdefault(self.target_size(*image.shape[-2:]), []).append(i)
+            batches = [
+                (positions, torch.cat([self.preprocess(images[i][None].to(device)) for i in positions]))
+                for positions in groups.values()
+            ]
         else:
-            x = self.preprocess(images.to(device))
+            batches = [(list(range(len(images))), self.preprocess(images.to(device)))]
         if device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+            batches = [(p, x.contiguous(memory_format=torch.channels_last)) for p, x in batches]
+        return batches
 
     def forward(self, x, levels):
         """Feature maps of the preprocessed batch ``x`` at ``levels``.

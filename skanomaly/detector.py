@@ -112,6 +112,16 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         ``contamination``, ``distance`` or the explain parameters runs the
         network once per set of images instead of once per candidate. A
         folder that cannot be written gives a warning and no cache.
+    input_size : int, default=None
+        Side, in pixels, of the square every image is resized to before the
+        network (for scores and maps alike); None takes the backbone's
+        pretrained input size (224 for Lite0). Larger inputs see smaller
+        details and cost more.
+    keep_aspect : bool, default=False
+        Resize each image to as many pixels as an ``input_size`` square, in
+        its own aspect ratio (sides in multiples of 8), instead of stretching
+        it to the square: parts photographed in other aspect ratios keep
+        their shape.
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` in the energy that
         :meth:`explain` descends; used only by localization.
@@ -224,6 +234,8 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         progress=False,
         torch_compile=False,
         memory=None,
+        input_size=None,
+        keep_aspect=False,
         lam=0.0,
         explain_method="spatial",
         n_steps=50,
@@ -244,6 +256,8 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         self.progress = progress
         self.torch_compile = torch_compile
         self.memory = memory
+        self.input_size = input_size
+        self.keep_aspect = keep_aspect
         self.lam = lam
         self.explain_method = explain_method
         self.n_steps = n_steps

@@ -115,9 +115,9 @@ def _pretrained(backbone, weights):
 
 
 @cache
-def _network(backbone, weights, device, depth, input_size, compiled):
+def _network(backbone, weights, device, depth, input_size, keep_aspect, compiled):
     model = copy.deepcopy(_pretrained(backbone, weights))
-    network = EfficientNetLevels(model, depth=depth, input_size=input_size).to(device).eval()
+    network = EfficientNetLevels(model, depth, input_size, keep_aspect).to(device).eval()
     if device.type == "cpu":
         network = network.to(memory_format=torch.channels_last)
     for parameter in network.parameters():
@@ -125,7 +125,15 @@ def _network(backbone, weights, device, depth, input_size, compiled):
     return torch.compile(network) if compiled else network
 
 
-def get_network(backbone, weights=None, device="cpu", depth=None, input_size=None, compiled=False):
+def get_network(
+    backbone,
+    weights=None,
+    device="cpu",
+    depth=None,
+    input_size=None,
+    keep_aspect=False,
+    compiled=False,
+):
     """A shared :class:`~skanomaly.backbone.EfficientNetLevels`, built once
     per configuration.
 
@@ -136,9 +144,12 @@ def get_network(backbone, weights=None, device="cpu", depth=None, input_size=Non
     on the wrapper).
     """
     weights = None if weights is None else str(Path(weights).resolve())
-    input_size = None if input_size is None else tuple(input_size)
+    if input_size is not None:
+        input_size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     with _LOCK:
-        return _network(backbone, weights, torch.device(device), depth, input_size, compiled)
+        return _network(
+            backbone, weights, torch.device(device), depth, input_size, keep_aspect, compiled
+        )
 
 
 def spatial_moments(maps):
@@ -157,23 +168,27 @@ def _summarize(network, images, levels, spatial, precision):
     ``precision`` is the autocast dtype of the forward pass (None for
     float32); pooling and moments are computed in float32 or wider.
     """
-    x = network.prepare(images)
     wanted = tuple(sorted(set(levels) | set(spatial)))
-    with torch.inference_mode(), autocast(x.device, precision):
-        maps = dict(zip(wanted, (m.float() for m in network(x, wanted))))
-    # One transfer for all levels: each .cpu() waits for the device.
-    pooled = torch.cat([maps[level].mean(dim=(2, 3)) for level in levels], dim=1)
+    order, rows, moments = [], [], None
+    for positions, x in network.prepare(images):
+        with torch.inference_mode(), autocast(x.device, precision):
+            maps = dict(zip(wanted, (m.float() for m in network(x, wanted))))
+        # One transfer for all levels: each .cpu() waits for the device.
+        rows.append(torch.cat([maps[level].mean(dim=(2, 3)) for level in levels], dim=1))
+        order.extend(positions)
+        found = spatial_moments([maps[level] for level in spatial])
+        moments = found if moments is None else [a.merge(b) for a, b in zip(moments, found)]
+    pooled = torch.cat(rows).double().cpu().numpy()[np.argsort(order)]
     ends = np.cumsum([maps[level].shape[1] for level in levels])[:-1]
-    pooled = np.split(pooled.double().cpu().numpy(), ends, axis=1)
-    return pooled, spatial_moments([maps[level] for level in spatial])
+    return np.split(pooled, ends, axis=1), moments
 
 
-def _summarize_cached(weights_digest, precision, input_size, images, levels, spatial, network):
+def _summarize_cached(weights_digest, precision, resizing, images, levels, spatial, network):
     """:func:`_summarize` keyed by what determines its result.
 
     ``images`` are the batch's pixels as arrays (hashed by joblib); the
-    network is identified by ``weights_digest`` and ``input_size`` and
-    ignored by the cache.
+    network is identified by ``weights_digest`` and ``resizing`` (its input
+    size and aspect rule) and ignored by the cache.
     """
     if isinstance(images, list):
         images = [torch.from_numpy(image) for image in images]
@@ -234,8 +249,11 @@ class FeatureExtractor:
         the precision, the input size and the pixels of each batch.
     show_progress : bool, default=False
         A progress bar over batches.
-    input_size : (int, int), default=None
+    input_size : int or (int, int), default=None
         The network's input size; None takes the pretrained one.
+    keep_aspect : bool, default=False
+        Resize images in their own aspect ratio (see
+        :class:`~skanomaly.backbone.EfficientNetLevels`).
     """
 
     def __init__(
@@ -251,12 +269,15 @@ class FeatureExtractor:
         memory=None,
         show_progress=False,
         input_size=None,
+        keep_aspect=False,
     ):
         self.device = resolve_device(device)
         # Cached summaries hold every level, so that detectors with other
         # levels share them: the network must then keep them all.
         depth = None if memory is not None else depth
-        self.network = get_network(backbone, weights, self.device, depth, input_size, compiled)
+        self.network = get_network(
+            backbone, weights, self.device, depth, input_size, keep_aspect, compiled
+        )
         self.precision = autocast_dtype(precision, self.device)
         self.batch_size = batch_size
         self.memory = memory
@@ -331,7 +352,7 @@ class FeatureExtractor:
             pooled, moments = cached(
                 network.weights_digest,
                 self.precision,
-                network.input_size,
+                (network.input_size, network.keep_aspect),
                 key,
                 every_level,
                 every_spatial,
@@ -343,14 +364,13 @@ class FeatureExtractor:
         return summarize, torch.device("cpu")
 
     def batches(self, source):
-        """Yield ``(x, sizes)`` per batch: the preprocessed input on the
+        """Yield ``(positions, x, sizes)`` per batch of one input size: the
+        images' positions in ``source``, the preprocessed input on the
         device and each image's ``(H, W)``."""
-        for _, images in source.batches(self.batch_size, self.device):
-            if isinstance(images, list):
-                sizes = [tuple(image.shape[-2:]) for image in images]
-            else:
-                sizes = [tuple(images.shape[-2:])] * images.shape[0]
-            yield self.network.prepare(images), sizes
+        for start, images in source.batches(self.batch_size, self.device):
+            for positions, x in self.network.prepare(images):
+                sizes = [tuple(images[i].shape[-2:]) for i in positions]
+                yield [start + i for i in positions], x, sizes
 
     def maps(self, x, levels, grad=False):
         """Feature maps of the preprocessed ``x`` at ``levels``, float32.

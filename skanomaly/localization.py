@@ -36,6 +36,8 @@ Methods (``explain_method``):
     a pixel must both be unusual and be changed by the descent.
 """
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -179,17 +181,18 @@ class Explainer:
                 f"explain_method={self.method!r} needs the spatial Gaussians, which fit "
                 "skips for explain_method='reference'; fit again with this method."
             )
-        results = []
-        for x0, sizes in extractor.batches(source):
+        results = [None] * len(source)
+        for positions, x0, sizes in extractor.batches(source):
             maps = self._input_size_maps(extractor, x0, pooled, spatial, rule, offset)
             maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0)
             # smoothing is in pixels of a 224-px input; scale to this input size.
-            maps = gaussian_blur(maps, self.smoothing * maps.shape[-1] / 224.0)
-            for m, size in zip(maps, sizes):
+            side = math.sqrt(maps.shape[-2] * maps.shape[-1])
+            maps = gaussian_blur(maps, self.smoothing * side / 224.0)
+            for position, m, size in zip(positions, maps, sizes):
                 m = m[None, None]
                 if tuple(m.shape[-2:]) != size:
                     m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-                results.append(m[0, 0].cpu().numpy().astype(np.float32))
+                results[position] = m[0, 0].cpu().numpy().astype(np.float32)
         return results
 
     def _input_size_maps(self, extractor, x0, pooled, spatial, rule, offset):
