@@ -17,6 +17,8 @@ from skanomaly.datasets import (
     load_magnetic_tile,
     load_mvtec_3d_rgb,
     load_mvtec_ad,
+    load_piped,
+    piped_types,
     shared_data_dir,
 )
 
@@ -653,3 +655,43 @@ def test_real_cookies():
     test = load_cookies(split="test")
     assert test.X.shape == (22, 768, 576, 3)
     assert (test.y == 1).sum() == 14 and test.masks is None
+
+
+def _piped_type(root, name, masks_folder="GroundThruth"):
+    """A PIPED-like paper type: 2 normal and 2 defective patches whose
+    masks are black impurities on white, as the data set ships them."""
+    folder = root / name
+    (folder / "NoDefects").mkdir(parents=True)
+    (folder / "Defects" / masks_folder).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for b in (1, 2):
+        patch = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(patch).save(folder / "NoDefects" / f"{name}_S_ND_01_{b}.bmp")
+        Image.fromarray(patch).save(folder / "Defects" / f"{name}_S_D_01_{b}.bmp")
+        mask = np.full((16, 16), 255, np.uint8)
+        mask[2 : 4 + b, 5:9] = 0
+        Image.fromarray(mask).convert("1").save(
+            folder / "Defects" / masks_folder / f"{name}_S_GT_01_{b}.bmp"
+        )
+
+
+def test_piped_masks_are_the_dark_pixels(tmp_path):
+    _piped_type(tmp_path, "PA_AAA01_TL")
+    _piped_type(tmp_path, "PA_BBB01_RL", masks_folder="GroundTruth")
+    assert piped_types(tmp_path) == ["PA_AAA01_TL", "PA_BBB01_RL"]
+    data = load_piped("PA_AAA01_TL", tmp_path)
+    assert data.X.shape == (4, 16, 16, 3)
+    np.testing.assert_array_equal(data.y, [1, 1, -1, -1])
+    assert not data.masks[:2].any()
+    assert data.masks[2].sum() == 3 * 4 and data.masks[3].sum() == 4 * 4
+    assert data.masks[3, 2:6, 5:9].all()
+    assert load_piped("PA_BBB01_RL", tmp_path, resize=8).masks.shape == (4, 8, 8)
+    with pytest.raises(FileNotFoundError, match="PA_AAA01_TL, PA_BBB01_RL"):
+        load_piped("PA_CCC01_TL", tmp_path)
+
+
+def test_piped_real_data(shared_data):
+    data = load_piped("PA_BDP01_TL", shared_data / "piped")
+    assert data.X.shape == (96, 128, 128, 3)
+    # Impurities are small: about 1.6% of a defective patch.
+    assert 0.005 < data.masks[data.y == -1].mean() < 0.05

@@ -25,6 +25,7 @@ from ._elpv import load_elpv
 from ._folder import load_folder
 from ._magnetic_tile import load_magnetic_tile
 from ._mvtec import load_mvtec_3d_rgb, load_mvtec_ad
+from ._piped import load_piped, piped_types
 
 __all__ = [
     "load_cookies",
@@ -33,5 +34,7 @@ __all__ = [
     "load_magnetic_tile",
     "load_mvtec_3d_rgb",
     "load_mvtec_ad",
+    "load_piped",
+    "piped_types",
     "shared_data_dir",
 ]

@@ -128,7 +128,7 @@ def _rgb(image, size):
     return np.array(image), shape
 
 
-def _mask(image, size, threshold):
+def _mask(image, size, threshold, dark=False):
     shape = (image.height, image.width)
     if image.mode == "P":
         # Converting a palette with transparency to RGB warns; the colours,
@@ -144,7 +144,8 @@ def _mask(image, size, threshold):
         # colour channel; alpha, where present, only smooths the edges.
         colour = [i for i, band in enumerate(image.getbands()) if band != "A"]
         values = values[..., colour].max(axis=-1)
-    return values > threshold, shape
+    marked = values > threshold
+    return (~marked if dark else marked), shape
 
 
 def _collect(arrays, size, dtype, channels=()):
@@ -156,11 +157,12 @@ def _collect(arrays, size, dtype, channels=()):
     return arrays
 
 
-def load_samples(samples, size, *, with_masks=True, threshold=0):
+def load_samples(samples, size, *, with_masks=True, threshold=0, dark=False):
     """Read ``(image_path, mask_path or None)`` pairs into images and masks.
 
     An image without a mask path gets an all-False mask. Mask values above
-    ``threshold`` (in any colour channel) mark defects. Returns ``(X,
+    ``threshold`` (in any colour channel) mark defects, or, with ``dark``,
+    the values at or below it (black defects on white). Returns ``(X,
     masks)``, with ``masks`` None unless ``with_masks``.
     """
     images, masks = [], []
@@ -172,7 +174,8 @@ def load_samples(samples, size, *, with_masks=True, threshold=0):
         if mask_path is None:
             masks.append(np.zeros(image.shape[:2], dtype=bool))
             continue
-        mask, mask_shape = open_image(mask_path, partial(_mask, size=size, threshold=threshold))
+        read_mask = partial(_mask, size=size, threshold=threshold, dark=dark)
+        mask, mask_shape = open_image(mask_path, read_mask)
         if mask_shape != shape:
             raise ValueError(
                 f"Mask file {str(mask_path)!r} is {mask_shape[0]}x{mask_shape[1]} "
