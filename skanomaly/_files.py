@@ -1,14 +1,20 @@
-"""Image files on disk: which files are images, and writing PNGs.
+"""Files on disk: which files are images, and writing files crash-safely.
 
 The data set loaders and the command line list folders with
-:func:`list_images`, so both agree on what an image file is; plotting and
-the command line's report write with :func:`write_png`.
+:func:`list_images`, so both agree on what an image file is. Every file
+skanomaly writes (model files, CSVs, reports, PNGs) goes through
+:func:`atomic_write`, so that a crash, a full disk or a Ctrl-C while
+writing leaves the previous file as it was, never a truncated one.
 """
 
+import contextlib
+import os
+import secrets
+import stat
 from operator import attrgetter
 from pathlib import Path
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "write_png"]
+__all__ = ["IMAGE_EXTENSIONS", "atomic_write", "list_images", "write_png"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -18,8 +24,8 @@ def list_images(folder):
 
     Hidden files (names starting with ``"."``) are neither: among them are
     the ``._name.png`` metadata files that macOS leaves on shared drives,
-    which have an image extension but are not images. Subfolders are not
-    searched.
+    which have an image extension but are not images, and the temporary
+    files of :func:`atomic_write`. Subfolders are not searched.
 
     Parameters
     ----------
@@ -49,8 +55,87 @@ def list_images(folder):
     return images, len(files) - len(images)
 
 
+def _temporary_beside(target):
+    """A new, empty hidden file in ``target``'s folder, opened for writing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            # Mode 0o666 lets the umask decide, as for a file opened with
+            # open(); mkstemp's 0o600 would hide reports from their readers.
+            return temporary, os.open(temporary, flags, 0o666)
+        except FileExistsError:
+            continue
+
+
+def _sync_folder(folder):
+    """Flush the folder entry of a renamed file to disk, where possible."""
+    # Windows cannot open folders; there, and on file systems that refuse,
+    # the rename is still atomic, only perhaps not yet durable.
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb", **kwargs):
+    """Open a file that replaces ``path`` only once it is completely written.
+
+    The data goes to a hidden temporary file in the same folder, which is
+    flushed to disk and then renamed over ``path`` in one step
+    (:func:`os.replace`). If anything fails or interrupts the writing (an
+    exception, a full disk, ``KeyboardInterrupt``), the temporary file is
+    removed and ``path`` keeps its previous content, or stays absent.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to write. A symbolic link is followed: the file it points
+        to is replaced and the link kept. An existing file keeps its
+        permissions.
+    mode : {"wb", "w"}, default="wb"
+        Binary or text.
+    **kwargs
+        Passed to :func:`open` (``encoding``, ``newline``).
+
+    Yields
+    ------
+    handle : file object
+        The open temporary file.
+
+    Raises
+    ------
+    OSError
+        If the folder cannot be written to; what the temporary file held
+        is removed.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"mode must be 'wb' or 'w'; got {mode!r}")
+    target = Path(os.path.realpath(path))
+    temporary, descriptor = _temporary_beside(target)
+    try:
+        with open(descriptor, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(temporary, stat.S_IMODE(os.stat(target).st_mode))
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    _sync_folder(target.parent)
+
+
 def write_png(array, path):
     """Write an image array to ``path`` as a PNG file, whatever its extension.
+
+    Written with :func:`atomic_write`: an interrupted write leaves no
+    partial file.
 
     Parameters
     ----------
@@ -67,7 +152,9 @@ def write_png(array, path):
     # Pillow is imported here so that `skanomaly --help` does not pay for it.
     from PIL import Image
 
+    image = Image.fromarray(array)
     try:
-        Image.fromarray(array).save(path, format="PNG")
+        with atomic_write(path) as handle:
+            image.save(handle, format="PNG")
     except OSError as exc:
         raise OSError(f"Could not write the PNG file {str(path)!r}: {exc.strerror or exc}") from exc

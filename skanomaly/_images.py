@@ -6,47 +6,101 @@ rejected with a clear message here, before anything reaches torch.
 
 import numbers
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from scipy import sparse
 
-__all__ = ["ImageSource", "read_image"]
+__all__ = ["ImageSource", "open_image", "read_image", "rgb_image"]
 
 
 def open_image(path, convert):
-    """``convert`` applied to the decoded image file at ``path``.
+    """``convert`` applied to the decoded image file at ``path``, upright.
 
-    Missing files raise FileNotFoundError and undecodable ones ValueError,
-    both naming the file.
+    The EXIF orientation tag of phone photos and camera exports is applied,
+    so the pixels are those that image viewers show. Multi-frame files
+    (multi-page TIFF, animated GIF) give their first frame, with a warning.
+    Missing files raise FileNotFoundError; undecodable ones, and files
+    larger than Pillow's decompression-bomb limit, ValueError; both name
+    the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Image file {str(path)!r} does not exist.")
     try:
-        with Image.open(path) as image:
+        with _open_refusing_bombs(path) as image:
+            _warn_if_several_frames(image, path)
             # Truncated files open without complaint and fail only when decoded.
             image.load()
+            ImageOps.exif_transpose(image, in_place=True)
             return convert(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(
+            f"Image file {str(path)!r} has more pixels than the limit of "
+            f"{Image.MAX_IMAGE_PIXELS:,} (PIL.Image.MAX_IMAGE_PIXELS) that guards "
+            "against decompression bombs, so it was not decoded. If the file is "
+            "genuine, raise the limit: PIL.Image.MAX_IMAGE_PIXELS = <pixels>."
+        ) from None
     except Exception as exc:
         # Pillow reports corrupt data with many exception types (OSError,
         # SyntaxError, struct.error, ...); all of them mean the same here.
         raise ValueError(f"Cannot read image file {str(path)!r}: {exc}") from exc
 
 
-def _rgb_array(image):
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit grayscale: PIL's RGB conversion would clip it to 8 bits.
-        array = np.clip(np.asarray(image) / 257.0, 0, 255).round().astype(np.uint8)
-        return np.repeat(array[..., None], 3, axis=-1)
-    return np.asarray(image.convert("RGB"))
+def _open_refusing_bombs(path):
+    """``Image.open(path)``, raising above Pillow's pixel limit.
+
+    Pillow raises above twice ``Image.MAX_IMAGE_PIXELS`` but between once
+    and twice only warns, and then decodes: here both raise, from the header
+    alone, before any pixel is decoded.
+    """
+    # Warnings filters are process-wide; Pillow offers no other way to stop
+    # before decoding. Only this one category changes, and only meanwhile.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
+def _warn_if_several_frames(image, path):
+    # The frames after the first of a camera's MPO JPEG are previews or
+    # stereo views, not pages: the first is the photo.
+    if getattr(image, "is_animated", False) and image.format != "MPO":
+        warnings.warn(
+            f"Image file {str(path)!r} holds several frames (pages); only the "
+            "first is used.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+# 16-bit grayscale modes; "I" is also how older Pillow versions open them.
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
+
+
+def rgb_image(image):
+    """An 8-bit RGB copy of the PIL ``image``, whatever its mode.
+
+    16-bit grayscale is scaled to 8 bits (PIL's own conversion would clip
+    it), palettes are expanded, CMYK is converted with Pillow's formula
+    (without an ICC profile), and an alpha channel is dropped: the stored
+    colours are used, as for RGBA arrays.
+    """
+    if image.mode in _SIXTEEN_BIT:
+        gray = np.clip(np.asarray(image) / 257.0, 0, 255).round().astype(np.uint8)
+        image = Image.fromarray(gray)
+    elif image.mode in ("P", "PA"):
+        # Converting a palette with transparency straight to RGB warns; the
+        # colours are the same through RGBA.
+        image = image.convert("RGBA")
+    return image.convert("RGB")
 
 
 def read_image(path):
-    """Read an image file into an ``(H, W, 3)`` uint8 RGB array."""
-    return open_image(path, _rgb_array)
+    """Read an image file into an upright ``(H, W, 3)`` uint8 RGB array."""
+    return open_image(path, lambda image: np.asarray(rgb_image(image)))
 
 
 def _check_dtype(array, where):

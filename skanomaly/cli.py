@@ -35,9 +35,9 @@ from .inspection import (
 
 __all__ = ["main"]
 
-_PICKLE_NOTE = (
-    "Model files are joblib pickles: loading one runs code, so only load model "
-    "files you created or trust."
+_MODEL_NOTE = (
+    "Model files hold arrays and settings only, never code, so loading one runs "
+    "nothing from it."
 )
 
 
@@ -120,6 +120,16 @@ def _common(parser):
     )
 
 
+def _model_argument(parser, help_text):
+    """MODEL and ``--trust-pickle``, for the subcommands that read a model."""
+    parser.add_argument("model", metavar="MODEL", help=help_text)
+    parser.add_argument(
+        "--trust-pickle", action="store_true",
+        help="also accept a model file of skanomaly 0.1 (a joblib pickle); loading a "
+        "pickle runs any code it holds, so only for files you wrote or trust",
+    )
+
+
 def build_parser():
     """The ``argparse`` parser of the ``skanomaly`` command."""
     parser = _Parser(
@@ -140,19 +150,21 @@ def build_parser():
         "image files and/or folders; a folder stands for its .png, .jpg, .jpeg, "
         ".bmp, .tif and .tiff files (not recursive; hidden files are skipped)"
     )
-    model_help = f"a model file written by 'skanomaly fit'. {_PICKLE_NOTE}"
+    model_help = f"a model file written by 'skanomaly fit'. {_MODEL_NOTE}"
 
     fit = sub.add_parser(
         "fit",
         help="fit a detector on a folder of normal images",
         description=(
             "Fit an anomaly detector on normal (defect-free) images and save it. "
-            "A few dozen images or more make a useful model. " + _PICKLE_NOTE
+            "A few dozen images or more make a useful model. " + _MODEL_NOTE
         ),
     )
     fit.add_argument("normal", nargs="+", metavar="NORMAL_DIR", help=paths_help)
     fit.add_argument("-o", "--output", required=True, metavar="MODEL",
-                     help="where to write the model file, e.g. model.joblib")
+                     help="where to write the model file, e.g. model"
+                          f"{persistence.MODEL_SUFFIX}; it is written to a temporary file "
+                          "beside it first, so an interrupted fit keeps the previous one")
     fit.add_argument("--backbone", default="tf_efficientnet_lite0",
                      help="timm EfficientNet name (default: tf_efficientnet_lite0, "
                           "bundled weights, works offline)")
@@ -181,7 +193,7 @@ def build_parser():
             "anomalous when its decision is negative."
         ),
     )
-    score.add_argument("model", metavar="MODEL", help=model_help)
+    _model_argument(score, model_help)
     score.add_argument("paths", nargs="+", metavar="PATHS", help=paths_help)
     score.add_argument("--csv", metavar="FILE",
                        help="write the scores as CSV to FILE ('-' for stdout) instead "
@@ -197,7 +209,7 @@ def build_parser():
             "from disk and lists every image with its score."
         ),
     )
-    explain.add_argument("model", metavar="MODEL", help=model_help)
+    _model_argument(explain, model_help)
     explain.add_argument("paths", nargs="+", metavar="PATHS", help=paths_help)
     explain.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                          help="folder for the report, created if missing")
@@ -255,10 +267,10 @@ def _usage_errors():
         raise UsageError(str(exc)) from exc
 
 
-def _load_model(path):
-    """The fitted detector in model file ``path``, or a usage error."""
+def _load_model(args):
+    """The fitted detector in the model file of ``args``, or a usage error."""
     with _usage_errors():
-        return persistence.load(path)
+        return persistence.load(args.model, trust_pickle=args.trust_pickle)
 
 
 def _check_device(detector):
@@ -314,7 +326,7 @@ def cmd_fit(args):
 
 def cmd_score(args):
     """``skanomaly score``: a table or CSV of scores."""
-    detector = _load_model(args.model)
+    detector = _load_model(args)
     files = collect_images(args.paths)
     _configure(detector, args)
     reader = ImageReader(args.strict)
@@ -336,7 +348,7 @@ def cmd_score(args):
 
 def cmd_explain(args):
     """``skanomaly explain``: scores, heat maps and an HTML report."""
-    detector = _load_model(args.model)
+    detector = _load_model(args)
     if args.method is not None:
         detector.set_params(explain_method=args.method)
     files = collect_images(args.paths)

@@ -241,6 +241,18 @@ class Gaussian:
         """The Gaussian of a :class:`LedoitWolfMoments`."""
         return cls(*moments.ledoit_wolf())
 
+    @classmethod
+    def from_arrays(cls, location, covariance, shrinkage, precision):
+        """A Gaussian whose precision is known, such as one read from a model
+        file: it is kept, not recomputed, so distances are bit-identical."""
+        gaussian = cls.__new__(cls)
+        gaussian.location = location
+        gaussian.covariance = covariance
+        gaussian.shrinkage = float(shrinkage)
+        gaussian.precision = precision
+        gaussian._tensors = {}
+        return gaussian
+
     @property
     def n_features(self):
         return self.location.shape[0]

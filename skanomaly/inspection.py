@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ._console import ImageReadError, UsageError, warn
-from ._files import IMAGE_EXTENSIONS, list_images, write_png
+from ._files import IMAGE_EXTENSIONS, atomic_write, list_images, write_png
 from ._progress import progress as progress_bar
 from ._resize import resize_bilinear, shrink_image
 from .report import write_report
@@ -279,12 +279,16 @@ def score_rows(files, scores, offset, display=None):
 
 def write_csv(rows, target):
     """Write the :func:`score_rows` ``rows`` as CSV to ``target`` (``"-"``:
-    stdout)."""
+    stdout).
+
+    A file is written with :func:`~skanomaly._files.atomic_write`: an
+    interrupted write leaves the previous file as it was.
+    """
     if target == "-":
         _write_rows(rows, sys.stdout)
         return
     try:
-        with open(target, "w", newline="", encoding="utf-8") as handle:
+        with atomic_write(target, "w", newline="", encoding="utf-8") as handle:
             _write_rows(rows, handle)
     except OSError as exc:
         raise UsageError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from exc

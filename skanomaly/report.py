@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from urllib.parse import quote
 
+from ._files import atomic_write
+
 __all__ = ["write_report"]
 
 _CSS = """
@@ -124,7 +126,8 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
     Returns
     -------
     path : pathlib.Path
-        The written ``index.html``.
+        The written ``index.html``, which replaces the previous one only
+        once it is complete.
     """
     out_dir = Path(out_dir)
     has_truth = any(r.get("truth") is not None for r in records)
@@ -199,5 +202,6 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
 </html>
 """
     path = out_dir / "index.html"
-    path.write_text(page, encoding="utf-8")
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        handle.write(page)
     return path

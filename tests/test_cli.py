@@ -1,18 +1,20 @@
 """The ``skanomaly`` console command, run in-process on small real images."""
 
 import csv
+import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 from PIL import Image
+from test_image_files import _bomb_png, _save_rotated
 
-from skanomaly import __version__
+import skanomaly
 from skanomaly.cli import main
 
 FAST = ["--levels", "0,1,2,3", "--no-progress"]
@@ -41,7 +43,7 @@ def folders(cells, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(folders):
-    path = folders / "model.joblib"
+    path = folders / "model.skanomaly"
     assert main(["fit", str(folders / "normal"), "-o", str(path), *FAST]) == 0
     return path
 
@@ -62,10 +64,11 @@ def _read_csv(path):
 
 # ------------------------------------------------------------------ success
 def test_fit_writes_a_versioned_model(model):
-    payload = joblib.load(model)
-    assert payload["skanomaly_version"] == __version__
-    assert payload["format"] == 1
-    detector = payload["detector"]
+    with np.load(model, allow_pickle=False) as archive:
+        metadata = json.loads(archive["__metadata__"].tobytes())
+    assert metadata["skanomaly_version"] == skanomaly.__version__
+    assert metadata["format"] == 2
+    detector = skanomaly.load(model)
     assert detector.levels_ == (0, 1, 2, 3)
     assert detector.n_samples_fit_ == 12
     assert detector.progress is False
@@ -139,10 +142,10 @@ def test_explain_default_explains_only_flagged(model, folders, report, tmp_path,
     scores = {Path(r["path"]).name: float(r["anomaly_score"]) for r in _read_csv(report / "scores.csv")}
     good = max(v for k, v in scores.items() if k.startswith("good"))
     bad = min(v for k, v in scores.items() if k.startswith("bad"))
-    payload = joblib.load(model)
-    payload["detector"].offset_ = -(good + bad) / 2
-    tuned = tmp_path / "tuned.joblib"
-    joblib.dump(payload, tuned)
+    detector = skanomaly.load(model)
+    detector.offset_ = -(good + bad) / 2
+    tuned = tmp_path / "tuned.skanomaly"
+    skanomaly.save(detector, tuned)
     out = tmp_path / "report"
     assert main(["explain", str(tuned), str(folders / "check"), "-o", str(out), "--no-progress"]) == 0
     rows = _read_csv(out / "scores.csv")
@@ -213,6 +216,23 @@ def test_hidden_files_are_skipped(model, folders, tmp_path, capsys):
     assert "holds no image files" in line and "non-image" not in line
 
 
+def test_phone_photos_and_decompression_bombs(model, folders, tmp_path, capsys):
+    """A photo tagged "rotate 90 degrees" scores like the upright one; a file
+    that claims 10^10 pixels is skipped, naming the file and the limit."""
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    upright = np.asarray(Image.open(folders / "check" / "bad00.png"))[8:56]
+    Image.fromarray(upright).save(folder / "upright.png")
+    _save_rotated(upright, folder / "rotated.png")
+    _bomb_png(folder / "bomb.png", 100_000)
+    out = tmp_path / "s.csv"
+    assert main(["score", str(model), str(folder), "--csv", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "bomb.png" in err and f"{Image.MAX_IMAGE_PIXELS:,}" in err
+    scores = {Path(r["path"]).name: float(r["anomaly_score"]) for r in _read_csv(out)}
+    assert scores["rotated.png"] == pytest.approx(scores["upright.png"], rel=1e-5)
+
+
 def test_explicit_non_image_file_is_unreadable(model, mixed, capsys):
     code = main(["score", str(model), str(mixed / "good00.png"), str(mixed / "notes.txt"), "--no-progress"])
     assert code == 1
@@ -239,9 +259,9 @@ def test_strict_stops_at_the_first_unreadable_image(model, mixed, tmp_path, caps
 def test_fit_skips_unreadable_images(mixed, folders, tmp_path, capsys):
     for path in sorted((folders / "normal").glob("*.png"))[:4]:
         shutil.copy(path, mixed / f"train_{path.name}")
-    model = tmp_path / "m.joblib"
+    model = tmp_path / "m.skanomaly"
     assert main(["fit", str(mixed), "-o", str(model), "--holdout", "0", *FAST]) == 1
-    assert joblib.load(model)["detector"].n_samples_fit_ == 6
+    assert skanomaly.load(model).n_samples_fit_ == 6
 
 
 # --------------------------------------------------------------- bad input
@@ -251,7 +271,7 @@ def test_missing_path(model, tmp_path, capsys):
 
 
 def test_missing_normal_dir(tmp_path, capsys):
-    assert main(["fit", str(tmp_path / "nope"), "-o", str(tmp_path / "m.joblib")]) == 2
+    assert main(["fit", str(tmp_path / "nope"), "-o", str(tmp_path / "m.skanomaly")]) == 2
     assert "nope" in _one_error_line(capsys)
 
 
@@ -262,51 +282,89 @@ def test_empty_folder(model, tmp_path, capsys):
 
 def test_folder_of_non_images(model, tmp_path, capsys):
     (tmp_path / "a.txt").write_text("x")
-    assert main(["fit", str(tmp_path), "-o", str(tmp_path / "m.joblib")]) == 2
+    assert main(["fit", str(tmp_path), "-o", str(tmp_path / "m.skanomaly")]) == 2
     assert "1 non-image file" in _one_error_line(capsys)
 
 
 def test_too_few_readable_training_images(folders, tmp_path, capsys):
     shutil.copy(folders / "check" / "good00.png", tmp_path / "a.png")
     (tmp_path / "b.png").write_bytes(b"garbage")
-    assert main(["fit", str(tmp_path), "-o", str(tmp_path / "m.joblib"), *FAST]) == 2
+    assert main(["fit", str(tmp_path), "-o", str(tmp_path / "m.skanomaly"), *FAST]) == 2
     err = capsys.readouterr().err
     assert "at least 2" in err.splitlines()[-1] and "Traceback" not in err
 
 
 def test_corrupt_model_file(folders, tmp_path, capsys):
-    bad = tmp_path / "model.joblib"
+    bad = tmp_path / "model.skanomaly"
     bad.write_bytes(os.urandom(200))
     assert main(["score", str(bad), str(folders / "check")]) == 2
     assert "not a readable skanomaly model file" in _one_error_line(capsys)
 
 
 def test_corrupt_model_traceback_with_verbose(folders, tmp_path, capsys):
-    bad = tmp_path / "model.joblib"
+    bad = tmp_path / "model.skanomaly"
     bad.write_bytes(b"garbage")
     assert main(["score", str(bad), str(folders / "check"), "--verbose"]) == 2
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_model_of_another_version(model, folders, tmp_path, capsys):
-    payload = joblib.load(model)
-    payload["skanomaly_version"] = "0.0.1"
-    old = tmp_path / "old.joblib"
-    joblib.dump(payload, old)
+def test_model_of_another_version(model, folders, tmp_path, capsys, monkeypatch):
+    detector = skanomaly.load(model)
+    monkeypatch.setattr(skanomaly.persistence, "__version__", "0.0.1")
+    old = tmp_path / "old.skanomaly"
+    skanomaly.save(detector, old)
+    monkeypatch.undo()
     assert main(["explain", str(old), str(folders / "check"), "-o", str(tmp_path / "r")]) == 2
     line = _one_error_line(capsys)
     assert "0.0.1" in line and "incompatible" in line
 
 
+class _RunsCode:
+    """Unpickling this creates ``marker``: what a malicious model file does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_pickle_cannot_run_code(folders, tmp_path, capsys):
+    marker = tmp_path / "marker"
+    evil = tmp_path / "model.skanomaly"
+    evil.write_bytes(pickle.dumps(_RunsCode(marker)))
+    image = folders / "check" / "good00.png"
+    for command in (["score", str(evil), str(image)],
+                    ["explain", str(evil), str(image), "-o", str(tmp_path / "r")]):
+        assert main(command) == 2
+        line = _one_error_line(capsys)
+        assert "is a pickle" in line and "--trust-pickle" in line and str(evil) in line
+        assert not marker.exists()
+    assert not (tmp_path / "r").exists()
+
+
+def test_trust_pickle_loads_a_legacy_model(model, folders, tmp_path, capsys):
+    legacy = tmp_path / "model.joblib"
+    pickle_payload = {"skanomaly_version": skanomaly.__version__, "format": 1,
+                      "detector": skanomaly.load(model)}
+    legacy.write_bytes(pickle.dumps(pickle_payload))
+    assert main(["score", str(legacy), str(folders / "check"), "--no-progress"]) == 2
+    assert "--trust-pickle" in _one_error_line(capsys)
+    argv = ["score", str(legacy), str(folders / "check"), "--trust-pickle", "--no-progress"]
+    assert main(argv) == 0
+    assert "6 image(s) scored" in capsys.readouterr().out
+
+
 def test_pickle_that_is_not_a_model(folders, tmp_path, capsys):
     other = tmp_path / "other.joblib"
-    joblib.dump([1, 2, 3], other)
-    assert main(["score", str(other), str(folders / "check")]) == 2
+    other.write_bytes(pickle.dumps([1, 2, 3]))
+    argv = ["score", str(other), str(folders / "check"), "--trust-pickle"]
+    assert main(argv) == 2
     assert "not a skanomaly model file" in _one_error_line(capsys)
 
 
 def test_missing_model_file(folders, tmp_path, capsys):
-    assert main(["score", str(tmp_path / "m.joblib"), str(folders / "check")]) == 2
+    assert main(["score", str(tmp_path / "m.skanomaly"), str(folders / "check")]) == 2
     assert "does not exist" in _one_error_line(capsys)
 
 
@@ -319,7 +377,7 @@ def test_unwritable_output_folder(model, folders, tmp_path, capsys):
 
 
 def test_unwritable_model_path(folders, tmp_path, capsys):
-    code = main(["fit", str(folders / "normal"), "-o", str(tmp_path / "no" / "m.joblib"), *FAST])
+    code = main(["fit", str(folders / "normal"), "-o", str(tmp_path / "no" / "m.skanomaly"), *FAST])
     assert code == 2
     assert "does not exist" in _one_error_line(capsys)
 
@@ -327,12 +385,12 @@ def test_unwritable_model_path(folders, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv",
     [
-        ["fit", ".", "-o", "m.joblib", "--contamination", "2"],
-        ["fit", ".", "-o", "m.joblib", "--levels", "1,,2"],
+        ["fit", ".", "-o", "m.skanomaly", "--contamination", "2"],
+        ["fit", ".", "-o", "m.skanomaly", "--levels", "1,,2"],
         ["fit", "."],
-        ["score", "m.joblib", ".", "--batch-size", "0"],
-        ["score", "m.joblib", ".", "--precision", "float64"],
-        ["explain", "m.joblib", "."],
+        ["score", "m.skanomaly", ".", "--batch-size", "0"],
+        ["score", "m.skanomaly", ".", "--precision", "float64"],
+        ["explain", "m.skanomaly", "."],
         ["frobnicate"],
     ],
 )
@@ -342,7 +400,7 @@ def test_usage_errors(argv, capsys):
 
 
 def test_unknown_level_is_a_one_line_error(folders, tmp_path, capsys):
-    code = main(["fit", str(folders / "normal"), "-o", str(tmp_path / "m.joblib"),
+    code = main(["fit", str(folders / "normal"), "-o", str(tmp_path / "m.skanomaly"),
                  "--levels", "stage99", "--no-progress"])
     assert code == 2
     assert "stage99" in _one_error_line(capsys)
@@ -362,7 +420,8 @@ def test_help(command, capsys):
     out = capsys.readouterr().out
     assert out.startswith("usage: skanomaly")
     if command in (["score"], ["explain"]):
-        assert "only load model files you created or trust" in " ".join(out.split())
+        text = " ".join(out.split())
+        assert "never code" in text and "--trust-pickle" in text
 
 
 def test_console_script_and_module():
@@ -381,7 +440,7 @@ def test_help_and_usage_errors_do_not_import_torch(tmp_path):
         "import contextlib, io, sys\n"
         "from skanomaly.cli import main\n"
         "for argv in (['--help'], ['fit', '--help'], ['explain', '--help'], [],\n"
-        "             ['fit', '.', '-o', 'm.joblib', '--contamination', '2']):\n"
+        "             ['fit', '.', '-o', 'm.skanomaly', '--contamination', '2']):\n"
         "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
         "        try:\n"
         "            main(argv)\n"

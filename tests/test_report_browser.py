@@ -64,7 +64,7 @@ def report(cells, tmp_path_factory):
         Image.fromarray(image).save(train / f"{i}.png")
     for i, image in enumerate([*normal[20:24], *defective[:2]]):
         Image.fromarray(image).save(check / f"cell #{i} 50%.png")
-    model = root / "model.joblib"
+    model = root / "model.skanomaly"
     fit = ["fit", str(train), "-o", str(model), "--levels", "0,1,2", "--holdout", "0", "--no-progress"]
     assert main(fit) == 0
     out = root / "my report #1"

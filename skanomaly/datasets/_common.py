@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .._files import IMAGE_EXTENSIONS, list_images
-from .._images import open_image
+from .._images import open_image, rgb_image
 
 __all__ = [
     "check_max",
@@ -122,7 +122,7 @@ def subfolders(folder, *, allow_empty=False):
 
 def _rgb(image, size):
     shape = (image.height, image.width)
-    image = image.convert("RGB")
+    image = rgb_image(image)
     if size is not None:
         image = image.resize(size[::-1], Image.Resampling.BICUBIC)
     return np.array(image), shape
@@ -160,7 +160,9 @@ def _collect(arrays, size, dtype, channels=()):
 def load_samples(samples, size, *, with_masks=True, threshold=0, dark=False):
     """Read ``(image_path, mask_path or None)`` pairs into images and masks.
 
-    An image without a mask path gets an all-False mask. Mask values above
+    Both are read upright: each file's EXIF orientation tag is applied, so
+    a mask drawn on the image as viewers show it lines up with it. An image
+    without a mask path gets an all-False mask. Mask values above
     ``threshold`` (in any colour channel) mark defects, or, with ``dark``,
     the values at or below it (black defects on white). Returns ``(X,
     masks)``, with ``masks`` None unless ``with_masks``.

@@ -1,0 +1,129 @@
+"""Crash-safe outputs: an interrupted write never replaces a good file."""
+
+import contextlib
+import errno
+import os
+import stat
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import skanomaly.inspection
+import skanomaly.report
+from skanomaly._console import UsageError
+from skanomaly._files import atomic_write, write_png
+from skanomaly.inspection import score_rows, write_csv
+from skanomaly.report import write_report
+
+FULL_DISK = OSError(errno.ENOSPC, "No space left on device")
+
+
+def _only(folder, *names):
+    """Whether ``folder`` holds exactly ``names``: no temporary file is left."""
+    return sorted(p.name for p in folder.iterdir()) == sorted(names)
+
+
+def _rows(n):
+    return score_rows([f"img{i}.png" for i in range(n)], -np.arange(n, dtype=float), -1.5)
+
+
+def test_atomic_write_replaces_only_when_complete(tmp_path):
+    path = tmp_path / "out.txt"
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        handle.write("first")
+        assert not path.exists()
+    assert path.read_text() == "first"
+    for failure in (FULL_DISK, KeyboardInterrupt()):
+
+        def fails_halfway(failure=failure):
+            with atomic_write(path, "w") as handle:
+                handle.write("second, half")
+                raise failure
+
+        with pytest.raises(type(failure)):
+            fails_halfway()
+        assert path.read_text() == "first"
+        assert _only(tmp_path, "out.txt")
+
+
+def test_atomic_write_keeps_permissions_and_links(tmp_path):
+    target = tmp_path / "target.bin"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o640)
+    link = tmp_path / "link.bin"
+    link.symlink_to(target)
+    with atomic_write(link) as handle:
+        handle.write(b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    # A new file gets the permissions that open() would give it.
+    with atomic_write(tmp_path / "new.bin") as handle:
+        handle.write(b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o666 & ~umask
+
+
+def test_atomic_write_into_a_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError), atomic_write(tmp_path / "no" / "f.txt", "w"):
+        pass
+
+
+@pytest.mark.parametrize("failure", [FULL_DISK, KeyboardInterrupt()])
+def test_an_interrupted_csv_keeps_the_previous_one(tmp_path, monkeypatch, failure):
+    path = tmp_path / "scores.csv"
+    write_csv(_rows(3), path)
+    before = path.read_bytes()
+    original = skanomaly.inspection._write_rows
+
+    def fails_halfway(rows, handle):
+        original(rows[:1], handle)
+        raise failure
+
+    monkeypatch.setattr(skanomaly.inspection, "_write_rows", fails_halfway)
+    with pytest.raises(UsageError if isinstance(failure, OSError) else KeyboardInterrupt) as error:
+        write_csv(_rows(5), path)
+    if isinstance(failure, OSError):
+        assert "scores.csv" in str(error.value) and "No space left" in str(error.value)
+    assert path.read_bytes() == before
+    assert _only(tmp_path, "scores.csv")
+
+
+def test_an_interrupted_report_keeps_the_previous_one(tmp_path, monkeypatch):
+    index = write_report(tmp_path, _rows(2), threshold=1.5)
+    before = index.read_bytes()
+
+    @contextlib.contextmanager
+    def disk_full_halfway(path, mode="wb", **kwargs):
+        with atomic_write(path, mode, **kwargs) as handle:
+
+            class HalfWriter:
+                def write(self, text):
+                    handle.write(text[: len(text) // 2])
+                    raise FULL_DISK
+
+            yield HalfWriter()
+
+    monkeypatch.setattr(skanomaly.report, "atomic_write", disk_full_halfway)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(tmp_path, _rows(4), threshold=1.5)
+    assert index.read_bytes() == before
+    assert _only(tmp_path, "index.html")
+
+
+def test_write_png_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "map.png"
+    write_png(np.zeros((4, 5), np.uint8), path)
+
+    def fails_halfway(self, handle, *args, **kwargs):
+        handle.write(b"\x89PNG\r\n\x1a\n")
+        raise FULL_DISK
+
+    monkeypatch.setattr(Image.Image, "save", fails_halfway)
+    with pytest.raises(OSError, match=r"map\.png.*No space left"):
+        write_png(np.ones((4, 5), np.uint8), path)
+    monkeypatch.undo()
+    with Image.open(path) as image:
+        assert image.size == (5, 4) and image.getextrema() == (0, 0)
+    assert _only(tmp_path, "map.png")
