@@ -247,6 +247,28 @@ def build_parser():
                       help="fraction of the training cells that set the threshold "
                            "(default: 0; see 'skanomaly fit --help')")
     _common(demo)
+
+    export = sub.add_parser(
+        "export",
+        help="write a fitted model as one ONNX graph, for onnxruntime or OpenVINO",
+        description=(
+            "Write MODEL as an ONNX file that runs without Python packages of "
+            "skanomaly or torch: it takes uint8 (n, H, W, 3) RGB images and returns "
+            "their scores (higher is more normal, as score_samples; anomalous below "
+            "the 'offset' stored in the file's metadata) and, with --maps, heat maps. "
+            "Needs the onnx package: pip install 'skanomaly[onnx]'."
+        ),
+    )
+    _model_argument(export, model_help)
+    export.add_argument("output", metavar="OUT", help="the .onnx file to write, e.g. model.onnx")
+    export.add_argument("--maps", action="store_true",
+                        help="add a second output, the 'spatial' heat maps at the image size")
+    export.add_argument("--image-size", type=_positive_int, nargs=2, default=None,
+                        metavar=("H", "W"),
+                        help="export for images of H x W pixels only (default: any size; "
+                             "required for models fitted with keep_aspect)")
+    export.add_argument("-v", "--verbose", action="store_true",
+                        help="show full tracebacks on errors")
     return parser
 
 
@@ -382,7 +404,41 @@ def cmd_demo(args):
     return 1 if n_skipped else 0
 
 
-_COMMANDS = {"fit": cmd_fit, "score": cmd_score, "explain": cmd_explain, "demo": cmd_demo}
+def cmd_export(args):
+    """``skanomaly export``: the model as an ONNX graph."""
+    from .export import check_output_path
+
+    with _usage_errors():
+        check_output_path(args.output)
+    if Path(args.model).suffix.lower() == ".onnx":
+        raise UsageError(
+            f"{args.model!r} is an ONNX file; MODEL is a model file written by "
+            "'skanomaly fit', which export turns into ONNX"
+        )
+    detector = _load_model(args)
+    # The graph is traced on the CPU, whatever device the model names.
+    detector.set_params(device="cpu", progress=False)
+    try:
+        detector.export_onnx(args.output, maps=args.maps, image_size=args.image_size)
+    except (ValueError, OSError, ImportError) as exc:
+        raise UsageError(str(exc)) from exc
+    outputs = "scores and maps" if args.maps else "scores"
+    size = "any image size" if args.image_size is None else "{}x{} images".format(*args.image_size)
+    print(
+        f"ONNX graph written to {args.output}: uint8 (n, H, W, 3) RGB images ({size}) -> "
+        f"{outputs}; anomalous where scores < offset = {detector.offset_:.6g} "
+        "(in the file's metadata)"
+    )
+    return 0
+
+
+_COMMANDS = {
+    "fit": cmd_fit,
+    "score": cmd_score,
+    "explain": cmd_explain,
+    "demo": cmd_demo,
+    "export": cmd_export,
+}
 
 
 def main(argv=None):

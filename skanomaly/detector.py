@@ -416,6 +416,75 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         )
         return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
 
+    # ------------------------------------------------------------------ export
+    def export_onnx(self, path, *, maps=False, image_size=None):
+        """Write the detector as one ONNX graph, for runtimes without Python.
+
+        The graph takes uint8 ``(n, H, W, 3)`` RGB images, as
+        :meth:`score_samples` does (resizing included), and returns their
+        ``scores`` in :meth:`score_samples`' convention (float32, equal to it
+        within about 1e-5 relative), and with ``maps`` the ``"spatial"`` maps
+        of :meth:`explain` as a second output. The Gaussians are baked in;
+        ``offset_`` (and ``calibration_scores_``, after :meth:`calibrate`)
+        are stored in the file's metadata (see
+        :func:`skanomaly.export.read_onnx_metadata` and the Deployment page).
+        It runs in onnxruntime or OpenVINO with neither torch nor skanomaly.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The ``.onnx`` file to write (atomically).
+        maps : bool, default=False
+            Add the output ``maps``: ``(n, H, W)`` float32 maps, as
+            :meth:`explain` gives with ``explain_method="spatial"``, whatever
+            ``explain_method`` is.
+        image_size : (int, int), default=None
+            Export for images of this ``(height, width)`` only; None accepts
+            any size. Required with ``keep_aspect=True``, whose input size
+            depends on the image size.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the detector is not fitted.
+        FileNotFoundError
+            If the folder of ``path`` does not exist.
+        ValueError
+            For ``maps`` without spatial Gaussians
+            (``explain_method="reference"``), or ``keep_aspect`` without
+            ``image_size``.
+        ImportError
+            Without the onnx package (``pip install 'skanomaly[onnx]'``).
+        """
+        from .export import export_onnx
+
+        self._validate_params()
+        self._finish_partial_fit()
+        if maps and not self.spatial_levels_:
+            raise ValueError(
+                "maps=True needs the spatial Gaussians, which fit skips for "
+                "explain_method='reference'; fit with explain_method='spatial'."
+            )
+        calibration = getattr(self, "calibration_scores_", None)
+        export_onnx(
+            path,
+            self._fitted_extractor().network,
+            (self.levels_, self.gaussians_),
+            rule=self.distance,
+            spatial=(self.spatial_levels_, self.spatial_gaussians_) if maps else None,
+            smoothing=self.smoothing,
+            image_size=image_size,
+            metadata={
+                "offset": float(self.offset_),
+                "calibration_scores": None if calibration is None else calibration,
+                "level_names": self.level_names_,
+                "distance": self.distance,
+                "backbone": self.backbone,
+                "weights_digest": self.weights_digest_,
+                "n_samples_fit": int(self.n_samples_fit_),
+            },
+        )
+
     def _spatial_levels(self, names):
         # Only the reference method works without the spatial Gaussians;
         # skipping them keeps fits of shallow levels shallow.
