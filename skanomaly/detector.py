@@ -470,7 +470,8 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
             path,
             self._fitted_extractor().network,
             (self.levels_, self.gaussians_),
-            rule=self.distance,
+            # Every argument that _scores passes to combine_levels.
+            score_rule={"rule": self.distance},
             spatial=(self.spatial_levels_, self.spatial_gaussians_) if maps else None,
             smoothing=self.smoothing,
             image_size=image_size,

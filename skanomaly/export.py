@@ -130,6 +130,10 @@ def interpolation_matrix(n_in, n_out, mode, antialias=False):
     return weights / weights.sum(dim=1, keepdim=True)
 
 
+def _is_array(value):
+    return isinstance(value, np.ndarray) or torch.is_tensor(value)
+
+
 def _resize(x, size, mode, antialias=False):
     """``(..., h, w)`` resized to ``size`` by two matrix products."""
     shape = torch.onnx.operators.shape_as_tensor(x)
@@ -148,8 +152,11 @@ class ScoringGraph(nn.Module):
         float32 copy on the CPU).
     pooled : (tuple of int, list of Gaussian)
         The modelled levels and their Gaussians.
-    rule : str
-        The score rule of :func:`~skanomaly.gaussian.combine_levels`.
+    score_rule : dict
+        The keyword arguments of :func:`~skanomaly.gaussian.combine_levels`
+        after the distances, as the detector scores with them (e.g.
+        ``{"rule": "mahalanobis"}``); arrays among them become float32
+        constants of the graph.
     spatial : (tuple of int, list of Gaussian) or None
         The spatial levels and their Gaussians, for a second output with
         the ``"spatial"`` maps; None for scores only.
@@ -159,11 +166,16 @@ class ScoringGraph(nn.Module):
         The network input every image is resized to.
     """
 
-    def __init__(self, network, pooled, rule, spatial=None, smoothing=0.0, input_size=(224, 224)):
+    def __init__(
+        self, network, pooled, score_rule, spatial=None, smoothing=0.0, input_size=(224, 224)
+    ):
         super().__init__()
         self.network = network
         self.levels, self.gaussians = tuple(pooled[0]), list(pooled[1])
-        self.rule = rule
+        self.score_rule = {
+            key: torch.as_tensor(value, dtype=torch.float32) if _is_array(value) else value
+            for key, value in score_rule.items()
+        }
         self.spatial_levels, self.spatial_gaussians = spatial or ((), [])
         self.smoothing = float(smoothing)
         self.input_size = tuple(input_size)
@@ -181,7 +193,7 @@ class ScoringGraph(nn.Module):
         # Gaussians' distances and THE score rule, here in float32.
         pooled = [maps[level].mean(dim=(2, 3)) for level in self.levels]
         distances = torch.stack([g.distances(p) for g, p in zip(self.gaussians, pooled)], dim=-1)
-        scores = -combine_levels(distances, self.rule)
+        scores = -combine_levels(distances, **self.score_rule)
         if not self.spatial_levels:
             return scores
         return scores, self._spatial_maps(maps, shape[1:3])
@@ -236,7 +248,7 @@ def export_onnx(
     network,
     pooled,
     *,
-    rule,
+    score_rule,
     spatial=None,
     smoothing=0.0,
     image_size=None,
@@ -254,8 +266,11 @@ def export_onnx(
         the network itself is left as it was.
     pooled : (tuple of int, list of Gaussian)
         The modelled levels and their Gaussians.
-    rule : str
-        The score rule (:func:`~skanomaly.gaussian.combine_levels`).
+    score_rule : dict
+        The keyword arguments of :func:`~skanomaly.gaussian.combine_levels`
+        after the distances, as the detector scores with them, e.g.
+        ``{"rule": "mahalanobis"}``; arrays (fitted per-level statistics)
+        become float32 constants.
     spatial : (tuple of int, list of Gaussian), default=None
         The spatial levels and their Gaussians: the graph gets a second
         output, ``maps``, the ``"spatial"`` maps at the image size.
@@ -298,7 +313,7 @@ def export_onnx(
         )
     network = _cpu_float32_copy(network)
     input_size = network.target_size(*image_size) if image_size else network.input_size
-    graph = ScoringGraph(network, pooled, rule, spatial, smoothing, input_size).eval()
+    graph = ScoringGraph(network, pooled, score_rule, spatial, smoothing, input_size).eval()
     model = _traced(graph, onnx, image_size, input_size, maps=bool(spatial))
     outputs = [o.name for o in model.graph.output]
     model.producer_name = "skanomaly"

@@ -262,7 +262,10 @@ def test_unreadable_or_foreign_onnx_files(tmp_path):
 # ------------------------------------------------------------ command line
 @pytest.fixture(scope="module")
 def model_file(cells, tmp_path_factory):
-    detector = EfficientNetGaussianDetector(levels=(0, 1, 2, 3)).fit(cells[0][:8])
+    """A model file of shallow levels, with the other score rule: summed
+    squared distances, which the graph must apply too."""
+    detector = EfficientNetGaussianDetector(levels=(0, 1, 2, 3), distance="squared")
+    detector.fit(cells[0][:8])
     path = tmp_path_factory.mktemp("cli-export") / "model.skanomaly"
     save(detector, path)
     return path
