@@ -465,7 +465,6 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
                 "maps=True needs the spatial Gaussians, which fit skips for "
                 "explain_method='reference'; fit with explain_method='spatial'."
             )
-        calibration = getattr(self, "calibration_scores_", None)
         export_onnx(
             path,
             self._fitted_extractor().network,
@@ -477,12 +476,13 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
             image_size=image_size,
             metadata={
                 "offset": float(self.offset_),
-                "calibration_scores": None if calibration is None else calibration,
+                "calibration_scores": getattr(self, "calibration_scores_", None),
                 "level_names": self.level_names_,
                 "distance": self.distance,
                 "backbone": self.backbone,
                 "weights_digest": self.weights_digest_,
                 "n_samples_fit": int(self.n_samples_fit_),
+                "smoothing": self.smoothing,
             },
         )
 
