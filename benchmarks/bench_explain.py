@@ -1,47 +1,50 @@
-"""Benchmark of the explain() variants: pixel AUROC, AU-PRO, s/image.
+"""Benchmark of the explain() methods: pixel AUROC, AU-PRO, s/image.
 
-Reads the optional third-party data under ``../shared/data`` (magnetic tiles
-and cookies, see its README), fits one detector per data set on normal images
-and times ``explain`` for each variant on a test set of half normal, half
-defective images. Writes the table to ``benchmarks/results/explain.md``.
+Reads the optional third-party data under ``../shared/data`` (magnetic tiles,
+cookies and the PIPED paper types, see its README), fits one detector per
+data set on normal images and times ``explain`` for each variant on a test
+set. The median seconds per image come from ``--repeats`` timed runs (after
+a warm-up); the metrics from the first. Writes the tables to
+``benchmarks/results/explain.md``.
 
-    python benchmarks/bench_explain.py --n-fit 24 --n-test 16
+    python benchmarks/bench_explain.py
 """
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import environment, publish
+from _common import environment, markdown_table, publish
 
 from skanomaly import EfficientNetGaussianDetector
-from skanomaly.datasets import shared_data_dir
+from skanomaly.datasets import load_cookies, load_magnetic_tile, load_piped, shared_data_dir
+from skanomaly.metrics import pixel_roc_auc, pro_score
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # name -> explain parameters (beyond the detector defaults)
 VARIANTS = {
-    "reference": {"explain_method": "reference", "smoothing": 0.0, "n_steps": 50, "step_size": 0.005},
-    "reference+blur": {"explain_method": "reference", "smoothing": 4.0, "n_steps": 50, "step_size": 0.005},
-    "spatial": {"explain_method": "spatial", "smoothing": 4.0},
-    "weighted": {"explain_method": "weighted", "smoothing": 4.0, "n_steps": 50, "step_size": 0.005},
-    "spatial_grad": {"explain_method": "spatial_grad", "smoothing": 4.0, "n_steps": 10, "step_size": 0.02},
-    "spatial_grad_prior": {
-        "explain_method": "spatial_grad_prior", "smoothing": 4.0, "n_steps": 10, "step_size": 0.02
-    },
+    "descent": {},
+    "descent lam=0.01": {"lam": 0.01},
+    "descent lam=0.1": {"lam": 0.1},
+    "descent lam=1": {"lam": 1.0},
+    "spatial": {"explain_method": "spatial"},
+    "reference": {"explain_method": "reference", "n_steps": 50, "step_size": 0.005, "smoothing": 0.0},
 }
+# The seed's method takes about a second per image: not on every PIPED type.
+SLOW = {"reference"}
 
 
-def load_magnetic_tile(root, n_fit, n_test):
+def magnetic_tile(n_fit, n_test):
     """Normal tiles to fit; a test set of half normal tiles, half defective
-    ones taken from the defect classes in turn (non-empty masks only)."""
-    from skanomaly.datasets import load_magnetic_tile as load
-
-    free = load(root, classes=["Free"], max_per_class=n_fit + n_test // 2)
-    defects = load(root, classes=["Blowhole", "Break", "Crack", "Fray", "Uneven"])
+    ones taken from the defect classes in turn (non-empty masks only), at
+    their original sizes."""
+    free = load_magnetic_tile(classes=["Free"], max_per_class=n_fit + n_test // 2)
+    defects = load_magnetic_tile(classes=["Blowhole", "Break", "Crack", "Fray", "Uneven"])
     by_class = {}
     for i in np.flatnonzero([m.any() for m in defects.masks]):
         by_class.setdefault(defects.defect_type[i], []).append(i)
@@ -51,94 +54,154 @@ def load_magnetic_tile(root, n_fit, n_test):
     return list(free.X[:n_fit]), X, masks
 
 
-def load_cookies(root, n_fit, n_test):
+def cookies(n_fit, n_test):
     """Cookies halved to 288x384; normal ones to fit, then a test set of
     half normal, half cracked cookies with their masks."""
-    from skanomaly.datasets import load_cookies as load
-
-    cookies = load(root, resize=(384, 288))
-    normal, cracked = np.flatnonzero(cookies.y == 1), np.flatnonzero(cookies.y == -1)
+    data = load_cookies(resize=(384, 288))
+    normal, cracked = np.flatnonzero(data.y == 1), np.flatnonzero(data.y == -1)
     test = np.r_[normal[n_fit : n_fit + n_test // 2], cracked[: n_test - n_test // 2]]
-    return cookies.X[normal[:n_fit]], cookies.X[test], cookies.masks[test]
+    return data.X[normal[:n_fit]], data.X[test], data.masks[test]
+
+
+def piped(paper_type, seed=0):
+    """24 normal patches to fit; the other 24 normal and the 48 defective
+    ones to test (a seeded split)."""
+    data = load_piped(paper_type, resize=128)
+    rng = np.random.default_rng(seed)
+    normal = rng.permutation(np.flatnonzero(data.y == 1))
+    test = np.r_[normal[24:], np.flatnonzero(data.y == -1)]
+    return data.X[normal[:24]], data.X[test], data.masks[test]
+
+
+def data_sets(args):
+    if "magnetic_tile" in args.datasets:
+        yield "magnetic tile", magnetic_tile(args.n_fit, args.n_test)
+    if "cookies" in args.datasets:
+        yield "cookies", cookies(args.n_fit, args.n_test)
+    if "piped" in args.datasets:
+        for paper_type in args.piped_types:
+            yield f"PIPED {paper_type}", piped(paper_type)
 
 
 def _metrics(masks, maps):
-    from skanomaly.metrics import pixel_roc_auc, pro_score
-
     auroc = pixel_roc_auc(masks, maps)
     pro = pro_score(masks, maps, max_fpr=0.3)
     # inside/outside: mean map inside the defect over mean outside it, on the
     # defective images, after subtracting the smallest value of all maps (so a
     # constant offset, which changes neither AUROC nor AU-PRO, does not count).
     low = min(float(m.min()) for m in maps)
-    ratios = []
-    for mask, m in zip(masks, maps):
-        m = m - low
-        if mask.any() and (~mask).any():
-            ratios.append(m[mask].mean() / max(m[~mask].mean(), 1e-12))
+    ratios = [
+        (m - low)[mask].mean() / max((m - low)[~mask].mean(), 1e-12)
+        for mask, m in zip(masks, maps)
+        if mask.any() and (~mask).any()
+    ]
     return auroc, pro, float(np.mean(ratios))
 
 
 def run(args):
     torch.set_num_threads(args.threads)
     rows = []
-    loaders = {"magnetic_tile": load_magnetic_tile, "cookies": load_cookies}
-    for dataset in args.datasets:
-        fit, X, masks = loaders[dataset](shared_data_dir() / dataset, args.n_fit, args.n_test)
-        det = EfficientNetGaussianDetector(batch_size=args.batch_size)
-        det.fit(fit)
-        for name in args.variants:
-            det.set_params(**VARIANTS[name])
-            det.explain(X[:1])  # warm up
-            t0 = time.perf_counter()
-            maps = det.explain(X)
-            seconds = (time.perf_counter() - t0) / len(X)
+    for name, (fit, X, masks) in data_sets(args):
+        detector = EfficientNetGaussianDetector(batch_size=args.batch_size).fit(fit)
+        defaults = detector.get_params()
+        for variant in args.variants:
+            if variant in SLOW and name.startswith("PIPED"):
+                continue
+            detector.set_params(**{**defaults, **VARIANTS[variant]})
+            detector.explain(X[:1])  # warm-up
+            seconds = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                maps = detector.explain(X)
+                seconds.append((time.perf_counter() - start) / len(X))
             auroc, pro, ratio = _metrics(masks, maps)
-            row = (name, dataset, auroc, pro, ratio, seconds)
+            row = [variant, name, auroc, pro, ratio, statistics.median(seconds)]
             rows.append(row)
             print("| {} | {} | {:.3f} | {:.3f} | {:.2f} | {:.3f} |".format(*row), flush=True)
     return rows
 
 
+def piped_summary(rows):
+    """Mean over the PIPED types, and on how many the default is at least
+    as good as the spatial map on both metrics."""
+    by = {}
+    for variant, name, auroc, pro, _, seconds in rows:
+        if name.startswith("PIPED"):
+            by.setdefault(variant, {})[name] = (auroc, pro, seconds)
+    if "descent" not in by or "spatial" not in by:
+        return []
+    spatial = by["spatial"]
+    out = []
+    for variant, results in by.items():
+        wins = sum(
+            results[n][0] >= spatial[n][0] and results[n][1] >= spatial[n][1] for n in results
+        )
+        out.append([
+            variant,
+            f"{np.mean([r[0] for r in results.values()]):.3f}",
+            f"{np.mean([r[1] for r in results.values()]):.3f}",
+            f"{wins}/{len(results)}",
+            f"{np.mean([r[2] for r in results.values()]):.3f}",
+        ])
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n-fit", type=int, default=24)
-    parser.add_argument("--n-test", type=int, default=16)
+    parser.add_argument("--n-fit", type=int, default=30)
+    parser.add_argument("--n-test", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--datasets", nargs="+", default=["magnetic_tile", "cookies"])
+    parser.add_argument("--datasets", nargs="+", default=["magnetic_tile", "cookies", "piped"])
+    parser.add_argument("--piped-types", nargs="+", default=None,
+                        help="default: every paper type with masks")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "explain.md"))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     if shared_data_dir() is None:
         sys.exit("The shared data is absent: set SKANOMALY_DATA (see ../shared/data/README.md).")
+    if args.piped_types is None:
+        from skanomaly.datasets import piped_types
+
+        # PA_ZPB01_RL's masks cannot be paired; PU_PNG01_TL has no defects.
+        args.piped_types = [t for t in piped_types() if t not in ("PA_ZPB01_RL", "PU_PNG01_TL")]
     rows = run(args)
     command = " ".join(sys.argv[1:] if argv is None else argv)
-    header = [
+    text = "\n".join([
         "# explain() benchmark",
         "",
         f"Generated by `python benchmarks/bench_explain.py {command}`. {environment()}",
         "",
-        f"Backbone tf_efficientnet_lite0 (bundled offline weights) at its 224x224 input; "
-        f"fit on the first {args.n_fit} normal images of each data set; "
-        f"{args.n_test} test images per data set, half normal, half defective "
-        "(magnetic tiles: defect classes in turn, at their original sizes; cookies: "
-        "halved to 288x384). Maps at the input resolution. inside/outside: mean map "
-        "inside the defect over mean outside it, averaged over defective images, after "
-        "subtracting the minimum of all maps. "
-        "s/image: wall time of explain() over the test set, per image, after a warm-up.",
+        "Backbone tf_efficientnet_lite0 (bundled offline weights) at its 224x224 input. "
+        f"Magnetic tiles and cookies: fit on the first {args.n_fit} normal images, "
+        f"{args.n_test} test images, half normal, half defective (tiles: defect classes "
+        "in turn, at their original sizes; cookies: halved to 288x384). PIPED: each "
+        "paper type with masks, fit on 24 normal patches, test on the other 24 and the "
+        "48 defective ones (seeded split). inside/outside: mean map inside the defect "
+        "over mean outside it, averaged over defective images, after subtracting the "
+        "minimum of all maps. s/image: median over "
+        f"{args.repeats} timed runs of explain() on the test set, per image, after a "
+        "warm-up.",
         "",
-        "Variant parameters: "
-        + "; ".join(f"`{k}`: {v}" for k, v in VARIANTS.items() if k in args.variants),
+        "Variants: " + "; ".join(f"`{k}`: {v or 'defaults'}" for k, v in VARIANTS.items()
+                                 if k in args.variants),
         "",
-        "| variant | data set | pixel AUROC | AU-PRO (FPR<=0.3) | inside/outside | s/image |",
-        "|---|---|---|---|---|---|",
-    ]
-    table = "\n".join(
-        header + ["| {} | {} | {:.3f} | {:.3f} | {:.2f} | {:.3f} |".format(*r) for r in rows]
-    )
-    publish(table + "\n", None if args.no_write else args.output)
+        markdown_table(
+            ["variant", "data set", "pixel AUROC", "AU-PRO (FPR<=0.3)", "inside/outside", "s/image"],
+            [[v, n, f"{a:.3f}", f"{p:.3f}", f"{r:.2f}", f"{s:.3f}"] for v, n, a, p, r, s in rows],
+        ),
+        "",
+        "## PIPED, all paper types with masks",
+        "",
+        markdown_table(
+            ["variant", "mean pixel AUROC", "mean AU-PRO", "types >= spatial on both", "s/image"],
+            piped_summary(rows),
+        ),
+        "",
+    ])
+    publish(text, None if args.no_write else args.output)
 
 
 if __name__ == "__main__":

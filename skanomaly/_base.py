@@ -93,6 +93,8 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
 
     gaussians_ = _AfterPartialFit()
     spatial_gaussians_ = _AfterPartialFit()
+    patches_ = _AfterPartialFit()
+    patch_threshold_ = _AfterPartialFit()
     offset_ = _AfterPartialFit()
 
     # ------------------------------------------------------------------ parts
@@ -123,7 +125,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         return extractor
 
     def _fitted_extractor(self):
-        return self._extractor(depth=max(self.levels_ + self.spatial_levels_))
+        return self._extractor(depth=max(self.levels_ + self.spatial_levels_ + self.patch_levels_))
 
     def _source(self, X, reset):
         """Validated images; a 2-D table of flattened images goes through
@@ -152,9 +154,14 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
                 f"partial_fit got images of shape {source.image_shape}, but the "
                 f"first chunk had {state.image_shape}; all chunks must agree."
             )
-        extractor = self._extractor(depth=max(state.levels + state.spatial_levels))
-        if state.levels != resolve_levels(self.levels, extractor.level_names, self.backbone) or (
-            state.spatial_levels != self._spatial_levels(extractor.level_names)
+        extractor = self._extractor(
+            depth=max(state.levels + state.spatial_levels + state.patch_levels)
+        )
+        names = extractor.level_names
+        if (
+            state.levels != resolve_levels(self.levels, names, self.backbone)
+            or state.spatial_levels != self._spatial_levels(names)
+            or state.patch_levels != self._patch_levels(names)
         ):
             raise ValueError(
                 "levels or explain_method changed since the first partial_fit; "
@@ -169,6 +176,10 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         localization, which subclasses add)."""
         return ()
 
+    def _patch_levels(self, names):
+        """The levels whose patch features are kept (for localization)."""
+        return ()
+
     def _fit(self, X, return_scores=False):
         """Fit from scratch; return the training scores if asked."""
         source = self._source(X, reset=True)
@@ -179,9 +190,9 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
             )
         names = self._extractor(depth=0).level_names
         levels = resolve_levels(self.levels, names, self.backbone)
-        spatial = self._spatial_levels(names)
-        extractor = self._extractor(depth=max(levels + spatial))
-        state = FitState(levels, spatial, source.image_shape)
+        spatial, patch_levels = self._spatial_levels(names), self._patch_levels(names)
+        extractor = self._extractor(depth=max(levels + spatial + patch_levels))
+        state = FitState(levels, spatial, patch_levels, source.image_shape)
         pooled = self._accumulate(state, source, extractor, keep_pooled=return_scores)
         # Computed before any attribute changes, so that a failure keeps the
         # previous model.
@@ -191,10 +202,10 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
     def _accumulate(self, state, source, extractor, keep_pooled=False):
         """Feed ``source`` into ``state``; return its pooled features if asked."""
         kept = []
-        for pooled, moments in extractor.summaries(
-            source, state.levels, state.spatial_levels, "Fitting"
+        for pooled, moments, patches in extractor.summaries(
+            source, state.levels, state.spatial_levels, "Fitting", state.patch_levels
         ):
-            state.update(pooled, moments)
+            state.update(pooled, moments, patches)
             if keep_pooled:
                 kept.append(pooled)
         return [np.concatenate(level) for level in zip(*kept)] if keep_pooled else None
@@ -209,7 +220,16 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
             else:
                 scores = out_of_fold_scores(state.moments, state.reservoir.sample(), self.distance)
                 offset = percentile_offset(scores, self.contamination)
-        return {"gaussians_": gaussians, "spatial_gaussians_": spatial, "offset_": offset}
+            patches, patch_threshold = (
+                state.patches.memory() if state.patches is not None else (None, None)
+            )
+        return {
+            "gaussians_": gaussians,
+            "spatial_gaussians_": spatial,
+            "patches_": patches,
+            "patch_threshold_": patch_threshold,
+            "offset_": offset,
+        }
 
     def _commit(self, state, extractor, fitted):
         """Set the fitted attributes of ``state`` in one go.
@@ -218,11 +238,13 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         to :meth:`_finish_partial_fit`; a threshold from :meth:`calibrate`
         belonged to the previous Gaussians and goes too.
         """
-        for name in ("gaussians_", "spatial_gaussians_", "offset_", "calibration_scores_"):
+        deferred = ("gaussians_", "spatial_gaussians_", "patches_", "patch_threshold_", "offset_")
+        for name in (*deferred, "calibration_scores_"):
             self.__dict__.pop(name, None)
         self.levels_ = state.levels
         self.level_names_ = [extractor.level_names[i] for i in state.levels]
         self.spatial_levels_ = state.spatial_levels
+        self.patch_levels_ = state.patch_levels
         self.n_samples_fit_ = state.n_samples
         self.weights_digest_ = extractor.weights_digest
         self._fit_state = state
@@ -287,7 +309,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
             results.append(function([np.concatenate(level) for level in zip(*group)]))
             group.clear()
 
-        for pooled, _ in self._fitted_extractor().summaries(source, self.levels_, (), desc):
+        for pooled, _, _ in self._fitted_extractor().summaries(source, self.levels_, (), desc):
             group.append(pooled)
             if sum(len(p[0]) for p in group) >= _ROWS_PER_PRODUCT:
                 flush()

@@ -3,12 +3,17 @@
 Kept free of torch so that ``skanomaly --help`` can use them without loading it.
 """
 
-EXPLAIN_METHODS = ("reference", "spatial", "weighted", "spatial_grad", "spatial_grad_prior")
+EXPLAIN_METHODS = ("descent", "spatial", "reference")
 
 # Stages whose pre-pooling maps get a spatial Gaussian for localization
 # (28x28, 14x14, 14x14 and 7x7 for Lite0 at 224 px; chosen by
 # benchmarks/bench_explain.py).
 SPATIAL_LEVELS = ("stage3", "stage4", "stage5", "stage6")
+
+# Stages whose locations are the patch features of the nearest-neighbour
+# memory that the default explain method descends (28x28 and 14x14 for Lite0
+# at 224 px; chosen by benchmarks/bench_explain.py).
+PATCH_LEVELS = ("stage3", "stage5")
 
 # Autocast dtypes of EfficientNetGaussianDetector(precision=...).
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")

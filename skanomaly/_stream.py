@@ -6,7 +6,7 @@ threshold; :meth:`FitState.gaussians` turns it into the fitted Gaussians.
 Memory does not grow with the number of images.
 """
 
-from . import threshold
+from . import patches, threshold
 from .gaussian import Gaussian, LedoitWolfMoments
 
 __all__ = ["FitState"]
@@ -17,28 +17,32 @@ class FitState:
 
     Parameters
     ----------
-    levels, spatial_levels : tuple of int
-        The modelled levels and the levels with spatial Gaussians.
+    levels, spatial_levels, patch_levels : tuple of int
+        The modelled levels, the levels with spatial Gaussians and those
+        whose patch features are kept.
     image_shape : tuple or None
         The ``(H, W, C)`` of the first chunk's array, which later chunks
         must share (None for lists of images).
     """
 
-    def __init__(self, levels, spatial_levels, image_shape):
+    def __init__(self, levels, spatial_levels, patch_levels, image_shape):
         self.levels = levels
         self.spatial_levels = spatial_levels
+        self.patch_levels = patch_levels
         self.image_shape = image_shape
         self.moments = None
         self.spatial_moments = None
-        # Looked up here, so that tests can shrink it.
+        # Looked up here, so that tests can shrink them.
         self.reservoir = threshold.Reservoir(threshold.RESERVOIR_SIZE)
+        self.patches = patches.PatchReservoir(patches.PATCH_MEMORY_SIZE) if patch_levels else None
 
     @property
     def n_samples(self):
         return self.moments[0].n_samples
 
-    def update(self, pooled, spatial_moments):
-        """Add one batch: pooled ``(b, d_l)`` rows and spatial moments."""
+    def update(self, pooled, spatial_moments, patch_rows=None):
+        """Add one batch: pooled ``(b, d_l)`` rows, spatial moments and each
+        image's patch features."""
         if self.moments is None:
             self.moments = [LedoitWolfMoments(p.shape[1]) for p in pooled]
         for moments, features in zip(self.moments, pooled):
@@ -50,6 +54,8 @@ class FitState:
                 old.merge(new) for old, new in zip(self.spatial_moments, spatial_moments)
             ]
         self.reservoir.add(pooled)
+        if self.patches is not None:
+            self.patches.add(patch_rows)
 
     def gaussians(self):
         """The pooled and the spatial Gaussians of the moments so far."""
@@ -59,10 +65,11 @@ class FitState:
 
     def copy(self):
         """An independent copy, so that a failed chunk leaves this one as it was."""
-        new = FitState(self.levels, self.spatial_levels, self.image_shape)
+        new = FitState(self.levels, self.spatial_levels, self.patch_levels, self.image_shape)
         new.moments = [m.copy() for m in self.moments]
         new.spatial_moments = (
             None if self.spatial_moments is None else [m.copy() for m in self.spatial_moments]
         )
         new.reservoir = self.reservoir.copy()
+        new.patches = None if self.patches is None else self.patches.copy()
         return new

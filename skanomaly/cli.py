@@ -174,9 +174,10 @@ def build_parser():
     fit.add_argument("--contamination", type=_contamination, default=0.05,
                      help="fraction of new normal images to flag, in (0, 0.5]; sets the "
                           "threshold from out-of-fold training scores (default: 0.05)")
-    fit.add_argument("--explain-method", default="spatial",
+    fit.add_argument("--explain-method", default="descent",
                      choices=EXPLAIN_METHODS,
-                     help="how 'explain' draws maps (default: spatial, the fastest)")
+                     help="how 'explain' draws maps (default: descent, the most accurate; "
+                          "spatial is the fastest)")
     fit.add_argument("--holdout", type=_fraction, default=0.0, metavar="FRACTION",
                      help="fraction of the normal images kept out of the fit to set the "
                           "threshold on them instead (default: 0, fit on all and set the "

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import threadpoolctl
 import torch
+import torch.nn.functional as F
 from sklearn.utils.validation import check_memory
 
 from ._constants import SPATIAL_LEVELS
@@ -30,6 +31,7 @@ __all__ = [
     "FeatureExtractor",
     "autocast",
     "get_network",
+    "patch_features",
     "resolve_device",
     "resolve_levels",
     "spatial_moments",
@@ -162,14 +164,28 @@ def spatial_moments(maps):
     return moments
 
 
-def _summarize(network, images, levels, spatial, precision):
-    """Pooled features of ``levels`` and spatial moments of ``spatial``.
+def patch_features(maps):
+    """``(n, h, w, c)`` patch features: the ``(n, c_l, h_l, w_l)`` maps of
+    a few levels, each upsampled (bilinear) to the first one's grid, their
+    channels side by side."""
+    grid = maps[0].shape[-2:]
+    upsampled = [
+        m if m.shape[-2:] == grid else F.interpolate(m, size=grid, mode="bilinear", align_corners=False)
+        for m in maps
+    ]
+    return torch.cat(upsampled, dim=1).permute(0, 2, 3, 1)
+
+
+def _summarize(network, images, levels, spatial, precision, patch_levels=()):
+    """Pooled features of ``levels``, spatial moments of ``spatial`` and the
+    patch features of ``patch_levels`` (one ``(h * w, c)`` float32 array per
+    image, or None without patch levels).
 
     ``precision`` is the autocast dtype of the forward pass (None for
     float32); pooling and moments are computed in float32 or wider.
     """
-    wanted = tuple(sorted(set(levels) | set(spatial)))
-    order, rows, moments = [], [], None
+    wanted = tuple(sorted(set(levels) | set(spatial) | set(patch_levels)))
+    order, rows, moments, patches = [], [], None, []
     for positions, x in network.prepare(images):
         with torch.inference_mode(), autocast(x.device, precision):
             maps = dict(zip(wanted, (m.float() for m in network(x, wanted))))
@@ -178,12 +194,19 @@ def _summarize(network, images, levels, spatial, precision):
         order.extend(positions)
         found = spatial_moments([maps[level] for level in spatial])
         moments = found if moments is None else [a.merge(b) for a, b in zip(moments, found)]
-    pooled = torch.cat(rows).double().cpu().numpy()[np.argsort(order)]
+        if patch_levels:
+            grid = patch_features([maps[level] for level in patch_levels]).cpu().numpy()
+            patches.extend(grid.reshape(len(grid), -1, grid.shape[-1]))
+    inverse = np.argsort(order)
+    pooled = torch.cat(rows).double().cpu().numpy()[inverse]
     ends = np.cumsum([maps[level].shape[1] for level in levels])[:-1]
-    return np.split(pooled, ends, axis=1), moments
+    patches = [patches[i] for i in inverse] if patch_levels else None
+    return np.split(pooled, ends, axis=1), moments, patches
 
 
-def _summarize_cached(weights_digest, precision, resizing, images, levels, spatial, network):
+def _summarize_cached(
+    weights_digest, precision, resizing, images, levels, spatial, patch_levels, network
+):
     """:func:`_summarize` keyed by what determines its result.
 
     ``images`` are the batch's pixels as arrays (hashed by joblib); the
@@ -194,7 +217,7 @@ def _summarize_cached(weights_digest, precision, resizing, images, levels, spati
         images = [torch.from_numpy(image) for image in images]
     else:
         images = torch.from_numpy(images)
-    return _summarize(network, images, levels, spatial, precision)
+    return _summarize(network, images, levels, spatial, precision, patch_levels)
 
 
 def _usable_memory(memory):
@@ -307,10 +330,12 @@ class FeatureExtractor:
             return contextlib.nullcontext()
         return _blas_controller().limit(limits=1, user_api="blas")
 
-    def summaries(self, source, levels, spatial=(), desc="Extracting"):
-        """Yield ``(pooled, moments)`` per batch of ``source``: the pooled
-        ``(b, c_l)`` float64 features of ``levels`` and one
-        :class:`~skanomaly.gaussian.LedoitWolfMoments` per level of ``spatial``.
+    def summaries(self, source, levels, spatial=(), desc="Extracting", patch_levels=()):
+        """Yield ``(pooled, moments, patches)`` per batch of ``source``: the
+        pooled ``(b, c_l)`` float64 features of ``levels``, one
+        :class:`~skanomaly.gaussian.LedoitWolfMoments` per level of
+        ``spatial`` and the :func:`patch_features` of ``patch_levels`` of
+        each image as ``(h * w, c)`` rows (None without patch levels).
         """
         summarize, device = self._summarizer()
         n_batches = -(-len(source) // self.batch_size)
@@ -320,7 +345,7 @@ class FeatureExtractor:
             for _, images in progress(
                 batches, enabled=self.show_progress, total=n_batches, desc=desc, unit="batch"
             ):
-                yield summarize(images, levels, spatial)
+                yield summarize(images, levels, spatial, patch_levels)
 
     def _summarizer(self):
         """``(summarize, device)``: ``summarize(images, levels, spatial)``
@@ -335,8 +360,8 @@ class FeatureExtractor:
         memory = _usable_memory(self.memory)
         if memory is None:
             return (
-                lambda images, levels, spatial: _summarize(
-                    network, images, levels, spatial, self.precision
+                lambda images, levels, spatial, patch_levels: _summarize(
+                    network, images, levels, spatial, self.precision, patch_levels
                 ),
                 self.device,
             )
@@ -346,20 +371,22 @@ class FeatureExtractor:
         # always lets both share one cache entry per batch.
         default_spatial = resolve_levels(SPATIAL_LEVELS, network.level_names, "the backbone")
 
-        def summarize(images, levels, spatial):
+        def summarize(images, levels, spatial, patch_levels):
             key = images.numpy() if torch.is_tensor(images) else [i.numpy() for i in images]
             every_spatial = tuple(sorted(set(default_spatial) | set(spatial)))
-            pooled, moments = cached(
+            pooled, moments, patches = cached(
                 network.weights_digest,
                 self.precision,
                 (network.input_size, network.keep_aspect),
                 key,
                 every_level,
                 every_spatial,
+                patch_levels,
                 network=network,
             )
             moments = dict(zip(every_spatial, moments))
-            return [pooled[level] for level in levels], [moments[level] for level in spatial]
+            pooled = [pooled[level] for level in levels]
+            return pooled, [moments[level] for level in spatial], patches
 
         return summarize, torch.device("cpu")
 

@@ -1,39 +1,48 @@
 """Pixel anomaly maps for :meth:`EfficientNetGaussianDetector.explain`.
 
-Every method works on the preprocessed input ``x0`` (the network's input size,
-224 x 224 for Lite0) and returns one map per image there; :func:`explain`
-blurs it and brings it back to each input image's resolution.
+Every method works on the preprocessed input ``x0`` (the network's input
+size, 224 x 224 for Lite0) and returns one map per image there;
+:meth:`Explainer.explain` blurs it and brings it back to each image's
+resolution. Nothing here sees the estimator: the maps come from feature maps,
+fitted Gaussians, a patch memory and settings.
 
 Methods (``explain_method``):
 
-``"reference"``
-    Dehaene et al. (ICLR 2020) exactly: descend the energy
-    ``E(x) = score(x) + lam * ||x - x0||_1``, where ``score`` is the
-    detector's anomaly score (the distances of the pooled features summed over
-    ``levels_``), by ``x <- x - alpha * grad E(x)`` for ``n_steps`` steps; the
-    map is ``|x_T - x0|`` averaged over channels. The gradient is huge (norm
-    ~1e5 for Lite0), so ``alpha = step_size / max|grad E(x_t)|`` per image
-    and step: the largest pixel change of a step is ``step_size`` (in the
-    network's normalized units, where the image spans [-1, 1]).
+``"descent"`` (the default)
+    The energy descent of Dehaene et al. (ICLR 2020),
+    ``E(x) = A(x) + lam * ||x - x0||_1``, with a training-free stand-in for
+    their autoencoder's per-pixel weighting. ``A(x)`` is the mean over the
+    patches of the image of how far each lies beyond the normal range: its
+    distance to the nearest patch of the normal images
+    (:mod:`skanomaly.patches`) less ``patch_threshold_``, the 90th percentile
+    of that distance among normal patches, floored at 0. So normal patches
+    contribute nothing and an image whose every patch is normal stops
+    (per image early stopping). Each step moves every pixel by
+    ``step_size * w * g / max|g|``, ``g`` the gradient of ``A`` and ``w``
+    the nearest-patch distance map scaled to [0, 1] per image (the
+    per-pixel prior), then soft-thresholds the change ``x - x0`` by
+    ``step_size * lam``: the proximal step of the L1 term, which holds
+    pixels exactly at their value unless the weighted gradient exceeds
+    ``lam`` of its largest value, so ``lam`` is scale-free. The map is the
+    ``"spatial"`` map sharpened where the image had to change:
+    ``spatial * (1 + 16 * |x_T - x0| / (n_steps * step_size))``; with no
+    change (normal images, or ``lam >= 1``) it is the ``"spatial"`` map.
+    Gradients flow only through the stages of the patch features.
 ``"spatial"``
     No gradients: the Mahalanobis distance of every location of the
     pre-pooling feature maps of a few mid-level stages to one Ledoit-Wolf
     Gaussian per level, shared over locations and fitted on the training
     images' maps; each level's distance map is divided by the square root of
     its channel count, upsampled and summed.
-``"weighted"``
-    The reference descent with the update weighted per pixel by the
-    ``"spatial"`` map scaled to [0, 1] (Dehaene et al.'s weighting by a
-    per-pixel anomaly prior, the spatial map standing in for their VAE
-    reconstruction error), with early stopping of each image once its score
-    falls into the normal range (``score_samples >= offset_``).
-``"spatial_grad"``
-    Like ``"weighted"`` but the energy is the sum of the spatial Mahalanobis
-    maps, so the gradient is local and the forward pass stops at the deepest
-    spatial stage (much cheaper than the full network).
-``"spatial_grad_prior"``
-    ``"spatial_grad"``'s map multiplied by the (normalized) ``"spatial"`` map:
-    a pixel must both be unusual and be changed by the descent.
+``"reference"``
+    Dehaene et al.'s descent exactly as the seed of this project did it, for
+    comparison: descend ``E(x) = score(x) + lam * ||x - x0||_1``, where
+    ``score`` is the detector's anomaly score (the distances of the pooled
+    features summed over ``levels_``), by ``x <- x - alpha * grad E(x)``
+    for ``n_steps`` steps; the map is ``|x_T - x0|`` averaged over channels.
+    The gradient is huge (norm ~1e5 for Lite0), so
+    ``alpha = step_size / max|grad E(x_t)|`` per image and step (the seed
+    used ``n_steps=50, step_size=0.005``).
 """
 
 import math
@@ -43,7 +52,9 @@ import torch
 import torch.nn.functional as F
 
 from ._constants import EXPLAIN_METHODS
+from .features import patch_features
 from .gaussian import combine_levels
+from .patches import nearest_patches
 
 __all__ = [
     "EXPLAIN_METHODS",
@@ -53,7 +64,6 @@ __all__ = [
     "spatial_distance_maps",
 ]
 
-GRADIENT_METHODS = ("reference", "weighted", "spatial_grad", "spatial_grad_prior")
 
 
 def spatial_distance_maps(maps, gaussians):
@@ -105,38 +115,61 @@ def _normalize01(maps):
     return (maps - low) / (high - low).clamp_min(1e-12)
 
 
-def _descend(x0, energy_fn, n_steps, step_size, lam, weight=None, stop_below=None):
-    """Normalized gradient descent on the input, batched.
+def _descend(x0, energy_fn, n_steps, step_size, lam):
+    """The seed's normalized gradient descent on the input, batched.
 
     ``energy_fn(x)`` returns the per-image energy without the L1 term
-    ``(n,)``; every image's step is ``step_size * g / max|g|`` (times
-    ``weight``). Images whose energy falls to ``stop_below`` freeze.
+    ``(n,)``; every image's step is ``step_size * g / max|g|``.
     """
     x = x0.detach().clone()
-    active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     for _ in range(n_steps):
         x.requires_grad_(True)
-        energy = energy_fn(x)
-        (grad,) = torch.autograd.grad(energy.sum(), x)
+        (grad,) = torch.autograd.grad(energy_fn(x).sum(), x)
         x = x.detach()
-        if stop_below is not None:
-            active &= energy.detach() > stop_below
-            if not bool(active.any()):
-                break
         if lam > 0:
             grad = grad + lam * torch.sign(x - x0)
         grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-        if weight is not None:
-            grad = grad * weight[:, None]
         scale = grad.abs().flatten(1).max(dim=1).values.clamp_min(1e-20)
-        step = step_size * grad / scale.view(-1, 1, 1, 1)
-        x = x - step * active.view(-1, 1, 1, 1)
+        x = x - step_size * grad / scale.view(-1, 1, 1, 1)
     return (x.detach() - x0).abs().mean(dim=1)
 
 
+def _proximal_descent(x0, excess, weight, n_steps, step_size, lam):
+    """Weighted proximal gradient descent of ``excess(x)`` (``(n,)``, 0 for
+    normal images) plus the L1 distance to ``x0``; returns ``|x_T - x0|``
+    averaged over channels. Images whose excess reaches 0 stop."""
+    x = x0.detach().clone()
+    for _ in range(n_steps):
+        x.requires_grad_(True)
+        energy = excess(x)
+        (grad,) = torch.autograd.grad(energy.sum(), x)
+        x = x.detach()
+        active = (energy.detach() > 0).view(-1, 1, 1, 1)
+        if not bool(active.any()):
+            break
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0) * weight
+        grad = grad / grad.abs().flatten(1).max(dim=1).values.clamp_min(1e-20).view(-1, 1, 1, 1)
+        change = x - x0 - step_size * grad
+        change = torch.sign(change) * (change.abs() - step_size * lam).clamp_min(0)
+        x = torch.where(active, x0 + change, x)
+    return (x - x0).abs().mean(dim=1)
+
+
+# How much the descent's change sharpens the spatial map: a pixel that
+# moved by the most any pixel can counts 1 + 16 times its spatial value.
+_CHANGE_GAIN = 16.0
+# Nearest normal patches kept per patch at x0: a descent this short does
+# not move a patch past all of them, so its nearest one is among them.
+_CANDIDATES = 8
+# Width of the smooth minimum and hinge of the descent, relative to the
+# normal patch distance.
+_SMOOTHING = 0.01
+
+
 class Explainer:
-    """Pixel anomaly maps from explicit parts: feature maps, Gaussians and
-    the localization parameters (see the module docstring for the methods).
+    """Pixel anomaly maps from explicit parts: feature maps, Gaussians, a
+    patch memory and the localization parameters (see the module docstring
+    for the methods).
 
     Parameters
     ----------
@@ -153,7 +186,7 @@ class Explainer:
         self.lam = float(lam)
         self.smoothing = float(smoothing)
 
-    def explain(self, extractor, source, pooled, spatial, *, rule, offset):
+    def explain(self, extractor, source, pooled, spatial, patches, *, rule):
         """Maps of every image of ``source``, at its own size.
 
         Parameters
@@ -167,10 +200,11 @@ class Explainer:
         spatial : (tuple of int, list of Gaussian)
             The spatial levels and their location Gaussians (empty when the
             detector was fitted for the reference method only).
+        patches : (tuple of int, ndarray of shape (m, c), float)
+            The patch levels, the normal patch features and the distance
+            below which a patch is normal.
         rule : str
             The score rule (:func:`~skanomaly.gaussian.combine_levels`).
-        offset : float
-            The detector's threshold, where the weighted descent stops.
 
         Returns
         -------
@@ -178,12 +212,13 @@ class Explainer:
         """
         if self.method != "reference" and not spatial[0]:
             raise ValueError(
-                f"explain_method={self.method!r} needs the spatial Gaussians, which fit "
-                "skips for explain_method='reference'; fit again with this method."
+                f"explain_method={self.method!r} needs the spatial Gaussians and the "
+                "patch memory, which fit skips for explain_method='reference'; fit "
+                "again with this method."
             )
         results = [None] * len(source)
         for positions, x0, sizes in extractor.batches(source):
-            maps = self._input_size_maps(extractor, x0, pooled, spatial, rule, offset)
+            maps = self._input_size_maps(extractor, x0, pooled, spatial, patches, rule)
             maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0)
             # smoothing is in pixels of a 224-px input; scale to this input size.
             side = math.sqrt(maps.shape[-2] * maps.shape[-1])
@@ -195,32 +230,52 @@ class Explainer:
                 results[position] = m[0, 0].cpu().numpy().astype(np.float32)
         return results
 
-    def _input_size_maps(self, extractor, x0, pooled, spatial, rule, offset):
+    def _input_size_maps(self, extractor, x0, pooled, spatial, patches, rule):
         """``(n, h, w)`` maps at the network's input size."""
-        pooled_levels, pooled_gaussians = pooled
-        spatial_levels_, spatial_gaussians = spatial
-
-        def descend(energy, weight=None, stop_below=None):
-            return _descend(x0, energy, self.n_steps, self.step_size, self.lam, weight, stop_below)
-
-        def score_energy(x):
-            return pooled_scores(extractor.maps(x, pooled_levels, grad=True), pooled_gaussians, rule)
-
         if self.method == "reference":
-            return descend(score_energy)
-        distances = spatial_distance_maps(extractor.maps(x0, spatial_levels_), spatial_gaussians)
-        prior = _upsample_sum(distances, x0.shape[-2:])
+            levels, gaussians = pooled
+
+            def score(x):
+                return pooled_scores(extractor.maps(x, levels, grad=True), gaussians, rule)
+
+            return _descend(x0, score, self.n_steps, self.step_size, self.lam)
+        spatial_levels, gaussians = spatial
+        wanted = sorted(set(spatial_levels) | set(patches[0]))
+        maps = dict(zip(wanted, extractor.maps(x0, wanted)))
+        prior = _upsample_sum(
+            spatial_distance_maps([maps[level] for level in spatial_levels], gaussians),
+            x0.shape[-2:],
+        )
         if self.method == "spatial":
             return prior
-        weight = _normalize01(prior)
-        if self.method == "weighted":
-            return descend(score_energy, weight, stop_below=-offset)
+        return prior * (1 + _CHANGE_GAIN * self._change(extractor, x0, maps, patches))
 
-        def spatial_energy(x):
-            maps = extractor.maps(x, spatial_levels_, grad=True)
-            return sum(m.flatten(1).mean(dim=1) for m in spatial_distance_maps(maps, spatial_gaussians))
+    def _change(self, extractor, x0, maps, patches):
+        """``|x_T - x0|`` of the proximal descent of the patches' excess
+        distance, relative to the most a pixel can move."""
+        patch_levels, memory, threshold = patches
+        memory = torch.as_tensor(memory, device=x0.device)
+        start = patch_features([maps[level] for level in patch_levels])
+        n, h, w, c = start.shape
+        distances, nearest = nearest_patches(start, memory, k=_CANDIDATES)
+        candidates = memory[nearest].view(n, h * w, _CANDIDATES, c)
+        prior = F.interpolate(
+            distances[..., 0][:, None], size=x0.shape[-2:], mode="bilinear", align_corners=False
+        )
 
-        grad_map = descend(spatial_energy, weight)
-        if self.method == "spatial_grad":
-            return grad_map
-        return grad_map * weight  # spatial_grad_prior
+        # A smooth minimum and a smooth hinge, a few percent of the normal
+        # distance wide: with hard ones, a change of the input in the 7th
+        # digit switches which neighbour or patch the gradient follows, and
+        # the descent amplifies that into visibly different maps.
+        width = _SMOOTHING * max(threshold, 1e-6)
+
+        def excess(x):
+            found = patch_features(extractor.maps(x, patch_levels, grad=True))
+            gaps = (found.reshape(n, h * w, 1, c) - candidates).square().sum(-1)
+            gaps = gaps.clamp_min(1e-12).sqrt()
+            nearest_gap = -width * torch.logsumexp(-gaps / width, dim=-1)
+            return F.softplus(nearest_gap - threshold, beta=1 / width).mean(dim=1)
+
+        weight = _normalize01(prior[:, 0])[:, None]
+        change = _proximal_descent(x0, excess, weight, self.n_steps, self.step_size, self.lam)
+        return change / max(self.n_steps * self.step_size, 1e-12)

@@ -41,7 +41,7 @@ def test_autocast_on_cuda_stays_close_to_float32(cells, cpu_model):
     assert np.corrcoef(maps.ravel(), cpu_model.explain(defective[:4]).ravel())[0, 1] > 0.98
 
 
-@pytest.mark.parametrize("method", ["reference", "spatial_grad_prior"])
+@pytest.mark.parametrize("method", ["reference", "descent"])
 def test_gradient_explain_on_cuda(cells, method):
     normal, defective = cells
     gpu = EfficientNetGaussianDetector(device="cuda", explain_method=method, n_steps=5)

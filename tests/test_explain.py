@@ -32,7 +32,7 @@ def _with_blotch(image):
 
 @pytest.fixture(scope="module")
 def fitted():
-    return EfficientNetGaussianDetector(n_steps=8, batch_size=8).fit(_crops(12))
+    return EfficientNetGaussianDetector(batch_size=8).fit(_crops(12))
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,17 @@ def test_shape_dtype_finite(fitted):
     assert maps.shape == X.shape
     assert maps.dtype == np.float32
     assert np.all(np.isfinite(maps))
-    # the same images as floats in [0, 1]
+    # The same images as floats in [0, 1] differ in the 8th digit after
+    # conversion; the spatial map is a smooth function of them, the descent
+    # follows a ReLU network's gradients, which such a change can switch in
+    # a few places (a percent of the map's range at most).
     same = fitted.explain(X.astype(np.float64) / 255)
-    np.testing.assert_allclose(same, maps, rtol=1e-4, atol=1e-4)
+    assert np.abs(same - maps).max() < 0.03 * maps.max()
+    spatial = clone(fitted).set_params(explain_method="spatial")
+    spatial.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    np.testing.assert_allclose(
+        spatial.explain(X.astype(np.float64) / 255), spatial.explain(X), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_list_of_sizes_returns_list(fitted):
@@ -86,13 +94,51 @@ def test_blotch_is_found(fitted, blotched, method):
     try:
         maps = fitted.explain(image[None])
     finally:
-        fitted.set_params(explain_method="spatial")
+        fitted.set_params(explain_method="descent")
     assert _contrast(maps, mask) > 1.2
 
 
 def test_default_finds_blotch(fitted, blotched):
     image, mask = blotched
+    assert fitted.explain_method == "descent"
     assert _contrast(fitted.explain(image[None]), mask) > 1.2
+
+
+def test_descent_sharpens_the_spatial_map_where_the_image_changed(fitted, blotched):
+    image, mask = blotched
+    descent = fitted.explain(image[None])[0]
+    fitted.set_params(explain_method="spatial")
+    try:
+        spatial = fitted.explain(image[None])[0]
+    finally:
+        fitted.set_params(explain_method="descent")
+    # The map is the spatial map times (1 + gain * change): never below it,
+    # and raised most on the blotch, where the image had to change.
+    assert np.all(descent >= spatial * (1 - 1e-5))
+    assert (descent / spatial)[mask].mean() > (descent / spatial)[~mask].mean()
+    assert _contrast(descent[None], mask) > _contrast(spatial[None], mask)
+
+
+def test_lam_moves_the_default_maps_from_dense_to_the_prior(fitted, blotched):
+    image = blotched[0][None]
+    maps = {}
+    for lam in (0.0, 0.01, 0.1, 1.0):
+        fitted.set_params(lam=lam)
+        try:
+            maps[lam] = fitted.explain(image)[0]
+        finally:
+            fitted.set_params(lam=0.0)
+    fitted.set_params(explain_method="spatial")
+    try:
+        spatial = fitted.explain(image)[0]
+    finally:
+        fitted.set_params(explain_method="descent")
+    gains = {lam: (m / spatial - 1).mean() for lam, m in maps.items()}
+    # A larger lam holds more pixels at their value: less change everywhere,
+    # and none at all from lam=1 on, where the map is the spatial prior.
+    assert gains[0.0] > gains[0.01] > gains[0.1] > gains[1.0]
+    np.testing.assert_allclose(maps[1.0], spatial, rtol=1e-6)
+    assert not np.allclose(maps[0.0], maps[0.1])
 
 
 @pytest.mark.parametrize("method", EXPLAIN_METHODS)
@@ -101,17 +147,17 @@ def test_every_method_runs(fitted, method):
     try:
         maps = fitted.explain(_crops(2, seed=5))
     finally:
-        fitted.set_params(explain_method="spatial", n_steps=8)
+        fitted.set_params(explain_method="descent", n_steps=5)
     assert maps.shape == (2, 96, 96) and np.all(np.isfinite(maps))
 
 
 def test_constant_image_is_finite(fitted):
-    for method in ("spatial", "reference", "weighted"):
+    for method in EXPLAIN_METHODS:
         fitted.set_params(explain_method=method, n_steps=2)
         try:
             maps = fitted.explain(np.full((1, 64, 64), 128, np.uint8))
         finally:
-            fitted.set_params(explain_method="spatial", n_steps=8)
+            fitted.set_params(explain_method="descent", n_steps=5)
         assert np.all(np.isfinite(maps))
 
 
@@ -123,7 +169,7 @@ def test_lam_changes_reference_map(fitted, blotched):
         fitted.set_params(lam=1e4)
         penalized = fitted.explain(image)
     finally:
-        fitted.set_params(explain_method="spatial", n_steps=8, smoothing=4.0, lam=0.0)
+        fitted.set_params(explain_method="descent", n_steps=5, smoothing=4.0, lam=0.0)
     assert not np.allclose(plain, penalized)
 
 

@@ -1,0 +1,108 @@
+"""A nearest-neighbour memory of normal patch features, for localization.
+
+Every location of a mid-level feature map is a patch feature: the channels
+of the ``PATCH_LEVELS`` stages there, the deeper one upsampled to the
+shallower one's grid. ``fit`` keeps a uniform sample of the training images'
+patch features (:class:`PatchReservoir`); the default explain method
+measures how far each patch of a new image lies from its nearest normal
+patch and descends that distance. Nothing is trained: the memory is a sample
+of features.
+"""
+
+import copy
+
+import numpy as np
+import torch
+
+__all__ = ["PATCH_MEMORY_SIZE", "PatchReservoir", "nearest_patches"]
+
+# Rows kept: 16384 x 152 float32 (Lite0) is 10 MB, about 20 images at 224 px.
+PATCH_MEMORY_SIZE = 16384
+# Rows of the memory whose leave-one-image-out distances set the threshold.
+_THRESHOLD_SAMPLE = 2048
+# The share of normal patches whose nearest-neighbour distance lies below
+# the threshold: the descent leaves patches under it alone.
+PATCH_QUANTILE = 0.9
+
+
+def nearest_patches(queries, memory, k=1, chunk=4096):
+    """Distances to, and indices of, the ``k`` nearest rows of ``memory``.
+
+    ``queries`` is ``(..., c)``, ``memory`` ``(m, c)``, both tensors; the
+    distances come back sorted, ``(..., k)``. Computed in chunks of rows so
+    that the distance matrix stays small.
+    """
+    flat = queries.reshape(-1, queries.shape[-1])
+    distances, indices = [], []
+    for start in range(0, len(flat), chunk):
+        found = torch.cdist(flat[start : start + chunk], memory).topk(k, largest=False)
+        distances.append(found.values)
+        indices.append(found.indices)
+    shape = (*queries.shape[:-1], k)
+    return torch.cat(distances).reshape(shape), torch.cat(indices).reshape(shape)
+
+
+class PatchReservoir:
+    """A uniform sample of at most ``size`` patch features, with the index
+    of the image each came from.
+
+    Parameters
+    ----------
+    size : int
+        Rows kept.
+    seed : int, default=0
+        Seed of the sampling.
+    """
+
+    def __init__(self, size=PATCH_MEMORY_SIZE, seed=0):
+        self.size = size
+        self.seen = 0
+        self.n_images = 0
+        self.rows = None
+        self.owners = None
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, patches):
+        """Offer the patches of each image of a batch: a list of ``(p_i, c)``."""
+        owners = np.concatenate(
+            [np.full(len(p), self.n_images + i, np.int64) for i, p in enumerate(patches)]
+        )
+        rows = np.concatenate(patches).astype(np.float32)
+        self.n_images += len(patches)
+        if self.rows is None:
+            self.rows = np.empty((0, rows.shape[1]), np.float32)
+            self.owners = np.empty(0, np.int64)
+        take = min(max(self.size - len(self.rows), 0), len(rows))
+        self.rows = np.concatenate([self.rows, rows[:take]])
+        self.owners = np.concatenate([self.owners, owners[:take]])
+        # Algorithm R for the rest, vectorized: row number t replaces a random
+        # slot with probability size / (t + 1); a later row wins a slot.
+        rest = np.arange(take, len(rows))
+        slots = self.rng.integers(0, self.seen + rest + 1)
+        kept = slots < self.size
+        self.rows[slots[kept]] = rows[rest[kept]]
+        self.owners[slots[kept]] = owners[rest[kept]]
+        self.seen += len(rows)
+
+    def memory(self, quantile=PATCH_QUANTILE):
+        """``(rows, threshold)``: the sampled patch features, and the
+        ``quantile`` of their distances to the nearest patch of another
+        image (an honest normal distance: a patch's own image is left out,
+        as a new image's would be)."""
+        rows = torch.from_numpy(self.rows)
+        sample = self.rng.permutation(len(rows))[:_THRESHOLD_SAMPLE]
+        distances = torch.cdist(rows[sample], rows)
+        distances[torch.from_numpy(self.owners[sample][:, None] == self.owners[None, :])] = np.inf
+        nearest = distances.min(dim=1).values
+        nearest = nearest[torch.isfinite(nearest)]
+        if not len(nearest):
+            # One image only: no other image to measure against.
+            return self.rows.copy(), 0.0
+        return self.rows.copy(), float(torch.quantile(nearest, quantile))
+
+    def copy(self):
+        new = copy.copy(self)
+        new.rows = None if self.rows is None else self.rows.copy()
+        new.owners = None if self.owners is None else self.owners.copy()
+        new.rng = copy.deepcopy(self.rng)
+        return new
