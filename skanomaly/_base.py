@@ -17,12 +17,13 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._augment import AUGMENTATIONS, AugmentedSource, n_views
 from ._compat import HasMethods, Interval, StrOptions, validate_data, validate_params
 from ._constants import PRECISIONS
 from ._images import ImageSource
 from ._stream import FitState
 from ._version import __version__
-from .features import FeatureExtractor, resolve_levels
+from .features import POOLINGS, FeatureExtractor, resolve_levels
 from .gaussian import combine_levels
 from .persistence import check_version
 from .threshold import (
@@ -89,6 +90,9 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "input_size": [Interval(Integral, 32, None, closed="left"), None],
         "keep_aspect": ["boolean"],
+        "pooling": [StrOptions(set(POOLINGS))],
+        "npca": [Interval(Real, 0, 1, closed="neither"), None],
+        "augment": [StrOptions(set(AUGMENTATIONS)), None],
     }
 
     gaussians_ = _AfterPartialFit()
@@ -111,6 +115,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
             show_progress=self.progress,
             input_size=self.input_size,
             keep_aspect=self.keep_aspect,
+            pooling=self.pooling,
         )
         expected = getattr(self, "weights_digest_", None)
         if expected is not None and extractor.weights_digest != expected:
@@ -153,12 +158,15 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
                 f"first chunk had {state.image_shape}; all chunks must agree."
             )
         extractor = self._extractor(depth=max(state.levels + state.spatial_levels))
-        if state.levels != resolve_levels(self.levels, extractor.level_names, self.backbone) or (
-            state.spatial_levels != self._spatial_levels(extractor.level_names)
+        if (
+            state.levels != resolve_levels(self.levels, extractor.level_names, self.backbone)
+            or state.spatial_levels != self._spatial_levels(extractor.level_names)
+            or state.n_views != n_views(self.augment)
+            or state.npca != self.npca
         ):
             raise ValueError(
-                "levels or explain_method changed since the first partial_fit; "
-                "call fit to start over."
+                "levels, augment, npca or explain_method changed since the first "
+                "partial_fit; call fit to start over."
             )
         state = state.copy()
         self._accumulate(state, source, extractor)
@@ -172,16 +180,17 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
     def _fit(self, X, return_scores=False):
         """Fit from scratch; return the training scores if asked."""
         source = self._source(X, reset=True)
-        if len(source) < 2:
+        if len(source) * n_views(self.augment) < 2:
             raise ValueError(
                 f"n_samples={len(source)}: fitting a Gaussian needs at least 2 "
-                "normal images (a few dozen for a useful model)."
+                "normal images (a few dozen for a useful model), or one with "
+                "augment= set, which adds augmented views of it."
             )
         names = self._extractor(depth=0).level_names
         levels = resolve_levels(self.levels, names, self.backbone)
         spatial = self._spatial_levels(names)
         extractor = self._extractor(depth=max(levels + spatial))
-        state = FitState(levels, spatial, source.image_shape)
+        state = FitState(levels, spatial, source.image_shape, n_views(self.augment), self.npca)
         pooled = self._accumulate(state, source, extractor, keep_pooled=return_scores)
         # Computed before any attribute changes, so that a failure keeps the
         # previous model.
@@ -189,14 +198,22 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         return self._scores(pooled) if return_scores else None
 
     def _accumulate(self, state, source, extractor, keep_pooled=False):
-        """Feed ``source`` into ``state``; return its pooled features if asked."""
+        """Feed ``source`` into ``state``; return its pooled features (of the
+        images themselves, not their augmented views) if asked."""
         kept = []
+        views = state.n_views
+        if views > 1:
+            source = AugmentedSource(source, self.augment)
         for pooled, moments in extractor.summaries(
             source, state.levels, state.spatial_levels, "Fitting"
         ):
+            if views > 1:
+                # View-major rows to (images, views, d): one image's views
+                # stay together in the threshold's sample.
+                pooled = [p.reshape(views, -1, p.shape[1]).swapaxes(0, 1) for p in pooled]
             state.update(pooled, moments)
             if keep_pooled:
-                kept.append(pooled)
+                kept.append([p[:, 0] for p in pooled] if views > 1 else pooled)
         return [np.concatenate(level) for level in zip(*kept)] if keep_pooled else None
 
     def _fitted_parts(self, state, extractor):
@@ -207,7 +224,9 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
                 dims = [g.n_features for g in gaussians]
                 offset = chi2_offset(dims, self.distance, self.contamination)
             else:
-                scores = out_of_fold_scores(state.moments, state.reservoir.sample(), self.distance)
+                scores = out_of_fold_scores(
+                    state.moments, state.reservoir.sample(), self.distance, npca=state.npca
+                )
                 offset = percentile_offset(scores, self.contamination)
         return {"gaussians_": gaussians, "spatial_gaussians_": spatial, "offset_": offset}
 
@@ -251,7 +270,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         return np.concatenate(self._map_pooled(X, self._distances, "Scoring"))
 
     def pooled_features(self, X):
-        """Globally average-pooled backbone features of each modelled level.
+        """Globally pooled backbone features of each modelled level (``pooling``).
 
         These are the features the Gaussians are fitted on; other estimators
         (e.g. :class:`~sklearn.ensemble.IsolationForest`) can use them too.

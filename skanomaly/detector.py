@@ -18,6 +18,7 @@ from ._base import BaseFeatureGaussianDetector
 from ._compat import Interval, StrOptions, _fit_context
 from ._constants import EXPLAIN_METHODS, SPATIAL_LEVELS
 from .features import resolve_levels
+from .gaussian import ScoreRule
 from .localization import Explainer
 
 __all__ = ["EfficientNetGaussianDetector"]
@@ -27,8 +28,8 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
     """Anomaly detection with Gaussians on pretrained EfficientNet features.
 
     An ImageNet-pretrained EfficientNet, never trained here, turns each image
-    into one globally average-pooled feature vector per level (the stem, each
-    block stage and the conv head). One multivariate Gaussian per level is
+    into one globally pooled feature vector per level (the stem, each block
+    stage and the conv head; max pooling by default). One multivariate Gaussian per level is
     fitted on normal images, with Ledoit-Wolf shrinkage of its covariance, and
     an image is scored by its Mahalanobis distances to those Gaussians, summed
     over the levels (Rippel et al., 2020).
@@ -122,6 +123,29 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         its own aspect ratio (sides in multiples of 8), instead of stretching
         it to the square: parts photographed in other aspect ratios keep
         their shape.
+    pooling : {"max", "mean"}, default="max"
+        How each level's feature maps become the one vector its Gaussian
+        models: each channel's maximum over the locations, or its average
+        (Rippel et al., 2020; the default before skanomaly 0.2). The maximum
+        keeps a small defect, which changes a few locations, from being
+        averaged away, and costs nothing more; ``benchmarks/`` measures
+        both (``"max"`` was as good or better on every data set there).
+    npca : float in (0, 1), default=None
+        Leave out of each level's distance its principal directions of most
+        variance, as many as hold this fraction of the variance (NPCA, Rippel
+        et al., 2020): normal images vary most along them, and the
+        directions of least variance carry most of the signal. None keeps
+        every direction. Costs one eigendecomposition per level in ``fit``.
+    augment : {"flips", "rotations", "dihedral", "shifts"}, default=None
+        Also fit on views of each training image: flipped left-right and
+        upside down (``"flips"``), rotated by 90, 180 and 270 degrees
+        (``"rotations"``), all eight flips and rotations (``"dihedral"``), or
+        cropped by 1/8 at each corner, a shift of 1/16 of the side
+        (``"shifts"``). For parts that lie at any orientation, and for fits
+        on very few images: with it, ``fit`` accepts a single image. Each
+        view costs a forward pass in ``fit``; scoring is unchanged. Do not
+        use a view that would be a defect (a mirrored part that must not
+        be mirrored).
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` in the energy that
         :meth:`explain` descends; used only by localization.
@@ -175,7 +199,7 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         Sorted scores of the images given to :meth:`calibrate`; only set
         after it.
     n_samples_fit_ : int
-        Number of training images.
+        Number of training images (without their augmented views).
     weights_digest_ : str
         SHA-256 of the backbone weights used in :meth:`fit`; a detector
         whose network is later rebuilt with other weights refuses to score.
@@ -236,6 +260,9 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         memory=None,
         input_size=None,
         keep_aspect=False,
+        pooling="max",
+        npca=None,
+        augment=None,
         lam=0.0,
         explain_method="spatial",
         n_steps=50,
@@ -258,6 +285,9 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         self.memory = memory
         self.input_size = input_size
         self.keep_aspect = keep_aspect
+        self.pooling = pooling
+        self.npca = npca
+        self.augment = augment
         self.lam = lam
         self.explain_method = explain_method
         self.n_steps = n_steps
@@ -411,7 +441,7 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
             self._source(X, reset=False),
             (self.levels_, self.gaussians_),
             (self.spatial_levels_, self.spatial_gaussians_),
-            rule=self.distance,
+            rule=ScoreRule(self.distance, self.pooling),
             offset=self.offset_,
         )
         return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps

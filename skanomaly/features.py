@@ -30,6 +30,7 @@ __all__ = [
     "FeatureExtractor",
     "autocast",
     "get_network",
+    "pool",
     "resolve_device",
     "resolve_levels",
     "spatial_moments",
@@ -152,6 +153,22 @@ def get_network(
         )
 
 
+POOLINGS = ("mean", "max")
+
+
+def pool(maps, pooling="mean"):
+    """Global pooling of ``(..., h, w)`` feature maps over their locations.
+
+    ``"mean"`` averages each channel (Rippel et al., 2020); ``"max"`` keeps
+    each channel's largest response, which a defect covering a few
+    locations moves as much as one covering the whole image. The one
+    implementation for scoring and for the gradient-based explain methods.
+    """
+    if pooling == "max":
+        return maps.amax(dim=(-2, -1))
+    return maps.mean(dim=(-2, -1))
+
+
 def spatial_moments(maps):
     """One :class:`~skanomaly.gaussian.LedoitWolfMoments` per ``(n, c, h, w)``
     map, over all its locations."""
@@ -162,11 +179,12 @@ def spatial_moments(maps):
     return moments
 
 
-def _summarize(network, images, levels, spatial, precision):
+def _summarize(network, images, levels, spatial, precision, pooling="mean"):
     """Pooled features of ``levels`` and spatial moments of ``spatial``.
 
     ``precision`` is the autocast dtype of the forward pass (None for
-    float32); pooling and moments are computed in float32 or wider.
+    float32); pooling (:func:`pool`) and moments are computed in float32 or
+    wider.
     """
     wanted = tuple(sorted(set(levels) | set(spatial)))
     order, rows, moments = [], [], None
@@ -174,7 +192,7 @@ def _summarize(network, images, levels, spatial, precision):
         with torch.inference_mode(), autocast(x.device, precision):
             maps = dict(zip(wanted, (m.float() for m in network(x, wanted))))
         # One transfer for all levels: each .cpu() waits for the device.
-        rows.append(torch.cat([maps[level].mean(dim=(2, 3)) for level in levels], dim=1))
+        rows.append(torch.cat([pool(maps[level], pooling) for level in levels], dim=1))
         order.extend(positions)
         found = spatial_moments([maps[level] for level in spatial])
         moments = found if moments is None else [a.merge(b) for a, b in zip(moments, found)]
@@ -183,7 +201,9 @@ def _summarize(network, images, levels, spatial, precision):
     return np.split(pooled, ends, axis=1), moments
 
 
-def _summarize_cached(weights_digest, precision, resizing, images, levels, spatial, network):
+def _summarize_cached(
+    weights_digest, precision, resizing, images, levels, spatial, network, pooling="mean"
+):
     """:func:`_summarize` keyed by what determines its result.
 
     ``images`` are the batch's pixels as arrays (hashed by joblib); the
@@ -194,7 +214,7 @@ def _summarize_cached(weights_digest, precision, resizing, images, levels, spati
         images = [torch.from_numpy(image) for image in images]
     else:
         images = torch.from_numpy(images)
-    return _summarize(network, images, levels, spatial, precision)
+    return _summarize(network, images, levels, spatial, precision, pooling)
 
 
 def _usable_memory(memory):
@@ -254,6 +274,8 @@ class FeatureExtractor:
     keep_aspect : bool, default=False
         Resize images in their own aspect ratio (see
         :class:`~skanomaly.backbone.EfficientNetLevels`).
+    pooling : {"mean", "max"}, default="mean"
+        How each level's feature maps become one vector (:func:`pool`).
     """
 
     def __init__(
@@ -270,6 +292,7 @@ class FeatureExtractor:
         show_progress=False,
         input_size=None,
         keep_aspect=False,
+        pooling="mean",
     ):
         self.device = resolve_device(device)
         # Cached summaries hold every level, so that detectors with other
@@ -282,6 +305,7 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.memory = memory
         self.show_progress = show_progress
+        self.pooling = pooling
 
     @property
     def level_names(self):
@@ -336,7 +360,7 @@ class FeatureExtractor:
         if memory is None:
             return (
                 lambda images, levels, spatial: _summarize(
-                    network, images, levels, spatial, self.precision
+                    network, images, levels, spatial, self.precision, self.pooling
                 ),
                 self.device,
             )
@@ -357,6 +381,7 @@ class FeatureExtractor:
                 every_level,
                 every_spatial,
                 network=network,
+                pooling=self.pooling,
             )
             moments = dict(zip(every_spatial, moments))
             return [pooled[level] for level in levels], [moments[level] for level in spatial]

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from scipy import linalg, stats
 
-from .gaussian import LedoitWolfMoments, cholesky, combine_levels, root
+from .gaussian import LedoitWolfMoments, cholesky, combine_levels, npca_precision, root
 
 __all__ = [
     "RESERVOIR_SIZE",
@@ -38,7 +38,9 @@ class Reservoir:
     """A uniform sample of at most ``size`` training rows of every level.
 
     ``offset_`` needs training scores under the final Gaussians; a bounded
-    sample keeps memory flat however many images stream through.
+    sample keeps memory flat however many images stream through. An image
+    fitted with augmented views is one row of ``(views, d_l)``, so that its
+    views leave the Gaussians together when it is scored out of fold.
     """
 
     def __init__(self, size=RESERVOIR_SIZE, seed=0):
@@ -48,10 +50,11 @@ class Reservoir:
         self.rng = np.random.default_rng(seed)
 
     def add(self, pooled):
-        """Offer the rows of one batch (a list of ``(b, d_l)`` arrays)."""
+        """Offer the rows of one batch (a list of ``(b, d_l)`` arrays, or
+        ``(b, views, d_l)`` for images with augmented views)."""
         n = pooled[0].shape[0]
         if self.rows is None:
-            self.rows = [np.empty((0, p.shape[1]), np.float32) for p in pooled]
+            self.rows = [np.empty((0, *p.shape[1:]), np.float32) for p in pooled]
         take = min(max(self.size - self.rows[0].shape[0], 0), n)
         if take:
             self.rows = [
@@ -115,28 +118,37 @@ def squared_low_rank(rows, location, samples, shrinkage, mu):
     return squared / ridge
 
 
-def held_out_distances(moments, held, rows):
+def held_out_distances(moments, held, rows, npca=None):
     """Distances of ``rows[held]`` under the Gaussian of ``moments`` without them.
 
     ``rows`` are all the rows ``moments`` were accumulated from, or a sample
-    of them (then only the Cholesky route is exact).
+    of them (then only the Cholesky route is exact); ``(n, views, d)`` rows
+    are images with augmented views, which leave the moments together and
+    are scored by their first (unaugmented) view. ``npca`` restricts the
+    distance as the fitted Gaussians do (:func:`~skanomaly.gaussian.npca_precision`).
     """
-    n_features = rows.shape[1]
-    part = LedoitWolfMoments(n_features).update(rows[held])
+    n_features = rows.shape[-1]
+    if rows.ndim == 2:
+        rows = rows[:, np.newaxis]
+    part = LedoitWolfMoments(n_features).update(rows[held].reshape(-1, n_features))
     location, covariance, shrinkage = moments.subtract(part).ledoit_wolf()
+    scored, others = rows[held, 0], rows[~held].reshape(-1, n_features)
+    if npca:
+        diff = scored - location
+        return root(np.einsum("ij,jk,ik->i", diff, npca_precision(covariance, npca), diff))
     squared = None
-    complete = len(rows) == moments.n_samples
+    complete = rows.shape[0] * rows.shape[1] == moments.n_samples
     # A fold's Gaussian is low-rank plus a ridge wherever it has fewer rows
     # than dimensions.
-    if complete and shrinkage > 0 and len(rows) - held.sum() < n_features:
+    if complete and shrinkage > 0 and len(others) < n_features:
         mu = np.trace(covariance) / n_features
-        squared = squared_low_rank(rows[held], location, rows[~held], shrinkage, mu)
+        squared = squared_low_rank(scored, location, others, shrinkage, mu)
     if squared is None:
-        squared = squared_by_cholesky(rows[held], location, covariance)
+        squared = squared_by_cholesky(scored, location, covariance)
     return root(squared)
 
 
-def out_of_fold_scores(moments, rows, rule, n_folds=N_FOLDS):
+def out_of_fold_scores(moments, rows, rule, n_folds=N_FOLDS, npca=None):
     """Out-of-fold normality scores of the training rows ``rows``.
 
     In-sample Mahalanobis distances are far too small when images are few
@@ -149,24 +161,31 @@ def out_of_fold_scores(moments, rows, rule, n_folds=N_FOLDS):
     ----------
     moments : list of LedoitWolfMoments
         The running moments of every level.
-    rows : list of ndarray of shape (n, d_l)
+    rows : list of ndarray of shape (n, d_l) or (n, views, d_l)
         Training rows of every level (all of them, or a :class:`Reservoir`
-        sample).
+        sample); with augmented views, each image's views. A single image's
+        views are scored as if they were images (there is no other image
+        to hold it out against).
     rule : {"mahalanobis", "squared"}
         The score rule (:func:`~skanomaly.gaussian.combine_levels`).
+    n_folds : int, default=5
+    npca : float, default=None
+        The Gaussians' NPCA fraction (:class:`~skanomaly.gaussian.Gaussian`).
 
     Returns
     -------
     scores : ndarray of shape (n,)
         Higher is more normal, as ``score_samples``.
     """
+    if rows[0].ndim == 3 and rows[0].shape[0] < 2:
+        rows = [r.reshape(-1, 1, r.shape[-1]) for r in rows]
     n_rows = rows[0].shape[0]
     fold_of = np.arange(n_rows) % min(n_folds, n_rows)
     distances = np.empty((n_rows, len(rows)))
     for fold in np.unique(fold_of):
         held = fold_of == fold
         for level, (level_moments, level_rows) in enumerate(zip(moments, rows)):
-            distances[held, level] = held_out_distances(level_moments, held, level_rows)
+            distances[held, level] = held_out_distances(level_moments, held, level_rows, npca)
     return -combine_levels(distances, rule)
 
 
