@@ -24,13 +24,14 @@ from ._images import ImageSource
 from ._stream import FitState
 from ._version import __version__
 from .features import POOLINGS, FeatureExtractor, resolve_levels
-from .gaussian import combine_levels
+from .gaussian import ScoreRule, combine_levels
 from .persistence import check_version
 from .threshold import (
     chi2_offset,
     conformal_offset,
     conformal_p_values,
-    out_of_fold_scores,
+    level_standardization,
+    out_of_fold_distances,
     percentile_offset,
 )
 
@@ -93,11 +94,14 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         "pooling": [StrOptions(set(POOLINGS))],
         "npca": [Interval(Real, 0, 1, closed="neither"), None],
         "augment": [StrOptions(set(AUGMENTATIONS)), None],
+        "standardize": ["boolean"],
     }
 
     gaussians_ = _AfterPartialFit()
     spatial_gaussians_ = _AfterPartialFit()
     offset_ = _AfterPartialFit()
+    level_center_ = _AfterPartialFit()
+    level_scale_ = _AfterPartialFit()
 
     # ------------------------------------------------------------------ parts
     def _extractor(self, depth=None):
@@ -220,15 +224,28 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         """The Gaussians and the threshold of ``state``, as attributes."""
         with extractor.host_algebra():
             gaussians, spatial = state.gaussians()
-            if self.threshold == "chi2":
-                dims = [g.n_features for g in gaussians]
-                offset = chi2_offset(dims, self.distance, self.contamination)
-            else:
-                scores = out_of_fold_scores(
-                    state.moments, state.reservoir.sample(), self.distance, npca=state.npca
+            if self.threshold == "out_of_fold" or self.standardize:
+                held_out = out_of_fold_distances(
+                    state.moments, state.reservoir.sample(), npca=state.npca
                 )
-                offset = percentile_offset(scores, self.contamination)
-        return {"gaussians_": gaussians, "spatial_gaussians_": spatial, "offset_": offset}
+            if self.standardize:
+                center, scale = level_standardization(held_out)
+                rule = ScoreRule(self.distance, self.pooling, center, scale)
+            else:
+                # Scoring applies (d - 0) / 1, which is d exactly.
+                center, scale = np.zeros(len(gaussians)), np.ones(len(gaussians))
+                rule = ScoreRule(self.distance, self.pooling)
+            if self.threshold == "chi2":
+                offset = chi2_offset([g.n_features for g in gaussians], rule, self.contamination)
+            else:
+                offset = percentile_offset(-combine_levels(held_out, rule), self.contamination)
+        return {
+            "gaussians_": gaussians,
+            "spatial_gaussians_": spatial,
+            "offset_": offset,
+            "level_center_": center,
+            "level_scale_": scale,
+        }
 
     def _commit(self, state, extractor, fitted):
         """Set the fitted attributes of ``state`` in one go.
@@ -237,7 +254,14 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         to :meth:`_finish_partial_fit`; a threshold from :meth:`calibrate`
         belonged to the previous Gaussians and goes too.
         """
-        for name in ("gaussians_", "spatial_gaussians_", "offset_", "calibration_scores_"):
+        for name in (
+            "gaussians_",
+            "spatial_gaussians_",
+            "offset_",
+            "level_center_",
+            "level_scale_",
+            "calibration_scores_",
+        ):
             self.__dict__.pop(name, None)
         self.levels_ = state.levels
         self.level_names_ = [extractor.level_names[i] for i in state.levels]
@@ -291,8 +315,18 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
     def _distances(self, pooled):
         return np.stack([g.distances(p) for g, p in zip(self.gaussians_, pooled)], axis=1)
 
+    def _score_rule(self):
+        """The :class:`~skanomaly.gaussian.ScoreRule` of the parameters and
+        the fitted standardisation (none for models saved before it)."""
+        return ScoreRule(
+            self.distance,
+            self.pooling,
+            getattr(self, "level_center_", None),
+            getattr(self, "level_scale_", None),
+        )
+
     def _scores(self, pooled):
-        return -combine_levels(self._distances(pooled), self.distance)
+        return -combine_levels(self._distances(pooled), self._score_rule())
 
     def _map_pooled(self, X, function, desc):
         """``function(pooled)`` over groups of up to ``_ROWS_PER_PRODUCT``

@@ -18,7 +18,6 @@ from ._base import BaseFeatureGaussianDetector
 from ._compat import Interval, StrOptions, _fit_context
 from ._constants import EXPLAIN_METHODS, SPATIAL_LEVELS
 from .features import resolve_levels
-from .gaussian import ScoreRule
 from .localization import Explainer
 
 __all__ = ["EfficientNetGaussianDetector"]
@@ -146,6 +145,14 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         view costs a forward pass in ``fit``; scoring is unchanged. Do not
         use a view that would be a defect (a mirrored part that must not
         be mirrored).
+    standardize : bool, default=False
+        Before summing, standardise each level's distance by the mean and
+        standard deviation of the training images' out-of-fold distances at
+        that level (``level_center_``, ``level_scale_``): every level then
+        counts by how unusual the image is for that level, whatever its
+        channel count. Learnt from normal images only; whether it helps
+        depends on the data (``benchmarks/`` measures it), so compare it by
+        cross-validation.
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` in the energy that
         :meth:`explain` descends; used only by localization.
@@ -191,6 +198,10 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         :meth:`explain` (none for ``explain_method="reference"``).
     spatial_gaussians_ : list of :class:`~skanomaly.gaussian.Gaussian`
         One Gaussian per spatial level, shared by all locations.
+    level_center_, level_scale_ : ndarray of shape (n_levels,)
+        The standardisation of each level's distance (``standardize``): the
+        mean and standard deviation of its out-of-fold distances, or 0 and 1
+        without it.
     offset_ : float
         Threshold on ``score_samples``: ``decision_function`` is
         ``score_samples - offset_``. Set by ``contamination`` in :meth:`fit`,
@@ -263,6 +274,7 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         pooling="max",
         npca=None,
         augment=None,
+        standardize=False,
         lam=0.0,
         explain_method="spatial",
         n_steps=50,
@@ -288,6 +300,7 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         self.pooling = pooling
         self.npca = npca
         self.augment = augment
+        self.standardize = standardize
         self.lam = lam
         self.explain_method = explain_method
         self.n_steps = n_steps
@@ -371,7 +384,8 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
 
     # ----------------------------------------------------------------- scoring
     def score_samples(self, X):
-        """Normality score of each image: minus the summed distances.
+        """Normality score of each image: minus the summed distances
+        (each standardised first with ``standardize=True``).
 
         Parameters
         ----------
@@ -441,7 +455,7 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
             self._source(X, reset=False),
             (self.levels_, self.gaussians_),
             (self.spatial_levels_, self.spatial_gaussians_),
-            rule=ScoreRule(self.distance, self.pooling),
+            rule=self._score_rule(),
             offset=self.offset_,
         )
         return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps

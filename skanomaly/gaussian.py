@@ -206,25 +206,37 @@ def mahalanobis(diff, precision):
 
 
 class ScoreRule:
-    """What turns feature maps into an anomaly score, for the code that
-    starts from the maps (the gradient-based explain methods): the pooling
-    of each level (:func:`skanomaly.features.pool`) and the ``distance``
-    rule of :func:`combine_levels`. Built from the detector's parameters,
-    never stored."""
+    """The score rule with its fitted statistics: the pooling of each level
+    (:func:`skanomaly.features.pool`, for the code that starts from feature
+    maps), the ``distance`` rule and the per-level standardisation of
+    :func:`combine_levels`. Built from the detector's parameters and fitted
+    attributes (``level_center_``, ``level_scale_``), never stored."""
 
-    def __init__(self, distance="mahalanobis", pooling="mean"):
+    def __init__(self, distance="mahalanobis", pooling="mean", center=None, scale=None):
         self.distance = distance
         self.pooling = pooling
+        self.center = center
+        self.scale = scale
 
 
 def combine_levels(distances, rule="mahalanobis"):
     """The anomaly score rule: the distances of the levels (last axis) summed.
 
     ``rule="squared"`` sums their squares instead, which weights each level
-    like a chi-squared statistic; a :class:`ScoreRule` applies its
-    ``distance``. Works on numpy arrays and torch tensors.
+    like a chi-squared statistic. A :class:`ScoreRule` applies its
+    ``distance`` and, when it has them, first standardises each level:
+    ``(d_l - center_l) / scale_l``. The one implementation for numpy arrays
+    and torch tensors.
     """
+    center, scale = getattr(rule, "center", None), getattr(rule, "scale", None)
     rule = getattr(rule, "distance", rule)
+    if center is not None:
+        if torch.is_tensor(distances):
+            center, scale = (
+                torch.as_tensor(v, dtype=distances.dtype, device=distances.device)
+                for v in (center, scale)
+            )
+        distances = (distances - center) / scale
     if rule == "squared":
         distances = distances**2
     return distances.sum(-1)

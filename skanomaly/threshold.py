@@ -24,6 +24,8 @@ __all__ = [
     "chi2_offset",
     "conformal_offset",
     "conformal_p_values",
+    "level_standardization",
+    "out_of_fold_distances",
     "out_of_fold_scores",
     "percentile_offset",
     "squared_by_cholesky",
@@ -149,7 +151,14 @@ def held_out_distances(moments, held, rows, npca=None):
 
 
 def out_of_fold_scores(moments, rows, rule, n_folds=N_FOLDS, npca=None):
-    """Out-of-fold normality scores of the training rows ``rows``.
+    """Out-of-fold normality scores of the training rows ``rows``: the
+    :func:`out_of_fold_distances` combined by ``rule``.
+    """
+    return -combine_levels(out_of_fold_distances(moments, rows, n_folds, npca), rule)
+
+
+def out_of_fold_distances(moments, rows, n_folds=N_FOLDS, npca=None):
+    """Out-of-fold distances of the training rows ``rows`` at every level.
 
     In-sample Mahalanobis distances are far too small when images are few
     next to the feature dimensions (1280 at the head), so a percentile of
@@ -166,16 +175,15 @@ def out_of_fold_scores(moments, rows, rule, n_folds=N_FOLDS, npca=None):
         sample); with augmented views, each image's views. A single image's
         views are scored as if they were images (there is no other image
         to hold it out against).
-    rule : {"mahalanobis", "squared"}
-        The score rule (:func:`~skanomaly.gaussian.combine_levels`).
     n_folds : int, default=5
     npca : float, default=None
         The Gaussians' NPCA fraction (:class:`~skanomaly.gaussian.Gaussian`).
 
     Returns
     -------
-    scores : ndarray of shape (n,)
-        Higher is more normal, as ``score_samples``.
+    distances : ndarray of shape (n, n_levels)
+        Each image's distance at each level to the Gaussians of the folds
+        it is not in.
     """
     if rows[0].ndim == 3 and rows[0].shape[0] < 2:
         rows = [r.reshape(-1, 1, r.shape[-1]) for r in rows]
@@ -186,7 +194,17 @@ def out_of_fold_scores(moments, rows, rule, n_folds=N_FOLDS, npca=None):
         held = fold_of == fold
         for level, (level_moments, level_rows) in enumerate(zip(moments, rows)):
             distances[held, level] = held_out_distances(level_moments, held, level_rows, npca)
-    return -combine_levels(distances, rule)
+    return distances
+
+
+def level_standardization(distances):
+    """``(center, scale)`` of each level's out-of-fold ``distances``: their
+    mean and standard deviation, so that a level's standardised distance
+    says how unusual it is for that level, whatever its channel count."""
+    center = distances.mean(axis=0)
+    scale = distances.std(axis=0, ddof=1) if len(distances) > 1 else np.ones_like(center)
+    # A level whose training distances do not vary cannot be rescaled.
+    return center, np.where(scale > 0, scale, 1.0)
 
 
 def percentile_offset(scores, contamination):
@@ -201,13 +219,16 @@ def chi2_offset(dims, rule, contamination, n_draws=200_000):
     squared distance at a level of ``d`` channels would be chi-squared with
     ``d`` degrees of freedom (Rippel et al., 2020). With the levels taken as
     independent, the sum of squares is chi-squared with ``sum(dims)``; the
-    sum of distances has no closed form and is drawn (seeded).
+    sum of distances, and any standardised rule (a
+    :class:`~skanomaly.gaussian.ScoreRule`), have no closed form and are
+    drawn (seeded).
     """
-    if rule == "squared":
+    standardized = getattr(rule, "center", None) is not None
+    if getattr(rule, "distance", rule) == "squared" and not standardized:
         return -float(stats.chi2.ppf(1 - contamination, sum(dims)))
     rng = np.random.default_rng(0)
-    total = sum(np.sqrt(rng.chisquare(d, size=n_draws)) for d in dims)
-    return -float(np.quantile(total, 1 - contamination))
+    distances = np.stack([np.sqrt(rng.chisquare(d, size=n_draws)) for d in dims], axis=1)
+    return -float(np.quantile(combine_levels(distances, rule), 1 - contamination))
 
 
 def conformal_offset(scores, fpr):

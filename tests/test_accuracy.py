@@ -81,3 +81,31 @@ def test_npca_leaves_the_directions_of_most_variance_out(cells):
     # Distances shrink, and the threshold follows the same rule.
     assert np.all(reduced.level_distances(defective) <= plain.level_distances(defective) + 1e-9)
     assert reduced.offset_ > plain.offset_
+
+
+def test_standardize_makes_levels_comparable(cells):
+    from skanomaly.threshold import out_of_fold_distances
+
+    normal, defective = cells
+    detector = EfficientNetGaussianDetector(standardize=True, levels=(0, 4, 8)).fit(normal[:16])
+    state = detector._fit_state
+    held_out = out_of_fold_distances(state.moments, state.reservoir.sample())
+    z = (held_out - detector.level_center_) / detector.level_scale_
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-9)
+    np.testing.assert_allclose(z.std(axis=0, ddof=1), 1, rtol=1e-9)
+    # Raw distances grow with the channel count (32, 80, 1280 here); the
+    # standardised ones of new normal images are of one size at every level.
+    raw = detector.level_distances(normal[16:])
+    standardized = (raw - detector.level_center_) / detector.level_scale_
+    assert raw.mean(axis=0)[2] > 3 * raw.mean(axis=0)[0]
+    assert np.all(np.abs(standardized.mean(axis=0)) < 3)
+    np.testing.assert_allclose(detector.score_samples(normal[16:]), -standardized.sum(axis=1))
+    plain = clone(detector).set_params(standardize=False).fit(normal[:16])
+    np.testing.assert_array_equal(plain.level_center_, 0)
+    assert not np.allclose(plain.score_samples(defective), detector.score_samples(defective))
+    # The torch path (gradient explain methods) applies the same rule.
+    extractor = detector._fitted_extractor()
+    x = extractor.network.prepare(torch.from_numpy(defective / 255.0).float().permute(0, 3, 1, 2))
+    maps = extractor.maps(x[0][1], detector.levels_)
+    scores = pooled_scores(maps, detector.gaussians_, detector._score_rule())
+    np.testing.assert_allclose(-scores.numpy(), detector.score_samples(defective), rtol=1e-4)
