@@ -157,7 +157,8 @@ POOLINGS = ("mean", "max")
 
 
 def pool(maps, pooling="mean"):
-    """Global pooling of ``(..., h, w)`` feature maps over their locations.
+    """Global pooling of ``(n, c, h, w)`` or ``(c, h, w)`` feature maps over
+    their locations.
 
     ``"mean"`` averages each channel (Rippel et al., 2020); ``"max"`` keeps
     each channel's largest response, which a defect covering a few
@@ -165,7 +166,9 @@ def pool(maps, pooling="mean"):
     implementation for scoring and for the gradient-based explain methods.
     """
     if pooling == "max":
-        return maps.amax(dim=(-2, -1))
+        # The same values as maps.amax(dim=(-2, -1)), several times faster
+        # on channels-last maps (and differentiable the same way).
+        return torch.nn.functional.adaptive_max_pool2d(maps, 1).flatten(-3)
     return maps.mean(dim=(-2, -1))
 
 
