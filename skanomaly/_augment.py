@@ -40,7 +40,8 @@ _VIEWS = {
     "shift_br": _shift(1, 1),
 }
 
-# The views each value of ``augment`` adds to the image itself.
+# The views each value of ``augment`` adds to the image itself (the keys are
+# _constants.AUGMENTS, which the command line reads without loading torch).
 AUGMENTATIONS = {
     "flips": ("hflip", "vflip"),
     "rotations": ("rot90", "rot180", "rot270"),

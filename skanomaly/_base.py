@@ -17,13 +17,13 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._augment import AUGMENTATIONS, AugmentedSource, n_views
+from ._augment import AugmentedSource, n_views
 from ._compat import HasMethods, Interval, StrOptions, validate_data, validate_params
-from ._constants import PRECISIONS
+from ._constants import AUGMENTS, POOLINGS, PRECISIONS
 from ._images import ImageSource
 from ._stream import FitState
 from ._version import __version__
-from .features import POOLINGS, FeatureExtractor, resolve_levels
+from .features import FeatureExtractor, resolve_levels
 from .gaussian import ScoreRule, combine_levels
 from .persistence import check_version
 from .threshold import (
@@ -93,7 +93,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         "keep_aspect": ["boolean"],
         "pooling": [StrOptions(set(POOLINGS))],
         "npca": [Interval(Real, 0, 1, closed="neither"), None],
-        "augment": [StrOptions(set(AUGMENTATIONS)), None],
+        "augment": [StrOptions(set(AUGMENTS)), None],
         "standardize": ["boolean"],
     }
 

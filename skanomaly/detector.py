@@ -125,7 +125,7 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
     pooling : {"max", "mean"}, default="max"
         How each level's feature maps become the one vector its Gaussian
         models: each channel's maximum over the locations, or its average
-        (Rippel et al., 2020; the default before skanomaly 0.2). The maximum
+        (Rippel et al., 2020; the only pooling before this parameter). The maximum
         keeps a small defect, which changes a few locations, from being
         averaged away, and costs nothing more; ``benchmarks/`` measures
         both (``"max"`` was as good or better on every data set there).

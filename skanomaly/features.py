@@ -153,9 +153,6 @@ def get_network(
         )
 
 
-POOLINGS = ("mean", "max")
-
-
 def pool(maps, pooling="mean"):
     """Global pooling of ``(n, c, h, w)`` or ``(c, h, w)`` feature maps over
     their locations.

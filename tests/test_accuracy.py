@@ -109,3 +109,10 @@ def test_standardize_makes_levels_comparable(cells):
     maps = extractor.maps(x[0][1], detector.levels_)
     scores = pooled_scores(maps, detector.gaussians_, detector._score_rule())
     np.testing.assert_allclose(-scores.numpy(), detector.score_samples(defective), rtol=1e-4)
+
+
+def test_command_line_names_every_augmentation():
+    from skanomaly._augment import AUGMENTATIONS
+    from skanomaly._constants import AUGMENTS
+
+    assert tuple(AUGMENTATIONS) == AUGMENTS
