@@ -123,12 +123,10 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         it to the square: parts photographed in other aspect ratios keep
         their shape.
     pooling : {"max", "mean"}, default="max"
-        How each level's feature maps become the one vector its Gaussian
-        models: each channel's maximum over the locations, or its average
-        (Rippel et al., 2020; the only pooling before this parameter). The maximum
-        keeps a small defect, which changes a few locations, from being
-        averaged away, and costs nothing more; ``benchmarks/`` measures
-        both (``"max"`` was as good or better on every data set there).
+        How each level's feature maps become one vector: each channel's
+        maximum over the locations, or its average (Rippel et al., 2020; the
+        only pooling before this parameter). The maximum keeps a small
+        defect from being averaged away, at no extra cost.
     npca : float in (0, 1), default=None
         Leave out of each level's distance its principal directions of most
         variance, as many as hold this fraction of the variance (NPCA, Rippel
@@ -143,15 +141,13 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         (``"shifts"``). For parts that lie at any orientation, and for fits
         on very few images: with it, ``fit`` accepts a single image. Each
         view costs a forward pass in ``fit``; scoring is unchanged. Do not
-        use a view that would be a defect (a mirrored part that must not
-        be mirrored).
+        use a view that would be a defect (a part mounted mirrored).
     standardize : bool, default=False
         Before summing, standardise each level's distance by the mean and
         standard deviation of the training images' out-of-fold distances at
-        that level (``level_center_``, ``level_scale_``): every level then
-        counts by how unusual the image is for that level, whatever its
-        channel count. Learnt from normal images only; whether it helps
-        depends on the data (``benchmarks/`` measures it), so compare it by
+        that level (``level_center_``, ``level_scale_``), so that each level
+        counts by how unusual the image is there, whatever its channel
+        count. Whether it helps depends on the data: compare it by
         cross-validation.
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` in the energy that
