@@ -17,19 +17,21 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._augment import AugmentedSource, n_views
 from ._compat import HasMethods, Interval, StrOptions, validate_data, validate_params
-from ._constants import PRECISIONS
+from ._constants import AUGMENTS, POOLINGS, PRECISIONS
 from ._images import ImageSource
 from ._stream import FitState
 from ._version import __version__
 from .features import FeatureExtractor, resolve_levels
-from .gaussian import combine_levels
+from .gaussian import ScoreRule, combine_levels
 from .persistence import check_version
 from .threshold import (
     chi2_offset,
     conformal_offset,
     conformal_p_values,
-    out_of_fold_scores,
+    level_standardization,
+    out_of_fold_distances,
     percentile_offset,
 )
 
@@ -57,6 +59,17 @@ class _AfterPartialFit:
         instance._finish_partial_fit()
         return instance.__dict__[self.name]
 
+
+# The fitted attributes that partial_fit leaves for the first use.
+_DEFERRED = (
+    "gaussians_",
+    "spatial_gaussians_",
+    "patches_",
+    "patch_threshold_",
+    "offset_",
+    "level_center_",
+    "level_scale_",
+)
 
 # Pooled rows scored together: each product reads every precision matrix
 # (13 MB at the head), which would cost more than the forward pass of a
@@ -89,6 +102,10 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "input_size": [Interval(Integral, 32, None, closed="left"), None],
         "keep_aspect": ["boolean"],
+        "pooling": [StrOptions(set(POOLINGS))],
+        "npca": [Interval(Real, 0, 1, closed="neither"), None],
+        "augment": [StrOptions(set(AUGMENTS)), None],
+        "standardize": ["boolean"],
     }
 
     gaussians_ = _AfterPartialFit()
@@ -96,6 +113,8 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
     patches_ = _AfterPartialFit()
     patch_threshold_ = _AfterPartialFit()
     offset_ = _AfterPartialFit()
+    level_center_ = _AfterPartialFit()
+    level_scale_ = _AfterPartialFit()
 
     # ------------------------------------------------------------------ parts
     def _extractor(self, depth=None):
@@ -113,6 +132,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
             show_progress=self.progress,
             input_size=self.input_size,
             keep_aspect=self.keep_aspect,
+            pooling=self.pooling,
         )
         expected = getattr(self, "weights_digest_", None)
         if expected is not None and extractor.weights_digest != expected:
@@ -162,10 +182,12 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
             state.levels != resolve_levels(self.levels, names, self.backbone)
             or state.spatial_levels != self._spatial_levels(names)
             or state.patch_levels != self._patch_levels(names)
+            or state.n_views != n_views(self.augment)
+            or state.npca != self.npca
         ):
             raise ValueError(
-                "levels or explain_method changed since the first partial_fit; "
-                "call fit to start over."
+                "levels, augment, npca or explain_method changed since the first "
+                "partial_fit; call fit to start over."
             )
         state = state.copy()
         self._accumulate(state, source, extractor)
@@ -183,16 +205,19 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
     def _fit(self, X, return_scores=False):
         """Fit from scratch; return the training scores if asked."""
         source = self._source(X, reset=True)
-        if len(source) < 2:
+        if len(source) * n_views(self.augment) < 2:
             raise ValueError(
                 f"n_samples={len(source)}: fitting a Gaussian needs at least 2 "
-                "normal images (a few dozen for a useful model)."
+                "normal images (a few dozen for a useful model), or one with "
+                "augment= set, which adds augmented views of it."
             )
         names = self._extractor(depth=0).level_names
         levels = resolve_levels(self.levels, names, self.backbone)
         spatial, patch_levels = self._spatial_levels(names), self._patch_levels(names)
         extractor = self._extractor(depth=max(levels + spatial + patch_levels))
-        state = FitState(levels, spatial, patch_levels, source.image_shape)
+        state = FitState(
+            levels, spatial, patch_levels, source.image_shape, n_views(self.augment), self.npca
+        )
         pooled = self._accumulate(state, source, extractor, keep_pooled=return_scores)
         # Computed before any attribute changes, so that a failure keeps the
         # previous model.
@@ -200,26 +225,43 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         return self._scores(pooled) if return_scores else None
 
     def _accumulate(self, state, source, extractor, keep_pooled=False):
-        """Feed ``source`` into ``state``; return its pooled features if asked."""
+        """Feed ``source`` into ``state``; return its pooled features (of the
+        images themselves, not their augmented views) if asked."""
         kept = []
+        views = state.n_views
+        if views > 1:
+            source = AugmentedSource(source, self.augment)
         for pooled, moments, patches in extractor.summaries(
             source, state.levels, state.spatial_levels, "Fitting", state.patch_levels
         ):
+            if views > 1:
+                # View-major rows to (images, views, d): one image's views
+                # stay together in the threshold's sample.
+                pooled = [p.reshape(views, -1, p.shape[1]).swapaxes(0, 1) for p in pooled]
             state.update(pooled, moments, patches)
             if keep_pooled:
-                kept.append(pooled)
+                kept.append([p[:, 0] for p in pooled] if views > 1 else pooled)
         return [np.concatenate(level) for level in zip(*kept)] if keep_pooled else None
 
     def _fitted_parts(self, state, extractor):
         """The Gaussians and the threshold of ``state``, as attributes."""
         with extractor.host_algebra():
             gaussians, spatial = state.gaussians()
-            if self.threshold == "chi2":
-                dims = [g.n_features for g in gaussians]
-                offset = chi2_offset(dims, self.distance, self.contamination)
+            if self.threshold == "out_of_fold" or self.standardize:
+                held_out = out_of_fold_distances(
+                    state.moments, state.reservoir.sample(), npca=state.npca
+                )
+            if self.standardize:
+                center, scale = level_standardization(held_out)
+                rule = ScoreRule(self.distance, self.pooling, center, scale)
             else:
-                scores = out_of_fold_scores(state.moments, state.reservoir.sample(), self.distance)
-                offset = percentile_offset(scores, self.contamination)
+                # Scoring applies (d - 0) / 1, which is d exactly.
+                center, scale = np.zeros(len(gaussians)), np.ones(len(gaussians))
+                rule = ScoreRule(self.distance, self.pooling)
+            if self.threshold == "chi2":
+                offset = chi2_offset([g.n_features for g in gaussians], rule, self.contamination)
+            else:
+                offset = percentile_offset(-combine_levels(held_out, rule), self.contamination)
             patches, patch_threshold = (
                 state.patches.memory() if state.patches is not None else (None, None)
             )
@@ -229,6 +271,8 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
             "patches_": patches,
             "patch_threshold_": patch_threshold,
             "offset_": offset,
+            "level_center_": center,
+            "level_scale_": scale,
         }
 
     def _commit(self, state, extractor, fitted):
@@ -238,8 +282,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         to :meth:`_finish_partial_fit`; a threshold from :meth:`calibrate`
         belonged to the previous Gaussians and goes too.
         """
-        deferred = ("gaussians_", "spatial_gaussians_", "patches_", "patch_threshold_", "offset_")
-        for name in (*deferred, "calibration_scores_"):
+        for name in (*_DEFERRED, "calibration_scores_"):
             self.__dict__.pop(name, None)
         self.levels_ = state.levels
         self.level_names_ = [extractor.level_names[i] for i in state.levels]
@@ -273,7 +316,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         return np.concatenate(self._map_pooled(X, self._distances, "Scoring"))
 
     def pooled_features(self, X):
-        """Globally average-pooled backbone features of each modelled level.
+        """Globally pooled backbone features of each modelled level (``pooling``).
 
         These are the features the Gaussians are fitted on; other estimators
         (e.g. :class:`~sklearn.ensemble.IsolationForest`) can use them too.
@@ -294,8 +337,18 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
     def _distances(self, pooled):
         return np.stack([g.distances(p) for g, p in zip(self.gaussians_, pooled)], axis=1)
 
+    def _score_rule(self):
+        """The :class:`~skanomaly.gaussian.ScoreRule` of the parameters and
+        the fitted standardisation (none for models saved before it)."""
+        return ScoreRule(
+            self.distance,
+            self.pooling,
+            getattr(self, "level_center_", None),
+            getattr(self, "level_scale_", None),
+        )
+
     def _scores(self, pooled):
-        return -combine_levels(self._distances(pooled), self.distance)
+        return -combine_levels(self._distances(pooled), self._score_rule())
 
     def _map_pooled(self, X, function, desc):
         """``function(pooled)`` over groups of up to ``_ROWS_PER_PRODUCT``

@@ -17,3 +17,9 @@ PATCH_LEVELS = ("stage3", "stage5")
 
 # Autocast dtypes of EfficientNetGaussianDetector(precision=...).
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
+
+# Global poolings of the feature maps (EfficientNetGaussianDetector(pooling=...)).
+POOLINGS = ("max", "mean")
+
+# Views of the normal images added at fit time (augment=...; skanomaly._augment).
+AUGMENTS = ("flips", "rotations", "dihedral", "shifts")

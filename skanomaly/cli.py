@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__, persistence
 from ._console import ImageReadError, UsageError, say, warn
-from ._constants import EXPLAIN_METHODS, PRECISIONS
+from ._constants import AUGMENTS, EXPLAIN_METHODS, POOLINGS, PRECISIONS
 from .inspection import (
     ImageReader,
     collect_images,
@@ -178,6 +178,13 @@ def build_parser():
                      choices=EXPLAIN_METHODS,
                      help="how 'explain' draws maps (default: descent, the most accurate; "
                           "spatial is the fastest)")
+    fit.add_argument("--pooling", default="mean", choices=POOLINGS,
+                     help="how each level's feature maps are pooled: mean (default, "
+                          "Rippel et al.) or max (small defects weigh more)")
+    fit.add_argument("--augment", default=None,
+                     choices=AUGMENTS,
+                     help="also fit on flipped, rotated or shifted views of the normal "
+                          "images (for few images or parts at any orientation)")
     fit.add_argument("--holdout", type=_fraction, default=0.0, metavar="FRACTION",
                      help="fraction of the normal images kept out of the fit to set the "
                           "threshold on them instead (default: 0, fit on all and set the "
@@ -328,7 +335,7 @@ def cmd_fit(args):
     progress = _progress_default(args)
     detector = EfficientNetGaussianDetector(
         args.backbone, levels=args.levels, contamination=args.contamination,
-        explain_method=args.explain_method,
+        explain_method=args.explain_method, pooling=args.pooling, augment=args.augment,
     )
     _configure(detector, args, progress)
     reader = ImageReader(args.strict)

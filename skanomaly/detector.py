@@ -27,8 +27,8 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
     """Anomaly detection with Gaussians on pretrained EfficientNet features.
 
     An ImageNet-pretrained EfficientNet, never trained here, turns each image
-    into one globally average-pooled feature vector per level (the stem, each
-    block stage and the conv head). One multivariate Gaussian per level is
+    into one globally pooled feature vector per level (the stem, each block
+    stage and the conv head; max pooling by default). One multivariate Gaussian per level is
     fitted on normal images, with Ledoit-Wolf shrinkage of its covariance, and
     an image is scored by its Mahalanobis distances to those Gaussians, summed
     over the levels (Rippel et al., 2020).
@@ -122,6 +122,34 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         its own aspect ratio (sides in multiples of 8), instead of stretching
         it to the square: parts photographed in other aspect ratios keep
         their shape.
+    pooling : {"mean", "max"}, default="mean"
+        How each level's feature maps become one vector: each channel's
+        average over the locations (Rippel et al., 2020), or its maximum,
+        which keeps a small defect from being averaged away, at no extra
+        cost. Which detects better depends on the data (the benchmarks
+        page): compare them by cross-validation.
+    npca : float in (0, 1), default=None
+        Leave out of each level's distance its principal directions of most
+        variance, as many as hold this fraction of the variance (NPCA, Rippel
+        et al., 2020): normal images vary most along them, and the
+        directions of least variance carry most of the signal. None keeps
+        every direction. Costs one eigendecomposition per level in ``fit``.
+    augment : {"flips", "rotations", "dihedral", "shifts"}, default=None
+        Also fit on views of each training image: flipped left-right and
+        upside down (``"flips"``), rotated by 90, 180 and 270 degrees
+        (``"rotations"``), all eight flips and rotations (``"dihedral"``), or
+        cropped by 1/8 at each corner, a shift of 1/16 of the side
+        (``"shifts"``). For parts that lie at any orientation, and for fits
+        on very few images: with it, ``fit`` accepts a single image. Each
+        view costs a forward pass in ``fit``; scoring is unchanged. Do not
+        use a view that would be a defect (a part mounted mirrored).
+    standardize : bool, default=False
+        Before summing, standardise each level's distance by the mean and
+        standard deviation of the training images' out-of-fold distances at
+        that level (``level_center_``, ``level_scale_``), so that each level
+        counts by how unusual the image is there, whatever its channel
+        count. Whether it helps depends on the data: compare it by
+        cross-validation.
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` of the energy that
         :meth:`explain` descends. For ``"descent"`` it is a fraction of the
@@ -175,6 +203,19 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         :meth:`explain` (none for ``explain_method="reference"``).
     spatial_gaussians_ : list of :class:`~skanomaly.gaussian.Gaussian`
         One Gaussian per spatial level, shared by all locations.
+    patch_levels_ : tuple of int
+        The levels whose concatenated locations are the patch features of
+        the ``"descent"`` explain method.
+    patches_ : ndarray of shape (n_patches, n_channels)
+        A uniform sample of at most 16,384 patch features of the training
+        images (float32).
+    patch_threshold_ : float
+        The 90th percentile of the training patches' distances to their
+        nearest patch of another training image: the normal range.
+    level_center_, level_scale_ : ndarray of shape (n_levels,)
+        The standardisation of each level's distance (``standardize``): the
+        mean and standard deviation of its out-of-fold distances, or 0 and 1
+        without it.
     offset_ : float
         Threshold on ``score_samples``: ``decision_function`` is
         ``score_samples - offset_``. Set by ``contamination`` in :meth:`fit`,
@@ -183,7 +224,7 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         Sorted scores of the images given to :meth:`calibrate`; only set
         after it.
     n_samples_fit_ : int
-        Number of training images.
+        Number of training images (without their augmented views).
     weights_digest_ : str
         SHA-256 of the backbone weights used in :meth:`fit`; a detector
         whose network is later rebuilt with other weights refuses to score.
@@ -244,6 +285,10 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         memory=None,
         input_size=None,
         keep_aspect=False,
+        pooling="mean",
+        npca=None,
+        augment=None,
+        standardize=False,
         lam=0.0,
         explain_method="descent",
         n_steps=5,
@@ -266,6 +311,10 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
         self.memory = memory
         self.input_size = input_size
         self.keep_aspect = keep_aspect
+        self.pooling = pooling
+        self.npca = npca
+        self.augment = augment
+        self.standardize = standardize
         self.lam = lam
         self.explain_method = explain_method
         self.n_steps = n_steps
@@ -349,7 +398,8 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
 
     # ----------------------------------------------------------------- scoring
     def score_samples(self, X):
-        """Normality score of each image: minus the summed distances.
+        """Normality score of each image: minus the summed distances
+        (each standardised first with ``standardize=True``).
 
         Parameters
         ----------
@@ -420,7 +470,7 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
             (self.levels_, self.gaussians_),
             (self.spatial_levels_, self.spatial_gaussians_),
             (self.patch_levels_, self.patches_, self.patch_threshold_),
-            rule=self.distance,
+            rule=self._score_rule(),
         )
         return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
 

@@ -18,9 +18,11 @@ from scipy import linalg
 __all__ = [
     "Gaussian",
     "LedoitWolfMoments",
+    "ScoreRule",
     "cholesky",
     "combine_levels",
     "mahalanobis",
+    "npca_precision",
     "precision_from_covariance",
     "root",
 ]
@@ -203,15 +205,61 @@ def mahalanobis(diff, precision):
     return root(einsum("...i,ij,...j->...", diff, precision, diff))
 
 
+class ScoreRule:
+    """The score rule with its fitted statistics: the pooling of each level
+    (:func:`skanomaly.features.pool`, for the code that starts from feature
+    maps), the ``distance`` rule and the per-level standardisation of
+    :func:`combine_levels`. Built from the detector's parameters and fitted
+    attributes (``level_center_``, ``level_scale_``), never stored."""
+
+    def __init__(self, distance="mahalanobis", pooling="mean", center=None, scale=None):
+        self.distance = distance
+        self.pooling = pooling
+        self.center = center
+        self.scale = scale
+
+
 def combine_levels(distances, rule="mahalanobis"):
     """The anomaly score rule: the distances of the levels (last axis) summed.
 
     ``rule="squared"`` sums their squares instead, which weights each level
-    like a chi-squared statistic. Works on numpy arrays and torch tensors.
+    like a chi-squared statistic. A :class:`ScoreRule` applies its
+    ``distance`` and, when it has them, first standardises each level:
+    ``(d_l - center_l) / scale_l``. The one implementation for numpy arrays
+    and torch tensors.
     """
+    center, scale = getattr(rule, "center", None), getattr(rule, "scale", None)
+    rule = getattr(rule, "distance", rule)
+    if center is not None:
+        if torch.is_tensor(distances):
+            center, scale = (
+                torch.as_tensor(v, dtype=distances.dtype, device=distances.device)
+                for v in (center, scale)
+            )
+        distances = (distances - center) / scale
     if rule == "squared":
         distances = distances**2
     return distances.sum(-1)
+
+
+def npca_precision(covariance, npca):
+    """The precision of ``covariance`` restricted to its directions of least
+    variance (NPCA, Rippel et al., 2020).
+
+    The principal directions of most variance, as many as it takes for them
+    to hold a fraction ``npca`` of the total variance, are left out of the
+    distance: normal images vary most along them, so a deviation there says
+    least. Only directions the data resolved are dropped (the flat floor that
+    shrinkage adds is kept), and always at least one direction stays.
+    """
+    variances, directions = linalg.eigh(covariance, check_finite=False)
+    variances, directions = variances[::-1], directions[:, ::-1]
+    share = np.cumsum(variances) / variances.sum()
+    n_drop = int(np.searchsorted(share, npca, side="left")) + 1
+    resolved = int(np.sum(variances > variances[-1] * (1 + 1e-6)))
+    n_drop = min(n_drop, resolved, len(variances) - 1)
+    kept = directions[:, n_drop:]
+    return (kept / np.maximum(variances[n_drop:], np.finfo(float).tiny)) @ kept.T
 
 
 class Gaussian:
@@ -222,24 +270,32 @@ class Gaussian:
     location : ndarray of shape (d,)
     covariance : ndarray of shape (d, d)
     shrinkage : float
+    npca : float in (0, 1), default=None
+        Leave the directions of most variance that hold this fraction of it
+        out of the precision (:func:`npca_precision`); None keeps them all.
 
     Attributes
     ----------
     precision : ndarray of shape (d, d)
-        Inverse (or pseudo-inverse) of ``covariance``.
+        Inverse (or pseudo-inverse) of ``covariance``, or its NPCA restriction.
     """
 
-    def __init__(self, location, covariance, shrinkage):
+    def __init__(self, location, covariance, shrinkage, npca=None):
         self.location = location
         self.covariance = covariance
         self.shrinkage = float(shrinkage)
-        self.precision = precision_from_covariance(covariance)
+        # Kept so that a Gaussian rebuilt from its numbers gets the same precision.
+        self.npca = npca
+        if npca and len(location) > 1:
+            self.precision = npca_precision(covariance, npca)
+        else:
+            self.precision = precision_from_covariance(covariance)
         self._tensors = {}
 
     @classmethod
-    def from_moments(cls, moments):
+    def from_moments(cls, moments, npca=None):
         """The Gaussian of a :class:`LedoitWolfMoments`."""
-        return cls(*moments.ledoit_wolf())
+        return cls(*moments.ledoit_wolf(), npca=npca)
 
     @classmethod
     def from_arrays(cls, location, covariance, shrinkage, precision):

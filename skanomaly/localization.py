@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from ._constants import EXPLAIN_METHODS
-from .features import patch_features
+from .features import patch_features, pool
 from .gaussian import combine_levels
 from .patches import nearest_patches
 
@@ -77,8 +77,10 @@ def spatial_distance_maps(maps, gaussians):
 
 
 def pooled_scores(maps, gaussians, rule):
-    """The anomaly score (the score rule of the pooled distances), ``(n,)``."""
-    distances = [g.distances(m.mean(dim=(2, 3))) for m, g in zip(maps, gaussians)]
+    """The anomaly score (the score rule of the pooled distances), ``(n,)``;
+    ``rule`` a distance rule or a :class:`~skanomaly.gaussian.ScoreRule`."""
+    pooling = getattr(rule, "pooling", "mean")
+    distances = [g.distances(pool(m, pooling)) for m, g in zip(maps, gaussians)]
     return combine_levels(torch.stack(distances, dim=-1), rule)
 
 

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from scipy import linalg, stats
 
-from .gaussian import LedoitWolfMoments, cholesky, combine_levels, root
+from .gaussian import LedoitWolfMoments, cholesky, combine_levels, npca_precision, root
 
 __all__ = [
     "RESERVOIR_SIZE",
@@ -24,6 +24,8 @@ __all__ = [
     "chi2_offset",
     "conformal_offset",
     "conformal_p_values",
+    "level_standardization",
+    "out_of_fold_distances",
     "out_of_fold_scores",
     "percentile_offset",
     "squared_by_cholesky",
@@ -38,7 +40,9 @@ class Reservoir:
     """A uniform sample of at most ``size`` training rows of every level.
 
     ``offset_`` needs training scores under the final Gaussians; a bounded
-    sample keeps memory flat however many images stream through.
+    sample keeps memory flat however many images stream through. An image
+    fitted with augmented views is one row of ``(views, d_l)``, so that its
+    views leave the Gaussians together when it is scored out of fold.
     """
 
     def __init__(self, size=RESERVOIR_SIZE, seed=0):
@@ -48,10 +52,11 @@ class Reservoir:
         self.rng = np.random.default_rng(seed)
 
     def add(self, pooled):
-        """Offer the rows of one batch (a list of ``(b, d_l)`` arrays)."""
+        """Offer the rows of one batch (a list of ``(b, d_l)`` arrays, or
+        ``(b, views, d_l)`` for images with augmented views)."""
         n = pooled[0].shape[0]
         if self.rows is None:
-            self.rows = [np.empty((0, p.shape[1]), np.float32) for p in pooled]
+            self.rows = [np.empty((0, *p.shape[1:]), np.float32) for p in pooled]
         take = min(max(self.size - self.rows[0].shape[0], 0), n)
         if take:
             self.rows = [
@@ -115,29 +120,45 @@ def squared_low_rank(rows, location, samples, shrinkage, mu):
     return squared / ridge
 
 
-def held_out_distances(moments, held, rows):
+def held_out_distances(moments, held, rows, npca=None):
     """Distances of ``rows[held]`` under the Gaussian of ``moments`` without them.
 
     ``rows`` are all the rows ``moments`` were accumulated from, or a sample
-    of them (then only the Cholesky route is exact).
+    of them (then only the Cholesky route is exact); ``(n, views, d)`` rows
+    are images with augmented views, which leave the moments together and
+    are scored by their first (unaugmented) view. ``npca`` restricts the
+    distance as the fitted Gaussians do (:func:`~skanomaly.gaussian.npca_precision`).
     """
-    n_features = rows.shape[1]
-    part = LedoitWolfMoments(n_features).update(rows[held])
+    n_features = rows.shape[-1]
+    if rows.ndim == 2:
+        rows = rows[:, np.newaxis]
+    part = LedoitWolfMoments(n_features).update(rows[held].reshape(-1, n_features))
     location, covariance, shrinkage = moments.subtract(part).ledoit_wolf()
+    scored, others = rows[held, 0], rows[~held].reshape(-1, n_features)
+    if npca:
+        diff = scored - location
+        return root(np.einsum("ij,jk,ik->i", diff, npca_precision(covariance, npca), diff))
     squared = None
-    complete = len(rows) == moments.n_samples
+    complete = rows.shape[0] * rows.shape[1] == moments.n_samples
     # A fold's Gaussian is low-rank plus a ridge wherever it has fewer rows
     # than dimensions.
-    if complete and shrinkage > 0 and len(rows) - held.sum() < n_features:
+    if complete and shrinkage > 0 and len(others) < n_features:
         mu = np.trace(covariance) / n_features
-        squared = squared_low_rank(rows[held], location, rows[~held], shrinkage, mu)
+        squared = squared_low_rank(scored, location, others, shrinkage, mu)
     if squared is None:
-        squared = squared_by_cholesky(rows[held], location, covariance)
+        squared = squared_by_cholesky(scored, location, covariance)
     return root(squared)
 
 
-def out_of_fold_scores(moments, rows, rule, n_folds=N_FOLDS):
-    """Out-of-fold normality scores of the training rows ``rows``.
+def out_of_fold_scores(moments, rows, rule, n_folds=N_FOLDS, npca=None):
+    """Out-of-fold normality scores of the training rows ``rows``: the
+    :func:`out_of_fold_distances` combined by ``rule``.
+    """
+    return -combine_levels(out_of_fold_distances(moments, rows, n_folds, npca), rule)
+
+
+def out_of_fold_distances(moments, rows, n_folds=N_FOLDS, npca=None):
+    """Out-of-fold distances of the training rows ``rows`` at every level.
 
     In-sample Mahalanobis distances are far too small when images are few
     next to the feature dimensions (1280 at the head), so a percentile of
@@ -149,25 +170,41 @@ def out_of_fold_scores(moments, rows, rule, n_folds=N_FOLDS):
     ----------
     moments : list of LedoitWolfMoments
         The running moments of every level.
-    rows : list of ndarray of shape (n, d_l)
+    rows : list of ndarray of shape (n, d_l) or (n, views, d_l)
         Training rows of every level (all of them, or a :class:`Reservoir`
-        sample).
-    rule : {"mahalanobis", "squared"}
-        The score rule (:func:`~skanomaly.gaussian.combine_levels`).
+        sample); with augmented views, each image's views. A single image's
+        views are scored as if they were images (there is no other image
+        to hold it out against).
+    n_folds : int, default=5
+    npca : float, default=None
+        The Gaussians' NPCA fraction (:class:`~skanomaly.gaussian.Gaussian`).
 
     Returns
     -------
-    scores : ndarray of shape (n,)
-        Higher is more normal, as ``score_samples``.
+    distances : ndarray of shape (n, n_levels)
+        Each image's distance at each level to the Gaussians of the folds
+        it is not in.
     """
+    if rows[0].ndim == 3 and rows[0].shape[0] < 2:
+        rows = [r.reshape(-1, 1, r.shape[-1]) for r in rows]
     n_rows = rows[0].shape[0]
     fold_of = np.arange(n_rows) % min(n_folds, n_rows)
     distances = np.empty((n_rows, len(rows)))
     for fold in np.unique(fold_of):
         held = fold_of == fold
         for level, (level_moments, level_rows) in enumerate(zip(moments, rows)):
-            distances[held, level] = held_out_distances(level_moments, held, level_rows)
-    return -combine_levels(distances, rule)
+            distances[held, level] = held_out_distances(level_moments, held, level_rows, npca)
+    return distances
+
+
+def level_standardization(distances):
+    """``(center, scale)`` of each level's out-of-fold ``distances``: their
+    mean and standard deviation, so that a level's standardised distance
+    says how unusual it is for that level, whatever its channel count."""
+    center = distances.mean(axis=0)
+    scale = distances.std(axis=0, ddof=1) if len(distances) > 1 else np.ones_like(center)
+    # A level whose training distances do not vary cannot be rescaled.
+    return center, np.where(scale > 0, scale, 1.0)
 
 
 def percentile_offset(scores, contamination):
@@ -182,13 +219,16 @@ def chi2_offset(dims, rule, contamination, n_draws=200_000):
     squared distance at a level of ``d`` channels would be chi-squared with
     ``d`` degrees of freedom (Rippel et al., 2020). With the levels taken as
     independent, the sum of squares is chi-squared with ``sum(dims)``; the
-    sum of distances has no closed form and is drawn (seeded).
+    sum of distances, and any standardised rule (a
+    :class:`~skanomaly.gaussian.ScoreRule`), have no closed form and are
+    drawn (seeded).
     """
-    if rule == "squared":
+    standardized = getattr(rule, "center", None) is not None
+    if getattr(rule, "distance", rule) == "squared" and not standardized:
         return -float(stats.chi2.ppf(1 - contamination, sum(dims)))
     rng = np.random.default_rng(0)
-    total = sum(np.sqrt(rng.chisquare(d, size=n_draws)) for d in dims)
-    return -float(np.quantile(total, 1 - contamination))
+    distances = np.stack([np.sqrt(rng.chisquare(d, size=n_draws)) for d in dims], axis=1)
+    return -float(np.quantile(combine_levels(distances, rule), 1 - contamination))
 
 
 def conformal_offset(scores, fpr):

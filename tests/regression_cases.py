@@ -29,7 +29,7 @@ BASE = {
     "smoothing": 4.0,
 }
 # Parameters added after the recording, with the values that reproduce it.
-SINCE = {}
+SINCE = {"pooling": "mean", "npca": None, "augment": None, "standardize": False}
 
 
 def cells():
