@@ -527,8 +527,8 @@ class EfficientNetGaussianDetector(BaseFeatureGaussianDetector):
             path,
             self._fitted_extractor().network,
             (self.levels_, self.gaussians_),
-            # Every argument that _scores passes to combine_levels.
-            score_rule={"rule": self.distance},
+            # The rule _scores applies, with its fitted statistics.
+            score_rule=self._score_rule(),
             spatial=(self.spatial_levels_, self.spatial_gaussians_) if maps else None,
             smoothing=self.smoothing,
             image_size=image_size,

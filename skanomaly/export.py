@@ -43,6 +43,7 @@ from torch import nn
 
 from ._files import atomic_write
 from ._version import __version__
+from .features import pool
 from .gaussian import combine_levels
 from .localization import gaussian_blur, spatial_distance_maps
 
@@ -130,10 +131,6 @@ def interpolation_matrix(n_in, n_out, mode, antialias=False):
     return weights / weights.sum(dim=1, keepdim=True)
 
 
-def _is_array(value):
-    return isinstance(value, np.ndarray) or torch.is_tensor(value)
-
-
 def _resize(x, size, mode, antialias=False):
     """``(..., h, w)`` resized to ``size`` by two matrix products."""
     shape = torch.onnx.operators.shape_as_tensor(x)
@@ -152,11 +149,10 @@ class ScoringGraph(nn.Module):
         float32 copy on the CPU).
     pooled : (tuple of int, list of Gaussian)
         The modelled levels and their Gaussians.
-    score_rule : dict
-        The keyword arguments of :func:`~skanomaly.gaussian.combine_levels`
-        after the distances, as the detector scores with them (e.g.
-        ``{"rule": "mahalanobis"}``); arrays among them become float32
-        constants of the graph.
+    score_rule : ScoreRule
+        The detector's :class:`~skanomaly.gaussian.ScoreRule`: its pooling
+        and :func:`~skanomaly.gaussian.combine_levels`' rule; its per-level
+        statistics become float32 constants of the graph.
     spatial : (tuple of int, list of Gaussian) or None
         The spatial levels and their Gaussians, for a second output with
         the ``"spatial"`` maps; None for scores only.
@@ -172,10 +168,7 @@ class ScoringGraph(nn.Module):
         super().__init__()
         self.network = network
         self.levels, self.gaussians = tuple(pooled[0]), list(pooled[1])
-        self.score_rule = {
-            key: torch.as_tensor(value, dtype=torch.float32) if _is_array(value) else value
-            for key, value in score_rule.items()
-        }
+        self.score_rule = score_rule
         self.spatial_levels, self.spatial_gaussians = spatial or ((), [])
         self.smoothing = float(smoothing)
         self.input_size = tuple(input_size)
@@ -191,9 +184,9 @@ class ScoringGraph(nn.Module):
         maps = dict(zip(wanted, self.network(x, wanted)))
         # As BaseFeatureGaussianDetector._scores: float32 pooling, the
         # Gaussians' distances and THE score rule, here in float32.
-        pooled = [maps[level].mean(dim=(2, 3)) for level in self.levels]
+        pooled = [pool(maps[level], self.score_rule.pooling) for level in self.levels]
         distances = torch.stack([g.distances(p) for g, p in zip(self.gaussians, pooled)], dim=-1)
-        scores = -combine_levels(distances, **self.score_rule)
+        scores = -combine_levels(distances, self.score_rule)
         if not self.spatial_levels:
             return scores
         return scores, self._spatial_maps(maps, shape[1:3])
@@ -266,11 +259,9 @@ def export_onnx(
         the network itself is left as it was.
     pooled : (tuple of int, list of Gaussian)
         The modelled levels and their Gaussians.
-    score_rule : dict
-        The keyword arguments of :func:`~skanomaly.gaussian.combine_levels`
-        after the distances, as the detector scores with them, e.g.
-        ``{"rule": "mahalanobis"}``; arrays (fitted per-level statistics)
-        become float32 constants.
+    score_rule : ScoreRule
+        The detector's :class:`~skanomaly.gaussian.ScoreRule` (pooling,
+        rule, per-level statistics, which become float32 constants).
     spatial : (tuple of int, list of Gaussian), default=None
         The spatial levels and their Gaussians: the graph gets a second
         output, ``maps``, the ``"spatial"`` maps at the image size.

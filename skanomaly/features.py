@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_memory
 
-from ._constants import SPATIAL_LEVELS
+from ._constants import PATCH_LEVELS, SPATIAL_LEVELS
 from ._progress import progress
 from .backbone import EfficientNetLevels, load_backbone
 from .gaussian import LedoitWolfMoments
@@ -390,9 +390,11 @@ class FeatureExtractor:
             )
         cached = memory.cache(_summarize_cached, ignore=["network"])
         every_level = tuple(range(len(network.level_names)))
-        # Fits need the spatial moments and scoring does not; computing them
-        # always lets both share one cache entry per batch.
-        default_spatial = resolve_levels(SPATIAL_LEVELS, network.level_names, "the backbone")
+        # Fits need the spatial moments and patches and scoring does not;
+        # computing them always lets both share one cache entry per batch.
+        names = network.level_names
+        default_spatial = resolve_levels(SPATIAL_LEVELS, names, "the backbone")
+        default_patches = resolve_levels(PATCH_LEVELS, names, "the backbone")
 
         def summarize(images, levels, spatial, patch_levels):
             key = images.numpy() if torch.is_tensor(images) else [i.numpy() for i in images]
@@ -404,13 +406,13 @@ class FeatureExtractor:
                 key,
                 every_level,
                 every_spatial,
-                patch_levels,
+                patch_levels or default_patches,
                 network=network,
                 pooling=self.pooling,
             )
             moments = dict(zip(every_spatial, moments))
             pooled = [pooled[level] for level in levels]
-            return pooled, [moments[level] for level in spatial], patches
+            return pooled, [moments[level] for level in spatial], patches if patch_levels else None
 
         return summarize, torch.device("cpu")
 

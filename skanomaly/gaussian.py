@@ -228,8 +228,9 @@ def combine_levels(distances, rule="mahalanobis"):
     ``(d_l - center_l) / scale_l``. The one implementation for numpy arrays
     and torch tensors.
     """
-    center, scale = getattr(rule, "center", None), getattr(rule, "scale", None)
-    rule = getattr(rule, "distance", rule)
+    center = scale = None
+    if isinstance(rule, ScoreRule):
+        rule, center, scale = rule.distance, rule.center, rule.scale
     if center is not None:
         if torch.is_tensor(distances):
             center, scale = (
