@@ -80,6 +80,28 @@ def _sync_folder(folder):
             os.close(descriptor)
 
 
+def check_writable(path, what):
+    """``path`` as a Path, or an error saying why ``what`` (e.g. "the model
+    file") cannot be written there: checked before long work, so that a
+    mistyped path fails at once.
+
+    Raises
+    ------
+    IsADirectoryError
+        If ``path`` is a folder.
+    FileNotFoundError
+        If the folder that should hold ``path`` does not exist.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {what} to {str(path)!r}: it is a folder")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"cannot write {what} {str(path)!r}: folder {str(path.parent)!r} does not exist"
+        )
+    return path
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="wb", **kwargs):
     """Open a file that replaces ``path`` only once it is completely written.

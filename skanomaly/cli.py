@@ -414,10 +414,10 @@ def cmd_demo(args):
 
 def cmd_export(args):
     """``skanomaly export``: the model as an ONNX graph."""
-    from .export import check_output_path
+    from ._files import check_writable
 
     with _usage_errors():
-        check_output_path(args.output)
+        check_writable(args.output, "the ONNX file")
     if Path(args.model).suffix.lower() == ".onnx":
         raise UsageError(
             f"{args.model!r} is an ONNX file; MODEL is a model file written by "

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._files import atomic_write
+from ._files import atomic_write, check_writable
 from ._version import __version__
 from .features import pool
 from .gaussian import combine_levels
@@ -50,7 +50,6 @@ from .localization import gaussian_blur, spatial_distance_maps
 __all__ = [
     "ONNX_OPSET",
     "ScoringGraph",
-    "check_output_path",
     "export_onnx",
     "interpolation_matrix",
     "read_onnx_metadata",
@@ -205,18 +204,6 @@ class ScoringGraph(nn.Module):
         return _resize(total, image_size, "bilinear")
 
 
-def check_output_path(path):
-    """``path`` as a Path, or an error if an ONNX file cannot be written there."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write the ONNX file to {str(path)!r}: it is a folder")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(
-            f"cannot write the ONNX file {str(path)!r}: folder {str(path.parent)!r} does not exist"
-        )
-    return path
-
-
 def _import_onnx():
     try:
         import onnx
@@ -285,7 +272,7 @@ def export_onnx(
         Without the onnx package.
     """
     onnx = _import_onnx()
-    path = check_output_path(path)
+    path = check_writable(path, "the ONNX file")
     if image_size is not None:
         image_size = tuple(int(s) for s in image_size)
         if len(image_size) != 2 or min(image_size) < 1:

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ._files import atomic_write
+from ._files import check_writable as _check_writable
 from ._version import __version__
 
 __all__ = ["MODEL_FORMAT", "MODEL_SUFFIX", "check_version", "check_writable", "load", "save"]
@@ -115,14 +116,7 @@ def check_writable(path):
     FileNotFoundError
         If the folder that should hold ``path`` does not exist.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write the model to {str(path)!r}: it is a folder")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(
-            f"cannot write the model file {str(path)!r}: folder "
-            f"{str(path.parent)!r} does not exist"
-        )
+    _check_writable(path, "the model file")
 
 
 def _estimators():
