@@ -152,7 +152,7 @@ def main(argv=None):
     parser.add_argument("--n-test", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16, help="the detector default")
     parser.add_argument("--datasets", nargs="+", default=["magnetic_tile", "cookies", "piped"])
     parser.add_argument("--piped-types", nargs="+", default=None,
                         help="default: every paper type with masks")
