@@ -42,6 +42,8 @@ from _common import environment, markdown_table, peak_rss_mb, publish
 HERE = Path(__file__).resolve().parent
 DEFAULT_PEERS_PYTHON = Path.home() / ".venvs" / "skanomaly-peers" / "bin" / "python"
 SKLEARN_PEERS = ("EllipticEnvelope", "IsolationForest", "LocalOutlierFactor")
+# skanomaly with other settings than its defaults, a row each.
+VARIANTS = {"skanomaly, pooling='max'": {"pooling": "max"}}
 ANOMALIB_PEERS = ("PaDiM", "PatchCore")
 RAW_SIDE = 32  # raw-pixel baseline: grayscale, RAW_SIDE x RAW_SIDE, flattened
 PCA_DIMS = 32  # EllipticEnvelope works on at most this many PCA components
@@ -204,15 +206,16 @@ def raw_pixels(X):
 
 
 # ------------------------------------------------------------ child tasks
-def _run_skanomaly(backbone, X_train, X_test, y_test, masks_test, seed):
-    """Fit, score and explain with skanomaly; also return pooled features."""
+def _run_skanomaly(backbone, X_train, X_test, y_test, masks_test, seed, params=None):
+    """Fit, score and explain with skanomaly (default parameters, or
+    ``params``); also return pooled features."""
     import torch
 
     from skanomaly import EfficientNetGaussianDetector
     from skanomaly.metrics import image_roc_auc, pixel_roc_auc, pro_score
 
     torch.manual_seed(seed)
-    detector = EfficientNetGaussianDetector(backbone, device="cpu")
+    detector = EfficientNetGaussianDetector(backbone, device="cpu", **(params or {}))
     detector.fit(X_train[:2])  # load the weights outside the timed fit
     start = time.perf_counter()
     detector.fit(X_train)
@@ -544,7 +547,14 @@ def main():
                             X_test=data["X_test"], y_test=data["y_test"],
                             masks_test=data["masks_test"], seed=args.seed)
             features = ours.pop("features", None)
-            rows = [("skanomaly", f"{backbone} pooled, all levels", ours, "")]
+            rows = [("skanomaly", f"{backbone} pooled, all levels", ours, "defaults")]
+            for label, params in VARIANTS.items():
+                variant = in_child(_run_skanomaly, backbone=backbone, X_train=data["X_train"],
+                                   X_test=data["X_test"], y_test=data["y_test"],
+                                   masks_test=data["masks_test"], seed=args.seed, params=params)
+                variant.pop("features", None)
+                rows.append((label, f"{backbone} pooled, all levels", variant,
+                             "a parameter to select, not the default"))
             inputs = []
             if features is not None:
                 inputs.append((f"{backbone} pooled (same as skanomaly)", features["train"],
