@@ -91,6 +91,7 @@ plt.show()
 # ----------------
 # The score says *whether* a cell is anomalous, the map only *where* it looks
 # so. Read a map when the score has flagged its image, compare maps on one
-# colour scale, and expect coarse outlines: the spatial map lives on feature
-# grids of 28 x 28 down to 7 x 7 locations and is then blurred. The user
-# guide's section on ``explain`` says more about when to trust it.
+# colour scale, and expect soft outlines: the spatial map lives on feature
+# grids of 28 x 28 down to 7 x 7 locations, the descent sharpens it where
+# pixels had to change, and both are blurred. The user guide's section on
+# ``explain`` says more about when to trust it.
