@@ -33,8 +33,9 @@ import torch; mark("import torch")
 import timm; mark("import timm")
 import sklearn.base, sklearn.utils.validation; mark("import scikit-learn")
 import skanomaly.cli, skanomaly.detector; mark("import skanomaly")
+from skanomaly.features import get_network
 detector = skanomaly.load(sys.argv[1]); mark("read the model file")
-extractor = detector._fitted_extractor(); mark("build the network")
+get_network(detector.backbone, device="cpu"); mark("build the network")
 detector.score_samples([sys.argv[2]]); mark("first score (read, forward, distances)")
 """
 

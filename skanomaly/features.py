@@ -150,6 +150,9 @@ def get_network(
     if input_size is not None:
         input_size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     with _LOCK:
+        # The head (the last level, after every stage) is kept either way.
+        if depth is not None and depth > len(_pretrained(backbone, weights).blocks):
+            depth = None
         return _network(
             backbone, weights, torch.device(device), depth, input_size, keep_aspect, compiled
         )
