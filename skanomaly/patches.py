@@ -25,7 +25,7 @@ _THRESHOLD_SAMPLE = 2048
 PATCH_QUANTILE = 0.9
 
 
-def nearest_patches(queries, memory, k=1, chunk=4096):
+def nearest_patches(queries, memory, k=1, chunk=1024):
     """Distances to, and indices of, the ``k`` nearest rows of ``memory``.
 
     ``queries`` is ``(..., c)``, ``memory`` ``(m, c)``, both tensors; the
