@@ -1,0 +1,36 @@
+"""Ordinary input reaches the user without warnings from skanomaly's code."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+from PIL import Image
+
+import skanomaly
+from skanomaly import EfficientNetGaussianDetector
+
+
+def test_ordinary_files_give_no_warnings(cells, tmp_path):
+    normal, defective = cells
+    model = tmp_path / "model.skanomaly"
+    skanomaly.save(EfficientNetGaussianDetector(levels=(0, 1, 2, 3)).fit(normal[:8]), model)
+    # Files as cameras and export scripts write them: 8-bit gray PNG, RGB
+    # JPEG, a PIL-read array (read-only, which torch warns about).
+    Image.fromarray(defective[0][..., 0]).save(tmp_path / "gray.png")
+    Image.fromarray(defective[1]).save(tmp_path / "rgb.jpg", quality=92)
+    for command in (["score"], ["explain", "--all", "-o", str(tmp_path / "report")]):
+        run = subprocess.run(
+            [sys.executable, "-W", "always", "-m", "skanomaly", *command, str(model),
+             str(tmp_path / "gray.png"), str(tmp_path / "rgb.jpg"), "--no-progress"],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert run.returncode == 0, run.stderr
+        assert "Warning" not in run.stderr, run.stderr
+    detector = skanomaly.load(model)
+    read_only = np.asarray(Image.open(tmp_path / "rgb.jpg"))
+    assert not read_only.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        detector.score_samples(read_only[None])
+        detector.explain(read_only[None])
