@@ -70,8 +70,15 @@ def main():
         timed = {name: forward(model, batch_size, cl) for name, model, cl in variants}
         timed["fit"] = partial(detector.fit, cells)
         timed["score_samples"] = partial(detector.score_samples, cells)
-        timed["explain (spatial)"] = partial(detector.explain, cells)
-        reference = dict.fromkeys(("fit", "score_samples", "explain (spatial)"), "bare forward, channels_last")
+        spatial = EfficientNetGaussianDetector(
+            args.backbone, batch_size=batch_size, explain_method="spatial"
+        ).fit(cells)
+        timed["explain (spatial)"] = partial(spatial.explain, cells)
+        timed["explain (descent, the default)"] = partial(detector.explain, cells)
+        reference = dict.fromkeys(
+            ("fit", "score_samples", "explain (spatial)", "explain (descent, the default)"),
+            "bare forward, channels_last",
+        )
         if args.compile:
             compiled = EfficientNetGaussianDetector(
                 args.backbone, batch_size=batch_size, torch_compile=True
