@@ -17,7 +17,7 @@ from sklearn.exceptions import NotFittedError
 
 from ._compat import Interval, StrOptions, validate_params
 from ._constants import EXPLAIN_METHODS, PATCH_LEVELS, SPATIAL_LEVELS
-from .features import resolve_levels
+from .features import resolve_levels, spatial_moments
 from .localization import Explainer
 from .segmentation import map_sample, masks_from_maps, pixel_threshold, region_table
 
@@ -88,11 +88,10 @@ class LocalizationMixin:
         X : array-like or list, default=None
             Normal images not seen by :meth:`fit`, as for :meth:`explain`.
             None uses a uniform sample of at most 16 training images that
-            ``fit`` keeps (not saved in model files), each explained with
-            its own patches left out of the patch memory (all its views,
-            with ``augment``), as a new image would be; the spatial
-            Gaussians stay in-sample, where each image is one of the many
-            locations they were fitted on.
+            ``fit`` keeps (not saved in model files), each explained as a
+            new image would be: its patches (those of all its views, with
+            ``augment``) leave the patch memory and its locations the
+            spatial Gaussians.
         fpr : float in (0, 1), default=0.01
             Target share of normal pixels above the threshold.
 
@@ -214,7 +213,7 @@ class LocalizationMixin:
 
     def _training_map_samples(self):
         """Map samples of the training images ``fit`` kept, each explained
-        against the patch memory without its own rows."""
+        by the spatial Gaussians and the patch memory without it."""
         state = self.__dict__.get("_fit_state")
         if state is None:
             raise NotFittedError(
@@ -223,19 +222,17 @@ class LocalizationMixin:
                 "calibrate_pixels(X_normal) with normal images."
             )
         extractor, explainer = self._fitted_extractor(), self._explainer()
-        owners = None if state.patches is None else state.patches.owners
         samples = []
-        for x0, own in zip(state.sample.inputs, state.sample.owners):
-            memory = self.patches_
-            if owners is not None:
-                others = ~np.isin(owners, own)
-                # A single training image has no other image to compare with.
-                memory = memory[others] if others.any() else memory
+        for index, x0 in enumerate(state.sample.inputs):
+            x0 = x0[None].to(extractor.device)
+            levels = self.spatial_levels_
+            own = spatial_moments(extractor.maps(x0, levels)) if levels else []
+            gaussians, memory = state.leave_out(index, own)
             maps = explainer.input_maps(
                 extractor,
-                x0[None].to(extractor.device),
+                x0,
                 (self.levels_, self.gaussians_),
-                (self.spatial_levels_, self.spatial_gaussians_),
+                (self.spatial_levels_, gaussians),
                 (self.patch_levels_, memory, self.patch_threshold_),
                 rule=self._score_rule(),
             )

@@ -140,6 +140,22 @@ class FitState:
         spatial = [Gaussian.from_moments(m) for m in self.spatial_moments or ()]
         return pooled, spatial
 
+    def leave_out(self, index, spatial_moments):
+        """The spatial Gaussians and the patch memory of image ``index`` of
+        the sample as if it had not been fitted on: without
+        ``spatial_moments``, the moments of its locations at each spatial
+        level, and without its patch rows (those of all its views; the
+        locations of its augmented views stay, as only the image is kept).
+        A single training image keeps its patches: there is no other."""
+        spatial = [
+            Gaussian.from_moments(total.subtract(own))
+            for total, own in zip(self.spatial_moments or (), spatial_moments)
+        ]
+        if self.patches is None:
+            return spatial, None
+        others = ~np.isin(self.patches.owners, self.sample.owners[index])
+        return spatial, self.patches.rows[others] if others.any() else self.patches.rows
+
     def copy(self):
         """An independent copy, so that a failed chunk leaves this one as it was."""
         new = FitState(

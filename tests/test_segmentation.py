@@ -9,6 +9,7 @@ from test_explain import _crops, _with_blotch
 import skanomaly
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly._images import ImageSource
+from skanomaly.features import spatial_moments
 from skanomaly.segmentation import (
     REGION_FIELDS,
     draw_outlines,
@@ -154,15 +155,36 @@ def test_normal_images_flag_about_fpr(fitted):
 
 
 def test_training_threshold_is_out_of_fold(fitted, training):
-    """Each kept training image is explained without its own patches, so its
-    maps are higher than in-sample ones (which is what a new image gets)."""
+    """Each kept training image is explained without its own patches and
+    locations, so its maps are higher than in-sample ones (what a new image
+    gets), for the descent and for the spatial Gaussians alone."""
     state = fitted._fit_state
     assert len(state.sample.inputs) == 12
     assert state.sample.owners == [(i,) for i in range(12)]
-    fitted.calibrate_pixels(fpr=0.01)
-    held_out = fitted.pixel_threshold_
-    in_sample = pixel_threshold([map_sample(m) for m in fitted.explain(training)], 0.01)
-    assert held_out > 1.1 * in_sample
+    try:
+        for method, margin in (("descent", 1.1), ("spatial", 1.01)):
+            fitted.set_params(explain_method=method)
+            held_out = fitted.calibrate_pixels(fpr=0.01).pixel_threshold_
+            in_sample = pixel_threshold([map_sample(m) for m in fitted.explain(training)], 0.01)
+            assert held_out > margin * in_sample, method
+    finally:
+        fitted.set_params(explain_method="descent")
+        fitted.calibrate_pixels(fpr=0.01)
+
+
+def test_leave_out_is_a_fit_without_the_image(fitted, training):
+    state = fitted._fit_state
+    extractor = fitted._fitted_extractor()
+    x0 = state.sample.inputs[3][None]
+    own = spatial_moments(extractor.maps(x0, fitted.spatial_levels_))
+    gaussians, memory = state.leave_out(3, own)
+    without = EfficientNetGaussianDetector(batch_size=8, explain_method="spatial").fit(
+        np.delete(training, 3, axis=0)
+    )
+    for left_out, refitted in zip(gaussians, without.spatial_gaussians_):
+        np.testing.assert_allclose(left_out.location, refitted.location, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(left_out.covariance, refitted.covariance, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(memory, state.patches.rows[state.patches.owners != 3])
 
 
 def test_owner_ids_follow_augmented_views():
