@@ -159,7 +159,8 @@ def run(args):
         timed = [X[i] for i in defective[:N_TIMED]]
         regions = _median_seconds(args.repeats, detector.regions, timed) / len(timed)
         for fpr in FPRS:
-            detector.calibrate_pixels(fpr=fpr)
+            if detector.pixel_calibration_["fpr"] != fpr:
+                detector.calibrate_pixels(fpr=fpr)
             thresholds = {"training": detector.pixel_threshold_,
                           "held-out": _threshold(normal_maps, fpr)}
             for source, threshold in thresholds.items():

@@ -106,6 +106,16 @@ class LocalizationMixin:
         sklearn.exceptions.NotFittedError
             If the detector is not fitted, or ``X`` is None for a detector
             without its training sample (loaded from a model file).
+        ValueError
+            If ``fpr`` is not in (0, 1) (``InvalidParameterError``).
+
+        Notes
+        -----
+        The threshold belongs to the maps it was set on: ``pixel_calibration_``
+        records ``explain_method``, ``lam``, ``n_steps``, ``step_size``,
+        ``smoothing``, ``input_size`` and ``keep_aspect``, and
+        :meth:`segment` sets it again (from the training sample) or refuses
+        when one of them has changed since.
         """
         self._validate_params()
         self._finish_partial_fit()

@@ -138,10 +138,8 @@ def explain_and_report(detector, files, out_dir, reader, *, display=None, truth=
 
     order = np.argsort(scores, kind="stable")  # most anomalous first
     chosen = [i for i in order if explain_all or rows[i]["label"] == "anomalous"][:max_explain]
-    explained = dict(zip(
-        chosen, _explain(detector, [kept[i] for i in chosen], reader, progress, threshold, min_area),
-        strict=True,
-    ))
+    found = _explain(detector, [kept[i] for i in chosen], reader, progress, threshold, min_area)
+    explained = dict(zip(chosen, found, strict=True))
     scale = _draw_overlays(explained, kept, rows, out_dir)
     write_csv(rows, out_dir / "scores.csv")
     if regions is not None:

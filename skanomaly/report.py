@@ -138,7 +138,10 @@ def _level_bars(levels, top):
 
 
 def _count(value):
-    return f'<td class="num" data-value="{-1 if value is None else value}">{"" if value is None else value}</td>'
+    """A number cell that sorts below 0 when empty (an image not explained)."""
+    if value is None:
+        return '<td class="num" data-value="-1"></td>'
+    return f'<td class="num" data-value="{value}">{value}</td>'
 
 
 def write_report(out_dir, records, threshold, title="skanomaly report", notes=None):
