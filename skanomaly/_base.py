@@ -69,6 +69,7 @@ _DEFERRED = (
     "offset_",
     "level_center_",
     "level_scale_",
+    "level_reference_",
 )
 
 # Pooled rows scored together: each product reads every precision matrix
@@ -115,6 +116,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
     offset_ = _AfterPartialFit()
     level_center_ = _AfterPartialFit()
     level_scale_ = _AfterPartialFit()
+    level_reference_ = _AfterPartialFit()
 
     # ------------------------------------------------------------------ parts
     def _extractor(self, depth=None):
@@ -229,8 +231,15 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         images themselves, not their augmented views) if asked."""
         kept = []
         views = state.n_views
+        images = source
         if views > 1:
             source = AugmentedSource(source, self.augment)
+
+        def network_input(index):
+            ((_, x),) = extractor.network.prepare(images.tensor(index)[None])
+            return x[0].cpu()
+
+        consumed = 0
         for pooled, moments, patches in extractor.summaries(
             source, state.levels, state.spatial_levels, "Fitting", state.patch_levels
         ):
@@ -238,7 +247,10 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
                 # View-major rows to (images, views, d): one image's views
                 # stay together in the threshold's sample.
                 pooled = [p.reshape(views, -1, p.shape[1]).swapaxes(0, 1) for p in pooled]
-            state.update(pooled, moments, patches)
+            state.update(
+                pooled, moments, patches, inputs=lambda k, first=consumed: network_input(first + k)
+            )
+            consumed += len(pooled[0])
             if keep_pooled:
                 kept.append([p[:, 0] for p in pooled] if views > 1 else pooled)
         return [np.concatenate(level) for level in zip(*kept)] if keep_pooled else None
@@ -247,12 +259,16 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         """The Gaussians and the threshold of ``state``, as attributes."""
         with extractor.host_algebra():
             gaussians, spatial = state.gaussians()
+            held_out = reference = None
             if self.threshold == "out_of_fold" or self.standardize:
                 held_out = out_of_fold_distances(
                     state.moments, state.reservoir.sample(), npca=state.npca
                 )
+                # What a new normal image's distances are like, level by
+                # level (the report measures images against it).
+                reference = np.stack(level_standardization(held_out))
             if self.standardize:
-                center, scale = level_standardization(held_out)
+                center, scale = reference
                 rule = ScoreRule(self.distance, self.pooling, center, scale)
             else:
                 # Scoring applies (d - 0) / 1, which is d exactly.
@@ -273,16 +289,17 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
             "offset_": offset,
             "level_center_": center,
             "level_scale_": scale,
+            "level_reference_": reference,
         }
 
     def _commit(self, state, extractor, fitted):
         """Set the fitted attributes of ``state`` in one go.
 
         ``fitted`` None (partial_fit) leaves the Gaussians and the threshold
-        to :meth:`_finish_partial_fit`; a threshold from :meth:`calibrate`
-        belonged to the previous Gaussians and goes too.
+        to :meth:`_finish_partial_fit`; thresholds from :meth:`calibrate`
+        and ``calibrate_pixels`` belonged to the previous model and go too.
         """
-        for name in (*_DEFERRED, "calibration_scores_"):
+        for name in (*_DEFERRED, "calibration_scores_", "pixel_threshold_", "pixel_calibration_"):
             self.__dict__.pop(name, None)
         self.levels_ = state.levels
         self.level_names_ = [extractor.level_names[i] for i in state.levels]
@@ -314,6 +331,12 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
             Columns follow ``level_names_``.
         """
         return np.concatenate(self._map_pooled(X, self._distances, "Scoring"))
+
+    def _scores_and_distances(self, X):
+        """``score_samples(X)`` and ``level_distances(X)`` from one forward
+        pass, for reports that show both."""
+        distances = self.level_distances(X)
+        return -combine_levels(distances, self._score_rule()), distances
 
     def pooled_features(self, X):
         """Globally pooled backbone features of each modelled level (``pooling``).

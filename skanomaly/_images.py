@@ -335,6 +335,10 @@ class ImageSource:
             return self._images[index], self._maps[index]
         return read_image(self._paths[index]), (0.0, 1 / 255)
 
+    def tensor(self, index):
+        """Image ``index`` as a float32 ``(3, H, W)`` tensor in [0, 1], on the CPU."""
+        return self._to_tensor(*self.image(index))
+
     @staticmethod
     def _to_tensor(block, value_map, device=None):
         """``(..., H, W, C)`` to float32 RGB ``(..., 3, H, W)`` in [0, 1] on

@@ -1,9 +1,10 @@
-"""What the detector does with pixels: maps, and their export.
+"""What the detector does with pixels: maps, masks, regions and their export.
 
 :class:`LocalizationMixin` gives :class:`~skanomaly.EfficientNetGaussianDetector`
 its localization parameters and methods on top of
 :class:`~skanomaly._base.BaseFeatureGaussianDetector`; the maps themselves come
-from :class:`~skanomaly.localization.Explainer` and the ONNX graph from
+from :class:`~skanomaly.localization.Explainer`, masks, regions and the pixel
+threshold from :mod:`skanomaly.segmentation` and the ONNX graph from
 :func:`skanomaly.export.export_onnx`, which receive the fitted parts, never
 the estimator.
 """
@@ -12,11 +13,13 @@ from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
 
-from ._compat import Interval, StrOptions
+from ._compat import Interval, StrOptions, validate_params
 from ._constants import EXPLAIN_METHODS, PATCH_LEVELS, SPATIAL_LEVELS
-from .features import resolve_levels
+from .features import resolve_levels, spatial_moments
 from .localization import Explainer
+from .segmentation import map_sample, masks_from_maps, pixel_threshold, region_table
 
 __all__ = ["LocalizationMixin"]
 
@@ -64,6 +67,187 @@ class LocalizationMixin:
             rule=self._score_rule(),
         )
         return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
+
+    # ------------------------------------------------------------------- masks
+    @validate_params(
+        {"X": ["array-like", None], "fpr": [Interval(Real, 0, 1, closed="neither")]},
+        prefer_skip_nested_validation=True,
+    )
+    def calibrate_pixels(self, X=None, fpr=0.01):
+        """Set the pixel threshold of :meth:`segment` from normal images.
+
+        ``pixel_threshold_`` becomes the conformal ``1 - fpr`` quantile of
+        the pixels of the :meth:`explain` maps of normal images, so that
+        about a fraction ``fpr`` of the pixels of new normal images is
+        flagged. No defective image is needed. :meth:`segment` and
+        :meth:`regions` call it with ``X=None`` when the threshold is
+        missing.
+
+        Parameters
+        ----------
+        X : array-like or list, default=None
+            Normal images not seen by :meth:`fit`, as for :meth:`explain`.
+            None uses a uniform sample of at most 16 training images that
+            ``fit`` keeps (not saved in model files), each explained as a
+            new image would be: its patches (those of all its views, with
+            ``augment``) leave the patch memory and its locations the
+            spatial Gaussians.
+        fpr : float in (0, 1), default=0.01
+            Target share of normal pixels above the threshold.
+
+        Returns
+        -------
+        self : EfficientNetGaussianDetector
+            The detector with ``pixel_threshold_`` and
+            ``pixel_calibration_`` set.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the detector is not fitted, or ``X`` is None for a detector
+            without its training sample (loaded from a model file).
+        ValueError
+            If ``fpr`` is not in (0, 1) (``InvalidParameterError``).
+
+        Notes
+        -----
+        The threshold belongs to the maps it was set on: ``pixel_calibration_``
+        records ``explain_method``, ``lam``, ``n_steps``, ``step_size``,
+        ``smoothing``, ``input_size`` and ``keep_aspect``, and
+        :meth:`segment` sets it again (from the training sample) or refuses
+        when one of them has changed since.
+        """
+        self._validate_params()
+        self._finish_partial_fit()
+        if X is None:
+            samples, source = self._training_map_samples(), "training"
+        else:
+            # In chunks, so that only a sample of each map stays in memory.
+            samples = [
+                map_sample(m) for i in range(0, len(X), 16) for m in self.explain(X[i : i + 16])
+            ]
+            source = "held-out"
+        self.pixel_threshold_ = pixel_threshold(samples, fpr)
+        self.pixel_calibration_ = {
+            "fpr": float(fpr), "n_images": len(samples), "source": source, **self._map_settings()
+        }
+        return self
+
+    @validate_params(
+        {"X": ["array-like"], "min_area": [Interval(Integral, 1, None, closed="left")]},
+        prefer_skip_nested_validation=True,
+    )
+    def segment(self, X, *, min_area=1):
+        """Defect masks: the pixels whose :meth:`explain` map exceeds
+        ``pixel_threshold_`` (set by :meth:`calibrate_pixels`, first called
+        here with the training sample if it is missing).
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`explain`.
+        min_area : int, default=1
+            Drop 8-connected regions of fewer pixels (specks).
+
+        Returns
+        -------
+        masks : ndarray of shape (n, H, W), bool, or list of ndarray
+            At each image's size; a list for images of different sizes.
+        """
+        threshold = self._pixel_threshold()
+        return masks_from_maps(self.explain(X), threshold, min_area)
+
+    @validate_params(
+        {"X": ["array-like"], "min_area": [Interval(Integral, 1, None, closed="left")]},
+        prefer_skip_nested_validation=True,
+    )
+    def regions(self, X, *, min_area=1):
+        """The anomalous regions of each image: the 8-connected components
+        of the masks of :meth:`segment`.
+
+        Parameters
+        ----------
+        X : array-like or list
+            Images, as for :meth:`explain`.
+        min_area : int, default=1
+            Leave out regions of fewer pixels.
+
+        Returns
+        -------
+        table : dict of str to ndarray of shape (n_regions,)
+            One row per region: ``image`` (index into ``X``), ``region``
+            (0, 1, ... per image, highest peak first), ``area`` (pixels), the
+            bounding box ``top``, ``left``, ``bottom``, ``right`` (exclusive)
+            and the ``peak`` and ``mean`` map values;
+            ``pandas.DataFrame(table)`` makes a data frame of it (see
+            :func:`skanomaly.segmentation.region_table`).
+        """
+        threshold = self._pixel_threshold()
+        return region_table(self.explain(X), threshold, min_area)
+
+    def _map_settings(self):
+        """The parameters that change the maps, which a pixel threshold belongs to."""
+        return {
+            "explain_method": self.explain_method,
+            "lam": float(self.lam),
+            "n_steps": int(self.n_steps),
+            "step_size": float(self.step_size),
+            "smoothing": float(self.smoothing),
+            "input_size": self.input_size,
+            "keep_aspect": bool(self.keep_aspect),
+        }
+
+    def _pixel_threshold(self):
+        """``pixel_threshold_`` for the current map settings, set from the
+        training sample when it is missing (or was for other settings)."""
+        self._validate_params()
+        self._finish_partial_fit()
+        calibration = self.__dict__.get("pixel_calibration_") or {}
+        changed = [k for k, v in self._map_settings().items() if calibration.get(k, v) != v]
+        if "pixel_threshold_" in self.__dict__ and not changed:
+            return self.pixel_threshold_
+        if "_fit_state" in self.__dict__ and calibration.get("source", "training") == "training":
+            self.calibrate_pixels(fpr=calibration.get("fpr", 0.01))
+            return self.pixel_threshold_
+        if changed:
+            raise NotFittedError(
+                "pixel_threshold_ was set for other maps ("
+                + ", ".join(f"{k}={calibration[k]!r}" for k in changed)
+                + "); call calibrate_pixels(X_normal) again for these settings."
+            )
+        raise NotFittedError(
+            "This detector has no pixel threshold, and the training images it is set "
+            "from by default are not saved in model files; call "
+            "calibrate_pixels(X_normal) with normal images first."
+        )
+
+    def _training_map_samples(self):
+        """Map samples of the training images ``fit`` kept, each explained
+        by the spatial Gaussians and the patch memory without it."""
+        state = self.__dict__.get("_fit_state")
+        if state is None:
+            raise NotFittedError(
+                "calibrate_pixels() without images uses training images that fit "
+                "keeps in memory, but model files do not save them; call "
+                "calibrate_pixels(X_normal) with normal images."
+            )
+        extractor, explainer = self._fitted_extractor(), self._explainer()
+        samples = []
+        for index, x0 in enumerate(state.sample.inputs):
+            x0 = x0[None].to(extractor.device)
+            levels = self.spatial_levels_
+            own = spatial_moments(extractor.maps(x0, levels)) if levels else []
+            gaussians, memory = state.leave_out(index, own)
+            maps = explainer.input_maps(
+                extractor,
+                x0,
+                (self.levels_, self.gaussians_),
+                (self.spatial_levels_, gaussians),
+                (self.patch_levels_, memory, self.patch_threshold_),
+                rule=self._score_rule(),
+            )
+            samples.append(map_sample(maps[0].cpu().numpy()))
+        return samples
 
     # ------------------------------------------------------------------ export
     def export_onnx(self, path, *, maps=False, image_size=None):

@@ -2,15 +2,71 @@
 
 :class:`FitState` holds exact running moments per level, the moments of the
 spatial levels' feature-map locations, a bounded sample of rows for the
-threshold and a bounded sample of patch features for localization;
-:meth:`FitState.gaussians` turns it into the fitted Gaussians. Memory does
-not grow with the number of images.
+threshold, a bounded sample of patch features for localization and a few
+images for the pixel threshold; :meth:`FitState.gaussians` turns it into the
+fitted Gaussians. Memory does not grow with the number of images.
 """
+
+import copy
+
+import numpy as np
 
 from . import patches, threshold
 from .gaussian import Gaussian, LedoitWolfMoments
 
-__all__ = ["FitState"]
+__all__ = ["FitState", "InputSample"]
+
+# Training images kept for the pixel threshold: their maps give 16 x 50,176
+# values at 224 px, enough for a pixel false-positive rate of 1e-4, and
+# their network inputs take 9.6 MB.
+PIXEL_SAMPLE_SIZE = 16
+
+
+class InputSample:
+    """A uniform sample of at most ``size`` training images, as network
+    inputs, with the owner ids of their rows in the patch memory.
+
+    ``calibrate_pixels()`` explains them again, each against the patch
+    memory without its own rows. Candidates come as callables, so that only
+    the images kept are preprocessed.
+
+    Parameters
+    ----------
+    size : int
+        Images kept.
+    seed : int, default=0
+        Seed of the sampling.
+    """
+
+    def __init__(self, size=PIXEL_SAMPLE_SIZE, seed=0):
+        self.size = size
+        self.seen = 0
+        self.inputs = []
+        self.owners = []
+        self.rng = np.random.default_rng(seed)
+
+    def offer(self, make_input, owners):
+        """Offer one image: ``make_input()`` returns its preprocessed
+        ``(3, h, w)`` input, ``owners`` the owner ids of its patch rows."""
+        # Algorithm R: image number t replaces a random slot with probability
+        # size / (t + 1).
+        slot = self.seen if self.seen < self.size else self.rng.integers(0, self.seen + 1)
+        self.seen += 1
+        if slot < self.size:
+            entry = make_input(), tuple(owners)
+            if slot == len(self.inputs):
+                self.inputs.append(entry[0])
+                self.owners.append(entry[1])
+            else:
+                self.inputs[slot], self.owners[slot] = entry
+
+    def copy(self):
+        new = InputSample(self.size)
+        new.seen = self.seen
+        # The tensors are never modified in place: sharing them is safe.
+        new.inputs, new.owners = list(self.inputs), list(self.owners)
+        new.rng = copy.deepcopy(self.rng)
+        return new
 
 
 class FitState:
@@ -42,16 +98,18 @@ class FitState:
         # Looked up here, so that tests can shrink them.
         self.reservoir = threshold.Reservoir(threshold.RESERVOIR_SIZE)
         self.patches = patches.PatchReservoir(patches.PATCH_MEMORY_SIZE) if patch_levels else None
+        self.sample = InputSample(PIXEL_SAMPLE_SIZE)
 
     @property
     def n_samples(self):
         """Images accumulated (each with its ``n_views`` views)."""
         return self.moments[0].n_samples // self.n_views
 
-    def update(self, pooled, spatial_moments, patch_rows=None):
+    def update(self, pooled, spatial_moments, patch_rows=None, inputs=None):
         """Add one batch: pooled ``(b, d_l)`` rows, or ``(b, n_views, d_l)``
-        with augmented views, spatial moments and each view's patch
-        features."""
+        with augmented views, spatial moments, each view's patch features
+        and ``inputs(k)``, the network input of the batch's image ``k``, for
+        the sample of images (None: not offered)."""
         if self.moments is None:
             self.moments = [LedoitWolfMoments(p.shape[-1]) for p in pooled]
         for moments, features in zip(self.moments, pooled):
@@ -63,14 +121,40 @@ class FitState:
                 old.merge(new) for old, new in zip(self.spatial_moments, spatial_moments)
             ]
         self.reservoir.add(pooled)
+        first = None
         if self.patches is not None:
+            first = self.patches.n_images
             self.patches.add(patch_rows)
+        if inputs is not None:
+            n = pooled[0].shape[0]
+            for k in range(n):
+                # The reservoir numbers the batch's views in order, and a
+                # batch holds all first views, then all second views, ...
+                # (AugmentedSource): image k owns first + v * n + k.
+                owners = () if first is None else range(first + k, first + self.n_views * n, n)
+                self.sample.offer(lambda k=k: inputs(k), owners)
 
     def gaussians(self):
         """The pooled and the spatial Gaussians of the moments so far."""
         pooled = [Gaussian.from_moments(m, npca=self.npca) for m in self.moments]
         spatial = [Gaussian.from_moments(m) for m in self.spatial_moments or ()]
         return pooled, spatial
+
+    def leave_out(self, index, spatial_moments):
+        """The spatial Gaussians and the patch memory of image ``index`` of
+        the sample as if it had not been fitted on: without
+        ``spatial_moments``, the moments of its locations at each spatial
+        level, and without its patch rows (those of all its views; the
+        locations of its augmented views stay, as only the image is kept).
+        A single training image keeps its patches: there is no other."""
+        spatial = [
+            Gaussian.from_moments(total.subtract(own))
+            for total, own in zip(self.spatial_moments or (), spatial_moments)
+        ]
+        if self.patches is None:
+            return spatial, None
+        others = ~np.isin(self.patches.owners, self.sample.owners[index])
+        return spatial, self.patches.rows[others] if others.any() else self.patches.rows
 
     def copy(self):
         """An independent copy, so that a failed chunk leaves this one as it was."""
@@ -88,4 +172,5 @@ class FitState:
         )
         new.reservoir = self.reservoir.copy()
         new.patches = None if self.patches is None else self.patches.copy()
+        new.sample = self.sample.copy()
         return new

@@ -6,8 +6,8 @@ codes: 0 success, 1 some images could not be read and were skipped (or
 empty folder, bad option, unusable model file, unwritable output).
 
 This module parses the command line and dispatches: the work on image files
-is :mod:`skanomaly.inspection`'s, model files are
-:mod:`skanomaly.persistence`'s.
+is :mod:`skanomaly.inspection`'s and :mod:`skanomaly.explain_report`'s, model
+files are :mod:`skanomaly.persistence`'s.
 """
 
 import argparse
@@ -20,17 +20,22 @@ from pathlib import Path
 from . import __version__, persistence
 from ._console import ImageReadError, UsageError, say, warn
 from ._constants import AUGMENTS, EXPLAIN_METHODS, POOLINGS, PRECISIONS
+from .explain_report import (
+    explain_and_report,
+    explain_regions,
+    require_pixel_threshold,
+    run_demo,
+)
 from .inspection import (
     ImageReader,
     collect_images,
-    explain_and_report,
     fit_on_files,
     format_table,
-    run_demo,
     score_files,
     score_rows,
     summary,
     write_csv,
+    write_regions_csv,
 )
 
 __all__ = ["main"]
@@ -77,6 +82,33 @@ def _number_in(low, high, low_included):
 
 _contamination = _number_in(0, 0.5, low_included=False)
 _fraction = _number_in(0, 0.5, low_included=True)
+
+
+def _rate(text):
+    """A false-positive rate, in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def _region_file(text):
+    if text == "-":
+        raise argparse.ArgumentTypeError("expected a file name ('-' is not accepted here)")
+    return text
+
+
+def _region_options(parser, which):
+    """``--regions`` and ``--min-area``, for the subcommands that find regions."""
+    parser.add_argument("--regions", type=_region_file, default=None, metavar="FILE",
+                        help=f"write the anomalous regions of {which} as CSV to FILE: one row "
+                             "per region above the model's pixel threshold, with its area, "
+                             "bounding box, peak and mean map value")
+    parser.add_argument("--min-area", type=_positive_int, default=1, metavar="PIXELS",
+                        help="leave out regions of fewer pixels (default: 1)")
 
 
 def _levels(text):
@@ -189,6 +221,11 @@ def build_parser():
                      help="fraction of the normal images kept out of the fit to set the "
                           "threshold on them instead (default: 0, fit on all and set the "
                           "threshold from out-of-fold scores)")
+    fit.add_argument("--pixel-fpr", type=_rate, default=0.01, metavar="RATE",
+                     help="share of the pixels of normal images that the defect masks and "
+                          "regions flag, in (0, 1); sets the pixel threshold from the "
+                          "training images' maps, or from the held-out ones with --holdout "
+                          "(default: 0.01)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the hold-out split (default: 0)")
     _common(fit)
 
@@ -206,6 +243,7 @@ def build_parser():
     score.add_argument("--csv", metavar="FILE",
                        help="write the scores as CSV to FILE ('-' for stdout) instead "
                             "of printing a table")
+    _region_options(score, "the anomalous images (explaining them takes longer than scoring)")
     _common(score)
 
     explain = sub.add_parser(
@@ -229,6 +267,7 @@ def build_parser():
                          choices=EXPLAIN_METHODS,
                          help="override the model's explain method")
     explain.add_argument("--title", default=None, help="title of the report")
+    _region_options(explain, "the explained images")
     _common(explain)
 
     demo = sub.add_parser(
@@ -340,7 +379,7 @@ def cmd_fit(args):
     _configure(detector, args, progress)
     reader = ImageReader(args.strict)
     n_fit, n_hold = fit_on_files(detector, files, reader, holdout=args.holdout,
-                                 seed=args.seed, progress=progress)
+                                 seed=args.seed, progress=progress, pixel_fpr=args.pixel_fpr)
     # The saved model runs wherever it is loaded, without bars.
     detector.set_params(progress=False, device="auto", precision="auto")
     with _usage_errors():
@@ -349,7 +388,9 @@ def cmd_fit(args):
     print(
         f"Fitted on {n_fit} image(s) (levels "
         f"{', '.join(detector.level_names_)}); threshold on anomaly_score "
-        f"{-detector.offset_:.4g}, from {source}; model written to {output}"
+        f"{-detector.offset_:.4g}, from {source}; pixel threshold "
+        f"{detector.pixel_threshold_:.4g} (pixel false-positive rate {args.pixel_fpr:g}); "
+        f"model written to {output}"
     )
     return 1 if reader.skipped else 0
 
@@ -359,10 +400,17 @@ def cmd_score(args):
     detector = _load_model(args)
     files = collect_images(args.paths)
     _configure(detector, args)
+    # Checked before the scoring, which may take long.
+    threshold = require_pixel_threshold(detector) if args.regions else None
     reader = ImageReader(args.strict)
-    kept, scores = score_files(detector, files, reader, _progress_default(args))
+    progress = _progress_default(args)
+    kept, scores, _ = score_files(detector, files, reader, progress)
     reader.report()
     rows = score_rows(kept, scores, detector.offset_)
+    if args.regions:
+        regions = explain_regions(detector, kept, reader, rows, threshold, progress=progress,
+                                  min_area=args.min_area)
+        write_regions_csv(regions, args.regions)
     if args.csv:
         write_csv(rows, args.csv)
         if args.csv != "-":
@@ -371,6 +419,8 @@ def cmd_score(args):
     else:
         print(format_table(rows))
         print(summary(rows, -detector.offset_))
+    if args.regions and args.csv != "-":
+        print(f"{len(regions)} region(s) written to {args.regions}")
     if not kept:
         warn("no image could be read")
     return 1 if reader.skipped else 0
@@ -387,6 +437,7 @@ def cmd_explain(args):
     rows, index = explain_and_report(
         detector, files, args.output, reader, explain_all=args.all,
         max_explain=args.max_explain, title=args.title, progress=_progress_default(args),
+        regions=args.regions, min_area=args.min_area,
     )
     reader.report()
     if index is None:
@@ -395,6 +446,9 @@ def cmd_explain(args):
     n_overlays = sum(r["overlay"] is not None for r in rows)
     print(summary(rows, -detector.offset_))
     print(f"{n_overlays} heat map(s) drawn. Report: {index.resolve()}")
+    if args.regions:
+        n_regions = sum(r["regions"] or 0 for r in rows)
+        print(f"{n_regions} region(s) written to {args.regions}")
     return 1 if reader.skipped else 0
 
 

@@ -214,6 +214,10 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         The standardisation of each level's distance (``standardize``): the
         mean and standard deviation of its out-of-fold distances, or 0 and 1
         without it.
+    level_reference_ : ndarray of shape (2, n_levels)
+        Mean and standard deviation of each level's out-of-fold training
+        distance, what a new normal image gets (the report compares
+        ``level_distances`` with it); None with ``threshold="chi2"``.
     offset_ : float
         Threshold on ``score_samples``: ``decision_function`` is
         ``score_samples - offset_``. Set by ``contamination`` in :meth:`fit`,
@@ -221,6 +225,13 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
     calibration_scores_ : ndarray of shape (n_calibration,)
         Sorted scores of the images given to :meth:`calibrate`; only set
         after it.
+    pixel_threshold_ : float
+        Map value above which :meth:`segment` flags a pixel, set by
+        :meth:`calibrate_pixels` (called by :meth:`segment` and
+        :meth:`regions` when missing) at a pixel false-positive rate.
+    pixel_calibration_ : dict
+        How ``pixel_threshold_`` was set: ``fpr``, ``n_images``, ``source``
+        ("training" or "held-out") and the map parameters it holds for.
     n_samples_fit_ : int
         Number of training images (without their augmented views).
     weights_digest_ : str

@@ -2,13 +2,14 @@
 
 The name is the industry's: in automated visual inspection a station reads
 the images of parts, scores them, flags the defective ones and reports. This
-module is that station for the command line. It turns paths into image files
-(:func:`collect_images`), reads them while skipping or stopping at bad ones
-(:class:`ImageReader`), fits on them (:func:`fit_on_files`), scores them in
-chunks that bound memory (:func:`score_files`), and explains the flagged ones
-into an HTML report of thumbnails and heat-map overlays
-(:func:`explain_and_report`); :func:`run_demo` chains all of it on real
-solar cells. :mod:`skanomaly.cli` only parses arguments and calls these.
+module is that station's first half for the command line. It turns paths
+into image files (:func:`collect_images`), reads them while skipping or
+stopping at bad ones (:class:`ImageReader`), fits on them
+(:func:`fit_on_files`), scores them in chunks that bound memory
+(:func:`score_files`) and writes scores and regions as CSV;
+:mod:`skanomaly.explain_report` explains the flagged ones into masks,
+regions and an HTML report. :mod:`skanomaly.cli` only parses arguments and
+calls these.
 
 Errors meant for the user are :class:`~skanomaly._console.UsageError` (exit
 code 2) and :class:`~skanomaly._console.ImageReadError` (exit code 1), and
@@ -16,38 +17,35 @@ warnings are ``skanomaly: warning:`` lines on stderr.
 """
 
 import csv
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from ._console import ImageReadError, UsageError, warn
-from ._files import IMAGE_EXTENSIONS, atomic_write, list_images, write_png
+from ._files import IMAGE_EXTENSIONS, atomic_write, list_images
 from ._progress import progress as progress_bar
-from ._resize import resize_bilinear, shrink_image
-from .report import write_report
 
 __all__ = [
+    "REGION_COLUMNS",
     "ImageReader",
     "collect_images",
-    "explain_and_report",
+    "first_line",
     "fit_detector",
     "fit_on_files",
     "format_table",
-    "prepare_outdir",
-    "run_demo",
     "score_files",
     "score_rows",
     "summary",
     "write_csv",
+    "write_regions_csv",
 ]
 
 # Images read and scored per step: bounds memory on large folders.
 CHUNK = 64
-# Longest side, in pixels, of the images in the report.
-OVERLAY_SIDE = 384
-THUMB_SIDE = 128
+#: The columns of a regions CSV: the image's path, then those of
+#: :func:`skanomaly.segmentation.region_table` but its index.
+REGION_COLUMNS = ("path", "region", "area", "top", "left", "bottom", "right", "peak", "mean")
 
 
 # ------------------------------------------------------------------ input
@@ -94,7 +92,8 @@ def collect_images(paths):
     return files
 
 
-def _first_line(exc):
+def first_line(exc):
+    """The first line of an exception's message (or its type's name)."""
     text = str(exc)
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -127,8 +126,8 @@ class ImageReader:
             return read_image(path)
         except (ValueError, OSError) as exc:
             if self.strict:
-                raise ImageReadError(_first_line(exc)) from exc
-            warn(f"skipping an unreadable image: {_first_line(exc)}")
+                raise ImageReadError(first_line(exc)) from exc
+            warn(f"skipping an unreadable image: {first_line(exc)}")
             self.skipped.append(path)
             return None
 
@@ -144,16 +143,20 @@ class ImageReader:
 
 
 # -------------------------------------------------------------------- fit
-def fit_detector(detector, images, holdout, seed=0):
-    """Fit ``detector`` on ``images``; with ``holdout`` > 0, set its threshold
-    from held-out images instead of out-of-fold training scores.
+def fit_detector(detector, images, holdout, seed=0, pixel_fpr=0.01):
+    """Fit ``detector`` on ``images`` and set its pixel threshold; with
+    ``holdout`` > 0, set both thresholds from held-out images instead of
+    out-of-fold training scores and maps.
 
     A random ``holdout`` fraction of the images is kept out of the fit and
     :meth:`~skanomaly.EfficientNetGaussianDetector.calibrate` sets
     ``offset_`` from their scores at a false-positive rate of
     ``contamination``, so about that fraction of new normal images is
-    flagged. Too few images to hold any out (or to fit on the rest) fall
-    back, with a warning, to out-of-fold training scores.
+    flagged; :meth:`~skanomaly.EfficientNetGaussianDetector.calibrate_pixels`
+    sets ``pixel_threshold_`` from their maps at ``pixel_fpr``, or from the
+    training sample without a hold-out, so that model files carry it. Too
+    few images to hold any out (or to fit on the rest) fall back, with a
+    warning, to out-of-fold training scores.
 
     Returns
     -------
@@ -169,16 +172,18 @@ def fit_detector(detector, images, holdout, seed=0):
         )
         n_hold = 0
     if n_hold == 0:
-        detector.fit(images)
+        detector.fit(images).calibrate_pixels(fpr=pixel_fpr)
         return 0
     order = np.random.default_rng(seed).permutation(len(images))
     held = set(order[:n_hold].tolist())
     detector.fit([im for i, im in enumerate(images) if i not in held])
-    detector.calibrate([images[i] for i in sorted(held)], fpr=detector.contamination)
+    held_out = [images[i] for i in sorted(held)]
+    detector.calibrate(held_out, fpr=detector.contamination)
+    detector.calibrate_pixels(held_out, fpr=pixel_fpr)
     return n_hold
 
 
-def fit_on_files(detector, files, reader, *, holdout, seed, progress):
+def fit_on_files(detector, files, reader, *, holdout, seed, progress, pixel_fpr=0.01):
     """Read ``files`` with ``reader`` and :func:`fit_detector` on them.
 
     Returns
@@ -198,14 +203,14 @@ def fit_on_files(detector, files, reader, *, holdout, seed, progress):
     if len(images) < 2:
         raise UsageError(f"fitting needs at least 2 readable normal images; got {len(images)}")
     try:
-        n_hold = fit_detector(detector, images, holdout, seed)
+        n_hold = fit_detector(detector, images, holdout, seed, pixel_fpr)
     except ValueError as exc:
-        raise UsageError(_first_line(exc)) from exc
+        raise UsageError(first_line(exc)) from exc
     return len(images) - n_hold, n_hold
 
 
 # ---------------------------------------------------------------- scoring
-def score_files(detector, files, reader, progress, on_image=None):
+def score_files(detector, files, reader, progress, on_image=None, with_levels=False):
     """Score ``files`` in chunks of :data:`CHUNK` images.
 
     Parameters
@@ -221,6 +226,8 @@ def score_files(detector, files, reader, progress, on_image=None):
     on_image : callable, default=None
         ``on_image(index_in_kept, path, image)`` is called for each readable
         image while it is in memory (e.g. to write its thumbnail).
+    with_levels : bool, default=False
+        Also return the ``level_distances``, from the same forward pass.
 
     Returns
     -------
@@ -228,8 +235,10 @@ def score_files(detector, files, reader, progress, on_image=None):
         The readable files, in order.
     scores : ndarray of shape (len(kept),)
         Their ``score_samples``.
+    distances : ndarray of shape (len(kept), n_levels) or None
+        Their ``level_distances`` with ``with_levels``.
     """
-    kept, scores = [], []
+    kept, scores, distances = [], [], []
     with progress_bar(enabled=progress, total=len(files), desc="Scoring") as bar:
         for start in range(0, len(files), CHUNK):
             chunk = files[start : start + CHUNK]
@@ -242,10 +251,18 @@ def score_files(detector, files, reader, progress, on_image=None):
                     images.append(image)
                     paths.append(path)
             if images:
-                scores.append(detector.score_samples(images))
+                if with_levels:
+                    chunk_scores, chunk_distances = detector._scores_and_distances(images)
+                    distances.append(chunk_distances)
+                else:
+                    chunk_scores = detector.score_samples(images)
+                scores.append(chunk_scores)
                 kept.extend(paths)
             bar.update(len(chunk))
-    return kept, (np.concatenate(scores) if scores else np.empty(0))
+    scores = np.concatenate(scores) if scores else np.empty(0)
+    if not with_levels:
+        return kept, scores, None
+    return kept, scores, np.concatenate(distances) if distances else None
 
 
 def _relative(path):
@@ -284,12 +301,22 @@ def write_csv(rows, target):
     A file is written with :func:`~skanomaly._files.atomic_write`: an
     interrupted write leaves the previous file as it was.
     """
+    _write_table(_write_rows, rows, target)
+
+
+def write_regions_csv(rows, target):
+    """Write region ``rows`` (dicts with the keys of :data:`REGION_COLUMNS`)
+    as CSV to ``target`` (``"-"``: stdout), as :func:`write_csv` does."""
+    _write_table(_write_region_rows, rows, target)
+
+
+def _write_table(write, rows, target):
     if target == "-":
-        _write_rows(rows, sys.stdout)
+        write(rows, sys.stdout)
         return
     try:
         with atomic_write(target, "w", newline="", encoding="utf-8") as handle:
-            _write_rows(rows, handle)
+            write(rows, handle)
     except OSError as exc:
         raise UsageError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from exc
 
@@ -301,6 +328,15 @@ def _write_rows(rows, handle):
         writer.writerow(
             [row["path"], f"{row['score']:.6g}", f"{row['anomaly_score']:.6g}",
              f"{row['decision']:.6g}", row["label"]]
+        )
+
+
+def _write_region_rows(rows, handle):
+    writer = csv.writer(handle)
+    writer.writerow(REGION_COLUMNS)
+    for row in rows:
+        writer.writerow(
+            [f"{row[c]:.6g}" if isinstance(row[c], float) else row[c] for c in REGION_COLUMNS]
         )
 
 
@@ -318,239 +354,3 @@ def summary(rows, threshold):
         f"{len(rows)} image(s) scored, {n_bad} anomalous "
         f"(anomaly_score > threshold {threshold:.4g})"
     )
-
-
-# ----------------------------------------------------------------- report
-def prepare_outdir(out_dir):
-    """Create ``out_dir`` and its image folders, and check it is writable.
-
-    Returns
-    -------
-    out_dir : pathlib.Path
-
-    Raises
-    ------
-    UsageError
-        If ``out_dir`` is a file or cannot be written to.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"output {str(out_dir)!r} exists and is not a folder")
-    try:
-        for sub in ("", "thumbnails", "overlays"):
-            (out_dir / sub).mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".skanomaly_write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write to the output folder {str(out_dir)!r}: {exc.strerror or exc}"
-        ) from exc
-    return out_dir
-
-
-def _safe_name(index, path):
-    """A PNG file name for image ``index``, readable and safe on any system."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem)[:60] or "image"
-    return f"{index:04d}_{stem}.png"
-
-
-def explain_and_report(detector, files, out_dir, reader, *, display=None, truth=None,
-                       explain_all=False, max_explain=None, title=None, progress=False):
-    """Score ``files``, explain the flagged ones and write the report.
-
-    ``out_dir`` receives ``index.html``, ``scores.csv``, a thumbnail of
-    every readable image and a heat-map overlay of each explained one: the
-    anomalous ones (all with ``explain_all``), most anomalous first, at most
-    ``max_explain``. ``display`` replaces the file names shown and ``truth``
-    adds a ground-truth column, one entry per file each.
-
-    Returns
-    -------
-    rows : list of dict
-        :func:`score_rows` of the readable files, with their ``thumbnail``,
-        ``overlay`` (None if not explained) and ``truth``.
-    index : pathlib.Path or None
-        The report, or None if no image could be read (nothing is written).
-    """
-    out_dir = prepare_outdir(out_dir)
-    thumbnails = []
-
-    def thumbnail(index, path, image):
-        name = _safe_name(index, path)
-        _write_image(shrink_image(image, THUMB_SIDE), out_dir / "thumbnails" / name)
-        thumbnails.append(f"thumbnails/{name}")
-
-    kept, scores = score_files(detector, files, reader, progress, on_image=thumbnail)
-    if not kept:
-        return [], None
-    rows = score_rows(kept, scores, detector.offset_, _lookup(files, display, kept))
-    truths = _lookup(files, truth, kept)
-    for i, row in enumerate(rows):
-        if truths is not None:
-            row["truth"] = truths[i]
-        row["thumbnail"], row["overlay"] = thumbnails[i], None
-
-    order = np.argsort(scores, kind="stable")  # most anomalous first
-    chosen = [i for i in order if explain_all or rows[i]["label"] == "anomalous"][:max_explain]
-    maps = _explain(detector, [kept[i] for i in chosen], reader, progress)
-    scale = _draw_overlays(dict(zip(chosen, maps, strict=True)), kept, rows, out_dir)
-    write_csv(rows, out_dir / "scores.csv")
-    return rows, _write_index(detector, out_dir, rows, title, scale)
-
-
-def _lookup(files, values, kept):
-    """``values`` (one per file) of the ``kept`` files, or None."""
-    if values is None:
-        return None
-    by_path = {str(p): value for p, value in zip(files, values, strict=True)}
-    return [by_path[str(p)] for p in kept]
-
-
-def _write_image(array, path):
-    try:
-        write_png(array, path)
-    except OSError as exc:
-        raise UsageError(_first_line(exc)) from exc
-
-
-def _explain(detector, paths, reader, progress):
-    """``(image, anomaly_map)`` per path, both at overlay size; None for the
-    images that could not be read again."""
-    maps = []
-    with progress_bar(enabled=progress, total=len(paths), desc="Explaining") as bar:
-        for start in range(0, len(paths), CHUNK):
-            chunk = paths[start : start + CHUNK]
-            # Read again rather than kept from scoring, which bounds memory; a
-            # file that became unreadable meanwhile is skipped.
-            images = [reader.read(path) for path in chunk]
-            readable = [image for image in images if image is not None]
-            explained = iter(detector.explain(readable) if readable else ())
-            for image in images:
-                maps.append(None if image is None else _shrunk(image, next(explained)))
-            bar.update(len(chunk))
-    return maps
-
-
-def _shrunk(image, anomaly_map):
-    """``image`` and its map at most :data:`OVERLAY_SIDE` pixels a side."""
-    image = shrink_image(image, OVERLAY_SIDE)
-    anomaly_map = np.asarray(anomaly_map, dtype=np.float64)
-    if anomaly_map.shape != image.shape[:2]:
-        anomaly_map = resize_bilinear(anomaly_map, image.shape[:2])
-    return image, anomaly_map
-
-
-def _draw_overlays(maps, kept, rows, out_dir):
-    """Write an overlay per ``maps[i]`` on one color scale, link it in
-    ``rows[i]``, and return the scale ``(vmin, vmax)`` (None if no maps)."""
-    # Plotting imports scipy, which `skanomaly --help` need not wait for.
-    from .plotting import overlay_heatmap
-
-    maps = {i: pair for i, pair in maps.items() if pair is not None}
-    if not maps:
-        return None
-    values = np.concatenate([m.ravel() for _, m in maps.values()])
-    vmin, vmax = float(values.min()), float(np.percentile(values, 99.9))
-    vmax = max(vmax, vmin + 1e-12)
-    for i, (image, anomaly_map) in maps.items():
-        name = _safe_name(i, kept[i])
-        try:
-            overlay_heatmap(image, anomaly_map, path=out_dir / "overlays" / name,
-                            vmin=vmin, vmax=vmax)
-        except OSError as exc:
-            raise UsageError(_first_line(exc)) from exc
-        rows[i]["overlay"] = f"overlays/{name}"
-    return vmin, vmax
-
-
-def _write_index(detector, out_dir, rows, title, scale):
-    notes = (
-        f"Model: {detector.backbone}, {detector.n_samples_fit_} training images, "
-        f"contamination {detector.contamination:g}."
-    )
-    if scale is not None:
-        notes += f" Heat maps share one color scale ({scale[0]:.3g} to {scale[1]:.3g})."
-    try:
-        return write_report(
-            out_dir, rows, threshold=-detector.offset_,
-            title=title or "skanomaly report", notes=notes,
-        )
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write the report in {str(out_dir)!r}: {exc.strerror or exc}"
-        ) from exc
-
-
-# ------------------------------------------------------------------- demo
-def _demo_split(labels, proba, n_train, n_test, seed):
-    """Indices of the training cells, and of the normal and the defective
-    test cells, among ELPV cells with these ``labels`` and ``proba``."""
-    rng = np.random.default_rng(seed)
-    normal = rng.permutation(np.flatnonzero(labels == 1))
-    defective = rng.permutation(np.flatnonzero((labels == -1) & (proba == 1.0)))
-    n_test = min(n_test, len(defective))
-    if n_train + n_test > len(normal):
-        raise UsageError(f"--n-train + --n-test must be at most {len(normal)} normal cells")
-    if n_train < 2:
-        raise UsageError("--n-train must be at least 2")
-    return normal[:n_train], normal[n_train : n_train + n_test], defective[:n_test]
-
-
-def run_demo(detector, out_dir, *, n_train, n_test, max_explain, seed, holdout, strict,
-             progress):
-    """Fit ``detector`` on real solar cells, explain held-out ones, report.
-
-    Fits on ``n_train`` defect-free monocrystalline ELPV cells, scores
-    ``n_test`` held-out defect-free and ``n_test`` defective cells, writes
-    the report of :func:`explain_and_report` in ``out_dir`` and prints the
-    image ROC AUC and the most anomalous cells on stdout.
-
-    Returns
-    -------
-    n_skipped : int
-        The number of unreadable images skipped.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    from .datasets import load_elpv
-
-    out_dir = prepare_outdir(out_dir)
-    try:
-        data = load_elpv(cell_type="mono", resize=8)  # labels and paths only
-    except ImportError as exc:
-        raise UsageError(
-            "the demo needs the elpv-dataset package: pip install elpv-dataset"
-        ) from exc
-    files = np.array([Path(f) for f in data.filenames], dtype=object)
-    train, normal, defective = _demo_split(data.y, data.proba, n_train, n_test, seed)
-    test = np.concatenate([normal, defective])
-    print(
-        f"ELPV monocrystalline solar cells: {len(train)} defect-free cells to learn from, "
-        f"scoring {len(normal)} defect-free + {len(defective)} defective held-out cells."
-    )
-    reader = ImageReader(strict)
-    n_fit, n_hold = fit_on_files(detector, list(files[train]), reader, holdout=holdout,
-                                 seed=seed, progress=progress)
-    detector.set_params(progress=False)
-    print(f"Fitted on {n_fit} cells; threshold set on the other {n_hold}." if n_hold
-          else f"Fitted on {n_fit} cells; threshold from their out-of-fold scores.")
-    test_reader = ImageReader(strict)
-    rows, index = explain_and_report(
-        detector, list(files[test]), out_dir, test_reader,
-        display=[Path(p).name for p in files[test]],
-        truth=["defective" if data.y[i] == -1 else "normal" for i in test],
-        max_explain=max_explain, title="skanomaly demo: ELPV solar cells", progress=progress,
-    )
-    test_reader.report()
-    y_true = [r["truth"] == "defective" for r in rows]
-    if 0 < sum(y_true) < len(y_true):
-        anomaly = [r["anomaly_score"] for r in rows]
-        print(f"Image AUROC (defective vs normal): {roc_auc_score(y_true, anomaly):.3f}")
-    print("Most anomalous cells:")
-    for row in sorted(rows, key=lambda r: -r["anomaly_score"])[:5]:
-        print(f"  {row['anomaly_score']:9.4g}  {row['label']:<9}  "
-              f"(truly {row['truth']})  {row['path']}")
-    print(summary(rows, -detector.offset_))
-    print(f"Report: {index.resolve()}")
-    return len(reader.skipped) + len(test_reader.skipped)

@@ -212,25 +212,35 @@ class Explainer:
         -------
         list of ndarray of shape (H_i, W_i), float32
         """
-        if self.method != "reference" and not spatial[0]:
-            raise ValueError(
-                f"explain_method={self.method!r} needs the spatial Gaussians and the "
-                "patch memory, which fit skips for explain_method='reference'; fit "
-                "again with this method."
-            )
+        self._check(spatial)
         results = [None] * len(source)
         for positions, x0, sizes in extractor.batches(source):
-            maps = self._input_size_maps(extractor, x0, pooled, spatial, patches, rule)
-            maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0)
-            # smoothing is in pixels of a 224-px input; scale to this input size.
-            side = math.sqrt(maps.shape[-2] * maps.shape[-1])
-            maps = gaussian_blur(maps, self.smoothing * side / 224.0)
+            maps = self.input_maps(extractor, x0, pooled, spatial, patches, rule=rule)
             for position, m, size in zip(positions, maps, sizes):
                 m = m[None, None]
                 if tuple(m.shape[-2:]) != size:
                     m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
                 results[position] = m[0, 0].cpu().numpy().astype(np.float32)
         return results
+
+    def input_maps(self, extractor, x0, pooled, spatial, patches, *, rule):
+        """The blurred ``(n, h, w)`` maps of the preprocessed batch ``x0``, at
+        the network's input size (:meth:`explain` before the resizing to each
+        image); the other arguments as for :meth:`explain`."""
+        self._check(spatial)
+        maps = self._input_size_maps(extractor, x0, pooled, spatial, patches, rule)
+        maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0)
+        # smoothing is in pixels of a 224-px input; scale to this input size.
+        side = math.sqrt(maps.shape[-2] * maps.shape[-1])
+        return gaussian_blur(maps, self.smoothing * side / 224.0)
+
+    def _check(self, spatial):
+        if self.method != "reference" and not spatial[0]:
+            raise ValueError(
+                f"explain_method={self.method!r} needs the spatial Gaussians and the "
+                "patch memory, which fit skips for explain_method='reference'; fit "
+                "again with this method."
+            )
 
     def _input_size_maps(self, extractor, x0, pooled, spatial, patches, rule):
         """``(n, h, w)`` maps at the network's input size."""

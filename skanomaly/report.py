@@ -29,6 +29,8 @@ td.path { font-family: ui-monospace, monospace; font-size: 0.9em; word-break: br
 tr.anomalous { background: #ffe3e0; }
 tr.anomalous td.label { color: #b00020; font-weight: bold; }
 img { display: block; max-width: 160px; max-height: 160px; }
+svg.levels { display: block; }
+span.level { font-size: 0.85em; color: #555; white-space: nowrap; }
 span.none { color: #999; font-size: 0.9em; }
 #load-status.failed { color: #b00020; font-weight: bold; }
 """
@@ -103,6 +105,45 @@ def _img(src, alt):
     return f'<a href="{url}"><img src="{url}" alt="{alt}"></a>'
 
 
+# The level bars: one bar per level, this wide and tall in pixels, with
+# room below the baseline for values under 0 (a level more normal than usual).
+_BAR_WIDTH, _BAR_GAP, _BAR_HEIGHT, _BAR_BELOW = 7, 2, 36, 8
+
+
+def _level_bars(levels, top):
+    """An inline SVG of one bar per ``(name, value)`` of ``levels`` on the
+    scale ``[.., top]``, the largest value in red, and its name under it."""
+    values = [value for _, value in levels]
+    largest = max(range(len(values)), key=values.__getitem__)
+    scale = (_BAR_HEIGHT - _BAR_BELOW) / top
+    width = len(values) * (_BAR_WIDTH + _BAR_GAP)
+    bars = []
+    for i, (name, value) in enumerate(levels):
+        x = i * (_BAR_WIDTH + _BAR_GAP)
+        extent = max(-_BAR_BELOW, min(value * scale, _BAR_HEIGHT - _BAR_BELOW))
+        y = _BAR_HEIGHT - _BAR_BELOW - max(extent, 0)
+        color = "#b00020" if i == largest else "#8a8a8a"
+        bars.append(
+            f'<rect x="{x}" y="{y:.1f}" width="{_BAR_WIDTH}" height="{max(abs(extent), 0.5):.1f}" '
+            f'fill="{color}"><title>{html.escape(name)}: {_fmt(value)}</title></rect>'
+        )
+    base = _BAR_HEIGHT - _BAR_BELOW
+    label = html.escape(", ".join(f"{n} {_fmt(v)}" for n, v in levels))
+    return (
+        f'<svg class="levels" width="{width}" height="{_BAR_HEIGHT}" role="img" '
+        f'aria-label="{label}"><line x1="0" y1="{base}" x2="{width}" y2="{base}" '
+        f'stroke="#ccc"/>{"".join(bars)}</svg>'
+        f'<span class="level">{html.escape(levels[largest][0])} {_fmt(values[largest])}</span>'
+    )
+
+
+def _count(value):
+    """A number cell that sorts below 0 when empty (an image not explained)."""
+    if value is None:
+        return '<td class="num" data-value="-1"></td>'
+    return f'<td class="num" data-value="{value}">{value}</td>'
+
+
 def write_report(out_dir, records, threshold, title="skanomaly report", notes=None):
     """Write ``out_dir/index.html`` listing ``records``.
 
@@ -114,8 +155,12 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
         One per image, with keys ``path`` (shown, escaped), ``score``,
         ``anomaly_score``, ``decision``, ``label`` ("normal" or "anomalous"),
         and optionally ``thumbnail`` and ``overlay`` (relative paths of image
-        files, or None) and ``truth`` (a ground-truth label, shown in an extra
-        column when any record has one).
+        files, or None), ``truth`` (a ground-truth label, shown in an extra
+        column when any record has one), ``regions`` and ``defect_area``
+        (the number of anomalous regions of an explained image and their
+        area in pixels, or None) and ``levels`` (a list of ``(name, value)``,
+        one per level, drawn as a small bar chart: what each level adds to
+        the score). Each of these columns shows when any record has it.
     threshold : float
         The anomaly-score threshold: images above it are anomalous.
     title : str, default="skanomaly report"
@@ -142,6 +187,15 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
         ("Decision", "number"),
         ("Label", "text"),
     ]
+    has_regions = any(r.get("regions") is not None for r in records)
+    has_levels = any(r.get("levels") for r in records)
+    if has_regions:
+        head += [("Regions", "number"), ("Area (px)", "number")]
+    if has_levels:
+        head.append(("Levels", "number"))
+        # One scale for every row, so that bars compare across images.
+        top = max(max(v for _, v in r["levels"]) for r in records if r.get("levels"))
+        top = top if top > 0 else 1.0
     if has_truth:
         head.append(("Ground truth", "text"))
     cells = []
@@ -169,6 +223,15 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
             f'<td class="num" data-value="{r["decision"]!r}">{_fmt(r["decision"])}</td>',
             f'<td class="label">{html.escape(label)}</td>',
         ]
+        if has_regions:
+            row += [_count(r.get("regions")), _count(r.get("defect_area"))]
+        if has_levels:
+            levels = r.get("levels")
+            if levels:
+                row.append(f'<td data-value="{max(v for _, v in levels)!r}">'
+                           f"{_level_bars(levels, top)}</td>")
+            else:
+                row.append('<td data-value="-Infinity"></td>')
         if has_truth:
             row.append(f"<td>{html.escape(str(r.get('truth') or ''))}</td>")
         cls = ' class="anomalous"' if label == "anomalous" else ""

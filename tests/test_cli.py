@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from test_image_files import _bomb_png, _save_rotated
 
 import skanomaly
 from skanomaly.cli import main
+from skanomaly.inspection import REGION_COLUMNS
 
 # Shallow levels keep the tests fast. Modelled alone, they separate these
 # small cells with mean pooling (image AUROC 0.96 on all 16 test cells) but
@@ -77,6 +79,10 @@ def test_fit_writes_a_versioned_model(model):
     assert detector.pooling == "mean" and detector.augment is None
     assert detector.n_samples_fit_ == 12
     assert detector.progress is False
+    # fit sets the pixel threshold of the masks, so that the file carries it.
+    assert np.isfinite(detector.pixel_threshold_)
+    assert detector.pixel_calibration_["source"] == "training"
+    assert detector.pixel_calibration_["fpr"] == 0.01
 
 
 def test_score_csv(model, folders, tmp_path, capsys):
@@ -122,7 +128,9 @@ def test_score_prints_a_table_and_accepts_files(model, folders, capsys):
 @pytest.fixture(scope="module")
 def report(model, folders):
     out = folders / "report_all"
-    assert main(["explain", str(model), str(folders / "check"), "-o", str(out), "--all", "--no-progress"]) == 0
+    regions = folders / "regions.csv"
+    assert main(["explain", str(model), str(folders / "check"), "-o", str(out), "--all",
+                 "--regions", str(regions), "--no-progress"]) == 0
     return out
 
 
@@ -140,6 +148,63 @@ def test_explain_all_writes_overlays_and_report(report):
         assert f'src="{link.parent.name}/{link.name}"' in page
     assert "http" not in page.replace("http-equiv", "")  # no external resources
     assert len(_read_csv(report / "scores.csv")) == 6
+
+
+def test_explain_regions_outlines_and_level_bars(report, folders):
+    regions = _read_csv(folders / "regions.csv")
+    assert regions and tuple(regions[0]) == REGION_COLUMNS
+    for row in regions:
+        assert Path(row["path"]).parent.name == "check"
+        top, left, bottom, right = (int(row[k]) for k in ("top", "left", "bottom", "right"))
+        assert 0 <= top < bottom <= 64 and 0 <= left < right <= 64
+        assert 0 < int(row["area"]) <= (bottom - top) * (right - left)
+        assert float(row["peak"]) >= float(row["mean"])
+    page = (report / "index.html").read_text(encoding="utf-8")
+    assert ">Regions</th>" in page and ">Area (px)</th>" in page and ">Levels</th>" in page
+    assert page.count('<svg class="levels"') == 6
+    assert "White outlines: regions above the pixel threshold" in page
+    # The table's region counts and areas are the CSV's, and the overlays of
+    # the images with regions only have white outlines (blended heat maps
+    # are never pure white).
+    per_image = {}
+    for row in regions:
+        count, area = per_image.get(Path(row["path"]).stem, (0, 0))
+        per_image[Path(row["path"]).stem] = (count + 1, area + int(row["area"]))
+    for tr in re.findall(r"<tr[ >].*?</tr>", page)[1:]:
+        stem = re.search(r"overlays/\d{4}_(\w+)\.png", tr).group(1)
+        cells = re.findall(r'<td class="num" data-value="([^"]*)"', tr)
+        assert (int(cells[3]), int(cells[4])) == per_image.get(stem, (0, 0)), stem
+        overlay = next(report.glob(f"overlays/*_{stem}.png"))
+        white = (np.asarray(Image.open(overlay).convert("RGB")) == 255).all(axis=-1).sum()
+        assert (white > 0) == (stem in per_image), stem
+
+
+def test_score_regions_of_the_anomalous_images(model, folders, tmp_path, capsys):
+    out, scores = tmp_path / "regions.csv", tmp_path / "scores.csv"
+    argv = ["score", str(model), str(folders / "check"), "--csv", str(scores),
+            "--regions", str(out), "--min-area", "5", "--no-progress"]
+    assert main(argv) == 0
+    anomalous = {r["path"] for r in _read_csv(scores) if r["label"] == "anomalous"}
+    regions = _read_csv(out)
+    assert {r["path"] for r in regions} <= anomalous
+    assert all(int(r["area"]) >= 5 for r in regions)
+    assert f"{len(regions)} region(s) written to {out}" in capsys.readouterr().out
+
+
+def test_regions_need_a_pixel_threshold(model, folders, tmp_path, capsys):
+    detector = skanomaly.load(model)
+    del detector.pixel_threshold_, detector.pixel_calibration_
+    bare = tmp_path / "bare.skanomaly"
+    skanomaly.save(detector, bare)
+    argv = ["score", str(bare), str(folders / "check"), "--regions", str(tmp_path / "r.csv")]
+    assert main(argv) == 2
+    assert "pixel threshold" in _one_error_line(capsys)
+    # Without --regions, the report has no outlines and says why.
+    out = tmp_path / "report"
+    assert main(["explain", str(bare), str(folders / "check"), "-o", str(out), "--max-explain",
+                 "1", "--all", "--no-progress"]) == 0
+    assert "no region outlines" in capsys.readouterr().err
+    assert ">Regions</th>" not in (out / "index.html").read_text(encoding="utf-8")
 
 
 def test_explain_default_explains_only_flagged(model, folders, report, tmp_path, capsys):
@@ -395,6 +460,10 @@ def test_unwritable_model_path(folders, tmp_path, capsys):
         ["fit", "."],
         ["score", "m.skanomaly", ".", "--batch-size", "0"],
         ["score", "m.skanomaly", ".", "--precision", "float64"],
+        ["fit", ".", "-o", "m.skanomaly", "--pixel-fpr", "1"],
+        ["fit", ".", "-o", "m.skanomaly", "--pixel-fpr", "0"],
+        ["score", "m.skanomaly", ".", "--regions", "-"],
+        ["explain", "m.skanomaly", ".", "-o", "out", "--min-area", "0"],
         ["explain", "m.skanomaly", "."],
         ["frobnicate"],
     ],
