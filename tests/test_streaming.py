@@ -124,7 +124,9 @@ def test_unwritable_cache_warns_and_runs_uncached(cells, tmp_path):
     detector = EfficientNetGaussianDetector(levels=(0,), memory=str(blocker / "cache"))
     with pytest.warns(UserWarning, match="running without a cache"):
         detector.fit(cells[0][:4])
-    assert np.all(np.isfinite(detector.score_samples(cells[1][:2])))
+    with pytest.warns(UserWarning, match="running without a cache"):
+        scores = detector.score_samples(cells[1][:2])
+    assert np.all(np.isfinite(scores))
 
 
 PEAK_RSS_CHILD = """
@@ -171,7 +173,8 @@ def test_partial_fit_defers_the_inverses_to_first_use(cells, monkeypatch):
     # The pooled levels' inverses, then the spatial levels' (stages 3-6).
     once = [32, 40, 40, 80, 112, 192]
     assert calls == once
-    detector.calibrate(normal[20:])
+    with pytest.warns(UserWarning, match="Calibrate on more images"):
+        detector.calibrate(normal[20:])
     for chunk in np.array_split(normal[8:20], 3):
         detector.partial_fit(chunk)
     assert calls == once and "offset_" not in vars(detector)
