@@ -73,11 +73,13 @@ def piped(paper_type, seed=0):
     return data.X[normal[:24]], data.X[test], data.masks[test]
 
 
-def data_sets(args):
+def data_sets(args, cookies_fit=None):
+    """``(name, (fit, X, masks))`` of each data set named in ``args``;
+    ``cookies_fit`` normal cookies to fit (default ``args.n_fit``)."""
     if "magnetic_tile" in args.datasets:
         yield "magnetic tile", magnetic_tile(args.n_fit, args.n_test)
     if "cookies" in args.datasets:
-        yield "cookies", cookies(args.n_fit, args.n_test)
+        yield "cookies", cookies(cookies_fit or args.n_fit, args.n_test)
     if "piped" in args.datasets:
         for paper_type in args.piped_types:
             yield f"PIPED {paper_type}", piped(paper_type)
@@ -146,20 +148,17 @@ def piped_summary(rows):
     return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+def data_arguments(parser):
+    """The data options, shared with ``bench_segment.py``."""
     parser.add_argument("--n-fit", type=int, default=30)
     parser.add_argument("--n-test", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=16, help="the detector default")
     parser.add_argument("--datasets", nargs="+", default=["magnetic_tile", "cookies", "piped"])
     parser.add_argument("--piped-types", nargs="+", default=None,
                         help="default: every paper type with masks")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "explain.md"))
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args(argv)
+
+
+def check_data(args):
+    """Exit when the shared data is absent; fill in the PIPED types."""
     if shared_data_dir() is None:
         sys.exit("The shared data is absent: set SKANOMALY_DATA (see ../shared/data/README.md).")
     if args.piped_types is None:
@@ -167,6 +166,19 @@ def main(argv=None):
 
         # PA_ZPB01_RL's masks cannot be paired; PU_PNG01_TL has no defects.
         args.piped_types = [t for t in piped_types() if t not in ("PA_ZPB01_RL", "PU_PNG01_TL")]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    data_arguments(parser)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16, help="the detector default")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "explain.md"))
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    check_data(args)
     rows = run(args)
     command = " ".join(sys.argv[1:] if argv is None else argv)
     text = "\n".join([

@@ -39,11 +39,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import environment, markdown_table, publish
-from bench_explain import cookies, magnetic_tile, piped
+from bench_explain import check_data, data_arguments, data_sets
 from scipy import ndimage
 
 from skanomaly import EfficientNetGaussianDetector
-from skanomaly.datasets import shared_data_dir
 from skanomaly.segmentation import map_sample, masks_from_maps, pixel_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,16 +52,6 @@ FPRS = (0.01, 0.001)
 IOU_GOAL = 0.3
 # Defective images whose regions() call is timed.
 N_TIMED = 8
-
-
-def data_sets(args):
-    if "magnetic_tile" in args.datasets:
-        yield "magnetic tile", magnetic_tile(args.n_fit, args.n_test)
-    if "cookies" in args.datasets:
-        yield "cookies", cookies(args.cookies_fit, args.n_test)
-    if "piped" in args.datasets:
-        for paper_type in args.piped_types:
-            yield f"PIPED {paper_type}", piped(paper_type)
 
 
 def _threshold(maps, fpr):
@@ -147,7 +136,7 @@ def _median_seconds(repeats, function, *args, **kwargs):
 def run(args):
     torch.set_num_threads(args.threads)
     rows, per_set = [], []
-    for name, (fit, X, masks) in data_sets(args):
+    for name, (fit, X, masks) in data_sets(args, cookies_fit=args.cookies_fit):
         detector = EfficientNetGaussianDetector(batch_size=args.batch_size).fit(fit)
         truths = [np.asarray(m, dtype=bool) for m in masks]
         defective = [i for i, t in enumerate(truths) if t.any()]
@@ -217,26 +206,16 @@ def goal_line(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n-fit", type=int, default=30)
-    parser.add_argument("--n-test", type=int, default=40)
+    data_arguments(parser)
     parser.add_argument("--cookies-fit", type=int, default=15,
                         help="normal cookies to fit on (of 31; bench_explain's 30 leave one)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--datasets", nargs="+", default=["magnetic_tile", "cookies", "piped"])
-    parser.add_argument("--piped-types", nargs="+", default=None,
-                        help="default: every paper type with masks")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "segment.md"))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    if shared_data_dir() is None:
-        sys.exit("The shared data is absent: set SKANOMALY_DATA (see ../shared/data/README.md).")
-    if args.piped_types is None:
-        from skanomaly.datasets import piped_types
-
-        # PA_ZPB01_RL's masks cannot be paired; PU_PNG01_TL has no defects.
-        args.piped_types = [t for t in piped_types() if t not in ("PA_ZPB01_RL", "PU_PNG01_TL")]
+    check_data(args)
     rows, per_set = run(args)
     command = " ".join(sys.argv[1:] if argv is None else argv)
     header = ["data set", "threshold from", "target FPR", "threshold", "realized pixel FPR",

@@ -12,6 +12,7 @@ import copy
 import numpy as np
 
 from . import patches, threshold
+from ._reservoir import reservoir_slots
 from .gaussian import Gaussian, LedoitWolfMoments
 
 __all__ = ["FitState", "InputSample"]
@@ -48,17 +49,13 @@ class InputSample:
     def offer(self, make_input, owners):
         """Offer one image: ``make_input()`` returns its preprocessed
         ``(3, h, w)`` input, ``owners`` the owner ids of its patch rows."""
-        # Algorithm R: image number t replaces a random slot with probability
-        # size / (t + 1).
-        slot = self.seen if self.seen < self.size else self.rng.integers(0, self.seen + 1)
+        slot = reservoir_slots(self.rng, self.seen, 1, self.size)[0]
         self.seen += 1
-        if slot < self.size:
-            entry = make_input(), tuple(owners)
-            if slot == len(self.inputs):
-                self.inputs.append(entry[0])
-                self.owners.append(entry[1])
-            else:
-                self.inputs[slot], self.owners[slot] = entry
+        if slot == len(self.inputs):
+            self.inputs.append(make_input())
+            self.owners.append(tuple(owners))
+        elif slot >= 0:
+            self.inputs[slot], self.owners[slot] = make_input(), tuple(owners)
 
     def copy(self):
         new = InputSample(self.size)

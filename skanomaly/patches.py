@@ -14,6 +14,8 @@ import copy
 import numpy as np
 import torch
 
+from ._reservoir import reservoir_add, reservoir_slots
+
 __all__ = ["PATCH_MEMORY_SIZE", "PatchReservoir", "nearest_patches"]
 
 # Rows kept: 16384 x 152 float32 (Lite0) is 10 MB, about 20 images at 224 px.
@@ -72,16 +74,8 @@ class PatchReservoir:
         if self.rows is None:
             self.rows = np.empty((0, rows.shape[1]), np.float32)
             self.owners = np.empty(0, np.int64)
-        take = min(max(self.size - len(self.rows), 0), len(rows))
-        self.rows = np.concatenate([self.rows, rows[:take]])
-        self.owners = np.concatenate([self.owners, owners[:take]])
-        # Algorithm R for the rest, vectorized: row number t replaces a random
-        # slot with probability size / (t + 1); a later row wins a slot.
-        rest = np.arange(take, len(rows))
-        slots = self.rng.integers(0, self.seen + rest + 1)
-        kept = slots < self.size
-        self.rows[slots[kept]] = rows[rest[kept]]
-        self.owners[slots[kept]] = owners[rest[kept]]
+        slots = reservoir_slots(self.rng, self.seen, len(rows), self.size)
+        self.rows, self.owners = reservoir_add([self.rows, self.owners], [rows, owners], slots)
         self.seen += len(rows)
 
     def memory(self, quantile=PATCH_QUANTILE):

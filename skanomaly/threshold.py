@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 from scipy import linalg, stats
 
+from ._reservoir import reservoir_add, reservoir_slots
 from .gaussian import LedoitWolfMoments, cholesky, combine_levels, npca_precision, root
 
 __all__ = [
@@ -57,17 +58,8 @@ class Reservoir:
         n = pooled[0].shape[0]
         if self.rows is None:
             self.rows = [np.empty((0, *p.shape[1:]), np.float32) for p in pooled]
-        take = min(max(self.size - self.rows[0].shape[0], 0), n)
-        if take:
-            self.rows = [
-                np.concatenate([r, p[:take].astype(np.float32)]) for r, p in zip(self.rows, pooled)
-            ]
-        for i in range(take, n):
-            # Algorithm R: row number t replaces a random slot with prob size / (t + 1).
-            slot = self.rng.integers(0, self.seen + i + 1)
-            if slot < self.size:
-                for r, p in zip(self.rows, pooled):
-                    r[slot] = p[i]
+        slots = reservoir_slots(self.rng, self.seen, n, self.size)
+        self.rows = reservoir_add(self.rows, [p.astype(np.float32) for p in pooled], slots)
         self.seen += n
 
     def sample(self):

@@ -10,6 +10,7 @@ from test_detector import out_of_fold_offset
 import skanomaly.gaussian
 import skanomaly.threshold
 from skanomaly import EfficientNetGaussianDetector
+from skanomaly._reservoir import reservoir_add, reservoir_slots
 
 
 def _fitted_attributes(detector):
@@ -187,3 +188,27 @@ def test_partial_fit_defers_the_inverses_to_first_use(cells, monkeypatch):
     np.testing.assert_array_equal(copy.decision_function(defective), scores)
     whole = EfficientNetGaussianDetector(levels=(0, 3)).fit(normal[:20])
     np.testing.assert_allclose(scores, whole.decision_function(defective), rtol=1e-6)
+
+
+def test_reservoir_sample_is_uniform_whatever_the_batches():
+    # 60 items in batches of 1-9 into a sample of 12: every item is kept with
+    # probability 12 / 60, and offering them in batches or one by one keeps
+    # the same items.
+    counts = np.zeros(60)
+    for seed in range(1500):
+        batches = np.random.default_rng(seed + 10_000)
+        rng, rng_one = np.random.default_rng(seed), np.random.default_rng(seed)
+        kept, one_by_one, seen = [np.empty(0, np.int64)], [np.empty(0, np.int64)], 0
+        while seen < 60:
+            n = min(int(batches.integers(1, 10)), 60 - seen)
+            items = np.arange(seen, seen + n)
+            kept = reservoir_add(kept, [items], reservoir_slots(rng, seen, n, 12))
+            for item in items:
+                slots = reservoir_slots(rng_one, int(item), 1, 12)
+                one_by_one = reservoir_add(one_by_one, [items[item - seen : item - seen + 1]], slots)
+            seen += n
+        assert np.array_equal(kept[0], one_by_one[0])
+        assert len(set(kept[0])) == 12
+        counts[kept[0]] += 1
+    share = counts / 1500
+    assert np.all(np.abs(share - 0.2) < 0.05), share
