@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from scipy import ndimage
 
 from ._files import write_png
 from ._resize import resize_bilinear
+from .segmentation import outline
 
 __all__ = ["overlay_heatmap", "save_heatmaps"]
 
@@ -200,10 +200,7 @@ def overlay_heatmap(
     blended = (1 - alpha) * rgb + alpha * colormap(normalized)[..., :3]
     overlay = np.round(blended * 255).astype(np.uint8)
     if threshold is not None:
-        region = anomaly_map >= threshold
-        # border_value=1: the image frame is not a boundary of the region.
-        boundary = region & ~ndimage.binary_erosion(region, border_value=1)
-        overlay[boundary] = color
+        overlay[outline(anomaly_map >= threshold, frame=False)] = color
     if title is not None:
         overlay = _draw_title(overlay, title)
     if path is not None:

@@ -165,12 +165,15 @@ def region_table(maps, threshold, min_area=1):
     }
 
 
-def outline(mask, width=1):
+def outline(mask, width=1, frame=True):
     """The pixels of ``mask``'s regions within ``width`` pixels of their
-    edge (the image frame counts as an edge, so regions at the border are
-    closed)."""
+    edge. With ``frame=True`` the image frame counts as an edge, so regions
+    at the border are closed; with ``frame=False`` only the edge towards
+    unmasked pixels is drawn."""
     mask = np.asarray(mask, dtype=bool)
-    inner = ndimage.binary_erosion(mask, structure=_EIGHT_CONNECTED, iterations=width)
+    inner = ndimage.binary_erosion(
+        mask, structure=_EIGHT_CONNECTED, iterations=width, border_value=int(not frame)
+    )
     return mask & ~inner
 
 
