@@ -258,7 +258,9 @@ class Explainer:
             spatial_distance_maps([maps[level] for level in spatial_levels], gaussians),
             x0.shape[-2:],
         )
-        if self.method == "spatial":
+        # The proximal step moves no pixel from lam=1 on (the weighted
+        # gradient is normalized to at most 1): the map is the prior as is.
+        if self.method == "spatial" or self.lam >= 1:
             return prior
         return prior * (1 + _CHANGE_GAIN * self._change(extractor, x0, maps, patches))
 
