@@ -332,11 +332,20 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         """
         return np.concatenate(self._map_pooled(X, self._distances, "Scoring"))
 
-    def _scores_and_distances(self, X):
-        """``score_samples(X)`` and ``level_distances(X)`` from one forward
-        pass, for reports that show both."""
-        distances = self.level_distances(X)
-        return -combine_levels(distances, self._score_rule()), distances
+    def scores_from_level_distances(self, distances):
+        """``score_samples`` of images from their :meth:`level_distances`,
+        for reports that show both without a second forward pass.
+
+        Parameters
+        ----------
+        distances : ndarray of shape (n, n_levels)
+            As returned by :meth:`level_distances`.
+
+        Returns
+        -------
+        scores : ndarray of shape (n,)
+        """
+        return -combine_levels(np.asarray(distances, dtype=np.float64), self._score_rule())
 
     def pooled_features(self, X):
         """Globally pooled backbone features of each modelled level (``pooling``).

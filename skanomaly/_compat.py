@@ -26,5 +26,13 @@ __all__ = [
     "StrOptions",
     "_fit_context",
     "validate_data",
+    "validate_estimator_params",
     "validate_params",
 ]
+
+
+def validate_estimator_params(estimator):
+    """Check ``estimator``'s parameters against its ``_parameter_constraints``
+    outside ``fit`` (scikit-learn's private ``BaseEstimator._validate_params``),
+    for an estimator rebuilt from a model file."""
+    estimator._validate_params()

@@ -154,7 +154,7 @@ class LocalizationMixin:
         masks : ndarray of shape (n, H, W), bool, or list of ndarray
             At each image's size; a list for images of different sizes.
         """
-        threshold = self._pixel_threshold()
+        threshold = self.resolve_pixel_threshold()
         return masks_from_maps(self.explain(X), threshold, min_area)
 
     @validate_params(
@@ -182,7 +182,7 @@ class LocalizationMixin:
             ``pandas.DataFrame(table)`` makes a data frame of it (see
             :func:`skanomaly.segmentation.region_table`).
         """
-        threshold = self._pixel_threshold()
+        threshold = self.resolve_pixel_threshold()
         return region_table(self.explain(X), threshold, min_area)
 
     def _map_settings(self):
@@ -197,9 +197,26 @@ class LocalizationMixin:
             "keep_aspect": bool(self.keep_aspect),
         }
 
-    def _pixel_threshold(self):
-        """``pixel_threshold_`` for the current map settings, set from the
-        training sample when it is missing (or was for other settings)."""
+    def resolve_pixel_threshold(self):
+        """The threshold that :meth:`segment` applies to the current maps.
+
+        ``pixel_threshold_`` if it was set for the current map settings;
+        otherwise it is set first by :meth:`calibrate_pixels` from the
+        training sample (at the target rate of the last calibration). Use
+        it with :func:`skanomaly.segmentation.masks_from_maps` on maps that
+        :meth:`explain` already returned.
+
+        Returns
+        -------
+        threshold : float
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the detector is not fitted, or it has no threshold for these
+            settings and no training sample to set one from (a loaded model
+            whose threshold was set for other maps or on held-out images).
+        """
         self._validate_params()
         self._finish_partial_fit()
         calibration = self.__dict__.get("pixel_calibration_") or {}

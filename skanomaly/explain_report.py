@@ -173,7 +173,7 @@ def _pixel_threshold(detector, required):
     from sklearn.exceptions import NotFittedError
 
     try:
-        return detector._pixel_threshold()
+        return detector.resolve_pixel_threshold()
     except NotFittedError as exc:
         message = (
             f"the model has no pixel threshold for these maps ({first_line(exc)}); "

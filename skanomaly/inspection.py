@@ -252,7 +252,8 @@ def score_files(detector, files, reader, progress, on_image=None, with_levels=Fa
                     paths.append(path)
             if images:
                 if with_levels:
-                    chunk_scores, chunk_distances = detector._scores_and_distances(images)
+                    chunk_distances = detector.level_distances(images)
+                    chunk_scores = detector.scores_from_level_distances(chunk_distances)
                     distances.append(chunk_distances)
                 else:
                     chunk_scores = detector.score_samples(images)

@@ -378,7 +378,9 @@ def _rebuild(metadata, decoder, path):
             f"model file {path!r} names a feature cache, which model files never do"
         )
     detector = estimator(**params)
-    detector._validate_params()
+    from ._compat import validate_estimator_params
+
+    validate_estimator_params(detector)
     attributes = {key: decoder.decode(value) for key, value in metadata["attributes"].items()}
     if not all(map(_is_fitted_name, attributes)):
         raise ValueError("an attribute name is not that of a fitted attribute")

@@ -146,6 +146,24 @@ def test_regions_of_the_blotch(fitted, blotched):
     assert set(ragged["image"]) <= {0, 1} and ragged["area"].min() >= 20
 
 
+def test_masks_from_maps_already_explained(fitted, blotched):
+    # explain() once, then masks at the threshold segment() would use.
+    image = blotched[0][None]
+    threshold = fitted.resolve_pixel_threshold()
+    assert threshold == fitted.pixel_threshold_
+    np.testing.assert_array_equal(
+        masks_from_maps(fitted.explain(image), threshold), fitted.segment(image)
+    )
+
+
+def test_scores_from_level_distances(fitted, blotched):
+    images = np.stack([blotched[0], _crops(1, seed=9)[0]])
+    distances = fitted.level_distances(images)
+    np.testing.assert_allclose(
+        fitted.scores_from_level_distances(distances), fitted.score_samples(images), rtol=1e-6
+    )
+
+
 def test_normal_images_flag_about_fpr(fitted):
     masks = fitted.segment(_crops(8, seed=3))
     assert fitted.pixel_calibration_["fpr"] == 0.01
