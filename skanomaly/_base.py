@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._augment import AugmentedSource, n_views
 from ._compat import HasMethods, Interval, StrOptions, validate_data, validate_params
@@ -231,17 +231,16 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         images themselves, not their augmented views) if asked."""
         kept = []
         views = state.n_views
-        images = source
-        if views > 1:
-            source = AugmentedSource(source, self.augment)
+        fed = AugmentedSource(source, self.augment) if views > 1 else source
 
         def network_input(index):
-            ((_, x),) = extractor.network.prepare(images.tensor(index)[None])
+            """Image ``index`` itself (not a view) as the network sees it."""
+            ((_, x),) = extractor.network.prepare(source.tensor(index)[None])
             return x[0].cpu()
 
         consumed = 0
         for pooled, moments, patches in extractor.summaries(
-            source, state.levels, state.spatial_levels, "Fitting", state.patch_levels
+            fed, state.levels, state.spatial_levels, "Fitting", state.patch_levels
         ):
             if views > 1:
                 # View-major rows to (images, views, d): one image's views
@@ -344,8 +343,22 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         scores : ndarray of shape (n,)
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the detector is not fitted.
+        ValueError
+            If ``distances`` is empty, not finite, or not ``(n, n_levels)``.
         """
-        return -combine_levels(np.asarray(distances, dtype=np.float64), self._score_rule())
+        self._finish_partial_fit()
+        distances = check_array(distances, dtype=np.float64, input_name="distances")
+        if distances.shape[1] != len(self.levels_):
+            raise ValueError(
+                f"distances has {distances.shape[1]} columns, but the detector models "
+                f"{len(self.levels_)} levels ({', '.join(self.level_names_)})."
+            )
+        return -combine_levels(distances, self._score_rule())
 
     def pooled_features(self, X):
         """Globally pooled backbone features of each modelled level (``pooling``).

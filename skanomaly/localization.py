@@ -212,7 +212,6 @@ class Explainer:
         -------
         list of ndarray of shape (H_i, W_i), float32
         """
-        self._check(spatial)
         results = [None] * len(source)
         for positions, x0, sizes in extractor.batches(source):
             maps = self.input_maps(extractor, x0, pooled, spatial, patches, rule=rule)

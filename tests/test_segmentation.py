@@ -162,6 +162,14 @@ def test_scores_from_level_distances(fitted, blotched):
     np.testing.assert_allclose(
         fitted.scores_from_level_distances(distances), fitted.score_samples(images), rtol=1e-6
     )
+    with pytest.raises(ValueError, match="columns"):
+        fitted.scores_from_level_distances(distances[:, :-1])
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.scores_from_level_distances(np.where(distances > 0, np.nan, distances))
+    with pytest.raises(ValueError, match="0 sample"):
+        fitted.scores_from_level_distances(distances[:0])
+    with pytest.raises(NotFittedError):
+        EfficientNetGaussianDetector().scores_from_level_distances(distances)
 
 
 def test_normal_images_flag_about_fpr(fitted):
