@@ -20,6 +20,7 @@ from torch import nn
 __all__ = [
     "BUNDLED_WEIGHTS",
     "EfficientNetLevels",
+    "fold_batch_norms",
     "load_backbone",
     "lukemelas_to_timm",
     "weights_digest",
@@ -221,6 +222,54 @@ def weights_digest(model):
 
 
 
+# (convolution, the batch norm right after it) in the forward pass of each
+# of timm's EfficientNet module types (timm.models._efficientnet_blocks).
+_CONV_NORM_PAIRS = {
+    "EfficientNet": (("conv_stem", "bn1"), ("conv_head", "bn2")),
+    "EfficientNetFeatures": (("conv_stem", "bn1"),),
+    "DepthwiseSeparableConv": (("conv_dw", "bn1"), ("conv_pw", "bn2")),
+    "InvertedResidual": (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")),
+    "EdgeResidual": (("conv_exp", "bn1"), ("conv_pwl", "bn2")),
+    "ConvBnAct": (("conv", "bn1"),),
+}
+
+
+@torch.no_grad()
+def fold_batch_norms(model):
+    """Fold every inference batch norm of a timm EfficientNet into the
+    convolution before it, in place; returns ``model``.
+
+    The network is never trained here, so each batch norm is a fixed
+    per-channel affine map. Folded into the convolution's weights and bias
+    it costs nothing: the forward pass, and the backward pass of the descent
+    on the input, skip a pass over every feature map (a third of the
+    descent's time on a CPU). Outputs agree to float rounding. The
+    activation that timm fuses into its ``BatchNormAct2d`` stays. Module
+    types not in the table are left as they are.
+    """
+    for module in model.modules():
+        for conv_name, norm_name in _CONV_NORM_PAIRS.get(type(module).__name__, ()):
+            conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
+            if not (
+                isinstance(conv, nn.Conv2d)
+                and isinstance(norm, nn.BatchNorm2d)
+                and norm.affine
+                and norm.track_running_stats
+            ):
+                continue
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            bias = norm.bias - norm.running_mean * scale
+            if conv.bias is not None:
+                bias = bias + conv.bias * scale
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
+            # timm's BatchNormAct2d applies dropout and its activation after
+            # the normalization; a plain BatchNorm2d has neither.
+            after = [getattr(norm, name) for name in ("drop", "act") if hasattr(norm, name)]
+            setattr(module, norm_name, nn.Sequential(*after) if after else nn.Identity())
+    return model
+
+
 class EfficientNetLevels(nn.Module):
     """The feature maps of an EfficientNet at its levels, and its preprocessing.
 
@@ -237,7 +286,9 @@ class EfficientNetLevels(nn.Module):
     ----------
     model : timm.models.EfficientNet
         A timm EfficientNet with pretrained weights. It is modified in place:
-        its classifier, and the blocks deeper than ``depth``, are pruned.
+        its classifier, and the blocks deeper than ``depth``, are pruned, and
+        its batch norms folded into its convolutions
+        (:func:`fold_batch_norms`).
     depth : int, default=None
         The deepest level that will be asked for; None keeps the head.
     input_size : int or (int, int), default=None
@@ -278,7 +329,7 @@ class EfficientNetLevels(nn.Module):
             )
         else:
             model.reset_classifier(0)
-        self.model = model
+        self.model = fold_batch_norms(model.eval())
 
     @property
     def device(self):

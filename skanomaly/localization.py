@@ -15,9 +15,8 @@ Methods (``explain_method``):
     patches of the image of how far each lies beyond the normal range: its
     distance to the nearest patch of the normal images
     (:mod:`skanomaly.patches`) less ``patch_threshold_``, the 90th percentile
-    of that distance among normal patches, floored at 0. So normal patches
-    contribute nothing and an image whose every patch is normal stops
-    (per image early stopping). Each step moves every pixel by
+    of that distance among normal patches, floored at 0 (smoothly), so that
+    normal patches contribute almost nothing. Each step moves every pixel by
     ``step_size * w * g / max|g|``, ``g`` the gradient of ``A`` and ``w``
     the nearest-patch distance map scaled to [0, 1] per image (the
     per-pixel prior), then soft-thresholds the change ``x - x0`` by
@@ -137,23 +136,17 @@ def _descend(x0, energy_fn, n_steps, step_size, lam):
 
 
 def _proximal_descent(x0, excess, weight, n_steps, step_size, lam):
-    """Weighted proximal gradient descent of ``excess(x)`` (``(n,)``, 0 for
-    normal images) plus the L1 distance to ``x0``; returns ``|x_T - x0|``
-    averaged over channels. Images whose excess reaches 0 stop."""
+    """Weighted proximal gradient descent of ``excess(x)`` (``(n,)``) plus
+    the L1 distance to ``x0``; returns ``|x_T - x0|`` averaged over
+    channels."""
     x = x0.detach().clone()
     for _ in range(n_steps):
         x.requires_grad_(True)
-        energy = excess(x)
-        (grad,) = torch.autograd.grad(energy.sum(), x)
-        x = x.detach()
-        active = (energy.detach() > 0).view(-1, 1, 1, 1)
-        if not bool(active.any()):
-            break
+        (grad,) = torch.autograd.grad(excess(x).sum(), x)
         grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0) * weight
         grad = grad / grad.abs().flatten(1).max(dim=1).values.clamp_min(1e-20).view(-1, 1, 1, 1)
-        change = x - x0 - step_size * grad
-        change = torch.sign(change) * (change.abs() - step_size * lam).clamp_min(0)
-        x = torch.where(active, x0 + change, x)
+        change = x.detach() - x0 - step_size * grad
+        x = x0 + torch.sign(change) * (change.abs() - step_size * lam).clamp_min(0)
     return (x - x0).abs().mean(dim=1)
 
 
@@ -272,6 +265,7 @@ class Explainer:
         n, h, w, c = start.shape
         distances, nearest = nearest_patches(start, memory, k=_CANDIDATES)
         candidates = memory[nearest].view(n, h * w, _CANDIDATES, c)
+        candidate_norms = candidates.square().sum(-1)
         prior = F.interpolate(
             distances[..., 0][:, None], size=x0.shape[-2:], mode="bilinear", align_corners=False
         )
@@ -283,8 +277,12 @@ class Explainer:
         width = _SMOOTHING * max(threshold, 1e-6)
 
         def excess(x):
-            found = patch_features(extractor.maps(x, patch_levels, grad=True))
-            gaps = (found.reshape(n, h * w, 1, c) - candidates).square().sum(-1)
+            found = patch_features(extractor.maps(x, patch_levels, grad=True)).reshape(n, h * w, c)
+            # |f - c|^2 = |f|^2 - 2 f.c + |c|^2: a batched product instead of
+            # the (n, patches, candidates, channels) differences, which cost
+            # a fifth of the descent forward and backward.
+            cross = torch.einsum("npc,npkc->npk", found, candidates)
+            gaps = found.square().sum(-1, keepdim=True) - 2 * cross + candidate_norms
             gaps = gaps.clamp_min(1e-12).sqrt()
             nearest_gap = -width * torch.logsumexp(-gaps / width, dim=-1)
             return F.softplus(nearest_gap - threshold, beta=1 / width).mean(dim=1)

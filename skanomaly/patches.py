@@ -35,10 +35,16 @@ def nearest_patches(queries, memory, k=1, chunk=1024):
     that the distance matrix stays small.
     """
     flat = queries.reshape(-1, queries.shape[-1])
+    # |q - m|^2 = |q|^2 + (|m|^2 - 2 q.m): the nearest rows are those of the
+    # smallest bracket, so |q|^2, and the square root, are only needed for
+    # the k found, not for the whole (chunk, m) matrix.
+    memory_norms = memory.square().sum(1)
     distances, indices = [], []
     for start in range(0, len(flat), chunk):
-        found = torch.cdist(flat[start : start + chunk], memory).topk(k, largest=False)
-        distances.append(found.values)
+        rows = flat[start : start + chunk]
+        found = torch.addmm(memory_norms, rows, memory.T, alpha=-2).topk(k, largest=False)
+        squared = found.values + rows.square().sum(1, keepdim=True)
+        distances.append(squared.clamp_min(0).sqrt())
         indices.append(found.indices)
     shape = (*queries.shape[:-1], k)
     return torch.cat(distances).reshape(shape), torch.cat(indices).reshape(shape)

@@ -41,6 +41,21 @@ def test_bundled_weights_recognize_a_cat(backbone):
     assert probabilities[list(CAT_CLASSES)].sum() > 0.5
 
 
+def test_folded_batch_norms_give_the_unfolded_features():
+    model = load_backbone("tf_efficientnet_lite0")
+    levels = EfficientNetLevels(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in levels.modules())
+    x = levels.preprocess(torch.from_numpy(data.chelsea() / 255.0).float().permute(2, 0, 1)[None])
+    with torch.inference_mode():
+        folded = levels(x, range(9))
+        head, stages = model.forward_intermediates(x, indices=list(range(8)), extra_blocks=True)
+    for level, (a, b) in enumerate(zip(folded, [*stages, head])):
+        # Float rounding only: a misfolded layer is off by its whole scale.
+        np.testing.assert_allclose(
+            a.numpy(), b.numpy(), rtol=0, atol=1e-4 * float(b.abs().max()), err_msg=f"level {level}"
+        )
+
+
 def test_lite_preprocessing_comes_from_the_pretrained_config():
     features = EfficientNetLevels(load_backbone("tf_efficientnet_lite0"))
     assert features.input_size == (224, 224)
@@ -115,6 +130,8 @@ def test_levels_are_stem_stages_and_head(backbone, n_levels):
     # Structure only: no weights are needed to count the levels.
     features = EfficientNetLevels(timm.create_model(backbone)).eval()
     assert len(features.level_names) == n_levels
+    # Every batch norm of each block type is folded into its convolution.
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in features.modules())
     assert features.level_names[0] == "stem" and features.level_names[-1] == "head"
     x = torch.zeros(1, 3, 64, 64)
     with torch.inference_mode():
