@@ -174,9 +174,12 @@ def _documented_example():
 
 def test_documented_example_runs_without_torch_or_skanomaly(fitted, cells, tmp_path):
     normal, defective = cells
-    detector = copy.deepcopy(fitted).calibrate(normal[16:], fpr=0.2)
+    # The scored cell is not among the calibration cells: the score of one
+    # of them ties its own calibration score, and rounding breaks the tie
+    # either way.
+    detector = copy.deepcopy(fitted).calibrate(normal[17:], fpr=0.2)
     detector.export_onnx(tmp_path / "model.onnx")
-    images = np.stack([normal[20], defective[0]])
+    images = np.stack([normal[16], defective[0]])
     for path, image in zip(["cell_a.png", "cell_b.png"], images):
         Image.fromarray(image).save(tmp_path / path)
     script = _BLOCKER + _documented_example() + _REPORT
