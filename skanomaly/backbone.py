@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 __all__ = [
     "BUNDLED_WEIGHTS",
@@ -253,16 +254,13 @@ def fold_batch_norms(model):
             if not (
                 isinstance(conv, nn.Conv2d)
                 and isinstance(norm, nn.BatchNorm2d)
-                and norm.affine
                 and norm.track_running_stats
             ):
                 continue
-            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-            bias = norm.bias - norm.running_mean * scale
-            if conv.bias is not None:
-                bias = bias + conv.bias * scale
-            conv.weight.mul_(scale.view(-1, 1, 1, 1))
-            conv.bias = nn.Parameter(bias, requires_grad=conv.weight.requires_grad)
+            conv.weight, conv.bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps,
+                norm.weight, norm.bias,
+            )
             # timm's BatchNormAct2d applies dropout and its activation after
             # the normalization; a plain BatchNorm2d has neither.
             after = [getattr(norm, name) for name in ("drop", "act") if hasattr(norm, name)]
