@@ -43,7 +43,10 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_PEERS_PYTHON = Path.home() / ".venvs" / "skanomaly-peers" / "bin" / "python"
 SKLEARN_PEERS = ("EllipticEnvelope", "IsolationForest", "LocalOutlierFactor")
 # skanomaly with other settings than its defaults, a row each.
-VARIANTS = {"skanomaly, pooling='max'": {"pooling": "max"}}
+VARIANTS = {
+    "skanomaly, pooling='max'": {"pooling": "max"},
+    "skanomaly, patch_neighborhood=3": {"patch_neighborhood": 3},
+}
 ANOMALIB_PEERS = ("PaDiM", "PatchCore")
 RAW_SIDE = 32  # raw-pixel baseline: grayscale, RAW_SIDE x RAW_SIDE, flattened
 PCA_DIMS = 32  # EllipticEnvelope works on at most this many PCA components

@@ -135,6 +135,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
             input_size=self.input_size,
             keep_aspect=self.keep_aspect,
             pooling=self.pooling,
+            patch_neighborhood=self._patch_neighborhood(),
         )
         expected = getattr(self, "weights_digest_", None)
         if expected is not None and extractor.weights_digest != expected:
@@ -186,10 +187,11 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
             or state.patch_levels != self._patch_levels(names)
             or state.n_views != n_views(self.augment)
             or state.npca != self.npca
+            or state.patch_neighborhood != self._patch_neighborhood()
         ):
             raise ValueError(
-                "levels, augment, npca or explain_method changed since the first "
-                "partial_fit; call fit to start over."
+                "levels, augment, npca, explain_method or patch_neighborhood changed "
+                "since the first partial_fit; call fit to start over."
             )
         state = state.copy()
         self._accumulate(state, source, extractor)
@@ -203,6 +205,10 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
     def _patch_levels(self, names):
         """The levels whose patch features are kept (for localization)."""
         return ()
+
+    def _patch_neighborhood(self):
+        """Locations averaged into each kept patch feature."""
+        return 1
 
     def _fit(self, X, return_scores=False):
         """Fit from scratch; return the training scores if asked."""
@@ -218,7 +224,13 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         spatial, patch_levels = self._spatial_levels(names), self._patch_levels(names)
         extractor = self._extractor(depth=max(levels + spatial + patch_levels))
         state = FitState(
-            levels, spatial, patch_levels, source.image_shape, n_views(self.augment), self.npca
+            levels,
+            spatial,
+            patch_levels,
+            source.image_shape,
+            n_views(self.augment),
+            self.npca,
+            self._patch_neighborhood(),
         )
         pooled = self._accumulate(state, source, extractor, keep_pooled=return_scores)
         # Computed before any attribute changes, so that a failure keeps the
@@ -304,6 +316,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         self.level_names_ = [extractor.level_names[i] for i in state.levels]
         self.spatial_levels_ = state.spatial_levels
         self.patch_levels_ = state.patch_levels
+        self.patch_neighborhood_ = state.patch_neighborhood
         self.n_samples_fit_ = state.n_samples
         self.weights_digest_ = extractor.weights_digest
         self._fit_state = state

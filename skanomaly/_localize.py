@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
-from ._compat import Interval, StrOptions, validate_params
+from ._compat import Interval, Options, StrOptions, validate_params
 from ._constants import EXPLAIN_METHODS, PATCH_LEVELS, SPATIAL_LEVELS
 from .features import resolve_levels, spatial_moments
 from .localization import Explainer
@@ -36,6 +36,7 @@ class LocalizationMixin:
         "n_steps": [Interval(Integral, 0, None, closed="left")],
         "step_size": [Interval(Real, 0, np.inf, closed="left")],
         "smoothing": [Interval(Real, 0, np.inf, closed="left")],
+        "patch_neighborhood": [Options(Integral, {1, 3, 5})],
     }
 
     def explain(self, X):
@@ -63,7 +64,7 @@ class LocalizationMixin:
             self._source(X, reset=False),
             (self.levels_, self.gaussians_),
             (self.spatial_levels_, self.spatial_gaussians_),
-            (self.patch_levels_, self.patches_, self.patch_threshold_),
+            self._patch_memory(self.patches_),
             rule=self._score_rule(),
         )
         return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
@@ -260,7 +261,7 @@ class LocalizationMixin:
                 x0,
                 (self.levels_, self.gaussians_),
                 (self.spatial_levels_, gaussians),
-                (self.patch_levels_, memory, self.patch_threshold_),
+                self._patch_memory(memory),
                 rule=self._score_rule(),
             )
             samples.append(map_sample(maps[0].cpu().numpy()))
@@ -347,6 +348,15 @@ class LocalizationMixin:
         if self.explain_method == "reference":
             return ()
         return resolve_levels(PATCH_LEVELS, names, self.backbone)
+
+    def _patch_neighborhood(self):
+        return self.patch_neighborhood
+
+    def _patch_memory(self, memory):
+        """The ``patches`` argument of :class:`Explainer` for ``memory``
+        (models saved before ``patch_neighborhood`` averaged nothing)."""
+        neighborhood = self.__dict__.get("patch_neighborhood_", 1)
+        return self.patch_levels_, memory, self.patch_threshold_, neighborhood
 
     def _explainer(self):
         return Explainer(

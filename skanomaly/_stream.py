@@ -81,15 +81,28 @@ class FitState:
         Views of each image (1 + its augmented copies).
     npca : float, default=None
         The Gaussians' ``npca`` (see :class:`~skanomaly.gaussian.Gaussian`).
+    patch_neighborhood : int, default=1
+        Locations averaged into each patch feature
+        (:func:`~skanomaly.features.patch_features`).
     """
 
-    def __init__(self, levels, spatial_levels, patch_levels, image_shape, n_views=1, npca=None):
+    def __init__(
+        self,
+        levels,
+        spatial_levels,
+        patch_levels,
+        image_shape,
+        n_views=1,
+        npca=None,
+        patch_neighborhood=1,
+    ):
         self.levels = levels
         self.spatial_levels = spatial_levels
         self.patch_levels = patch_levels
         self.image_shape = image_shape
         self.n_views = n_views
         self.npca = npca
+        self.patch_neighborhood = patch_neighborhood
         self.moments = None
         self.spatial_moments = None
         # Looked up here, so that tests can shrink them.
@@ -162,6 +175,7 @@ class FitState:
             self.image_shape,
             self.n_views,
             self.npca,
+            self.patch_neighborhood,
         )
         new.moments = [m.copy() for m in self.moments]
         new.spatial_moments = (

@@ -184,10 +184,18 @@ def spatial_moments(maps):
     return moments
 
 
-def patch_features(maps):
+def patch_features(maps, neighborhood=1):
     """``(n, h, w, c)`` patch features: the ``(n, c_l, h_l, w_l)`` maps of
     a few levels, each upsampled (bilinear) to the first one's grid, their
-    channels side by side."""
+    channels side by side.
+
+    With ``neighborhood`` k > 1 each map is first averaged over k x k
+    locations, zero-padded at the border: PatchCore's locally aware patch
+    features (Roth et al., 2022). The padding is part of the recipe: it
+    scales the border patches down, in the normal images as in new ones.
+    """
+    if neighborhood > 1:
+        maps = [F.avg_pool2d(m, neighborhood, stride=1, padding=neighborhood // 2) for m in maps]
     grid = maps[0].shape[-2:]
     upsampled = [
         m if m.shape[-2:] == grid else F.interpolate(m, size=grid, mode="bilinear", align_corners=False)
@@ -196,10 +204,12 @@ def patch_features(maps):
     return torch.cat(upsampled, dim=1).permute(0, 2, 3, 1)
 
 
-def _summarize(network, images, levels, spatial, precision, patch_levels=(), pooling="mean"):
+def _summarize(
+    network, images, levels, spatial, precision, patch_levels=(), pooling="mean", neighborhood=1
+):
     """Pooled features of ``levels``, spatial moments of ``spatial`` and the
-    patch features of ``patch_levels`` (one ``(h * w, c)`` float32 array per
-    image, or None without patch levels).
+    patch features of ``patch_levels`` over ``neighborhood`` (one
+    ``(h * w, c)`` float32 array per image, or None without patch levels).
 
     ``precision`` is the autocast dtype of the forward pass (None for
     float32); pooling (:func:`pool`) and moments are computed in float32 or
@@ -216,7 +226,8 @@ def _summarize(network, images, levels, spatial, precision, patch_levels=(), poo
         found = spatial_moments([maps[level] for level in spatial])
         moments = found if moments is None else [a.merge(b) for a, b in zip(moments, found)]
         if patch_levels:
-            grid = patch_features([maps[level] for level in patch_levels]).cpu().numpy()
+            grid = patch_features([maps[level] for level in patch_levels], neighborhood)
+            grid = grid.cpu().numpy()
             patches.extend(grid.reshape(len(grid), -1, grid.shape[-1]))
     inverse = np.argsort(order)
     pooled = torch.cat(rows).double().cpu().numpy()[inverse]
@@ -226,7 +237,16 @@ def _summarize(network, images, levels, spatial, precision, patch_levels=(), poo
 
 
 def _summarize_cached(
-    weights_digest, precision, resizing, images, levels, spatial, patch_levels, network, pooling="mean"
+    weights_digest,
+    precision,
+    resizing,
+    images,
+    levels,
+    spatial,
+    patch_levels,
+    network,
+    pooling="mean",
+    neighborhood=1,
 ):
     """:func:`_summarize` keyed by what determines its result.
 
@@ -238,7 +258,9 @@ def _summarize_cached(
         images = [torch.from_numpy(image) for image in images]
     else:
         images = torch.from_numpy(images)
-    return _summarize(network, images, levels, spatial, precision, patch_levels, pooling)
+    return _summarize(
+        network, images, levels, spatial, precision, patch_levels, pooling, neighborhood
+    )
 
 
 def _usable_memory(memory):
@@ -300,6 +322,8 @@ class FeatureExtractor:
         :class:`~skanomaly.backbone.EfficientNetLevels`).
     pooling : {"mean", "max"}, default="mean"
         How each level's feature maps become one vector (:func:`pool`).
+    patch_neighborhood : int, default=1
+        Locations averaged into each patch feature (:func:`patch_features`).
     """
 
     def __init__(
@@ -317,6 +341,7 @@ class FeatureExtractor:
         input_size=None,
         keep_aspect=False,
         pooling="mean",
+        patch_neighborhood=1,
     ):
         self.device = resolve_device(device)
         # Cached summaries hold every level, so that detectors with other
@@ -330,6 +355,7 @@ class FeatureExtractor:
         self.memory = memory
         self.show_progress = show_progress
         self.pooling = pooling
+        self.patch_neighborhood = patch_neighborhood
 
     @property
     def level_names(self):
@@ -387,7 +413,7 @@ class FeatureExtractor:
             return (
                 lambda images, levels, spatial, patch_levels: _summarize(
                     network, images, levels, spatial, self.precision, patch_levels,
-                    self.pooling,
+                    self.pooling, self.patch_neighborhood,
                 ),
                 self.device,
             )
@@ -412,6 +438,7 @@ class FeatureExtractor:
                 patch_levels or default_patches,
                 network=network,
                 pooling=self.pooling,
+                neighborhood=self.patch_neighborhood,
             )
             moments = dict(zip(every_spatial, moments))
             pooled = [pooled[level] for level in levels]

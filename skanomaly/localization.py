@@ -14,7 +14,9 @@ Methods (``explain_method``):
     their autoencoder's per-pixel weighting. ``A(x)`` is the mean over the
     patches of the image of how far each lies beyond the normal range: its
     distance to the nearest patch of the normal images
-    (:mod:`skanomaly.patches`) less ``patch_threshold_``, the 90th percentile
+    (:mod:`skanomaly.patches`; with ``patch_neighborhood`` > 1 each patch
+    feature is the average of its neighbourhood, as in PatchCore) less
+    ``patch_threshold_``, the 90th percentile
     of that distance among normal patches, floored at 0 (smoothly), so that
     normal patches contribute almost nothing. Each step moves every pixel by
     ``step_size * w * g / max|g|``, ``g`` the gradient of ``A`` and ``w``
@@ -195,9 +197,10 @@ class Explainer:
         spatial : (tuple of int, list of Gaussian)
             The spatial levels and their location Gaussians (empty when the
             detector was fitted for the reference method only).
-        patches : (tuple of int, ndarray of shape (m, c), float)
-            The patch levels, the normal patch features and the distance
-            below which a patch is normal.
+        patches : (tuple of int, ndarray of shape (m, c), float, int)
+            The patch levels, the normal patch features, the distance below
+            which a patch is normal and the neighbourhood the features were
+            averaged over (:func:`~skanomaly.features.patch_features`).
         rule : str
             The score rule (:func:`~skanomaly.gaussian.combine_levels`).
 
@@ -259,9 +262,9 @@ class Explainer:
     def _change(self, extractor, x0, maps, patches):
         """``|x_T - x0|`` of the proximal descent of the patches' excess
         distance, relative to the most a pixel can move."""
-        patch_levels, memory, threshold = patches
+        patch_levels, memory, threshold, neighborhood = patches
         memory = torch.as_tensor(memory, device=x0.device)
-        start = patch_features([maps[level] for level in patch_levels])
+        start = patch_features([maps[level] for level in patch_levels], neighborhood)
         n, h, w, c = start.shape
         distances, nearest = nearest_patches(start, memory, k=_CANDIDATES)
         candidates = memory[nearest].view(n, h * w, _CANDIDATES, c)
@@ -277,7 +280,8 @@ class Explainer:
         width = _SMOOTHING * max(threshold, 1e-6)
 
         def excess(x):
-            found = patch_features(extractor.maps(x, patch_levels, grad=True)).reshape(n, h * w, c)
+            found = patch_features(extractor.maps(x, patch_levels, grad=True), neighborhood)
+            found = found.reshape(n, h * w, c)
             # |f - c|^2 = |f|^2 - 2 f.c + |c|^2: a batched product instead of
             # the (n, patches, candidates, channels) differences, which cost
             # a fifth of the descent forward and backward.

@@ -2,12 +2,15 @@
 
 import numpy as np
 import pytest
+import torch
 from skimage import data
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+import skanomaly
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import load_magnetic_tile
+from skanomaly.features import patch_features
 from skanomaly.localization import EXPLAIN_METHODS
 
 
@@ -259,3 +262,41 @@ def test_grid_search_over_lam_with_stratified_splits(tmp_path, forward_passes):
     # The training images pass the backbone once per fold and once for the
     # refit, not once per candidate: lam only changes explain.
     assert len(forward_passes) == len(splits) + 1
+
+
+def test_patch_features_average_a_zero_padded_neighborhood():
+    ones = torch.ones(1, 2, 5, 5)
+    coarse = torch.ones(1, 3, 3, 3)
+    plain = patch_features([ones, coarse])
+    assert plain.shape == (1, 5, 5, 5)
+    torch.testing.assert_close(plain, torch.ones(1, 5, 5, 5))
+    averaged = patch_features([ones, coarse], neighborhood=3)[0, ..., 0]
+    # The zero padding counts: corners see 4 of 9 locations, edges 6.
+    assert averaged[0, 0] == pytest.approx(4 / 9)
+    assert averaged[0, 2] == pytest.approx(6 / 9)
+    assert averaged[2, 2] == pytest.approx(1.0)
+
+
+def test_patch_neighborhood_is_set_at_fit_and_kept(fitted, blotched, tmp_path):
+    image, mask = blotched
+    wide = EfficientNetGaussianDetector(batch_size=8, patch_neighborhood=3).fit(_crops(12))
+    assert wide.patch_neighborhood_ == 3 and fitted.patch_neighborhood_ == 1
+    maps = wide.explain(image[None])
+    assert _contrast(maps, mask) > 1.2
+    assert not np.allclose(maps, fitted.explain(image[None]), rtol=0.05)
+    # The patch memory was made with the fitted neighbourhood, so that is
+    # what explain uses, whatever the parameter says now.
+    wide.set_params(patch_neighborhood=1)
+    np.testing.assert_array_equal(wide.explain(image[None]), maps)
+    skanomaly.save(wide, tmp_path / "wide.skanomaly")
+    loaded = skanomaly.load(tmp_path / "wide.skanomaly")
+    assert loaded.patch_neighborhood_ == 3
+    np.testing.assert_allclose(loaded.explain(image[None]), maps, rtol=1e-5)
+
+
+def test_partial_fit_refuses_another_patch_neighborhood():
+    detector = EfficientNetGaussianDetector(batch_size=8, patch_neighborhood=3)
+    detector.partial_fit(_crops(4))
+    detector.set_params(patch_neighborhood=1)
+    with pytest.raises(ValueError, match="patch_neighborhood"):
+        detector.partial_fit(_crops(4, seed=1))

@@ -113,6 +113,13 @@ def test_feature_cache_runs_the_network_once_per_batch(cells, tmp_path, forward_
     # Other autocast precision, other features: the cache must not serve them.
     EfficientNetGaussianDetector(batch_size=8, memory=str(tmp_path / "cache"), precision="bfloat16").fit(X[:8])
     assert calls == [8]
+    # Nor other patch features: the patch neighbourhood is part of the key.
+    calls.clear()
+    wide = {"batch_size": 8, "patch_neighborhood": 3}
+    cached = EfficientNetGaussianDetector(memory=str(tmp_path / "cache"), **wide).fit(X[:8])
+    assert calls == [8]
+    uncached = EfficientNetGaussianDetector(**wide).fit(X[:8])
+    np.testing.assert_allclose(cached.patches_, uncached.patches_, rtol=1e-6)
 
 
 def _mean_score(estimator, X, y=None):
