@@ -106,6 +106,8 @@ def run(args):
     torch.set_num_threads(args.threads)
     rows = []
     for name, (fit, X, masks) in data_sets(args):
+        # (detector, its parameters as fitted) per fit variant: every explain
+        # variant starts from those, not from the previous variant's.
         fitted = {}
         for variant in args.variants:
             if variant in SLOW and name.startswith("PIPED"):
@@ -113,10 +115,10 @@ def run(args):
             options = FIT_VARIANTS.get(variant, {})
             key = tuple(sorted(options.items()))
             if key not in fitted:
-                fitted[key] = EfficientNetGaussianDetector(batch_size=args.batch_size, **options)
-                fitted[key].fit(fit)
-            detector = fitted[key]
-            detector.set_params(**{**detector.get_params(), **VARIANTS.get(variant, {})})
+                new = EfficientNetGaussianDetector(batch_size=args.batch_size, **options)
+                fitted[key] = (new.fit(fit), new.get_params())
+            detector, defaults = fitted[key]
+            detector.set_params(**{**defaults, **VARIANTS.get(variant, {})})
             detector.explain(X[:1])  # warm-up
             seconds = []
             for _ in range(args.repeats):
