@@ -61,21 +61,39 @@ def load_pools(seeds, piped_seeds, resize=None, piped=True):
         classes=["Blowhole", "Break", "Crack", "Fray", "Uneven"], resize=resize, max_per_class=5
     )
     pools["magnetic tile"] = Pool(
-        "magnetic tile", list(free.X) + list(defects.X), np.concatenate([free.y, defects.y]),
-        60, 40, seeds, "first 100 Free and first 5 of each defect class by file name",
+        "magnetic tile",
+        list(free.X) + list(defects.X),
+        np.concatenate([free.y, defects.y]),
+        60,
+        40,
+        seeds,
+        "first 100 Free and first 5 of each defect class by file name",
     )
     cookies = load_cookies(split="train", resize=resize)
-    pools["cookies"] = Pool("cookies", list(cookies.X), cookies.y, 60, 40, seeds,
-                            "training-images/: 31 normal, 32 cracked")
+    pools["cookies"] = Pool(
+        "cookies",
+        list(cookies.X),
+        cookies.y,
+        60,
+        40,
+        seeds,
+        "training-images/: 31 normal, 32 cracked",
+    )
     elpv = load_elpv(cell_type="mono", resize=resize)
-    pools["ELPV mono"] = Pool("ELPV mono", list(elpv.X), elpv.y, 60, 40, seeds,
-                              "defect probability 0 vs 1")
+    pools["ELPV mono"] = Pool(
+        "ELPV mono", list(elpv.X), elpv.y, 60, 40, seeds, "defect probability 0 vs 1"
+    )
     if piped:
         for paper in piped_types():
             data = load_piped(paper, resize=resize)
             if (data.y == -1).any():
                 pools[f"PIPED {paper}"] = Pool(
-                    f"PIPED {paper}", list(data.X), data.y, 28, 40, piped_seeds,
+                    f"PIPED {paper}",
+                    list(data.X),
+                    data.y,
+                    28,
+                    40,
+                    piped_seeds,
                     "48 normal, 48 with impurities",
                 )
     return pools
@@ -112,8 +130,12 @@ def extract(images, backbone, input_size, keep_aspect, batch_size=16):
     """Mean- and max-pooled features of every level, from one forward pass
     per image: ``{"mean": [level arrays], "max": [...]}``, float32."""
     extractor = FeatureExtractor(
-        backbone, device="cpu", precision="float32", batch_size=batch_size,
-        input_size=input_size, keep_aspect=keep_aspect,
+        backbone,
+        device="cpu",
+        precision="float32",
+        batch_size=batch_size,
+        input_size=input_size,
+        keep_aspect=keep_aspect,
     )
     network = extractor.network
     levels = tuple(range(len(extractor.level_names)))
@@ -128,8 +150,9 @@ def extract(images, backbone, input_size, keep_aspect, batch_size=16):
                     level.append(pool(m.float(), pooling).numpy())
             order.extend(start + p for p in positions)
     back = np.argsort(order)
-    return {k: [np.concatenate(level)[back].astype(np.float32) for level in v]
-            for k, v in out.items()}
+    return {
+        k: [np.concatenate(level)[back].astype(np.float32) for level in v] for k, v in out.items()
+    }
 
 
 def cached_features(cache, data, config, augmentation="identity", index=None, log=print):
@@ -154,8 +177,11 @@ def cached_features(cache, data, config, augmentation="identity", index=None, lo
         levels = extract([transform(data.X[i]) for i in index], backbone, input_size, keep_aspect)
         order = index
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, index=index,
-                 **{f"{p}{i}": f for p, lv in levels.items() for i, f in enumerate(lv)})
+        np.savez(
+            path,
+            index=index,
+            **{f"{p}{i}": f for p, lv in levels.items() for i, f in enumerate(lv)},
+        )
         log(f"  extracted {path.name}: {len(index)} images, {time.perf_counter() - start:.0f} s")
     position = {int(i): p for p, i in enumerate(order)}
     return levels, position

@@ -63,13 +63,28 @@ class Bench:
         # The old default's images are resized on loading, as bench_peers does.
         pool = self.pools[f"{name} (pil224)" if config[3] == "pil224" else name]
         levels, pos = cached_features(
-            self.cache, pool, config, augmentation,
-            index=restrict, log=lambda m: print(m, file=sys.stderr, flush=True),
+            self.cache,
+            pool,
+            config,
+            augmentation,
+            index=restrict,
+            log=lambda m: print(m, file=sys.stderr, flush=True),
         )
         return [level[[pos[int(i)] for i in index]].astype(np.float64) for level in levels[pooling]]
 
-    def score(self, name, train, test, config=BASE, pooling="max", rule="sum", levels=None,
-              options=None, augment=None, augment_index=None):
+    def score(
+        self,
+        name,
+        train,
+        test,
+        config=BASE,
+        pooling="max",
+        rule="sum",
+        levels=None,
+        options=None,
+        augment=None,
+        augment_index=None,
+    ):
         """Anomaly scores of ``test`` by the Gaussians of ``train``."""
         options = options or {}
         F = self.rows(name, config, pooling, train)
@@ -102,18 +117,36 @@ def _f(values):
 def lever_table(bench):
     seed0_train = {name: bench.pools[name].splits[0][0] for name in MAIN}
     levers = [
-        ("bench_peers' skanomaly row", "Lite0 224, images resized on loading (as bench_peers), mean pooling (the default)", OLD),
-        ("resize", "Lite0 224, network resizes (antialiased bicubic), mean pooling",
-         {"pooling": "mean"}),
+        (
+            "bench_peers' skanomaly row",
+            "Lite0 224, images resized on loading (as bench_peers), mean pooling (the default)",
+            OLD,
+        ),
+        (
+            "resize",
+            "Lite0 224, network resizes (antialiased bicubic), mean pooling",
+            {"pooling": "mean"},
+        ),
         ("pooling", "**max pooling** (`pooling='max'`; the base of the rows below)", {}),
-        ("pooling", "max pooling, images resized on loading (as bench_peers)",
-         {"config": OLD["config"]}),
+        (
+            "pooling",
+            "max pooling, images resized on loading (as bench_peers)",
+            {"config": OLD["config"]},
+        ),
         ("score rule", "squared distances", {"rule": "squared"}),
-        ("standardisation", "standardize=True: levels standardised by the mean and std "
-         "of their out-of-fold distances", {"rule": "zscore"}),
+        (
+            "standardisation",
+            "standardize=True: levels standardised by the mean and std "
+            "of their out-of-fold distances",
+            {"rule": "zscore"},
+        ),
         ("standardisation", "levels divided by their out-of-fold mean", {"rule": "ratio"}),
         ("standardisation", "maximum of the z-scores", {"rule": "zmax"}),
-        ("standardisation", "mean pooling, standardize=True", {"pooling": "mean", "rule": "zscore"}),
+        (
+            "standardisation",
+            "mean pooling, standardize=True",
+            {"pooling": "mean", "rule": "zscore"},
+        ),
         ("levels", "stage1-head (no stem)", {"levels": range(1, 9)}),
         ("levels", "stage3-head", {"levels": range(3, 9)}),
         ("levels", "stem-stage7 (no head)", {"levels": range(8)}),
@@ -129,14 +162,23 @@ def lever_table(bench):
         ("input", "keep_aspect=True (224^2 pixels)", {"config": (L0, 224, True, "native")}),
         ("input", "input_size=288", {"config": (L0, 288, False, "native")}),
         ("input", "input_size=320", {"config": (L0, 320, False, "native")}),
-        ("input", "input_size=320, mean pooling",
-         {"config": (L0, 320, False, "native"), "pooling": "mean"}),
+        (
+            "input",
+            "input_size=320, mean pooling",
+            {"config": (L0, 320, False, "native"), "pooling": "mean"},
+        ),
         ("backbone", "Lite1 (240)", {"config": (L1, 240, False, "native")}),
         ("backbone", "Lite2 (260)", {"config": (L2, 260, False, "native")}),
-        ("backbone", "Lite2 (260), mean pooling",
-         {"config": (L2, 260, False, "native"), "pooling": "mean"}),
-        ("backbone", "Lite0 + Lite2 ensemble (distances summed)",
-         {"config": [BASE, (L2, 260, False, "native")]}),
+        (
+            "backbone",
+            "Lite2 (260), mean pooling",
+            {"config": (L2, 260, False, "native"), "pooling": "mean"},
+        ),
+        (
+            "backbone",
+            "Lite0 + Lite2 ensemble (distances summed)",
+            {"config": [BASE, (L2, 260, False, "native")]},
+        ),
     ]
     rows = []
     for lever, setting, kw in levers:
@@ -194,15 +236,43 @@ def piped_table(bench, names):
         old_all.append(old)
         new_all.append(new)
         std_all.append(std)
-        rows.append([name.removeprefix("PIPED "), f"{old:.3f}", f"{new:.3f}", f"{new - old:+.3f}",
-                     f"{std:.3f}"])
-    rows.append(["**mean**", f"{np.mean(old_all):.3f}", f"{np.mean(new_all):.3f}",
-                 f"{np.mean(new_all) - np.mean(old_all):+.3f}", f"{np.mean(std_all):.3f}"])
-    rows.append(["**worst type**", f"{np.min(old_all):.3f}", f"{np.min(new_all):.3f}", "",
-                 f"{np.min(std_all):.3f}"])
-    return markdown_table(["paper type", "mean pooling (the default)",
-                           "max pooling", "change",
-                           "max pooling + standardize=True"], rows)
+        rows.append(
+            [
+                name.removeprefix("PIPED "),
+                f"{old:.3f}",
+                f"{new:.3f}",
+                f"{new - old:+.3f}",
+                f"{std:.3f}",
+            ]
+        )
+    rows.append(
+        [
+            "**mean**",
+            f"{np.mean(old_all):.3f}",
+            f"{np.mean(new_all):.3f}",
+            f"{np.mean(new_all) - np.mean(old_all):+.3f}",
+            f"{np.mean(std_all):.3f}",
+        ]
+    )
+    rows.append(
+        [
+            "**worst type**",
+            f"{np.min(old_all):.3f}",
+            f"{np.min(new_all):.3f}",
+            "",
+            f"{np.min(std_all):.3f}",
+        ]
+    )
+    return markdown_table(
+        [
+            "paper type",
+            "mean pooling (the default)",
+            "max pooling",
+            "change",
+            "max pooling + standardize=True",
+        ],
+        rows,
+    )
 
 
 def throughput_table(repeats, n_images=64, batch_size=16):
@@ -220,28 +290,37 @@ def throughput_table(repeats, n_images=64, batch_size=16):
     def forward():
         with torch.inference_mode():
             for start in range(0, len(x), batch_size):
-                bare(x[start : start + batch_size].contiguous(memory_format=torch.channels_last),
-                     levels)
+                bare(
+                    x[start : start + batch_size].contiguous(memory_format=torch.channels_last),
+                    levels,
+                )
 
     old = EfficientNetGaussianDetector(device="cpu", batch_size=batch_size)
     new = EfficientNetGaussianDetector(device="cpu", batch_size=batch_size, pooling="max")
     old.fit(cells)
     new.fit(cells)
-    timed = {"bare forward": forward,
-             "score_samples, defaults (mean pooling)": partial(old.score_samples, cells),
-             "score_samples, pooling='max'": partial(new.score_samples, cells)}
+    timed = {
+        "bare forward": forward,
+        "score_samples, defaults (mean pooling)": partial(old.score_samples, cells),
+        "score_samples, pooling='max'": partial(new.score_samples, cells),
+    }
     seconds = interleaved_median_times(timed, repeats)
-    rows = [[name, f"{len(cells) / s:.1f}", f"{seconds['bare forward'] / s:.2f}"]
-            for name, s in seconds.items()]
-    return (f"{len(cells)} ELPV cells at 224 px, batch size {batch_size}, median of {repeats} "
-            "repeats timed in turn.\n\n"
-            + markdown_table(["what", "images/s", "ratio to bare forward"], rows))
+    rows = [
+        [name, f"{len(cells) / s:.1f}", f"{seconds['bare forward'] / s:.2f}"]
+        for name, s in seconds.items()
+    ]
+    return (
+        f"{len(cells)} ELPV cells at 224 px, batch size {batch_size}, median of {repeats} "
+        "repeats timed in turn.\n\n"
+        + markdown_table(["what", "images/s", "ratio to bare forward"], rows)
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", default="/tmp/skanomaly-detection",
-                        help="folder of the cached features (.npz)")
+    parser.add_argument(
+        "--cache", default="/tmp/skanomaly-detection", help="folder of the cached features (.npz)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--piped", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", default=str(HERE / "results" / "detection.md"))
@@ -249,8 +328,12 @@ def main():
 
     started = time.perf_counter()
     pools = load_pools(SEEDS, PIPED_SEEDS, piped=args.piped)
-    pools.update({f"{k} (pil224)": v for k, v in
-                  load_pools(SEEDS, PIPED_SEEDS, resize=224, piped=False).items()})
+    pools.update(
+        {
+            f"{k} (pil224)": v
+            for k, v in load_pools(SEEDS, PIPED_SEEDS, resize=224, piped=False).items()
+        }
+    )
     bench = Bench(args.cache, pools)
     # The many small factorizations of the score rules run much faster on one
     # BLAS thread than on threads that fight each other for 2 cores.
@@ -283,7 +366,8 @@ def main():
         "## Detection accuracy levers\n\n"
         f"`{command}`, {total / 60:.1f} min (features cached in `{args.cache}`). "
         "Protocol: the module docstring of benchmarks/bench_detection.py.\n\n"
-        + "\n\n".join(sections) + f"\n\n{environment()}\n"
+        + "\n\n".join(sections)
+        + f"\n\n{environment()}\n"
     )
     publish(text, args.out)
 

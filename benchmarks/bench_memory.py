@@ -45,7 +45,9 @@ def main():
     for n in args.sizes:
         out = subprocess.run(
             [sys.executable, "-c", CHILD, str(n), str(args.chunk)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
         fitted, seconds, peak = int(out[0]), float(out[1]), float(out[2])
         rows.append([fitted, f"{seconds:.0f}", f"{fitted / seconds:.1f}", f"{peak:.0f}"])

@@ -136,10 +136,19 @@ def load_datasets(args, resize):
             try:
                 rng = np.random.default_rng(args.seed)
                 data = load_mvtec_ad(root, category, resize=resize)
-                yield name, _dataset(
-                    name, data.X_test, data.y_test, data.masks_test, rng, args.n_train,
-                    args.n_test, "fitted on train/good, tested on test/",
-                    X_train=data.X_train,
+                yield (
+                    name,
+                    _dataset(
+                        name,
+                        data.X_test,
+                        data.y_test,
+                        data.masks_test,
+                        rng,
+                        args.n_train,
+                        args.n_test,
+                        "fitted on train/good, tested on test/",
+                        X_train=data.X_train,
+                    ),
                 )
             except Exception as exc:  # a bad root must not stop the other data sets
                 yield name, f"could not load: {type(exc).__name__}: {exc}"
@@ -158,16 +167,22 @@ def load_datasets(args, resize):
                 per_class = -(-args.n_test // 10) + 1
                 defects = load_magnetic_tile(
                     classes=["Blowhole", "Break", "Crack", "Fray", "Uneven"],
-                    resize=resize, max_per_class=per_class,
+                    resize=resize,
+                    max_per_class=per_class,
                 )
-                yield name, _dataset(
+                yield (
                     name,
-                    np.concatenate([free.X, defects.X]),
-                    np.concatenate([free.y, defects.y]),
-                    np.concatenate([free.masks, defects.masks]),
-                    rng, args.n_train, args.n_test,
-                    f"first {args.n_train + args.n_test} Free and first {per_class} "
-                    "of each defect class by file name, then a seeded split",
+                    _dataset(
+                        name,
+                        np.concatenate([free.X, defects.X]),
+                        np.concatenate([free.y, defects.y]),
+                        np.concatenate([free.masks, defects.masks]),
+                        rng,
+                        args.n_train,
+                        args.n_test,
+                        f"first {args.n_train + args.n_test} Free and first {per_class} "
+                        "of each defect class by file name, then a seeded split",
+                    ),
                 )
             except Exception as exc:
                 yield name, f"could not load: {type(exc).__name__}: {exc}"
@@ -175,10 +190,19 @@ def load_datasets(args, resize):
             try:
                 rng = np.random.default_rng(args.seed)
                 data = load_cookies(split="train", resize=resize)
-                yield name, _dataset(
-                    name, data.X, data.y, data.masks, rng, args.n_train, args.n_test,
-                    "training-images/ only (the test split has no masks): "
-                    "31 normal, 32 cracked",
+                yield (
+                    name,
+                    _dataset(
+                        name,
+                        data.X,
+                        data.y,
+                        data.masks,
+                        rng,
+                        args.n_train,
+                        args.n_test,
+                        "training-images/ only (the test split has no masks): "
+                        "31 normal, 32 cracked",
+                    ),
                 )
             except Exception as exc:
                 yield name, f"could not load: {type(exc).__name__}: {exc}"
@@ -189,9 +213,18 @@ def load_datasets(args, resize):
             rng = np.random.default_rng(args.seed)
             data = load_elpv(cell_type="mono", resize=resize)
             # Uncertain cells (defect probability 1/3 or 2/3) are left out.
-            yield name, _dataset(
-                name, data.X, data.y, None, rng, args.n_train, args.n_test,
-                "defect probability 0 vs 1; 1/3 and 2/3 left out; no pixel masks",
+            yield (
+                name,
+                _dataset(
+                    name,
+                    data.X,
+                    data.y,
+                    None,
+                    rng,
+                    args.n_train,
+                    args.n_test,
+                    "defect probability 0 vs 1; 1/3 and 2/3 left out; no pixel masks",
+                ),
             )
         except Exception as exc:
             yield name, f"could not load: {type(exc).__name__}: {exc}"
@@ -202,9 +235,7 @@ def raw_pixels(X):
     from PIL import Image
 
     gray = X.astype(np.float32).mean(axis=3)
-    small = [
-        np.asarray(Image.fromarray(g).resize((RAW_SIDE, RAW_SIDE), Image.BOX)) for g in gray
-    ]
+    small = [np.asarray(Image.fromarray(g).resize((RAW_SIDE, RAW_SIDE), Image.BOX)) for g in gray]
     return np.stack(small).reshape(len(X), -1) / 255.0
 
 
@@ -308,8 +339,10 @@ def _call(function, kwargs):
     try:
         return function(**kwargs)
     except Exception as exc:
-        return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:200],
-                "traceback": traceback.format_exc()}
+        return {
+            "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:200],
+            "traceback": traceback.format_exc(),
+        }
 
 
 def in_child(function, **kwargs):
@@ -336,8 +369,10 @@ def run_anomalib(python, backbone, data, seed, timeout, memory_gib):
     """Run PaDiM and PatchCore in the peers environment; one result per peer."""
     python = Path(python).expanduser()
     if not python.exists():
-        reason = (f"not run: no peers environment at {python} "
-                  "(create it from benchmarks/requirements-peers.txt)")
+        reason = (
+            f"not run: no peers environment at {python} "
+            "(create it from benchmarks/requirements-peers.txt)"
+        )
         return {peer: {"error": reason} for peer in ANOMALIB_PEERS}
     results = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -348,17 +383,35 @@ def run_anomalib(python, backbone, data, seed, timeout, memory_gib):
         np.savez(arrays, **payload)
         for peer in ANOMALIB_PEERS:
             out = Path(folder) / f"{peer}.json"
-            command = [str(python), str(Path(__file__).resolve()), "--anomalib-worker", peer,
-                       "--backbones", backbone, "--seed", str(seed),
-                       "--worker-data", str(arrays), "--worker-out", str(out)]
+            command = [
+                str(python),
+                str(Path(__file__).resolve()),
+                "--anomalib-worker",
+                peer,
+                "--backbones",
+                backbone,
+                "--seed",
+                str(seed),
+                "--worker-data",
+                str(arrays),
+                "--worker-out",
+                str(out),
+            ]
             try:
                 # A fixed mmap threshold stops glibc from raising it on the fly:
                 # otherwise the large temporaries of anomalib's k-center greedy
                 # coreset loop come from the heap, fragment it and the process
                 # grows by ~15 MB per iteration (to ~20 GiB on the cookies).
                 env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="4194304")
-                proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                      cwd=HERE, env=env, preexec_fn=_memory_cap(memory_gib))
+                proc = subprocess.run(
+                    command,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    cwd=HERE,
+                    env=env,
+                    preexec_fn=_memory_cap(memory_gib),
+                )
             except subprocess.TimeoutExpired:
                 results[peer] = {"error": f"not run: timed out after {timeout} s"}
                 continue
@@ -366,8 +419,10 @@ def run_anomalib(python, backbone, data, seed, timeout, memory_gib):
                 results[peer] = json.loads(out.read_text())
                 error = results[peer].get("error", "")
                 if "memory" in error.lower() or "MemoryError" in error:
-                    results[peer]["error"] = (f"not run to the end: over the {memory_gib:g} GiB "
-                                              f"address-space cap (--peer-memory-gib); {error}")
+                    results[peer]["error"] = (
+                        f"not run to the end: over the {memory_gib:g} GiB "
+                        f"address-space cap (--peer-memory-gib); {error}"
+                    )
             else:
                 lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
                 results[peer] = {"error": f"failed (exit {proc.returncode}): {lines[-1][:200]}"}
@@ -406,13 +461,18 @@ def anomalib_worker(peer, backbone, seed, data_path, out_path):
         if peer == "PaDiM":
             from anomalib.models.image.padim.torch_model import PadimModel
 
-            model = PadimModel(backbone=backbone, layers=PADIM_LAYERS, pre_trained=False,
-                               n_features=PADIM_N_FEATURES)
+            model = PadimModel(
+                backbone=backbone,
+                layers=PADIM_LAYERS,
+                pre_trained=False,
+                n_features=PADIM_N_FEATURES,
+            )
         else:
             from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 
-            model = PatchcoreModel(backbone=backbone, layers=PATCHCORE_LAYERS,
-                                   pre_trained=False, num_neighbors=9)
+            model = PatchcoreModel(
+                backbone=backbone, layers=PATCHCORE_LAYERS, pre_trained=False, num_neighbors=9
+            )
         extractor = model.feature_extractor.feature_extractor
         missing, _ = extractor.load_state_dict(full.state_dict(), strict=False)
         wanted = {k for k in extractor.state_dict() if not k.endswith("num_batches_tracked")}
@@ -451,8 +511,9 @@ def anomalib_worker(peer, backbone, seed, data_path, out_path):
         if masks is not None:
             maps = torch.cat(maps)[:, None]
             if tuple(maps.shape[-2:]) != masks.shape[-2:]:
-                maps = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear",
-                                     align_corners=False)
+                maps = F.interpolate(
+                    maps, size=masks.shape[-2:], mode="bilinear", align_corners=False
+                )
             maps = maps[:, 0].numpy().astype(np.float32)
             result["pixel_auroc"] = pixel_roc_auc(masks, maps)
             result["au_pro"] = pro_score(masks, maps)
@@ -460,9 +521,13 @@ def anomalib_worker(peer, backbone, seed, data_path, out_path):
         result["peak_rss_mb"] = peak
         write(result)
     except Exception as exc:
-        write({"error": f"failed in anomalib {anomalib.__version__}: "
-                        f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
-               "traceback": traceback.format_exc()})
+        write(
+            {
+                "error": f"failed in anomalib {anomalib.__version__}: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                "traceback": traceback.format_exc(),
+            }
+        )
 
 
 # ------------------------------------------------------------------ table
@@ -471,9 +536,20 @@ def _fmt(value, spec):
 
 
 def dataset_table(name, note, backbone, n_train, n_test, rows, has_masks):
-    header = ["method", "features", "image AUROC", "pixel AUROC", "AU-PRO", "fit s",
-              "score img/s", "explain s/img", "peak RSS MiB",
-              "image AUROC ratio (skanomaly/peer)", "time ratio (peer/skanomaly)", "note"]
+    header = [
+        "method",
+        "features",
+        "image AUROC",
+        "pixel AUROC",
+        "AU-PRO",
+        "fit s",
+        "score img/s",
+        "explain s/img",
+        "peak RSS MiB",
+        "image AUROC ratio (skanomaly/peer)",
+        "time ratio (peer/skanomaly)",
+        "note",
+    ]
     ours = rows[0][2]
     ours_time = ours.get("fit_s", 0) + ours.get("score_s", 0) if "error" not in ours else None
     lines = []
@@ -491,13 +567,26 @@ def dataset_table(name, note, backbone, n_train, n_test, rows, has_masks):
         if method == "skanomaly" or "error" in ours:
             auroc_ratio = time_ratio = "—"
         else:
-            auroc_ratio = f"{ours['image_auroc'] / r['image_auroc']:.2f}" if r["image_auroc"] else "inf"
+            auroc_ratio = (
+                f"{ours['image_auroc'] / r['image_auroc']:.2f}" if r["image_auroc"] else "inf"
+            )
             time_ratio = f"{(r['fit_s'] + r['score_s']) / ours_time:.3g}"
-        lines.append([
-            method, features, f"{r['image_auroc']:.3f}", pixel, pro, f"{r['fit_s']:.2f}",
-            f"{r['n_test'] / r['score_s']:.1f}", explain, f"{r['peak_rss_mb']:.0f}",
-            auroc_ratio, time_ratio, extra,
-        ])
+        lines.append(
+            [
+                method,
+                features,
+                f"{r['image_auroc']:.3f}",
+                pixel,
+                pro,
+                f"{r['fit_s']:.2f}",
+                f"{r['n_test'] / r['score_s']:.1f}",
+                explain,
+                f"{r['peak_rss_mb']:.0f}",
+                auroc_ratio,
+                time_ratio,
+                extra,
+            ]
+        )
     return (
         f"### {name}, {backbone}\n\n"
         f"{n_train} normal training images, {n_test} test images; {note}.\n\n"
@@ -507,23 +596,47 @@ def dataset_table(name, note, backbone, n_train, n_test, rows, has_masks):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mvtec", action="append", default=[], metavar="ROOT[:CAT,...]",
-                        help="an MVTec AD layout root, optionally with categories; repeatable")
-    parser.add_argument("--shared", action=argparse.BooleanOptionalAction, default=True,
-                        help="magnetic tile and cookies from the shared data folder")
+    parser.add_argument(
+        "--mvtec",
+        action="append",
+        default=[],
+        metavar="ROOT[:CAT,...]",
+        help="an MVTec AD layout root, optionally with categories; repeatable",
+    )
+    parser.add_argument(
+        "--shared",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="magnetic tile and cookies from the shared data folder",
+    )
     parser.add_argument("--elpv", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--backbones", nargs="+", default=["tf_efficientnet_lite0"])
     parser.add_argument("--n-train", type=int, default=60)
     parser.add_argument("--n-test", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--peers", nargs="*", default=list(SKLEARN_PEERS + ANOMALIB_PEERS),
-                        choices=SKLEARN_PEERS + ANOMALIB_PEERS)
-    parser.add_argument("--peers-python", default=str(DEFAULT_PEERS_PYTHON),
-                        help="python of the environment made from requirements-peers.txt")
-    parser.add_argument("--peer-timeout", type=int, default=600,
-                        help="seconds for each anomalib model on each data set")
-    parser.add_argument("--peer-memory-gib", type=float, default=10.0,
-                        help="address-space cap of each anomalib process")
+    parser.add_argument(
+        "--peers",
+        nargs="*",
+        default=list(SKLEARN_PEERS + ANOMALIB_PEERS),
+        choices=SKLEARN_PEERS + ANOMALIB_PEERS,
+    )
+    parser.add_argument(
+        "--peers-python",
+        default=str(DEFAULT_PEERS_PYTHON),
+        help="python of the environment made from requirements-peers.txt",
+    )
+    parser.add_argument(
+        "--peer-timeout",
+        type=int,
+        default=600,
+        help="seconds for each anomalib model on each data set",
+    )
+    parser.add_argument(
+        "--peer-memory-gib",
+        type=float,
+        default=10.0,
+        help="address-space cap of each anomalib process",
+    )
     parser.add_argument("--out", default=str(HERE / "results" / "peers.md"))
     parser.add_argument("--anomalib-worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-data", help=argparse.SUPPRESS)
@@ -531,8 +644,9 @@ def main():
     args = parser.parse_args()
 
     if args.anomalib_worker:
-        anomalib_worker(args.anomalib_worker, args.backbones[0], args.seed,
-                        args.worker_data, args.worker_out)
+        anomalib_worker(
+            args.anomalib_worker, args.backbones[0], args.seed, args.worker_data, args.worker_out
+        )
         return
 
     import timm
@@ -546,42 +660,89 @@ def main():
             if isinstance(data, str):
                 sections.append(f"### {name}, {backbone}\n\n{data}")
                 continue
-            ours = in_child(_run_skanomaly, backbone=backbone, X_train=data["X_train"],
-                            X_test=data["X_test"], y_test=data["y_test"],
-                            masks_test=data["masks_test"], seed=args.seed)
+            ours = in_child(
+                _run_skanomaly,
+                backbone=backbone,
+                X_train=data["X_train"],
+                X_test=data["X_test"],
+                y_test=data["y_test"],
+                masks_test=data["masks_test"],
+                seed=args.seed,
+            )
             features = ours.pop("features", None)
             rows = [("skanomaly", f"{backbone} pooled, all levels", ours, "defaults")]
             for label, params in VARIANTS.items():
-                variant = in_child(_run_skanomaly, backbone=backbone, X_train=data["X_train"],
-                                   X_test=data["X_test"], y_test=data["y_test"],
-                                   masks_test=data["masks_test"], seed=args.seed, params=params)
+                variant = in_child(
+                    _run_skanomaly,
+                    backbone=backbone,
+                    X_train=data["X_train"],
+                    X_test=data["X_test"],
+                    y_test=data["y_test"],
+                    masks_test=data["masks_test"],
+                    seed=args.seed,
+                    params=params,
+                )
                 variant.pop("features", None)
-                rows.append((label, f"{backbone} pooled, all levels", variant,
-                             "a parameter to select, not the default"))
+                rows.append(
+                    (
+                        label,
+                        f"{backbone} pooled, all levels",
+                        variant,
+                        "a parameter to select, not the default",
+                    )
+                )
             inputs = []
             if features is not None:
-                inputs.append((f"{backbone} pooled (same as skanomaly)", features["train"],
-                               features["test"], features["train_s"], features["test_s"],
-                               "times include feature extraction"))
+                inputs.append(
+                    (
+                        f"{backbone} pooled (same as skanomaly)",
+                        features["train"],
+                        features["test"],
+                        features["train_s"],
+                        features["test_s"],
+                        "times include feature extraction",
+                    )
+                )
             else:
                 reason = f"not run: skanomaly's feature extraction failed ({ours['error']})"
-            inputs.append((f"raw {RAW_SIDE}x{RAW_SIDE} gray pixels", raw_pixels(data["X_train"]),
-                           raw_pixels(data["X_test"]), 0.0, 0.0, ""))
+            inputs.append(
+                (
+                    f"raw {RAW_SIDE}x{RAW_SIDE} gray pixels",
+                    raw_pixels(data["X_train"]),
+                    raw_pixels(data["X_test"]),
+                    0.0,
+                    0.0,
+                    "",
+                )
+            )
             for peer in [p for p in args.peers if p in SKLEARN_PEERS]:
                 if features is None:
                     rows.append((peer, f"{backbone} pooled", {"error": reason}, ""))
                 for label, F_train, F_test, t_train, t_test, extra in inputs:
-                    result = in_child(_run_sklearn, name=peer, F_train=F_train, F_test=F_test,
-                                      y_test=data["y_test"], seed=args.seed,
-                                      extract_train_s=t_train, extract_test_s=t_test)
+                    result = in_child(
+                        _run_sklearn,
+                        name=peer,
+                        F_train=F_train,
+                        F_test=F_test,
+                        y_test=data["y_test"],
+                        seed=args.seed,
+                        extract_train_s=t_train,
+                        extract_test_s=t_test,
+                    )
                     if peer == "EllipticEnvelope":
                         dims = max(2, min(PCA_DIMS, len(F_train) // 3))
                         extra = "; ".join(filter(None, [extra, f"PCA to {dims} dims first"]))
                     rows.append((peer, label, result, extra))
             wanted = [p for p in args.peers if p in ANOMALIB_PEERS]
             if wanted:
-                peers = run_anomalib(args.peers_python, backbone, data, args.seed,
-                                     args.peer_timeout, args.peer_memory_gib)
+                peers = run_anomalib(
+                    args.peers_python,
+                    backbone,
+                    data,
+                    args.seed,
+                    args.peer_timeout,
+                    args.peer_memory_gib,
+                )
                 for peer in wanted:
                     result = peers[peer]
                     layers = PADIM_LAYERS if peer == "PaDiM" else PATCHCORE_LAYERS
@@ -591,15 +752,28 @@ def main():
                         extra += f"; {PADIM_N_FEATURES} random channels"
                     else:
                         extra += f"; coreset {PATCHCORE_CORESET}"
-                    rows.append((f"anomalib {peer}", f"{backbone} feature maps (same weights)",
-                                 result, "" if "error" in result else extra))
+                    rows.append(
+                        (
+                            f"anomalib {peer}",
+                            f"{backbone} feature maps (same weights)",
+                            result,
+                            "" if "error" in result else extra,
+                        )
+                    )
             for method, _, result, _ in rows:
                 if "traceback" in result:
                     print(f"{method}: {result.pop('traceback')}", file=sys.stderr)
-            sections.append(dataset_table(
-                name, data["note"], backbone, len(data["X_train"]), len(data["X_test"]), rows,
-                data["masks_test"] is not None,
-            ))
+            sections.append(
+                dataset_table(
+                    name,
+                    data["note"],
+                    backbone,
+                    len(data["X_train"]),
+                    len(data["X_test"]),
+                    rows,
+                    data["masks_test"] is not None,
+                )
+            )
             print(sections[-1] + "\n", flush=True)
 
     total = time.perf_counter() - started

@@ -45,7 +45,9 @@ def main():
             search.fit(X, y)
             seconds = time.perf_counter() - start
             rows.append([label, f"{seconds:.1f}", f"{search.best_score_:.3f}", search.best_params_])
-    table = markdown_table(["feature cache", "search seconds", "best AUROC", "best parameters"], rows)
+    table = markdown_table(
+        ["feature cache", "search seconds", "best AUROC", "best parameters"], rows
+    )
     text = (
         f"### GridSearchCV with and without the feature cache\n\n{len(X)} ELPV cells, "
         "6 candidates x 3 folds + refit, one run each.\n\n"

@@ -112,9 +112,9 @@ def region_recall(truths, predicted):
 
 def mean_iou(truths, predicted):
     """Mean IoU of the masks, over the images with a defect."""
-    return float(np.mean([
-        (t & p).sum() / (t | p).sum() for t, p in zip(truths, predicted) if t.any()
-    ]))
+    return float(
+        np.mean([(t & p).sum() / (t | p).sum() for t, p in zip(truths, predicted) if t.any()])
+    )
 
 
 def oracle_iou(truths, maps, n_thresholds=60):
@@ -150,8 +150,10 @@ def run(args):
         for fpr in FPRS:
             if detector.pixel_calibration_["fpr"] != fpr:
                 detector.calibrate_pixels(fpr=fpr)
-            thresholds = {"training": detector.pixel_threshold_,
-                          "held-out": _threshold(normal_maps, fpr)}
+            thresholds = {
+                "training": detector.pixel_threshold_,
+                "held-out": _threshold(normal_maps, fpr),
+            }
             for source, threshold in thresholds.items():
                 if source == "training":
                     flagged, total = _flags(normal_maps, threshold)
@@ -160,21 +162,42 @@ def run(args):
                 else:
                     realized, with_region = _cross_fpr(normal_maps, fpr)
                 predicted = masks_from_maps(defect_maps, threshold)
-                row = [name, source, fpr, threshold, realized, with_region,
-                       region_recall(defect_truths, predicted), mean_iou(defect_truths, predicted)]
+                row = [
+                    name,
+                    source,
+                    fpr,
+                    threshold,
+                    realized,
+                    with_region,
+                    region_recall(defect_truths, predicted),
+                    mean_iou(defect_truths, predicted),
+                ]
                 rows.append(row)
-                print("| {} | {} | {:g} | {:.3g} | {:.4f} | {:.2f} | {:.2f} | {:.3f} |".format(*row),
-                      flush=True)
-        per_set.append([name, len(fit), len(normal), len(defective),
-                        oracle_iou(defect_truths, defect_maps),
-                        *out_of_fold_check(fit, args.batch_size), calibration, regions])
+                print(
+                    "| {} | {} | {:g} | {:.3g} | {:.4f} | {:.2f} | {:.2f} | {:.3f} |".format(*row),
+                    flush=True,
+                )
+        per_set.append(
+            [
+                name,
+                len(fit),
+                len(normal),
+                len(defective),
+                oracle_iou(defect_truths, defect_maps),
+                *out_of_fold_check(fit, args.batch_size),
+                calibration,
+                regions,
+            ]
+        )
         print(per_set[-1], flush=True)
     return rows, per_set
 
 
 def _formatted(rows):
-    return [[n, s, f"{f:g}", f"{t:.3g}", f"{r:.4f}", f"{w:.2f}", f"{rec:.2f}", f"{iou:.3f}"]
-            for n, s, f, t, r, w, rec, iou in rows]
+    return [
+        [n, s, f"{f:g}", f"{t:.3g}", f"{r:.4f}", f"{w:.2f}", f"{rec:.2f}", f"{iou:.3f}"]
+        for n, s, f, t, r, w, rec, iou in rows
+    ]
 
 
 def piped_means(rows):
@@ -185,9 +208,18 @@ def piped_means(rows):
             group = [r for r in rows if r[0].startswith("PIPED") and r[1] == source and r[2] == fpr]
             if group:
                 means = np.mean([r[4:] for r in group], axis=0)
-                out.append([f"PIPED ({len(group)} types)", source, f"{fpr:g}", "",
-                            f"{means[0]:.4f}", f"{means[1]:.2f}", f"{means[2]:.2f}",
-                            f"{means[3]:.3f}"])
+                out.append(
+                    [
+                        f"PIPED ({len(group)} types)",
+                        source,
+                        f"{fpr:g}",
+                        "",
+                        f"{means[0]:.4f}",
+                        f"{means[1]:.2f}",
+                        f"{means[2]:.2f}",
+                        f"{means[3]:.3f}",
+                    ]
+                )
     return out
 
 
@@ -199,16 +231,22 @@ def goal_line(rows):
         return ""
     met = all(iou >= IOU_GOAL for iou in found.values())
     measured = ", ".join(f"{name} {iou:.3f}" for name, iou in found.items())
-    return (f"**Goal: mean mask IoU >= {IOU_GOAL} on magnetic tiles and cookies with the "
-            f"default threshold (training sample, fpr {FPRS[0]:g}). Measured: {measured}: "
-            f"{'met' if met else 'not met'}.**")
+    return (
+        f"**Goal: mean mask IoU >= {IOU_GOAL} on magnetic tiles and cookies with the "
+        f"default threshold (training sample, fpr {FPRS[0]:g}). Measured: {measured}: "
+        f"{'met' if met else 'not met'}.**"
+    )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     data_arguments(parser)
-    parser.add_argument("--cookies-fit", type=int, default=15,
-                        help="normal cookies to fit on (of 31; bench_explain's 30 leave one)")
+    parser.add_argument(
+        "--cookies-fit",
+        type=int,
+        default=15,
+        help="normal cookies to fit on (of 31; bench_explain's 30 leave one)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -218,54 +256,74 @@ def main(argv=None):
     check_data(args)
     rows, per_set = run(args)
     command = " ".join(sys.argv[1:] if argv is None else argv)
-    header = ["data set", "threshold from", "target FPR", "threshold", "realized pixel FPR",
-              "normal images with a region", "region recall", "mean IoU"]
-    text = "\n".join([
-        "# segment() and regions() benchmark",
-        "",
-        f"Generated by `python benchmarks/bench_segment.py {command}`. {environment()}",
-        "",
-        "Default detector (tf_efficientnet_lite0, `explain_method=\"descent\"`), on the splits "
-        "of `bench_explain.py`: magnetic tiles fit on the first "
-        f"{args.n_fit} normal images and test on {args.n_test} images, half normal, half "
-        f"defective; cookies fit on {args.cookies_fit} (of 31 normal cookies) and test on "
-        "the other normal ones and "
-        f"{args.n_test - args.n_test // 2} cracked ones; each PIPED paper type with masks fits on 24 normal patches and tests on "
-        "the other 24 and the 48 defective ones. Pixel threshold from `training`: "
-        "`calibrate_pixels()`, the sample of (at most 16) training images that `fit` keeps, "
-        "each explained without its own patches in the patch memory; from `held-out`: "
-        "`calibrate_pixels(X)` on the normal test images, each half of them measured under "
-        "the threshold of the other half (two seeded folds), the defective images under "
-        "that of all of them. Realized pixel FPR: the share of the normal test images' "
-        "pixels above the threshold, at their own resolution. Region recall: the share of "
-        "the ground-truth 8-connected defect regions that a predicted region overlaps. Mean "
-        "IoU: of the predicted and true masks of the defective images.",
-        "",
-        goal_line(rows),
-        "",
-        markdown_table(header, _formatted(rows) + piped_means(rows)),
-        "",
-        "## What the maps allow, the out-of-fold check and the cost",
-        "",
-        "Oracle IoU: the mean IoU of the best single threshold, chosen with the defect "
-        "masks (not a method: the ceiling of thresholding these maps). Out-of-fold check: a "
-        "detector fitted on half of the training images (seeded), the realized pixel FPR "
-        f"(target {FPRS[0]:g}) on the other half, truly held out, under its default "
-        "`calibrate_pixels()` threshold and under the in-sample threshold of the first "
-        "half's own maps. `calibrate_pixels()`: "
-        f"median seconds over {args.repeats} runs (explaining the training sample again). "
-        f"`regions()`: median seconds per image over {args.repeats} runs on {N_TIMED} "
-        "defective images (nearly all of it is `explain`).",
-        "",
-        markdown_table(
-            ["data set", "fit images", "normal test", "defective test", "oracle IoU",
-             "held-out FPR, default", "held-out FPR, in-sample", "calibrate_pixels() s",
-             "regions() s/image"],
-            [[n, a, b, c, f"{o:.3f}", f"{d:.4f}", f"{i:.4f}", f"{cal:.2f}", f"{reg:.3f}"]
-             for n, a, b, c, o, d, i, cal, reg in per_set],
-        ),
-        "",
-    ])
+    header = [
+        "data set",
+        "threshold from",
+        "target FPR",
+        "threshold",
+        "realized pixel FPR",
+        "normal images with a region",
+        "region recall",
+        "mean IoU",
+    ]
+    text = "\n".join(
+        [
+            "# segment() and regions() benchmark",
+            "",
+            f"Generated by `python benchmarks/bench_segment.py {command}`. {environment()}",
+            "",
+            'Default detector (tf_efficientnet_lite0, `explain_method="descent"`), on the splits '
+            "of `bench_explain.py`: magnetic tiles fit on the first "
+            f"{args.n_fit} normal images and test on {args.n_test} images, half normal, half "
+            f"defective; cookies fit on {args.cookies_fit} (of 31 normal cookies) and test on "
+            "the other normal ones and "
+            f"{args.n_test - args.n_test // 2} cracked ones; each PIPED paper type with masks fits on 24 normal patches and tests on "
+            "the other 24 and the 48 defective ones. Pixel threshold from `training`: "
+            "`calibrate_pixels()`, the sample of (at most 16) training images that `fit` keeps, "
+            "each explained without its own patches in the patch memory; from `held-out`: "
+            "`calibrate_pixels(X)` on the normal test images, each half of them measured under "
+            "the threshold of the other half (two seeded folds), the defective images under "
+            "that of all of them. Realized pixel FPR: the share of the normal test images' "
+            "pixels above the threshold, at their own resolution. Region recall: the share of "
+            "the ground-truth 8-connected defect regions that a predicted region overlaps. Mean "
+            "IoU: of the predicted and true masks of the defective images.",
+            "",
+            goal_line(rows),
+            "",
+            markdown_table(header, _formatted(rows) + piped_means(rows)),
+            "",
+            "## What the maps allow, the out-of-fold check and the cost",
+            "",
+            "Oracle IoU: the mean IoU of the best single threshold, chosen with the defect "
+            "masks (not a method: the ceiling of thresholding these maps). Out-of-fold check: a "
+            "detector fitted on half of the training images (seeded), the realized pixel FPR "
+            f"(target {FPRS[0]:g}) on the other half, truly held out, under its default "
+            "`calibrate_pixels()` threshold and under the in-sample threshold of the first "
+            "half's own maps. `calibrate_pixels()`: "
+            f"median seconds over {args.repeats} runs (explaining the training sample again). "
+            f"`regions()`: median seconds per image over {args.repeats} runs on {N_TIMED} "
+            "defective images (nearly all of it is `explain`).",
+            "",
+            markdown_table(
+                [
+                    "data set",
+                    "fit images",
+                    "normal test",
+                    "defective test",
+                    "oracle IoU",
+                    "held-out FPR, default",
+                    "held-out FPR, in-sample",
+                    "calibrate_pixels() s",
+                    "regions() s/image",
+                ],
+                [
+                    [n, a, b, c, f"{o:.3f}", f"{d:.4f}", f"{i:.4f}", f"{cal:.2f}", f"{reg:.3f}"]
+                    for n, a, b, c, o, d, i, cal, reg in per_set
+                ],
+            ),
+            "",
+        ]
+    )
     publish(text, None if args.no_write else args.output)
 
 

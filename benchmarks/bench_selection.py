@@ -97,8 +97,11 @@ def evaluate(pool, seed):
             held = folds == fold
             normal = [r[held] for r in fit]
             anomalous = [r[held] for r in synthetic]
-            scores = _scores([r[~held] for r in fit],
-                             [np.concatenate(p) for p in zip(normal, anomalous)], standardize)
+            scores = _scores(
+                [r[~held] for r in fit],
+                [np.concatenate(p) for p in zip(normal, anomalous)],
+                standardize,
+            )
             labels = np.r_[np.ones(held.sum()), -np.ones(held.sum())]
             values.append(auroc(labels, scores))
         test_auroc = auroc(y_test, _scores(fit, test_rows, standardize))
@@ -122,11 +125,26 @@ def table(pools, names):
             default = results[CANDIDATES[0]][1]
             change = results[chosen][1] - default
             changes.append(change)
-            rows.append([name, seed, f"{default:.3f}", _name(chosen),
-                         f"{results[chosen][0]:.3f}", f"{results[chosen][1]:.3f}",
-                         f"{change:+.3f}", _name(hindsight), f"{results[hindsight][1]:.3f}"])
-            print("| " + " | ".join(map(str, rows[-1])) + f" | ({time.perf_counter() - started:.0f} s)",
-                  file=sys.stderr, flush=True)
+            rows.append(
+                [
+                    name,
+                    seed,
+                    f"{default:.3f}",
+                    _name(chosen),
+                    f"{results[chosen][0]:.3f}",
+                    f"{results[chosen][1]:.3f}",
+                    f"{change:+.3f}",
+                    _name(hindsight),
+                    f"{results[hindsight][1]:.3f}",
+                ]
+            )
+            print(
+                "| "
+                + " | ".join(map(str, rows[-1]))
+                + f" | ({time.perf_counter() - started:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     changes = np.array(changes)
     summary = (
         f"Over {len(changes)} splits the chosen setting changed the test AUROC by "
@@ -134,9 +152,17 @@ def table(pools, names):
         f"worse on {(changes < -0.0005).sum()}, the same on the rest; "
         f"largest gain {changes.max():+.3f}, largest loss {changes.min():+.3f}."
     )
-    header = ["data set", "seed", "default (224/mean)", "chosen on cut-paste",
-              "its cut-paste AUROC", "its test AUROC", "change", "best on test",
-              "its test AUROC"]
+    header = [
+        "data set",
+        "seed",
+        "default (224/mean)",
+        "chosen on cut-paste",
+        "its cut-paste AUROC",
+        "its test AUROC",
+        "change",
+        "best on test",
+        "its test AUROC",
+    ]
     return markdown_table(header, rows) + "\n\n" + summary
 
 

@@ -55,7 +55,9 @@ def search_threads(search):
     splits = [k for k in results if k.startswith("split") and k.endswith("_test_pid")]
     pids = {int(p) for k in splits for p in results[k]}
     threads = {
-        int(t) for k in results if k.startswith("split") and k.endswith("_test_torch_threads")
+        int(t)
+        for k in results
+        if k.startswith("split") and k.endswith("_test_torch_threads")
         for t in results[k]
     }
     return pids, threads
@@ -148,8 +150,14 @@ def main():
         threads = "/".join(str(t) for t in sorted(record["threads"]))
         total = max(record["threads"]) * record["most"]
         dask_rows.append(
-            [label, f"{len(X_test) / seconds:.1f}", f"{seconds:.2f}", threads, record["most"],
-             f"{total} / {cores}"]
+            [
+                label,
+                f"{len(X_test) / seconds:.1f}",
+                f"{seconds:.2f}",
+                threads,
+                record["most"],
+                f"{total} / {cores}",
+            ]
         )
     for pool in pools.values():
         pool.shutdown()
@@ -160,8 +168,12 @@ def main():
 
     def search(n_jobs):
         return GridSearchCV(
-            EfficientNetGaussianDetector(), grid, scoring=auroc_and_threads, refit="roc_auc",
-            cv=cv, n_jobs=n_jobs,
+            EfficientNetGaussianDetector(),
+            grid,
+            scoring=auroc_and_threads,
+            refit="roc_auc",
+            cv=cv,
+            n_jobs=n_jobs,
         )
 
     def timed_search(n_jobs, backend=None):
@@ -185,9 +197,15 @@ def main():
         (threads,) = threads
         in_process = pids == {os.getpid()}
         search_rows.append(
-            [label, f"{seconds:.1f}", "main process" if in_process else len(pids), threads,
-             f"{n_workers * threads} / {cores}", f"{fitted.best_score_:.3f}",
-             fitted.best_params_["levels"]]
+            [
+                label,
+                f"{seconds:.1f}",
+                "main process" if in_process else len(pids),
+                threads,
+                f"{n_workers * threads} / {cores}",
+                f"{fitted.best_score_:.3f}",
+                fitted.best_params_["levels"],
+            ]
         )
 
     seconds, fitted = timed_search(1)
@@ -197,9 +215,12 @@ def main():
     if not args.no_cluster:
         import distributed
 
-        with distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster, distributed.Client(cluster):
+        with (
+            distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            distributed.Client(cluster),
+        ):
             seconds, fitted = timed_search(-1, backend="dask")
         add_row("LocalCluster(2 workers x 1 thread), dask backend", 2, seconds, fitted)
 
@@ -220,16 +241,29 @@ def main():
         f"levels {levels}), detector fitted on {len(train)} normal cells. Torch "
         "threads and concurrent blocks were read inside the blocks.\n\n"
         + markdown_table(
-            ["dask scheduler", "images/s", "seconds", "torch threads per block",
-             "blocks at once", "threads / cores"],
+            [
+                "dask scheduler",
+                "images/s",
+                "seconds",
+                "torch threads per block",
+                "blocks at once",
+                "threads / cores",
+            ],
             dask_rows,
         )
         + f"\n\n**GridSearchCV** over levels {grid['levels']}, cv=2, image "
         f"AUROC, {len(X)} cells ({n_normal} normal, {len(X) - n_normal} defective): 6 fits "
         "+ refit. Torch threads were read inside the processes that fitted (scorer).\n\n"
         + markdown_table(
-            ["search", "seconds", "worker processes", "torch threads per worker",
-             "threads / cores", "best AUROC", "best levels"],
+            [
+                "search",
+                "seconds",
+                "worker processes",
+                "torch threads per worker",
+                "threads / cores",
+                "best AUROC",
+                "best levels",
+            ],
             search_rows,
         )
         + f"\n\njoblib {joblib.__version__}, dask {dask.__version__}. {environment()}\n"

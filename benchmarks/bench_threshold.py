@@ -70,7 +70,14 @@ def main():
                 ]
             )
     table = markdown_table(
-        ["data", "fit/calibrate/test normals", "threshold", "target FPR", "realized FPR", "recall on anomalies"],
+        [
+            "data",
+            "fit/calibrate/test normals",
+            "threshold",
+            "target FPR",
+            "realized FPR",
+            "recall on anomalies",
+        ],
         rows,
     )
     text = f"### Thresholds from normal images only\n\n{table}\n\n{environment()}\n"

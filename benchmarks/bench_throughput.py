@@ -52,10 +52,15 @@ def main():
         return run
 
     eager = features
-    channels_last = EfficientNetLevels(load_backbone(args.backbone)).eval().to(
-        memory_format=torch.channels_last
+    channels_last = (
+        EfficientNetLevels(load_backbone(args.backbone))
+        .eval()
+        .to(memory_format=torch.channels_last)
     )
-    variants = [("bare forward, eager", eager, False), ("bare forward, channels_last", channels_last, True)]
+    variants = [
+        ("bare forward, eager", eager, False),
+        ("bare forward, channels_last", channels_last, True),
+    ]
     if args.compile:
         variants.append(("bare forward, torch.compile", torch.compile(channels_last), True))
 
@@ -85,13 +90,18 @@ def main():
             ).fit(cells)
             timed["score_samples, torch_compile=True"] = partial(compiled.score_samples, cells)
             timed["explain (spatial), torch_compile=True"] = partial(compiled.explain, cells)
-            for name in ("score_samples, torch_compile=True", "explain (spatial), torch_compile=True"):
+            for name in (
+                "score_samples, torch_compile=True",
+                "explain (spatial), torch_compile=True",
+            ):
                 reference[name] = "bare forward, torch.compile"
         seconds = interleaved_median_times(timed, args.repeats)
         for name, value in seconds.items():
             ratio = ""
             if name in reference:
-                ratio = f"{seconds[reference[name]] / value:.2f} of {reference[name].split(', ')[1]}"
+                ratio = (
+                    f"{seconds[reference[name]] / value:.2f} of {reference[name].split(', ')[1]}"
+                )
             rows.append([name, batch_size, f"{n / value:.1f}", ratio])
 
     table = markdown_table(["what", "batch size", "images/s", "ratio to bare forward"], rows)

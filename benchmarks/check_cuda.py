@@ -47,7 +47,9 @@ def save_cells(path):
 
 
 def time_configuration(X, y, device, precision, batch_size, repeats):
-    detector = EfficientNetGaussianDetector(device=device, precision=precision, batch_size=batch_size)
+    detector = EfficientNetGaussianDetector(
+        device=device, precision=precision, batch_size=batch_size
+    )
     fit = median_time(lambda: detector.fit(X[:N_FIT]), repeats)
     test, labels = X[N_FIT:], y[N_FIT:]
 

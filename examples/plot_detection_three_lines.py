@@ -53,8 +53,10 @@ labels = detector.predict(X_test)  # +1 normal, -1 anomalous
 # ``score_samples`` is higher for normal images, so the ROC AUC takes it as
 # it is, with +1 (normal) as the positive class.
 print(f"ROC AUC: {roc_auc_score(y_test, scores):.3f}")
-print(f"flagged: {np.sum(labels[y_test == 1] == -1)} of 10 normal cells, "
-      f"{np.sum(labels[y_test == -1] == -1)} of 10 defective cells")
+print(
+    f"flagged: {np.sum(labels[y_test == 1] == -1)} of 10 normal cells, "
+    f"{np.sum(labels[y_test == -1] == -1)} of 10 defective cells"
+)
 
 # %%
 # A threshold from held-out normal images
@@ -69,8 +71,10 @@ print(f"flagged: {np.sum(labels[y_test == 1] == -1)} of 10 normal cells, "
 X_holdout = cells.X[normal[40:50]]
 detector.calibrate(X_holdout, fpr=0.1)
 labels = detector.predict(X_test)
-print(f"flagged: {np.sum(labels[y_test == 1] == -1)} of 10 normal cells, "
-      f"{np.sum(labels[y_test == -1] == -1)} of 10 defective cells")
+print(
+    f"flagged: {np.sum(labels[y_test == 1] == -1)} of 10 normal cells, "
+    f"{np.sum(labels[y_test == -1] == -1)} of 10 defective cells"
+)
 
 # %%
 # The test cells, most normal first
@@ -84,8 +88,11 @@ for ax, i in zip(axes.ravel(), order):
     ax.imshow(X_test[i])
     truth = "normal" if y_test[i] == 1 else "defect"
     flag = "*" if labels[i] == -1 else ""
-    ax.set_title(f"{scores[i]:.0f}{flag}\n{truth}", fontsize=8,
-                 color="black" if y_test[i] == 1 else "crimson")
+    ax.set_title(
+        f"{scores[i]:.0f}{flag}\n{truth}",
+        fontsize=8,
+        color="black" if y_test[i] == 1 else "crimson",
+    )
     ax.axis("off")
 fig.suptitle("score_samples, highest first (* = predicted anomalous)")
 fig.tight_layout()

@@ -33,8 +33,10 @@ detector.calibrate(cells.X[normal[30:40]], fpr=0.1)
 
 decision = detector.decision_function(X_batch)
 flagged = np.flatnonzero(decision < 0)
-print(f"{len(flagged)} of {len(X_batch)} cells flagged "
-      f"({np.sum(y_batch[flagged] == -1)} of them truly defective)")
+print(
+    f"{len(flagged)} of {len(X_batch)} cells flagged "
+    f"({np.sum(y_batch[flagged] == -1)} of them truly defective)"
+)
 
 # %%
 # Explain only the flagged cells
@@ -79,8 +81,11 @@ for k, (i, descent_map, spatial_map) in enumerate(zip(worst, maps, spatial_maps)
     for ax, anomaly_map, name in zip(
         axes[2 * k : 2 * k + 2], (descent_map, spatial_map), ("descent", "spatial")
     ):
-        ax.imshow(overlay_heatmap(X_batch[i], anomaly_map, alpha=0.45,
-                                  threshold=np.percentile(anomaly_map, 99)))
+        ax.imshow(
+            overlay_heatmap(
+                X_batch[i], anomaly_map, alpha=0.45, threshold=np.percentile(anomaly_map, 99)
+            )
+        )
         ax.set_title(name, fontsize=9)
         ax.axis("off")
 fig.tight_layout()
@@ -107,8 +112,16 @@ for i, area, top, left, bottom, right, peak in zip(
 
 fig, axes = plt.subplots(1, len(worst), figsize=(2.3 * len(worst), 2.6))
 for k, (ax, i, anomaly_map) in enumerate(zip(np.atleast_1d(axes), worst, maps)):
-    ax.imshow(overlay_heatmap(X_batch[i], anomaly_map, vmin=vmin, vmax=vmax, alpha=0.45,
-                              threshold=detector.pixel_threshold_))
+    ax.imshow(
+        overlay_heatmap(
+            X_batch[i],
+            anomaly_map,
+            vmin=vmin,
+            vmax=vmax,
+            alpha=0.45,
+            threshold=detector.pixel_threshold_,
+        )
+    )
     ax.set_title(f"{np.sum(table['image'] == k)} region(s)", fontsize=9)
     ax.axis("off")
 fig.tight_layout()

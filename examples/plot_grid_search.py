@@ -103,8 +103,9 @@ data_dir = shared_data_dir()
 if data_dir is not None and (data_dir / "magnetic_tile").is_dir():
     source = "magnetic tiles (real defects)"
     good = load_magnetic_tile(classes="Free", max_per_class=18, resize=224)
-    bad = load_magnetic_tile(classes=["Blowhole", "Break", "Crack", "Fray"],
-                             max_per_class=1, resize=224)
+    bad = load_magnetic_tile(
+        classes=["Blowhole", "Break", "Crack", "Fray"], max_per_class=1, resize=224
+    )
     X_loc = np.concatenate([good.X, bad.X])
     masks = np.concatenate([good.masks, bad.masks])
     n_fit = 16  # the first 16 Free tiles; 2 Free and 4 defective to validate
@@ -115,8 +116,10 @@ else:
     X_loc = np.concatenate([clean, scratched])
     masks = np.concatenate([np.zeros(clean.shape[:3], dtype=bool), scratch_masks])
     n_fit = 16
-print(f"{source}: {len(X_loc)} images, {masks[n_fit:].any(axis=(1, 2)).sum()} "
-      "with defects in the validation split")
+print(
+    f"{source}: {len(X_loc)} images, {masks[n_fit:].any(axis=(1, 2)).sum()} "
+    "with defects in the validation split"
+)
 
 # %%
 # ``lam`` is in units of each image's largest (prior-weighted) gradient: a

@@ -70,8 +70,10 @@ def normal_only_splits(y, n_splits=3, seed=0):
 
 splits = list(normal_only_splits(y))
 for train, test in splits:
-    print(f"train: {len(train)} normal; test: {np.sum(y[test] == 1)} normal, "
-          f"{np.sum(y[test] == -1)} defective")
+    print(
+        f"train: {len(train)} normal; test: {np.sum(y[test] == 1)} normal, "
+        f"{np.sum(y[test] == -1)} defective"
+    )
 
 # %%
 # Cross-validated ROC AUC

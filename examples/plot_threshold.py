@@ -57,11 +57,12 @@ def rates(offset):
     return flagged[y_test == 1].mean(), flagged[y_test == -1].mean()
 
 
-for name, offset in [("contamination", offset_contamination),
-                     ("calibrate", offset_calibrated)]:
+for name, offset in [("contamination", offset_contamination), ("calibrate", offset_calibrated)]:
     fpr, tpr = rates(offset)
-    print(f"{name:14s} offset_ = {offset:8.1f}: flags {fpr:.0%} of normal and "
-          f"{tpr:.0%} of defective test cells (target FPR {target_fpr:.0%})")
+    print(
+        f"{name:14s} offset_ = {offset:8.1f}: flags {fpr:.0%} of normal and "
+        f"{tpr:.0%} of defective test cells (target FPR {target_fpr:.0%})"
+    )
 
 # %%
 # Why not the training scores themselves
@@ -77,8 +78,14 @@ fig, ax = plt.subplots(figsize=(8, 3.4))
 ax.hist(train_scores, bins, alpha=0.6, label="training (in-sample)")
 ax.hist(cal_scores, bins, alpha=0.6, label="held-out normal")
 ax.hist(test_scores[y_test == 1], bins, histtype="step", linewidth=2, label="test normal")
-ax.hist(test_scores[y_test == -1], bins, histtype="step", linewidth=2, color="crimson",
-        label="test defective")
+ax.hist(
+    test_scores[y_test == -1],
+    bins,
+    histtype="step",
+    linewidth=2,
+    color="crimson",
+    label="test defective",
+)
 ax.axvline(offset_contamination, color="black", linestyle="--", label="contamination")
 ax.axvline(offset_calibrated, color="black", label="calibrate")
 ax.set_xlabel("score_samples (higher = more normal)")
@@ -96,11 +103,18 @@ fig.tight_layout()
 fpr, tpr, thresholds = roc_curve(y_test == -1, -test_scores)
 fig, ax = plt.subplots(figsize=(4.2, 4))
 ax.plot(fpr, tpr, color="tab:blue", label="test ROC")
-for name, offset, marker in [("contamination", offset_contamination, "s"),
-                             ("calibrate", offset_calibrated, "o")]:
+for name, offset, marker in [
+    ("contamination", offset_contamination, "s"),
+    ("calibrate", offset_calibrated, "o"),
+]:
     point = rates(offset)
-    ax.plot(*point, marker, color="black", markerfacecolor="white" if marker == "s" else "black",
-            label=f"{name}")
+    ax.plot(
+        *point,
+        marker,
+        color="black",
+        markerfacecolor="white" if marker == "s" else "black",
+        label=f"{name}",
+    )
 ax.axvline(target_fpr, color="gray", linestyle=":", label=f"target FPR {target_fpr:.0%}")
 ax.set_xlabel("false-positive rate (normal cells flagged)")
 ax.set_ylabel("true-positive rate (defects flagged)")

@@ -69,8 +69,7 @@ def _warn_if_several_frames(image, path):
     # stereo views, not pages: the first is the photo.
     if getattr(image, "is_animated", False) and image.format != "MPO":
         warnings.warn(
-            f"Image file {str(path)!r} holds several frames (pages); only the "
-            "first is used.",
+            f"Image file {str(path)!r} holds several frames (pages); only the first is used.",
             UserWarning,
             stacklevel=3,
         )
@@ -130,9 +129,7 @@ def _check_pixel_range(pixel_range):
     try:
         low, high = (float(v) for v in pixel_range)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"pixel_range must be None or (low, high); got {pixel_range!r}."
-        ) from None
+        raise ValueError(f"pixel_range must be None or (low, high); got {pixel_range!r}.") from None
     if not (np.isfinite(low) and np.isfinite(high) and low < high):
         raise ValueError(f"pixel_range must be finite with low < high; got {pixel_range!r}.")
     return low, high
@@ -147,7 +144,12 @@ def _value_map(array, where, pixel_range):
         seen_low, seen_high = float(array.min()), float(array.max())
         if seen_low < low or seen_high > high:
             hint = ""
-            if pixel_range is None and array.dtype.kind == "f" and seen_low >= 0 and seen_high <= 255:
+            if (
+                pixel_range is None
+                and array.dtype.kind == "f"
+                and seen_low >= 0
+                and seen_high <= 255
+            ):
                 hint = " (for 8-bit data divide by 255 or pass pixel_range=(0, 255))"
             raise ValueError(
                 f"{where} has values in [{seen_low:g}, {seen_high:g}], outside the "
@@ -282,9 +284,7 @@ class ImageSource:
                 "X is a single path; pass a list of image paths (e.g. [path]) "
                 "or an array of images."
             )
-        if isinstance(X, (list, tuple)) and X and all(
-            isinstance(x, (str, os.PathLike)) for x in X
-        ):
+        if isinstance(X, (list, tuple)) and X and all(isinstance(x, (str, os.PathLike)) for x in X):
             self._paths = [Path(x) for x in X]
             missing = [str(p) for p in self._paths if not p.is_file()]
             if missing:
@@ -370,6 +370,4 @@ class ImageSource:
             if self._array is not None:
                 yield start, self._to_tensor(self._array[start:stop], self._map_all, device)
             else:
-                yield start, [
-                    self._to_tensor(*self.image(i), device) for i in range(start, stop)
-                ]
+                yield start, [self._to_tensor(*self.image(i), device) for i in range(start, stop)]

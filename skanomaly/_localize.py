@@ -130,7 +130,10 @@ class LocalizationMixin:
             source = "held-out"
         self.pixel_threshold_ = pixel_threshold(samples, fpr)
         self.pixel_calibration_ = {
-            "fpr": float(fpr), "n_images": len(samples), "source": source, **self._map_settings()
+            "fpr": float(fpr),
+            "n_images": len(samples),
+            "source": source,
+            **self._map_settings(),
         }
         return self
 

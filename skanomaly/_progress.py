@@ -15,6 +15,4 @@ def progress(iterable=None, *, enabled, total=None, desc=None, unit="image"):
     # tqdm is imported here so that `skanomaly --help` does not pay for it.
     from tqdm.auto import tqdm
 
-    return tqdm(
-        iterable, total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr
-    )
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr)

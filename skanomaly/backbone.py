@@ -221,8 +221,6 @@ def weights_digest(model):
     return digest.hexdigest()
 
 
-
-
 # (convolution, the batch norm right after it) in the forward pass of each
 # of timm's EfficientNet module types (timm.models._efficientnet_blocks).
 _CONV_NORM_PAIRS = {
@@ -258,8 +256,13 @@ def fold_batch_norms(model):
             ):
                 continue
             conv.weight, conv.bias = fuse_conv_bn_weights(
-                conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps,
-                norm.weight, norm.bias,
+                conv.weight,
+                conv.bias,
+                norm.running_mean,
+                norm.running_var,
+                norm.eps,
+                norm.weight,
+                norm.bias,
             )
             # timm's BatchNormAct2d applies dropout and its activation after
             # the normalization; a plain BatchNorm2d has neither.
@@ -371,7 +374,10 @@ class EfficientNetLevels(nn.Module):
             for i, image in enumerate(images):
                 groups.setdefault(self.target_size(*image.shape[-2:]), []).append(i)
             batches = [
-                (positions, torch.cat([self.preprocess(images[i][None].to(device)) for i in positions]))
+                (
+                    positions,
+                    torch.cat([self.preprocess(images[i][None].to(device)) for i in positions]),
+                )
                 for positions in groups.values()
             ]
         else:
@@ -403,5 +409,7 @@ class EfficientNetLevels(nn.Module):
             )
         # The head is the final output, after every stage; with no stage
         # wanted, the last one is tapped and dropped.
-        final, maps = self.model.forward_intermediates(x, indices=taps or [head - 1], extra_blocks=True)
+        final, maps = self.model.forward_intermediates(
+            x, indices=taps or [head - 1], extra_blocks=True
+        )
         return [*(maps if taps else ()), final]

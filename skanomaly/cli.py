@@ -5,21 +5,19 @@ codes: 0 success, 1 some images could not be read and were skipped (or
 ``--strict`` stopped at the first), 2 usage or fatal error (missing path,
 empty folder, bad option, unusable model file, unwritable output).
 
-This module parses the command line and dispatches: the work on image files
+This module runs what :mod:`skanomaly._cli_parser` parses: the work on image files
 is :mod:`skanomaly.inspection`'s and :mod:`skanomaly.explain_report`'s, model
 files are :mod:`skanomaly.persistence`'s.
 """
 
-import argparse
 import contextlib
-import re
 import sys
 import traceback
 from pathlib import Path
 
-from . import __version__, persistence
+from . import persistence
+from ._cli_parser import build_parser
 from ._console import ImageReadError, UsageError, say, warn
-from ._constants import AUGMENTS, EXPLAIN_METHODS, POOLINGS, PRECISIONS
 from .explain_report import (
     explain_and_report,
     explain_regions,
@@ -39,285 +37,6 @@ from .inspection import (
 )
 
 __all__ = ["main"]
-
-_MODEL_NOTE = (
-    "Model files hold arrays and settings only, never code, so loading one runs "
-    "nothing from it."
-)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line, via :class:`UsageError`."""
-
-    def error(self, message):
-        raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-# ------------------------------------------------------------- arguments
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _number_in(low, high, low_included):
-    """An argparse type for a float in ``[low, high]`` (or ``(low, high]``)."""
-    interval = f"{'[' if low_included else '('}{low:g}, {high:g}]"
-
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        if not (low <= value <= high and (low_included or value > low)):
-            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text!r}")
-        return value
-
-    return parse
-
-
-_contamination = _number_in(0, 0.5, low_included=False)
-_fraction = _number_in(0, 0.5, low_included=True)
-
-
-def _rate(text):
-    """A false-positive rate, in (0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
-    return value
-
-
-def _region_file(text):
-    if text == "-":
-        raise argparse.ArgumentTypeError("expected a file name ('-' is not accepted here)")
-    return text
-
-
-def _region_options(parser, which):
-    """``--regions`` and ``--min-area``, for the subcommands that find regions."""
-    parser.add_argument("--regions", type=_region_file, default=None, metavar="FILE",
-                        help=f"write the anomalous regions of {which} as CSV to FILE: one row "
-                             "per region above the model's pixel threshold, with its area, "
-                             "bounding box, peak and mean map value")
-    parser.add_argument("--min-area", type=_positive_int, default=1, metavar="PIXELS",
-                        help="leave out regions of fewer pixels (default: 1)")
-
-
-def _levels(text):
-    """``all``, or comma-separated level indices and/or names."""
-    text = text.strip()
-    if text == "all":
-        return "all"
-    parts = [p.strip() for p in text.split(",")]
-    if not all(parts):
-        raise argparse.ArgumentTypeError(
-            f"expected 'all' or comma-separated indices/names like 0,1,2 or stem,head; got {text!r}"
-        )
-    return [int(p) if re.fullmatch(r"\d+", p) else p for p in parts]
-
-
-def _common(parser):
-    """Options shared by every subcommand."""
-    group = parser.add_argument_group("common options")
-    group.add_argument(
-        "--device", default="auto", help="where the network runs: auto (default), cpu or cuda"
-    )
-    group.add_argument(
-        "--precision", choices=PRECISIONS, default="auto",
-        help="autocast dtype of the network: auto (default; float16 on CUDA, "
-        "float32 on CPUs), float32, float16 or bfloat16",
-    )
-    group.add_argument(
-        "--batch-size", type=_positive_int, default=None, metavar="N",
-        help="images per forward pass (default: the detector's, 16)",
-    )
-    group.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None,
-        help="progress bars on stderr (default: on when stderr is a terminal)",
-    )
-    group.add_argument(
-        "--strict", action="store_true",
-        help="stop at the first unreadable image (exit 1) instead of skipping it",
-    )
-    group.add_argument(
-        "-v", "--verbose", action="store_true", help="show full tracebacks on errors"
-    )
-
-
-def _model_argument(parser, help_text):
-    """MODEL and ``--trust-pickle``, for the subcommands that read a model."""
-    parser.add_argument("model", metavar="MODEL", help=help_text)
-    parser.add_argument(
-        "--trust-pickle", action="store_true",
-        help="also accept a model file of skanomaly 0.1 (a joblib pickle); loading a "
-        "pickle runs any code it holds, so only for files you wrote or trust",
-    )
-
-
-def build_parser():
-    """The ``argparse`` parser of the ``skanomaly`` command."""
-    parser = _Parser(
-        prog="skanomaly",
-        description=(
-            "Training-free visual anomaly detection: fit on a folder of normal "
-            "(good) images, then score and explain new images."
-        ),
-        epilog=(
-            "Exit codes: 0 success, 1 some images were unreadable and skipped, "
-            "2 usage or fatal error. Start with: skanomaly demo"
-        ),
-    )
-    parser.add_argument("--version", action="version", version=f"skanomaly {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    paths_help = (
-        "image files and/or folders; a folder stands for its .png, .jpg, .jpeg, "
-        ".bmp, .tif and .tiff files (not recursive; hidden files are skipped)"
-    )
-    model_help = f"a model file written by 'skanomaly fit'. {_MODEL_NOTE}"
-
-    fit = sub.add_parser(
-        "fit",
-        help="fit a detector on a folder of normal images",
-        description=(
-            "Fit an anomaly detector on normal (defect-free) images and save it. "
-            "A few dozen images or more make a useful model. " + _MODEL_NOTE
-        ),
-    )
-    fit.add_argument("normal", nargs="+", metavar="NORMAL_DIR", help=paths_help)
-    fit.add_argument("-o", "--output", required=True, metavar="MODEL",
-                     help="where to write the model file, e.g. model"
-                          f"{persistence.MODEL_SUFFIX}; it is written to a temporary file "
-                          "beside it first, so an interrupted fit keeps the previous one")
-    fit.add_argument("--backbone", default="tf_efficientnet_lite0",
-                     help="timm EfficientNet name (default: tf_efficientnet_lite0, "
-                          "bundled weights, works offline)")
-    fit.add_argument("--levels", type=_levels, default="all",
-                     help="feature levels: 'all' (default) or comma-separated indices "
-                          "or names, e.g. 0,1,2,3 or stage3,stage4,head")
-    fit.add_argument("--contamination", type=_contamination, default=0.05,
-                     help="fraction of new normal images to flag, in (0, 0.5]; sets the "
-                          "threshold from out-of-fold training scores (default: 0.05)")
-    fit.add_argument("--explain-method", default="descent",
-                     choices=EXPLAIN_METHODS,
-                     help="how 'explain' draws maps (default: descent, the most accurate; "
-                          "spatial is the fastest)")
-    fit.add_argument("--pooling", default="mean", choices=POOLINGS,
-                     help="how each level's feature maps are pooled: mean (default, "
-                          "Rippel et al.) or max (small defects weigh more)")
-    fit.add_argument("--augment", default=None,
-                     choices=AUGMENTS,
-                     help="also fit on flipped, rotated or shifted views of the normal "
-                          "images (for few images or parts at any orientation)")
-    fit.add_argument("--holdout", type=_fraction, default=0.0, metavar="FRACTION",
-                     help="fraction of the normal images kept out of the fit to set the "
-                          "threshold on them instead (default: 0, fit on all and set the "
-                          "threshold from out-of-fold scores)")
-    fit.add_argument("--pixel-fpr", type=_rate, default=0.01, metavar="RATE",
-                     help="share of the pixels of normal images that the defect masks and "
-                          "regions flag, in (0, 1); sets the pixel threshold from the "
-                          "training images' maps, or from the held-out ones with --holdout "
-                          "(default: 0.01)")
-    fit.add_argument("--seed", type=int, default=0, help="seed of the hold-out split (default: 0)")
-    _common(fit)
-
-    score = sub.add_parser(
-        "score",
-        help="score images with a fitted model (fast, no heat maps)",
-        description=(
-            "Score images: one row per image with its score, decision and label "
-            "(normal/anomalous). Higher anomaly_score is more anomalous; an image is "
-            "anomalous when its decision is negative."
-        ),
-    )
-    _model_argument(score, model_help)
-    score.add_argument("paths", nargs="+", metavar="PATHS", help=paths_help)
-    score.add_argument("--csv", metavar="FILE",
-                       help="write the scores as CSV to FILE ('-' for stdout) instead "
-                            "of printing a table")
-    _region_options(score, "the anomalous images (explaining them takes longer than scoring)")
-    _common(score)
-
-    explain = sub.add_parser(
-        "explain",
-        help="score images and write heat-map overlays and an HTML report",
-        description=(
-            "Score images, draw a heat-map overlay PNG for each anomalous one "
-            "(every one with --all) and write OUTDIR/index.html, a report that opens "
-            "from disk and lists every image with its score."
-        ),
-    )
-    _model_argument(explain, model_help)
-    explain.add_argument("paths", nargs="+", metavar="PATHS", help=paths_help)
-    explain.add_argument("-o", "--output", required=True, metavar="OUTDIR",
-                         help="folder for the report, created if missing")
-    explain.add_argument("--all", action="store_true",
-                         help="explain every image, not only the anomalous ones")
-    explain.add_argument("--max-explain", type=_positive_int, default=None, metavar="N",
-                         help="explain at most the N most anomalous of them")
-    explain.add_argument("--method", default=None,
-                         choices=EXPLAIN_METHODS,
-                         help="override the model's explain method")
-    explain.add_argument("--title", default=None, help="title of the report")
-    _region_options(explain, "the explained images")
-    _common(explain)
-
-    demo = sub.add_parser(
-        "demo",
-        help="fit, score and explain real solar-cell images, and write a report",
-        description=(
-            "Fit on defect-free monocrystalline ELPV solar cells (bundled with the "
-            "elpv-dataset package, works offline), score held-out normal and "
-            "defective cells, print the AUROC and the most anomalous cells, and "
-            "write an HTML report of heat maps."
-        ),
-    )
-    demo.add_argument("-o", "--output", default="skanomaly_report", metavar="OUTDIR",
-                      help="folder for the report (default: skanomaly_report)")
-    demo.add_argument("--n-train", type=_positive_int, default=60, metavar="N",
-                      help="normal cells to fit on (default: 60)")
-    demo.add_argument("--n-test", type=_positive_int, default=30, metavar="N",
-                      help="held-out normal cells and defective cells each (default: 30)")
-    demo.add_argument("--max-explain", type=_positive_int, default=12, metavar="N",
-                      help="heat maps for at most the N most anomalous flagged cells "
-                           "(default: 12)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    demo.add_argument("--holdout", type=_fraction, default=0.0, metavar="FRACTION",
-                      help="fraction of the training cells that set the threshold "
-                           "(default: 0; see 'skanomaly fit --help')")
-    _common(demo)
-
-    export = sub.add_parser(
-        "export",
-        help="write a fitted model as one ONNX graph, for onnxruntime or OpenVINO",
-        description=(
-            "Write MODEL as an ONNX file that runs without Python packages of "
-            "skanomaly or torch: it takes uint8 (n, H, W, 3) RGB images and returns "
-            "their scores (higher is more normal, as score_samples; anomalous below "
-            "the 'offset' stored in the file's metadata) and, with --maps, heat maps. "
-            "Needs the onnx package: pip install 'skanomaly[onnx]'."
-        ),
-    )
-    _model_argument(export, model_help)
-    export.add_argument("output", metavar="OUT", help="the .onnx file to write, e.g. model.onnx")
-    export.add_argument("--maps", action="store_true",
-                        help="add a second output, the 'spatial' heat maps at the image size")
-    export.add_argument("--image-size", type=_positive_int, nargs=2, default=None,
-                        metavar=("H", "W"),
-                        help="export for images of H x W pixels only (default: any size; "
-                             "required for models fitted with keep_aspect)")
-    export.add_argument("-v", "--verbose", action="store_true",
-                        help="show full tracebacks on errors")
-    return parser
-
 
 
 def _progress_default(args):
@@ -373,13 +92,24 @@ def cmd_fit(args):
         persistence.check_writable(output)
     progress = _progress_default(args)
     detector = EfficientNetGaussianDetector(
-        args.backbone, levels=args.levels, contamination=args.contamination,
-        explain_method=args.explain_method, pooling=args.pooling, augment=args.augment,
+        args.backbone,
+        levels=args.levels,
+        contamination=args.contamination,
+        explain_method=args.explain_method,
+        pooling=args.pooling,
+        augment=args.augment,
     )
     _configure(detector, args, progress)
     reader = ImageReader(args.strict)
-    n_fit, n_hold = fit_on_files(detector, files, reader, holdout=args.holdout,
-                                 seed=args.seed, progress=progress, pixel_fpr=args.pixel_fpr)
+    n_fit, n_hold = fit_on_files(
+        detector,
+        files,
+        reader,
+        holdout=args.holdout,
+        seed=args.seed,
+        progress=progress,
+        pixel_fpr=args.pixel_fpr,
+    )
     # The saved model runs wherever it is loaded, without bars.
     detector.set_params(progress=False, device="auto", precision="auto")
     with _usage_errors():
@@ -408,8 +138,9 @@ def cmd_score(args):
     reader.report()
     rows = score_rows(kept, scores, detector.offset_)
     if args.regions:
-        regions = explain_regions(detector, kept, reader, rows, threshold, progress=progress,
-                                  min_area=args.min_area)
+        regions = explain_regions(
+            detector, kept, reader, rows, threshold, progress=progress, min_area=args.min_area
+        )
         write_regions_csv(regions, args.regions)
     if args.csv:
         write_csv(rows, args.csv)
@@ -435,9 +166,16 @@ def cmd_explain(args):
     _configure(detector, args)
     reader = ImageReader(args.strict)
     rows, index = explain_and_report(
-        detector, files, args.output, reader, explain_all=args.all,
-        max_explain=args.max_explain, title=args.title, progress=_progress_default(args),
-        regions=args.regions, min_area=args.min_area,
+        detector,
+        files,
+        args.output,
+        reader,
+        explain_all=args.all,
+        max_explain=args.max_explain,
+        title=args.title,
+        progress=_progress_default(args),
+        regions=args.regions,
+        min_area=args.min_area,
     )
     reader.report()
     if index is None:
@@ -459,9 +197,15 @@ def cmd_demo(args):
     progress = _progress_default(args)
     detector = _configure(EfficientNetGaussianDetector(), args, progress)
     n_skipped = run_demo(
-        detector, args.output, n_train=args.n_train, n_test=args.n_test,
-        max_explain=args.max_explain, seed=args.seed, holdout=args.holdout,
-        strict=args.strict, progress=progress,
+        detector,
+        args.output,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        max_explain=args.max_explain,
+        seed=args.seed,
+        holdout=args.holdout,
+        strict=args.strict,
+        progress=progress,
     )
     return 1 if n_skipped else 0
 

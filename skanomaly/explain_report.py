@@ -80,9 +80,21 @@ def _safe_name(index, path):
     return f"{index:04d}_{stem}.png"
 
 
-def explain_and_report(detector, files, out_dir, reader, *, display=None, truth=None,
-                       explain_all=False, max_explain=None, title=None, progress=False,
-                       regions=None, min_area=1):
+def explain_and_report(
+    detector,
+    files,
+    out_dir,
+    reader,
+    *,
+    display=None,
+    truth=None,
+    explain_all=False,
+    max_explain=None,
+    title=None,
+    progress=False,
+    regions=None,
+    min_area=1,
+):
     """Score ``files``, explain the flagged ones and write the report.
 
     ``out_dir`` receives ``index.html``, ``scores.csv``, a thumbnail of
@@ -211,8 +223,12 @@ def _region_rows(explained, rows):
             continue
         regions = entry["table"]
         for r in range(len(regions["region"])):
-            table.append({"path": rows[i]["path"],
-                          **{k: v[r].item() for k, v in regions.items() if k != "image"}})
+            table.append(
+                {
+                    "path": rows[i]["path"],
+                    **{k: v[r].item() for k, v in regions.items() if k != "image"},
+                }
+            )
     return table
 
 
@@ -324,8 +340,11 @@ def _write_index(detector, out_dir, rows, title, scale, threshold, caption):
     notes.append(caption)
     try:
         return write_report(
-            out_dir, rows, threshold=-detector.offset_,
-            title=title or "skanomaly report", notes=" ".join(notes),
+            out_dir,
+            rows,
+            threshold=-detector.offset_,
+            title=title or "skanomaly report",
+            notes=" ".join(notes),
         )
     except OSError as exc:
         raise UsageError(
@@ -348,8 +367,7 @@ def _demo_split(labels, proba, n_train, n_test, seed):
     return normal[:n_train], normal[n_train : n_train + n_test], defective[:n_test]
 
 
-def run_demo(detector, out_dir, *, n_train, n_test, max_explain, seed, holdout, strict,
-             progress):
+def run_demo(detector, out_dir, *, n_train, n_test, max_explain, seed, holdout, strict, progress):
     """Fit ``detector`` on real solar cells, explain held-out ones, report.
 
     Fits on ``n_train`` defect-free monocrystalline ELPV cells, scores
@@ -381,17 +399,26 @@ def run_demo(detector, out_dir, *, n_train, n_test, max_explain, seed, holdout, 
         f"scoring {len(normal)} defect-free + {len(defective)} defective held-out cells."
     )
     reader = ImageReader(strict)
-    n_fit, n_hold = fit_on_files(detector, list(files[train]), reader, holdout=holdout,
-                                 seed=seed, progress=progress)
+    n_fit, n_hold = fit_on_files(
+        detector, list(files[train]), reader, holdout=holdout, seed=seed, progress=progress
+    )
     detector.set_params(progress=False)
-    print(f"Fitted on {n_fit} cells; threshold set on the other {n_hold}." if n_hold
-          else f"Fitted on {n_fit} cells; threshold from their out-of-fold scores.")
+    print(
+        f"Fitted on {n_fit} cells; threshold set on the other {n_hold}."
+        if n_hold
+        else f"Fitted on {n_fit} cells; threshold from their out-of-fold scores."
+    )
     test_reader = ImageReader(strict)
     rows, index = explain_and_report(
-        detector, list(files[test]), out_dir, test_reader,
+        detector,
+        list(files[test]),
+        out_dir,
+        test_reader,
         display=[Path(p).name for p in files[test]],
         truth=["defective" if data.y[i] == -1 else "normal" for i in test],
-        max_explain=max_explain, title="skanomaly demo: ELPV solar cells", progress=progress,
+        max_explain=max_explain,
+        title="skanomaly demo: ELPV solar cells",
+        progress=progress,
     )
     test_reader.report()
     y_true = [r["truth"] == "defective" for r in rows]
@@ -400,8 +427,10 @@ def run_demo(detector, out_dir, *, n_train, n_test, max_explain, seed, holdout, 
         print(f"Image AUROC (defective vs normal): {roc_auc_score(y_true, anomaly):.3f}")
     print("Most anomalous cells:")
     for row in sorted(rows, key=lambda r: -r["anomaly_score"])[:5]:
-        print(f"  {row['anomaly_score']:9.4g}  {row['label']:<9}  "
-              f"(truly {row['truth']})  {row['path']}")
+        print(
+            f"  {row['anomaly_score']:9.4g}  {row['label']:<9}  "
+            f"(truly {row['truth']})  {row['path']}"
+        )
     print(summary(rows, -detector.offset_))
     print(f"Report: {index.resolve()}")
     return len(reader.skipped) + len(test_reader.skipped)

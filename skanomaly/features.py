@@ -198,7 +198,9 @@ def patch_features(maps, neighborhood=1):
         maps = [F.avg_pool2d(m, neighborhood, stride=1, padding=neighborhood // 2) for m in maps]
     grid = maps[0].shape[-2:]
     upsampled = [
-        m if m.shape[-2:] == grid else F.interpolate(m, size=grid, mode="bilinear", align_corners=False)
+        m
+        if m.shape[-2:] == grid
+        else F.interpolate(m, size=grid, mode="bilinear", align_corners=False)
         for m in maps
     ]
     return torch.cat(upsampled, dim=1).permute(0, 2, 3, 1)
@@ -412,8 +414,14 @@ class FeatureExtractor:
         if memory is None:
             return (
                 lambda images, levels, spatial, patch_levels: _summarize(
-                    network, images, levels, spatial, self.precision, patch_levels,
-                    self.pooling, self.patch_neighborhood,
+                    network,
+                    images,
+                    levels,
+                    spatial,
+                    self.precision,
+                    patch_levels,
+                    self.pooling,
+                    self.patch_neighborhood,
                 ),
                 self.device,
             )

@@ -327,8 +327,13 @@ def _write_rows(rows, handle):
     writer.writerow(["path", "score", "anomaly_score", "decision", "label"])
     for row in rows:
         writer.writerow(
-            [row["path"], f"{row['score']:.6g}", f"{row['anomaly_score']:.6g}",
-             f"{row['decision']:.6g}", row["label"]]
+            [
+                row["path"],
+                f"{row['score']:.6g}",
+                f"{row['anomaly_score']:.6g}",
+                f"{row['decision']:.6g}",
+                row["label"],
+            ]
         )
 
 

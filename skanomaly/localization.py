@@ -66,7 +66,6 @@ __all__ = [
 ]
 
 
-
 def spatial_distance_maps(maps, gaussians):
     """Per-level ``(n, h_l, w_l)`` Mahalanobis distance of every location of
     ``(n, c_l, h_l, w_l)`` feature maps, divided by sqrt(c_l) so that levels
@@ -107,7 +106,9 @@ def gaussian_blur(maps, sigma):
 def _upsample_sum(level_maps, size):
     total = 0
     for m in level_maps:
-        total = total + F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+        total = (
+            total + F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+        )
     return total
 
 

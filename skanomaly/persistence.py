@@ -311,7 +311,7 @@ class _Decoder:
             return [self.decode(v) for v in value]
         if not isinstance(value, dict):
             return value
-        (tag, content), = value.items()
+        ((tag, content),) = value.items()
         return self._tags[tag](content)
 
     def _array(self, name):
@@ -341,8 +341,7 @@ def _reading(path):
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "corrupt"
         raise ValueError(
-            f"{path!r} is not a readable skanomaly model file "
-            f"({type(exc).__name__}: {reason})"
+            f"{path!r} is not a readable skanomaly model file ({type(exc).__name__}: {reason})"
         ) from exc
 
 

@@ -38,16 +38,14 @@ def _image_to_rgb(image):
         low, high = float(image.min()), float(image.max())
         if low < 0 or high > 1:
             raise ValueError(
-                f"Float images must have values in [0, 1]; image has values in "
-                f"[{low:g}, {high:g}]."
+                f"Float images must have values in [0, 1]; image has values in [{low:g}, {high:g}]."
             )
         return image.astype(np.float64)
     if kind in "ui":
         low, high = int(image.min()), int(image.max())
         if low < 0 or high > 255:
             raise ValueError(
-                f"Integer images must have values in 0..255; image has values in "
-                f"[{low}, {high}]."
+                f"Integer images must have values in 0..255; image has values in [{low}, {high}]."
             )
         return image / 255.0
     raise TypeError(f"image has dtype {image.dtype}; images must be uint8 or float in [0, 1].")
@@ -56,11 +54,7 @@ def _image_to_rgb(image):
 def _check_real(value, name, allow_none=True):
     if value is None and allow_none:
         return
-    if (
-        not isinstance(value, numbers.Real)
-        or isinstance(value, bool)
-        or not np.isfinite(value)
-    ):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value):
         raise ValueError(f"{name} must be a finite number; got {value!r}.")
 
 
@@ -178,9 +172,7 @@ def overlay_heatmap(
         raise ValueError(f"alpha must be in [0, 1]; got {alpha!r}.")
     color = np.asarray(contour_color)
     if color.shape != (3,) or color.dtype.kind not in "ui" or color.min() < 0 or color.max() > 255:
-        raise ValueError(
-            f"contour_color must be 3 integers in 0..255; got {contour_color!r}."
-        )
+        raise ValueError(f"contour_color must be 3 integers in 0..255; got {contour_color!r}.")
     if title is not None and not isinstance(title, str):
         raise TypeError(f"title must be a string; got {type(title).__name__}.")
     colormap = _colormap(cmap)
@@ -261,9 +253,7 @@ def save_heatmaps(images, maps, out_dir, names=None, **kwargs):
             raise ValueError(f"Got {len(names)} names for {len(images)} images.")
         for name in names:
             if not isinstance(name, str) or not name or Path(name).name != name:
-                raise ValueError(
-                    f"names must be plain file names without folders; got {name!r}."
-                )
+                raise ValueError(f"names must be plain file names without folders; got {name!r}.")
         names = [name if name.lower().endswith(".png") else f"{name}.png" for name in names]
         if len(set(names)) != len(names):
             raise ValueError("names must be unique.")

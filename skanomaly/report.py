@@ -207,8 +207,10 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
             cells.append(f'<th data-type="{kind}"{sort}>{html.escape(name)}</th>')
     # Most anomalous first; the original order stays available in column #.
     order = sorted(
-        range(len(records)), key=lambda i: -records[i]["anomaly_score"]
-        if math.isfinite(records[i]["anomaly_score"]) else math.inf,
+        range(len(records)),
+        key=lambda i: (
+            -records[i]["anomaly_score"] if math.isfinite(records[i]["anomaly_score"]) else math.inf
+        ),
     )
     body = []
     for i in order:
@@ -228,8 +230,10 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
         if has_levels:
             levels = r.get("levels")
             if levels:
-                row.append(f'<td data-value="{max(v for _, v in levels)!r}">'
-                           f"{_level_bars(levels, top)}</td>")
+                row.append(
+                    f'<td data-value="{max(v for _, v in levels)!r}">'
+                    f"{_level_bars(levels, top)}</td>"
+                )
             else:
                 row.append('<td data-value="-Infinity"></td>')
         if has_truth:
@@ -252,10 +256,10 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
 </head>
 <body data-threshold="{threshold!r}">
 <h1>{html.escape(title)}</h1>
-{''.join(f'<p class="meta">{m}</p>' for m in meta)}
+{"".join(f'<p class="meta">{m}</p>' for m in meta)}
 <p id="load-status"></p>
 <table id="scores">
-<thead><tr>{''.join(cells)}</tr></thead>
+<thead><tr>{"".join(cells)}</tr></thead>
 <tbody>
 {chr(10).join(body)}
 </tbody>

@@ -156,8 +156,19 @@ def region_table(maps, threshold, min_area=1):
             sorted(zip(kept, peaks, means), key=lambda row: -row[1])
         ):
             box = boxes[label - 1]
-            rows.append((index, number, area[label], box[0].start, box[1].start,
-                         box[0].stop, box[1].stop, peak, mean))
+            rows.append(
+                (
+                    index,
+                    number,
+                    area[label],
+                    box[0].start,
+                    box[1].start,
+                    box[0].stop,
+                    box[1].stop,
+                    peak,
+                    mean,
+                )
+            )
     columns = list(zip(*rows)) if rows else [()] * len(REGION_FIELDS)
     return {
         name: np.asarray(values, dtype=np.int64 if name in _INTEGER_FIELDS else np.float64)

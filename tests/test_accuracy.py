@@ -29,9 +29,7 @@ def test_max_pooling_models_each_channels_largest_response(max_pooled, cells):
     assert not np.allclose(mean_pooled.pooled_features(defective)["stem"], features["stem"])
     # The gradient-based explain methods score the maps with the same rule.
     scores = pooled_scores(maps, max_pooled.gaussians_, ScoreRule("mahalanobis", "max"))
-    np.testing.assert_allclose(
-        -scores.numpy(), max_pooled.score_samples(defective), rtol=1e-4
-    )
+    np.testing.assert_allclose(-scores.numpy(), max_pooled.score_samples(defective), rtol=1e-4)
     assert max_pooled.explain(defective[:1]).shape == (1, 64, 64)
 
 

@@ -87,7 +87,9 @@ def test_fit_writes_a_versioned_model(model):
 
 def test_score_csv(model, folders, tmp_path, capsys):
     out = tmp_path / "scores.csv"
-    assert main(["score", str(model), str(folders / "check"), "--csv", str(out), "--no-progress"]) == 0
+    assert (
+        main(["score", str(model), str(folders / "check"), "--csv", str(out), "--no-progress"]) == 0
+    )
     rows = _read_csv(out)
     assert list(rows[0]) == ["path", "score", "anomaly_score", "decision", "label"]
     names = [Path(r["path"]).name for r in rows]
@@ -129,8 +131,22 @@ def test_score_prints_a_table_and_accepts_files(model, folders, capsys):
 def report(model, folders):
     out = folders / "report_all"
     regions = folders / "regions.csv"
-    assert main(["explain", str(model), str(folders / "check"), "-o", str(out), "--all",
-                 "--regions", str(regions), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                str(model),
+                str(folders / "check"),
+                "-o",
+                str(out),
+                "--all",
+                "--regions",
+                str(regions),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -181,8 +197,18 @@ def test_explain_regions_outlines_and_level_bars(report, folders):
 
 def test_score_regions_of_the_anomalous_images(model, folders, tmp_path, capsys):
     out, scores = tmp_path / "regions.csv", tmp_path / "scores.csv"
-    argv = ["score", str(model), str(folders / "check"), "--csv", str(scores),
-            "--regions", str(out), "--min-area", "5", "--no-progress"]
+    argv = [
+        "score",
+        str(model),
+        str(folders / "check"),
+        "--csv",
+        str(scores),
+        "--regions",
+        str(out),
+        "--min-area",
+        "5",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     anomalous = {r["path"] for r in _read_csv(scores) if r["label"] == "anomalous"}
     regions = _read_csv(out)
@@ -201,15 +227,31 @@ def test_regions_need_a_pixel_threshold(model, folders, tmp_path, capsys):
     assert "pixel threshold" in _one_error_line(capsys)
     # Without --regions, the report has no outlines and says why.
     out = tmp_path / "report"
-    assert main(["explain", str(bare), str(folders / "check"), "-o", str(out), "--max-explain",
-                 "1", "--all", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                str(bare),
+                str(folders / "check"),
+                "-o",
+                str(out),
+                "--max-explain",
+                "1",
+                "--all",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "no region outlines" in capsys.readouterr().err
     assert ">Regions</th>" not in (out / "index.html").read_text(encoding="utf-8")
 
 
 def test_explain_default_explains_only_flagged(model, folders, report, tmp_path, capsys):
     # A model whose threshold lies between the normal and the defective cells.
-    scores = {Path(r["path"]).name: float(r["anomaly_score"]) for r in _read_csv(report / "scores.csv")}
+    scores = {
+        Path(r["path"]).name: float(r["anomaly_score"]) for r in _read_csv(report / "scores.csv")
+    }
     good = max(v for k, v in scores.items() if k.startswith("good"))
     bad = min(v for k, v in scores.items() if k.startswith("bad"))
     detector = skanomaly.load(model)
@@ -217,10 +259,14 @@ def test_explain_default_explains_only_flagged(model, folders, report, tmp_path,
     tuned = tmp_path / "tuned.skanomaly"
     skanomaly.save(detector, tuned)
     out = tmp_path / "report"
-    assert main(["explain", str(tuned), str(folders / "check"), "-o", str(out), "--no-progress"]) == 0
+    assert (
+        main(["explain", str(tuned), str(folders / "check"), "-o", str(out), "--no-progress"]) == 0
+    )
     rows = _read_csv(out / "scores.csv")
     assert sorted(Path(r["path"]).name for r in rows if r["label"] == "anomalous") == [
-        "bad00.png", "bad01.png", "bad02.png"
+        "bad00.png",
+        "bad01.png",
+        "bad02.png",
     ]
     overlays = sorted(p.name for p in (out / "overlays").glob("*.png"))
     assert len(overlays) == 3 and all("bad" in name for name in overlays)
@@ -304,7 +350,9 @@ def test_phone_photos_and_decompression_bombs(model, folders, tmp_path, capsys):
 
 
 def test_explicit_non_image_file_is_unreadable(model, mixed, capsys):
-    code = main(["score", str(model), str(mixed / "good00.png"), str(mixed / "notes.txt"), "--no-progress"])
+    code = main(
+        ["score", str(model), str(mixed / "good00.png"), str(mixed / "notes.txt"), "--no-progress"]
+    )
     assert code == 1
     captured = capsys.readouterr()
     assert "notes.txt" in captured.err and "1 image(s) scored" in captured.out
@@ -404,8 +452,10 @@ def test_a_pickle_cannot_run_code(folders, tmp_path, capsys):
     evil = tmp_path / "model.skanomaly"
     evil.write_bytes(pickle.dumps(_RunsCode(marker)))
     image = folders / "check" / "good00.png"
-    for command in (["score", str(evil), str(image)],
-                    ["explain", str(evil), str(image), "-o", str(tmp_path / "r")]):
+    for command in (
+        ["score", str(evil), str(image)],
+        ["explain", str(evil), str(image), "-o", str(tmp_path / "r")],
+    ):
         assert main(command) == 2
         line = _one_error_line(capsys)
         assert "is a pickle" in line and "--trust-pickle" in line and str(evil) in line
@@ -415,8 +465,11 @@ def test_a_pickle_cannot_run_code(folders, tmp_path, capsys):
 
 def test_trust_pickle_loads_a_legacy_model(model, folders, tmp_path, capsys):
     legacy = tmp_path / "model.joblib"
-    pickle_payload = {"skanomaly_version": skanomaly.__version__, "format": 1,
-                      "detector": skanomaly.load(model)}
+    pickle_payload = {
+        "skanomaly_version": skanomaly.__version__,
+        "format": 1,
+        "detector": skanomaly.load(model),
+    }
     legacy.write_bytes(pickle.dumps(pickle_payload))
     assert main(["score", str(legacy), str(folders / "check"), "--no-progress"]) == 2
     assert "--trust-pickle" in _one_error_line(capsys)
@@ -474,8 +527,17 @@ def test_usage_errors(argv, capsys):
 
 
 def test_unknown_level_is_a_one_line_error(folders, tmp_path, capsys):
-    code = main(["fit", str(folders / "normal"), "-o", str(tmp_path / "m.skanomaly"),
-                 "--levels", "stage99", "--no-progress"])
+    code = main(
+        [
+            "fit",
+            str(folders / "normal"),
+            "-o",
+            str(tmp_path / "m.skanomaly"),
+            "--levels",
+            "stage99",
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "stage99" in _one_error_line(capsys)
 
@@ -522,8 +584,9 @@ def test_help_and_usage_errors_do_not_import_torch(tmp_path):
         "            pass\n"
         "print(sorted(name for name in ('torch', 'sklearn') if name in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
@@ -531,8 +594,18 @@ def test_help_and_usage_errors_do_not_import_torch(tmp_path):
 # -------------------------------------------------------------------- demo
 def test_demo_small(tmp_path, capsys):
     out = tmp_path / "demo"
-    argv = ["demo", "-o", str(out), "--n-train", "8", "--n-test", "2", "--max-explain", "2",
-            "--no-progress"]
+    argv = [
+        "demo",
+        "-o",
+        str(out),
+        "--n-train",
+        "8",
+        "--n-test",
+        "2",
+        "--max-explain",
+        "2",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "AUROC" in printed and "Most anomalous cells" in printed

@@ -42,9 +42,13 @@ def test_grid_search_on_a_local_cluster(cells):
     )
     # Worker processes rebuild the network from the bundled weights: the
     # pickled estimators carry no weights and need no internet.
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, distributed.Client(cluster), parallel_backend("dask"):
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+        parallel_backend("dask"),
+    ):
         search.fit(X, y)
     local = GridSearchCV(search.estimator, search.param_grid, scoring="roc_auc", cv=search.cv)
     local.fit(X, y)

@@ -439,7 +439,13 @@ def magnetic_tile(tmp_path):
 def test_magnetic_tile_contents(magnetic_tile):
     data = load_magnetic_tile(magnetic_tile)
     assert data.defect_type.tolist() == [
-        "good", "blowhole", "break", "crack", "crack", "fray", "uneven"
+        "good",
+        "blowhole",
+        "break",
+        "crack",
+        "crack",
+        "fray",
+        "uneven",
     ]
     np.testing.assert_array_equal(data.y, [1, -1, -1, -1, -1, -1, -1])
     assert names(data.filenames, magnetic_tile) == [

@@ -109,8 +109,14 @@ def test_levels_by_name_and_index_agree(cells):
 
 @pytest.mark.parametrize(
     "levels, match",
-    [(9, "out of range"), ((0, -1), "out of range"), ("neck", "Unknown level"), ((), "empty"),
-     ((1, 1), "repeated"), ((0.5,), "names or indices")],
+    [
+        (9, "out of range"),
+        ((0, -1), "out of range"),
+        ("neck", "Unknown level"),
+        ((), "empty"),
+        ((1, 1), "repeated"),
+        ((0.5,), "names or indices"),
+    ],
 )
 def test_invalid_levels(cells, levels, match):
     with pytest.raises(ValueError, match=match):
@@ -178,7 +184,9 @@ def test_clone_and_pickle_without_the_network(fitted, cells):
     buffer = io.BytesIO()
     NoTorch(buffer).dump(fitted)
     restored = pickle.loads(buffer.getvalue())
-    np.testing.assert_array_equal(restored.score_samples(defective), fitted.score_samples(defective))
+    np.testing.assert_array_equal(
+        restored.score_samples(defective), fitted.score_samples(defective)
+    )
 
 
 def test_unfitted_detector_raises():

@@ -148,8 +148,10 @@ def _bomb_png(path, side):
     """A PNG of a few bytes whose header claims ``side`` x ``side`` pixels."""
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
     path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(b"")) + _chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(b""))
+        + _chunk(b"IEND", b"")
     )
     return path
 

@@ -10,8 +10,17 @@ from hypothesis.extra import numpy as hnp
 from skanomaly._images import ImageSource
 
 DTYPES = st.sampled_from(
-    [np.uint8, np.uint16, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_,
-     np.complex64]
+    [
+        np.uint8,
+        np.uint16,
+        np.int32,
+        np.int64,
+        np.float16,
+        np.float32,
+        np.float64,
+        np.bool_,
+        np.complex64,
+    ]
 )
 
 
@@ -66,6 +75,6 @@ def test_mixed_lists_become_rgb():
     rgba = np.zeros((9, 4, 4), np.uint8)
     floats = np.full((6, 6, 3), 0.5)
     source = ImageSource([gray, rgba, floats])
-    (_, images), = source.batches(3)
+    ((_, images),) = source.batches(3)
     assert [tuple(i.shape) for i in images] == [(3, 5, 7), (3, 9, 4), (3, 6, 6)]
     assert float(images[0].min()) == 1.0 and float(images[2].max()) == 0.5

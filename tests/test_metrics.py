@@ -283,9 +283,7 @@ def test_masks_to_labels():
     masks = np.zeros((3, 4, 4), dtype=np.uint8)
     masks[1, 3, 3] = 1
     np.testing.assert_array_equal(masks_to_labels(masks), [1, -1, 1])
-    np.testing.assert_array_equal(
-        masks_to_labels([np.zeros((2, 2)), np.ones((5, 1))]), [1, -1]
-    )
+    np.testing.assert_array_equal(masks_to_labels([np.zeros((2, 2)), np.ones((5, 1))]), [1, -1])
     with pytest.raises(ValueError, match="boolean-like"):
         masks_to_labels(masks * 3)
 

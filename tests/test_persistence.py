@@ -86,11 +86,15 @@ def test_other_weights_are_refused(cells, tmp_path):
     normal, defective = cells
     state = load_backbone("tf_efficientnet_lite0").state_dict()
     torch.save(state, tmp_path / "w.pth")
-    detector = EfficientNetGaussianDetector(weights=tmp_path / "w.pth", levels=(0, 1)).fit(normal[:6])
+    detector = EfficientNetGaussianDetector(weights=tmp_path / "w.pth", levels=(0, 1)).fit(
+        normal[:6]
+    )
     skanomaly.save(detector, tmp_path / "m.skanomaly")
     loaded = skanomaly.load(tmp_path / "m.skanomaly")
     assert loaded.weights == str(tmp_path / "w.pth")
-    np.testing.assert_array_equal(loaded.score_samples(defective), detector.score_samples(defective))
+    np.testing.assert_array_equal(
+        loaded.score_samples(defective), detector.score_samples(defective)
+    )
     # The same file name now holds other weights (one tensor changed).
     state["conv_stem.weight"] = state["conv_stem.weight"] * 1.01
     torch.save(state, tmp_path / "w.pth")
@@ -192,7 +196,9 @@ def test_partial_fit_is_finished_before_saving(cells, tmp_path):
     assert "offset_" not in vars(detector)
     skanomaly.save(detector, tmp_path / "m.skanomaly")
     loaded = skanomaly.load(tmp_path / "m.skanomaly")
-    np.testing.assert_array_equal(loaded.score_samples(defective), detector.score_samples(defective))
+    np.testing.assert_array_equal(
+        loaded.score_samples(defective), detector.score_samples(defective)
+    )
     with pytest.raises(ValueError, match="fit it again"):
         loaded.partial_fit(normal[8:10])
 
@@ -233,8 +239,12 @@ def test_load_refuses_another_version_or_format(model_file):
         (lambda m: m["attributes"].pop("offset_"), "holds no fitted detector"),
         (lambda m: m["attributes"].update(offset_={"array": "missing"}), "no array 'missing'"),
         (lambda m: m["attributes"].update(offset_={"lambda": "x"}), "not a readable"),
-        (lambda m: m["attributes"]["gaussians_"][0]["gaussian"].update(
-            precision={"array": "gaussians_.1.precision"}), "do not fit together"),
+        (
+            lambda m: m["attributes"]["gaussians_"][0]["gaussian"].update(
+                precision={"array": "gaussians_.1.precision"}
+            ),
+            "do not fit together",
+        ),
     ],
 )
 def test_load_refuses_tampered_metadata(model_file, change, match):
@@ -277,8 +287,12 @@ def test_a_pickle_is_refused_before_it_runs(tmp_path):
 
 def test_a_trusted_legacy_pickle_loads(fitted, cells, tmp_path):
     path = tmp_path / "model.joblib"
-    payload = {"skanomaly_version": skanomaly.__version__, "format": 1,
-               "sklearn_version": "1.6.0", "detector": fitted}
+    payload = {
+        "skanomaly_version": skanomaly.__version__,
+        "format": 1,
+        "sklearn_version": "1.6.0",
+        "detector": fitted,
+    }
     joblib.dump(payload, path)
     with pytest.raises(ValueError, match="pickle"):
         skanomaly.load(path)

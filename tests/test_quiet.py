@@ -21,9 +21,21 @@ def test_ordinary_files_give_no_warnings(cells, tmp_path):
     Image.fromarray(defective[1]).save(tmp_path / "rgb.jpg", quality=92)
     for command in (["score"], ["explain", "--all", "-o", str(tmp_path / "report")]):
         run = subprocess.run(
-            [sys.executable, "-W", "always", "-m", "skanomaly", *command, str(model),
-             str(tmp_path / "gray.png"), str(tmp_path / "rgb.jpg"), "--no-progress"],
-            capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                "-W",
+                "always",
+                "-m",
+                "skanomaly",
+                *command,
+                str(model),
+                str(tmp_path / "gray.png"),
+                str(tmp_path / "rgb.jpg"),
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert run.returncode == 0, run.stderr
         assert "Warning" not in run.stderr, run.stderr

@@ -22,8 +22,9 @@ def test_elpv_monocrystalline_auroc(elpv_mono):
 
 
 def test_magnetic_tile_detection(shared_data):
-    free = load_magnetic_tile(shared_data / "magnetic_tile", classes=["Free"], max_per_class=120,
-                              resize=224)
+    free = load_magnetic_tile(
+        shared_data / "magnetic_tile", classes=["Free"], max_per_class=120, resize=224
+    )
     defects = load_magnetic_tile(
         shared_data / "magnetic_tile",
         classes=["Blowhole", "Break", "Crack", "Fray", "Uneven"],

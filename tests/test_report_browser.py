@@ -39,7 +39,9 @@ def chromium():
 def _dump_dom(chromium, html_path, profile):
     result = subprocess.run(
         [chromium, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", html_path.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
@@ -65,7 +67,17 @@ def report(cells, tmp_path_factory):
     for i, image in enumerate([*normal[20:24], *defective[:2]]):
         Image.fromarray(image).save(check / f"cell #{i} 50%.png")
     model = root / "model.skanomaly"
-    fit = ["fit", str(train), "-o", str(model), "--levels", "0,1,2", "--holdout", "0", "--no-progress"]
+    fit = [
+        "fit",
+        str(train),
+        "-o",
+        str(model),
+        "--levels",
+        "0,1,2",
+        "--holdout",
+        "0",
+        "--no-progress",
+    ]
     assert main(fit) == 0
     out = root / "my report #1"
     assert main(["explain", str(model), str(check), "-o", str(out), "--all", "--no-progress"]) == 0

@@ -225,7 +225,9 @@ def test_owner_ids_follow_augmented_views():
         assert len(owners) == 3
         for view, owner in zip(views, owners):
             source = ImageSource(np.ascontiguousarray(view(X[k]))[None])
-            ((_, _, patches),) = list(extractor.summaries(source, (0,), (), "", detector.patch_levels_))
+            ((_, _, patches),) = list(
+                extractor.summaries(source, (0,), (), "", detector.patch_levels_)
+            )
             rows = state.patches.rows[state.patches.owners == owner]
             gaps = np.linalg.norm(rows[:, None] - patches[0][None], axis=-1).min(axis=1)
             assert len(rows) and gaps.max() < 1e-3 * np.linalg.norm(rows, axis=1).mean()

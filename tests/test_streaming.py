@@ -32,8 +32,10 @@ def test_partial_fit_in_chunks_equals_fit(cells):
     assert chunked.n_samples_fit_ == whole.n_samples_fit_ == len(normal)
     for name, expected in _fitted_attributes(whole).items():
         actual = _fitted_attributes(chunked)[name]
-        for a, b in zip(np.atleast_1d(actual) if name == "shrinkage" else actual,
-                        np.atleast_1d(expected) if name == "shrinkage" else expected):
+        for a, b in zip(
+            np.atleast_1d(actual) if name == "shrinkage" else actual,
+            np.atleast_1d(expected) if name == "shrinkage" else expected,
+        ):
             scale = np.abs(b).max()
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * scale, err_msg=name)
     # Every training row is in the threshold sample while n <= 2048.
@@ -60,7 +62,9 @@ def test_rejected_chunk_leaves_the_model_as_it_was(cells, bad, match):
     assert detector.n_samples_fit_ == 8
     for a, b in zip(detector.covariance_, before.covariance_):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(detector.score_samples(defective), before.score_samples(defective))
+    np.testing.assert_array_equal(
+        detector.score_samples(defective), before.score_samples(defective)
+    )
     detector.partial_fit(normal[8:12])
     assert detector.n_samples_fit_ == 12
 
@@ -111,7 +115,9 @@ def test_feature_cache_runs_the_network_once_per_batch(cells, tmp_path, forward_
     search(str(tmp_path / "cache"))
     assert calls == []
     # Other autocast precision, other features: the cache must not serve them.
-    EfficientNetGaussianDetector(batch_size=8, memory=str(tmp_path / "cache"), precision="bfloat16").fit(X[:8])
+    EfficientNetGaussianDetector(
+        batch_size=8, memory=str(tmp_path / "cache"), precision="bfloat16"
+    ).fit(X[:8])
     assert calls == [8]
     # Nor other patch features: the patch neighbourhood is part of the key.
     calls.clear()
@@ -159,7 +165,10 @@ def test_peak_memory_is_flat_in_the_number_of_images():
     def peak_kib(n):
         out = subprocess.run(
             [sys.executable, "-c", PEAK_RSS_CHILD, str(n)],
-            capture_output=True, text=True, check=True, timeout=600,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
         )
         return int(out.stdout.split()[-1])
 
@@ -212,7 +221,9 @@ def test_reservoir_sample_is_uniform_whatever_the_batches():
             kept = reservoir_add(kept, [items], reservoir_slots(rng, seen, n, 12))
             for item in items:
                 slots = reservoir_slots(rng_one, int(item), 1, 12)
-                one_by_one = reservoir_add(one_by_one, [items[item - seen : item - seen + 1]], slots)
+                one_by_one = reservoir_add(
+                    one_by_one, [items[item - seen : item - seen + 1]], slots
+                )
             seen += n
         assert np.array_equal(kept[0], one_by_one[0])
         assert len(set(kept[0])) == 12

@@ -103,8 +103,7 @@ def images_in(folder, *, allow_empty=False):
     images, _ = list_images(folder)
     if not images and not allow_empty:
         raise ValueError(
-            f"Folder {str(folder)!r} holds no image files "
-            f"({', '.join(IMAGE_EXTENSIONS)})."
+            f"Folder {str(folder)!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})."
         )
     return images
 

@@ -29,10 +29,7 @@ def _check_classes(classes):
     canonical = {name.lower(): name for name in _CLASSES}
     unknown = [c for c in classes if str(c).lower() not in canonical]
     if unknown or not classes:
-        raise ValueError(
-            f"classes must name some of {', '.join(_CLASSES)}; "
-            f"got {classes!r}."
-        )
+        raise ValueError(f"classes must name some of {', '.join(_CLASSES)}; got {classes!r}.")
     wanted = {str(c).lower() for c in classes}
     return tuple(name for name in _CLASSES if name.lower() in wanted)
 

@@ -214,9 +214,7 @@ def load_mvtec_3d_rgb(root, category=None, *, split="test", resize=None):
     train = images_in(folder / "train" / "good" / "rgb")
     validation_folder = folder / "validation" / "good" / "rgb"
     validation = (
-        images_in(validation_folder)
-        if split == "validation" or validation_folder.is_dir()
-        else []
+        images_in(validation_folder) if split == "validation" or validation_folder.is_dir() else []
     )
     X_train, _ = load_samples([(p, None) for p in train], size, with_masks=False)
     X_validation, masks_validation = load_samples([(p, None) for p in validation], size)

@@ -79,6 +79,7 @@ def image_scores_from_maps(maps, reduction="max"):
         and not isinstance(reduction, bool)
         and 0 <= reduction <= 1
     ):
+
         def reduce(anomaly_map):
             return np.quantile(anomaly_map, reduction)
     else:
@@ -119,9 +120,7 @@ def image_roc_auc(y, scores):
     y = np.asarray(y)
     scores = np.asarray(scores)
     if y.ndim != 1 or scores.ndim != 1:
-        raise ValueError(
-            f"y and scores must be 1-D; got shapes {y.shape} and {scores.shape}."
-        )
+        raise ValueError(f"y and scores must be 1-D; got shapes {y.shape} and {scores.shape}.")
     if y.size == 0:
         raise ValueError("y is empty.")
     if y.shape != scores.shape:

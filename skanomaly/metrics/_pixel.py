@@ -217,20 +217,14 @@ def pro_score(masks, maps, max_fpr=0.3, num_thresholds=None):
     >>> round(pro_score(masks, np.zeros((1, 4, 4))), 6)
     0.15
     """
-    if (
-        not isinstance(max_fpr, numbers.Real)
-        or isinstance(max_fpr, bool)
-        or not 0 < max_fpr <= 1
-    ):
+    if not isinstance(max_fpr, numbers.Real) or isinstance(max_fpr, bool) or not 0 < max_fpr <= 1:
         raise ValueError(f"max_fpr must be a number in (0, 1]; got {max_fpr!r}.")
     if num_thresholds is not None and (
         not isinstance(num_thresholds, numbers.Integral)
         or isinstance(num_thresholds, bool)
         or num_thresholds < 2
     ):
-        raise ValueError(
-            f"num_thresholds must be None or an integer >= 2; got {num_thresholds!r}."
-        )
+        raise ValueError(f"num_thresholds must be None or an integer >= 2; got {num_thresholds!r}.")
     masks, maps = check_masks_and_maps(masks, maps)
     require_both_classes(masks, "the PRO score")
     fpr, pro = _pro_curve(masks, maps, num_thresholds)

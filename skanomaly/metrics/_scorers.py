@@ -27,9 +27,7 @@ def _explain(estimator, X, n_masks):
     maps = estimator.explain(X)
     maps = check_maps(maps, name="estimator.explain(X)")
     if len(maps) != n_masks:
-        raise ValueError(
-            f"estimator.explain(X) returned {len(maps)} maps for {n_masks} masks."
-        )
+        raise ValueError(f"estimator.explain(X) returned {len(maps)} maps for {n_masks} masks.")
     return maps
 
 
@@ -57,7 +55,8 @@ class _LocalizationScorer:
         masks = check_masks(y, name="y")
         maps = _explain(estimator, X, len(masks))
         maps = [
-            anomaly_map if anomaly_map.shape == mask.shape
+            anomaly_map
+            if anomaly_map.shape == mask.shape
             else resize_bilinear(anomaly_map, mask.shape)
             for mask, anomaly_map in zip(masks, maps, strict=True)
         ]
@@ -167,8 +166,7 @@ def masks_image_roc_auc_scorer(estimator, X, y):
     if np.unique(labels).size < 2:
         kind = "normal" if labels[0] == 1 else "anomalous"
         warnings.warn(
-            f"All images of this split are {kind}, so image ROC AUC is "
-            "undefined; returning nan.",
+            f"All images of this split are {kind}, so image ROC AUC is undefined; returning nan.",
             UndefinedMetricWarning,
             stacklevel=2,
         )
