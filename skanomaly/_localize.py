@@ -277,7 +277,7 @@ class LocalizationMixin:
         The graph takes uint8 ``(n, H, W, 3)`` RGB images, as
         :meth:`score_samples` does (resizing included), and returns their
         ``scores`` in :meth:`score_samples`' convention (float32, equal to it
-        within about 1e-5 relative), and with ``maps`` the ``"spatial"`` maps
+        within 1e-4 relative, as the test suite checks), and with ``maps`` the ``"spatial"`` maps
         of :meth:`explain` as a second output. The Gaussians are baked in;
         ``offset_`` (and ``calibration_scores_``, after :meth:`calibrate`)
         are stored in the file's metadata (see

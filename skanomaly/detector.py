@@ -26,7 +26,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
 
     An ImageNet-pretrained EfficientNet, never trained here, turns each image
     into one globally pooled feature vector per level (the stem, each block
-    stage and the conv head; max pooling by default). One multivariate Gaussian per level is
+    stage and the conv head; mean pooling by default). One multivariate Gaussian per level is
     fitted on normal images, with Ledoit-Wolf shrinkage of its covariance, and
     an image is scored by its Mahalanobis distances to those Gaussians, summed
     over the levels (Rippel et al., 2020).
@@ -72,7 +72,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         but is only as right as that assumption; ``benchmarks/`` measures
         both.
     batch_size : int, default=16
-        Images per forward pass. Larger batches are slower per image on CPUs.
+        Images per forward pass (and the memory it needs).
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the network runs; ``"auto"`` picks CUDA when available.
     precision : {"auto", "float32", "float16", "bfloat16"}, default="auto"
@@ -99,9 +99,8 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
     torch_compile : bool, default=False
         Run the backbone through :func:`torch.compile`. The first call in a
         process compiles (once more per new batch shape or level set), after
-        which the forward pass is faster: it pays for large scoring jobs,
-        not for small fits or model selection (the Scaling page of the
-        documentation has measurements). After 8 compiled variants of the
+        which the forward pass runs the compiled graph: it can pay for
+        large scoring jobs, not for small fits or model selection. After 8 compiled variants of the
         forward pass in one process (batch shapes, level sets, detectors with
         other levels), torch stops compiling and runs it eagerly.
     memory : str, path or joblib.Memory, default=None
@@ -123,9 +122,9 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
     pooling : {"mean", "max"}, default="mean"
         How each level's feature maps become one vector: each channel's
         average over the locations (Rippel et al., 2020), or its maximum,
-        which keeps a small defect from being averaged away, at no extra
-        cost. Which detects better depends on the data (the benchmarks
-        page): compare them by cross-validation.
+        which keeps a small defect from being averaged away. Which detects
+        better depends on the data: compare them by cross-validation (the
+        user guide's *Tuning detection*).
     npca : float in (0, 1), default=None
         Leave out of each level's distance its principal directions of most
         variance, as many as hold this fraction of the variance (NPCA, Rippel
@@ -179,9 +178,8 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         Side of the square of feature-map locations averaged into each patch
         feature of ``"descent"`` (set at fit): 3 is PatchCore's locally
         aware patch (Roth et al., 2022), zero-padded at the border as there.
-        It sharpened the maps of centred objects and blunted those of
-        textures and paper (the benchmarks page): choose it with a mask
-        scorer when masks are at hand.
+        Averaging suits defects larger than a patch and blurs smaller ones:
+        choose it with a mask scorer when masks are at hand.
 
     Attributes
     ----------

@@ -375,9 +375,8 @@ class FeatureExtractor:
         distances) are small, and the threads numpy's BLAS starts for them
         keep spinning afterwards, taking the cores from torch's own threads.
         The Gaussians and the threshold are many mid-sized factorizations,
-        for which the threads cost more than they bring (benchmarks/
-        bench_threads.py). Not measured with a GPU's many-core hosts, so
-        left alone there.
+        for which the threads cost more than they bring on a few cores.
+        GPU hosts, with many cores, are left alone.
         """
         if self.device.type != "cpu":
             return contextlib.nullcontext()

@@ -166,9 +166,9 @@ def precision_from_covariance(covariance):
     """Inverse of a covariance, or its pseudo-inverse when it is singular.
 
     Ledoit-Wolf shrinkage makes the covariance positive definite whenever the
-    shrinkage is positive, and a Cholesky inverse is then several times
-    faster than the eigendecomposition of :func:`scipy.linalg.pinvh` (which
-    scikit-learn uses, and which remains the fallback).
+    shrinkage is positive, and a Cholesky inverse then takes a fraction of
+    the arithmetic of the eigendecomposition of :func:`scipy.linalg.pinvh`
+    (which scikit-learn uses, and which remains the fallback).
     """
     factor = cholesky(covariance)
     if factor is None:

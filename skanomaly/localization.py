@@ -41,7 +41,7 @@ Methods (``explain_method``):
     ``score`` is the detector's anomaly score (the distances of the pooled
     features summed over ``levels_``), by ``x <- x - alpha * grad E(x)``
     for ``n_steps`` steps; the map is ``|x_T - x0|`` averaged over channels.
-    The gradient is huge (norm ~1e5 for Lite0), so
+    The gradient has the score's scale, large and model-dependent, so
     ``alpha = step_size / max|grad E(x_t)|`` per image and step (the seed
     used ``n_steps=50, step_size=0.005``).
 """
