@@ -77,6 +77,40 @@ _DEFERRED = (
 # batch of one.
 _ROWS_PER_PRODUCT = 256
 
+# Parameters that change what the Gaussians and offset_ were fitted on
+# (feature_settings_): scoring refuses other values. precision and device
+# stay free, so that a model moves between machines.
+_FEATURE_SETTINGS = ("pooling", "input_size", "keep_aspect", "distance")
+
+
+def _check_unchanged(fitted, current):
+    """Refuse feature settings (``feature_settings_``) that differ from those
+    the Gaussians and ``offset_`` were fitted with: scores would be
+    confident and wrong. Models saved before it have none to check."""
+    changed = [name for name, value in fitted.items() if current[name] != value]
+    if changed:
+        raise ValueError(
+            "The detector was fitted with "
+            + ", ".join(f"{name}={fitted[name]!r}" for name in changed)
+            + ", but now has "
+            + ", ".join(f"{name}={current[name]!r}" for name in changed)
+            + "; its Gaussians and threshold belong to the features it was fitted "
+            "on. Set the parameter back, or fit again (partial_fit: fit to start over)."
+        )
+
+
+def _check_features_vary(gaussians, names):
+    """Refuse Gaussians of features that do not vary. Identical (or blank)
+    images give a zero covariance, whose pseudo-inverse makes every distance
+    0: every image would look perfectly normal."""
+    flat = [name for name, g in zip(names, gaussians) if not np.trace(g.covariance) > 0]
+    if flat:
+        raise ValueError(
+            f"The training images' features do not vary at {', '.join(flat)}: "
+            "the images are identical (or blank), and a Gaussian fitted on them "
+            "would call every image normal. Fit on several different normal images."
+        )
+
 
 class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
     """Base class of the detectors: fitting, scoring and thresholds.
@@ -148,7 +182,12 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         return extractor
 
     def _fitted_extractor(self):
+        _check_unchanged(self.__dict__.get("feature_settings_", {}), self._feature_settings())
         return self._extractor(depth=max(self.levels_ + self.spatial_levels_ + self.patch_levels_))
+
+    def _feature_settings(self):
+        """The parameters that the Gaussians and ``offset_`` belong to."""
+        return {name: getattr(self, name) for name in _FEATURE_SETTINGS}
 
     def _source(self, X, reset):
         """Validated images; a 2-D table of flattened images goes through
@@ -193,6 +232,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
                 "levels, augment, npca, explain_method or patch_neighborhood changed "
                 "since the first partial_fit; call fit to start over."
             )
+        _check_unchanged(self.feature_settings_, self._feature_settings())
         state = state.copy()
         self._accumulate(state, source, extractor)
         self._commit(state, extractor, None)
@@ -270,6 +310,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         """The Gaussians and the threshold of ``state``, as attributes."""
         with extractor.host_algebra():
             gaussians, spatial = state.gaussians()
+            _check_features_vary(gaussians, [extractor.level_names[i] for i in state.levels])
             held_out = reference = None
             if self.threshold == "out_of_fold" or self.standardize:
                 held_out = out_of_fold_distances(
@@ -317,6 +358,7 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         self.spatial_levels_ = state.spatial_levels
         self.patch_levels_ = state.patch_levels
         self.patch_neighborhood_ = state.patch_neighborhood
+        self.feature_settings_ = self._feature_settings()
         self.n_samples_fit_ = state.n_samples
         self.weights_digest_ = extractor.weights_digest
         self._fit_state = state
@@ -362,10 +404,13 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         sklearn.exceptions.NotFittedError
             If the detector is not fitted.
         ValueError
-            If ``distances`` is empty, not finite, or not ``(n, n_levels)``.
+            If ``distances`` is empty, negative, not finite, or not
+            ``(n, n_levels)``.
         """
         self._finish_partial_fit()
         distances = check_array(distances, dtype=np.float64, input_name="distances")
+        if (distances < 0).any():
+            raise ValueError("distances are Mahalanobis distances, never negative; got some < 0.")
         if distances.shape[1] != len(self.levels_):
             raise ValueError(
                 f"distances has {distances.shape[1]} columns, but the detector models "

@@ -87,11 +87,15 @@ def check_writable(path, what):
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a str or path-like.
     IsADirectoryError
         If ``path`` is a folder.
     FileNotFoundError
         If the folder that should hold ``path`` does not exist.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"the path of {what} must be a str or path-like; got {type(path).__name__}")
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"cannot write {what} to {str(path)!r}: it is a folder")

@@ -195,13 +195,17 @@ def _as_images_array(X, image_shape):
                 f"X has {X.shape[1]} features per row, which cannot be reshaped "
                 f"to image_shape={tuple(image_shape)}."
             ) from None
+    elif X.ndim == 3 and X.shape[-1] in (3, 4):
+        # A last axis of 3 or 4 is almost surely one color image's channels,
+        # whatever its size; grayscale images that narrow must say so (rows
+        # reshaped by image_shape say what they are).
+        raise ValueError(
+            f"X has shape {X.shape}, which reads as {X.shape[0]} grayscale "
+            f"images of {X.shape[1]}x{X.shape[2]} pixels; for one color "
+            "image pass X[np.newaxis] (for grayscale images that narrow, "
+            "X[..., np.newaxis])."
+        )
     if X.ndim == 3:
-        if X.shape[-1] in (3, 4) and X.shape[-2] >= 16:
-            raise ValueError(
-                f"X has shape {X.shape}, which reads as {X.shape[0]} grayscale "
-                f"images of {X.shape[1]}x{X.shape[2]} pixels; for one color "
-                "image pass X[np.newaxis]."
-            )
         X = X[..., np.newaxis]
     if X.ndim < 2:
         raise ValueError(

@@ -108,7 +108,8 @@ class LocalizationMixin:
             If the detector is not fitted, or ``X`` is None for a detector
             without its training sample (loaded from a model file).
         ValueError
-            If ``fpr`` is not in (0, 1) (``InvalidParameterError``).
+            If ``X`` is empty, or ``fpr`` is not in (0, 1)
+            (``InvalidParameterError``).
 
         Notes
         -----
@@ -123,6 +124,8 @@ class LocalizationMixin:
         if X is None:
             samples, source = self._training_map_samples(), "training"
         else:
+            if len(X) == 0:
+                raise ValueError("calibrate_pixels got an empty X: pass normal images.")
             # In chunks, so that only a sample of each map stays in memory.
             samples = [
                 map_sample(m) for i in range(0, len(X), 16) for m in self.explain(X[i : i + 16])
@@ -303,10 +306,13 @@ class LocalizationMixin:
             If the detector is not fitted.
         FileNotFoundError
             If the folder of ``path`` does not exist.
+        TypeError
+            If ``path`` is not a str or path-like, or ``image_size`` not a
+            pair.
         ValueError
             For ``maps`` without spatial Gaussians
-            (``explain_method="reference"``), or ``keep_aspect`` without
-            ``image_size``.
+            (``explain_method="reference"``), ``keep_aspect`` without
+            ``image_size``, or ``image_size`` not two positive ints.
         ImportError
             Without the onnx package (``pip install 'skanomaly[onnx]'``).
         """

@@ -211,6 +211,12 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         the ``"descent"`` explain method.
     patch_neighborhood_ : int
         The ``patch_neighborhood`` the patch features were made with.
+    feature_settings_ : dict
+        ``pooling``, ``input_size``, ``keep_aspect`` and ``distance`` as
+        fitted: scoring, :meth:`explain` and :meth:`partial_fit` raise a
+        ``ValueError`` once one of them has been changed with
+        :meth:`set_params`, since the Gaussians and ``offset_`` belong to
+        those features.
     patches_ : ndarray of shape (n_patches, n_channels)
         A uniform sample of at most 16,384 patch features of the training
         images (float32).

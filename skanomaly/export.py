@@ -34,6 +34,7 @@ import copy
 import io
 import json
 import math
+import numbers
 import warnings
 from pathlib import Path
 
@@ -266,17 +267,17 @@ def export_onnx(
     ------
     FileNotFoundError, IsADirectoryError
         If ``path`` is in a folder that does not exist, or is a folder.
+    TypeError
+        If ``path`` is not a str or path-like, or ``image_size`` not a pair.
     ValueError
-        For ``keep_aspect`` without ``image_size``, or a bad ``image_size``.
+        For ``keep_aspect`` without ``image_size``, or ``image_size`` not
+        two positive ints.
     ImportError
         Without the onnx package.
     """
     onnx = _import_onnx()
     path = check_writable(path, "the ONNX file")
-    if image_size is not None:
-        image_size = tuple(int(s) for s in image_size)
-        if len(image_size) != 2 or min(image_size) < 1:
-            raise ValueError(f"image_size must be (height, width); got {image_size!r}.")
+    image_size = _checked_image_size(image_size)
     if network.keep_aspect and image_size is None:
         raise ValueError(
             "This detector resizes each image in its own aspect ratio (keep_aspect=True), "
@@ -317,6 +318,23 @@ def export_onnx(
             handle.write(model.SerializeToString())
     except OSError as exc:
         raise OSError(f"cannot write the ONNX file {str(path)!r}: {exc.strerror or exc}") from exc
+
+
+def _checked_image_size(image_size):
+    """``image_size`` as two positive ints (or None), or an error naming it."""
+    if image_size is None:
+        return None
+    size = tuple(image_size) if isinstance(image_size, (tuple, list, np.ndarray)) else None
+    if size is None or len(size) != 2:
+        raise TypeError(f"image_size must be a (height, width) pair; got {image_size!r}.")
+    # Integral, not bool: int() would silently truncate 32.7 to 32.
+    if not all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in size
+    ):
+        raise ValueError(
+            f"image_size must be two positive ints (height, width); got {image_size!r}."
+        )
+    return tuple(int(s) for s in size)
 
 
 def _traced(graph, onnx, image_size, input_size, maps):

@@ -36,6 +36,7 @@ unless ``trust_pickle=True``.
 import contextlib
 import json
 import math
+import numbers
 import os
 import warnings
 from pathlib import Path
@@ -111,6 +112,8 @@ def check_writable(path):
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a str or path-like.
     IsADirectoryError
         If ``path`` is a folder.
     FileNotFoundError
@@ -265,8 +268,9 @@ def save(detector, path):
     sklearn.exceptions.NotFittedError
         If ``detector`` is not fitted.
     TypeError
-        If a fitted attribute or parameter is of a type that a model file
-        cannot hold; the message names it.
+        If ``path`` is not a str or path-like, or a fitted attribute or
+        parameter is of a type that a model file cannot hold; the message
+        names it.
 
     See Also
     --------
@@ -278,8 +282,8 @@ def save(detector, path):
     >>> skanomaly.save(detector, "model.skanomaly")  # doctest: +SKIP
     >>> detector = skanomaly.load("model.skanomaly")  # doctest: +SKIP
     """
-    path = Path(path)
     check_writable(path)
+    path = Path(path)
     arrays, metadata = _encode(detector)
     text = json.dumps(metadata, allow_nan=False, ensure_ascii=False)
     arrays[_METADATA] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
@@ -329,6 +333,112 @@ class _Decoder:
         if location.shape != (d,) or {covariance.shape, precision.shape} != {(d, d)}:
             raise ValueError("a Gaussian's arrays do not fit together")
         return Gaussian.from_arrays(location, covariance, shrinkage, precision)
+
+
+# --------------------------------------------------------- fitted attributes
+# A hand-edited file can be a valid archive holding values that fit() never
+# makes, which fail (or, not finite, score wrongly) only at scoring, far from
+# the file. Each check returns what is wrong, or a falsy value.
+def _not_a(kind, value, size=None):
+    if not isinstance(value, kind):
+        return f"its type is {type(value).__name__}, not {kind.__name__}"
+    return None if size is None or len(value) == size else f"it has {len(value)} items, not {size}"
+
+
+def _not_number(value, kind=numbers.Real, low=-math.inf):
+    # NaN fails every comparison.
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value < math.inf:
+        what = "an int" if kind is numbers.Integral else "a number"
+        return f"{value!r} is not {what} in [{low}, inf)"
+    return None
+
+
+def _not_array(value, shape):
+    """``shape`` holds None where any length goes."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf":
+        return f"its type is {getattr(value, 'dtype', type(value).__name__)}, not a numeric array"
+    if value.ndim != len(shape) or any(n not in (None, m) for n, m in zip(shape, value.shape)):
+        return f"its shape is {value.shape}, not {tuple(shape)}"
+    return None if np.isfinite(value).all() else "it holds values that are not finite"
+
+
+def _not_levels(value, n_levels):
+    # JSON gives ints; fit() gives sorted tuples of them.
+    ints = isinstance(value, tuple) and all(type(v) is int for v in value)
+    if not ints or list(value) != sorted(set(value)) or not all(0 <= v < n_levels for v in value):
+        return f"{value!r} is not a tuple of increasing levels in the backbone's 0..{n_levels - 1}"
+    return None
+
+
+def _not_gaussians(value, n):
+    from .gaussian import Gaussian
+
+    problem = _not_a(list, value, n)
+    for i, gaussian in enumerate([] if problem else value):
+        # The decoder has checked that their shapes fit together.
+        arrays = [np.asarray(getattr(gaussian, f, None)) for f in _GAUSSIAN_FIELDS]
+        problem = _not_a(Gaussian, gaussian) or next(
+            filter(None, (_not_array(a, a.shape) for a in arrays)), None
+        )
+        if problem:
+            return f"Gaussian {i}: {problem}"
+    return problem
+
+
+def _level_count(backbone):
+    """How many levels ``backbone`` has: built on the meta device, it gets no weights."""
+    import torch
+
+    from .backbone import _create
+
+    with torch.device("meta"):
+        return len(_create(backbone, pretrained=False).blocks) + 2
+
+
+# What scoring, explain and the report read without a fallback, in the
+# order of their checks (the levels first: the others are sized by them).
+_REQUIRED = {
+    "levels_": lambda v, d, n: _not_levels(v, n) or (not v and "no levels"),
+    "spatial_levels_": lambda v, d, n: _not_levels(v, n),
+    "patch_levels_": lambda v, d, n: _not_levels(v, n),
+    "level_names_": lambda v, d, n: _not_a(list, v, len(d.levels_)),
+    "gaussians_": lambda v, d, n: _not_gaussians(v, len(d.levels_)),
+    "spatial_gaussians_": lambda v, d, n: _not_gaussians(v, len(d.spatial_levels_)),
+    "level_center_": lambda v, d, n: _not_array(v, (len(d.levels_),)),
+    "level_scale_": lambda v, d, n: _not_array(v, (len(d.levels_),)),
+    "level_reference_": lambda v, d, n: v is not None and _not_array(v, (2, len(d.levels_))),
+    "patches_": lambda v, d, n: v is not None and _not_array(v, (None, None)),
+    "patch_threshold_": lambda v, d, n: v is not None and _not_number(v),
+    "offset_": lambda v, d, n: _not_number(v),
+    "n_samples_fit_": lambda v, d, n: _not_number(v, numbers.Integral, low=1),
+}
+# What older files of this format lack, and what calibrate() and
+# calibrate_pixels() add; feature_settings_ names parameters scoring compares.
+_OPTIONAL = {
+    "feature_settings_": lambda v, d, n: (
+        _not_a(dict, v) or (set(v) - d.get_params().keys() and "it names unknown parameters")
+    ),
+    "patch_neighborhood_": lambda v, d, n: _not_number(v, numbers.Integral, low=1),
+    "weights_digest_": lambda v, d, n: _not_a(str, v),
+    "calibration_scores_": lambda v, d, n: _not_array(v, (None,)),
+    "pixel_threshold_": lambda v, d, n: _not_number(v),
+    "pixel_calibration_": lambda v, d, n: _not_a(dict, v),
+}
+
+
+def _check_fitted(detector, path):
+    """Refuse a missing fitted attribute, or one that fit() would not make."""
+    attributes = vars(detector)
+    missing = [name for name in _REQUIRED if name not in attributes]
+    if missing:
+        raise _ModelFileError(
+            f"model file {path!r} holds no fitted detector (it lacks {', '.join(missing)})"
+        )
+    n_levels = _level_count(detector.backbone)
+    for name, check in {**_REQUIRED, **_OPTIONAL}.items():
+        problem = check(attributes[name], detector, n_levels) if name in attributes else None
+        if problem:
+            raise _ModelFileError(f"model file {path!r} has an invalid {name}: {problem}")
 
 
 @contextlib.contextmanager
@@ -384,8 +494,7 @@ def _rebuild(metadata, decoder, path):
     if not all(map(_is_fitted_name, attributes)):
         raise ValueError("an attribute name is not that of a fitted attribute")
     vars(detector).update(attributes)
-    if not {"offset_", "gaussians_", "levels_"} <= attributes.keys():
-        raise _ModelFileError(f"model file {path!r} holds no fitted detector")
+    _check_fitted(detector, path)
     return detector
 
 
@@ -446,16 +555,25 @@ def load(path, *, trust_pickle=False):
         If ``path`` does not exist.
     IsADirectoryError
         If ``path`` is a folder.
+    TypeError
+        If ``path`` is not a str or path-like.
     ValueError
         If the file is a pickle and ``trust_pickle`` is False, is not a
         readable model file (foreign, corrupt or truncated), was written by
         a skanomaly version that differs in major.minor or in another file
-        format, or holds no fitted detector; the message names the file.
+        format, or holds no fitted detector (a fitted attribute missing,
+        of the wrong type or shape, not finite, or with levels outside the
+        backbone's); the message names the file and the attribute.
 
     See Also
     --------
     save : Write a model file.
     """
+    # Not validate_params: the CLI's --help must not wait for scikit-learn.
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"The 'path' of load must be a str or path-like; got {type(path).__name__}."
+        )
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")

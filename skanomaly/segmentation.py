@@ -13,9 +13,13 @@ together), as in the region metrics of :mod:`skanomaly.metrics`.
 
 import math
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from scipy import ndimage
+
+from ._compat import Interval, validate_params
+from .metrics._checks import check_maps
 
 __all__ = [
     "REGION_FIELDS",
@@ -38,14 +42,43 @@ MAP_SAMPLE_SIZE = 65536
 REGION_FIELDS = ("image", "region", "area", "top", "left", "bottom", "right", "peak", "mean")
 _INTEGER_FIELDS = REGION_FIELDS[:7]
 
+_POSITIVE = Interval(Integral, 1, None, closed="left")
+# Interval rejects NaN and, open at both ends, the infinities.
+_FINITE = Interval(Real, None, None, closed="neither")
+_MAPS_AND_THRESHOLD = {"maps": ["array-like"], "threshold": [_FINITE], "min_area": [_POSITIVE]}
 
+
+@validate_params(
+    {"anomaly_map": ["array-like"], "size": [_POSITIVE]}, prefer_skip_nested_validation=True
+)
 def map_sample(anomaly_map, size=MAP_SAMPLE_SIZE):
     """At most about ``size`` evenly spaced values of ``anomaly_map``
-    (all of them for a map of up to ``size`` pixels), float32."""
+    (all of them for a map of up to ``size`` pixels), float32.
+
+    Parameters
+    ----------
+    anomaly_map : array-like
+        A map, of any shape; it is flattened.
+    size : int, default=65536
+        The most values kept (:data:`MAP_SAMPLE_SIZE`), at least 1.
+
+    Returns
+    -------
+    sample : ndarray of shape (n_values,), float32
+
+    Raises
+    ------
+    ValueError
+        If ``size`` is not a positive integer (``InvalidParameterError``).
+    """
     flat = np.asarray(anomaly_map, dtype=np.float32).ravel()
     return flat[:: max(1, -(-flat.size // size))]
 
 
+@validate_params(
+    {"samples": ["array-like"], "fpr": [Interval(Real, 0, 1, closed="neither")]},
+    prefer_skip_nested_validation=True,
+)
 def pixel_threshold(samples, fpr):
     """The map value that a pixel of a new normal image exceeds with
     probability about ``fpr``: the conformal upper quantile of the values of
@@ -67,8 +100,24 @@ def pixel_threshold(samples, fpr):
     Returns
     -------
     threshold : float
+
+    Raises
+    ------
+    ValueError
+        If ``fpr`` is not in (0, 1) (``InvalidParameterError``), or
+        ``samples`` hold no values or NaN or infinity.
+    TypeError
+        If the values are not real numbers.
     """
-    values = np.concatenate([np.ravel(s) for s in samples])
+    pieces = [np.ravel(s) for s in samples]
+    values = np.concatenate(pieces) if pieces else np.empty(0)
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"samples have dtype {values.dtype}; map values must be real numbers.")
+    if not values.size:
+        raise ValueError("samples hold no map values; pass the map samples of normal images.")
+    # A NaN would sort last and shift the quantile without a trace.
+    if not np.isfinite(values).all():
+        raise ValueError("samples contain NaN or infinity; map values must be finite.")
     n = values.size
     rank = math.ceil((1 - fpr) * (n + 1))
     if rank > n:
@@ -95,6 +144,7 @@ def _regions(anomaly_map, threshold, min_area):
     return labels, np.flatnonzero(~small), area
 
 
+@validate_params(_MAPS_AND_THRESHOLD, prefer_skip_nested_validation=True)
 def masks_from_maps(maps, threshold, min_area=1):
     """Boolean masks of the pixels above ``threshold``, without the regions
     of fewer than ``min_area`` pixels.
@@ -113,11 +163,21 @@ def masks_from_maps(maps, threshold, min_area=1):
     -------
     masks : ndarray of shape (n, H, W) or list of ndarray, bool
         Of the form of ``maps``.
+
+    Raises
+    ------
+    ValueError
+        If ``maps`` is not an ``(n, H, W)`` array or a non-empty list of
+        ``(H, W)`` arrays, holds NaN or infinity, or ``threshold`` is not a
+        finite number or ``min_area`` not a positive integer.
+    TypeError
+        If a map is not of real numbers.
     """
-    masks = [_regions(np.asarray(m), threshold, min_area)[0] > 0 for m in maps]
+    masks = [_regions(m, threshold, min_area)[0] > 0 for m in check_maps(maps)]
     return np.stack(masks) if isinstance(maps, np.ndarray) else masks
 
 
+@validate_params(_MAPS_AND_THRESHOLD, prefer_skip_nested_validation=True)
 def region_table(maps, threshold, min_area=1):
     """The anomalous regions of each map: one row per 8-connected region of
     the pixels above ``threshold`` of at least ``min_area`` pixels.
@@ -142,10 +202,19 @@ def region_table(maps, threshold, min_area=1):
         ``peak`` and ``mean`` map value over the region (float64). Rows are
         ordered by image, then region. ``pandas.DataFrame(table)`` makes a
         data frame of it.
+
+    Raises
+    ------
+    ValueError
+        If ``maps`` is not an ``(n, H, W)`` array or a non-empty list of
+        ``(H, W)`` arrays, holds NaN or infinity, or ``threshold`` is not a
+        finite number or ``min_area`` not a positive integer.
+    TypeError
+        If a map is not of real numbers.
     """
     rows = []
-    for index, anomaly_map in enumerate(maps):
-        anomaly_map = np.asarray(anomaly_map, dtype=np.float64)
+    for index, anomaly_map in enumerate(check_maps(maps)):
+        anomaly_map = anomaly_map.astype(np.float64, copy=False)
         labels, kept, area = _regions(anomaly_map, threshold, min_area)
         if not len(kept):
             continue
@@ -176,21 +245,98 @@ def region_table(maps, threshold, min_area=1):
     }
 
 
+@validate_params(
+    {"mask": ["array-like"], "width": [_POSITIVE], "frame": ["boolean"]},
+    prefer_skip_nested_validation=True,
+)
 def outline(mask, width=1, frame=True):
     """The pixels of ``mask``'s regions within ``width`` pixels of their
-    edge. With ``frame=True`` the image frame counts as an edge, so regions
-    at the border are closed; with ``frame=False`` only the edge towards
-    unmasked pixels is drawn."""
+    edge.
+
+    Parameters
+    ----------
+    mask : array-like of shape (H, W), bool
+        The regions.
+    width : int, default=1
+        The outline's width in pixels, at least 1.
+    frame : bool, default=True
+        Whether the image frame counts as an edge, so that regions at the
+        border are closed; with ``False`` only the edge towards unmasked
+        pixels is drawn.
+
+    Returns
+    -------
+    outline : ndarray of shape (H, W), bool
+
+    Raises
+    ------
+    ValueError
+        If ``mask`` is not 2-D, or ``width`` is not a positive integer
+        (``InvalidParameterError``).
+    """
     mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be a 2-D (H, W) array; got shape {mask.shape}.")
+    # width is at least 1: for iterations < 1 scipy erodes until nothing
+    # changes, which would outline the whole region.
     inner = ndimage.binary_erosion(
         mask, structure=_EIGHT_CONNECTED, iterations=width, border_value=int(not frame)
     )
     return mask & ~inner
 
 
+@validate_params(
+    {
+        "image": ["array-like"],
+        "mask": ["array-like"],
+        "color": ["array-like"],
+        "width": [_POSITIVE],
+    },
+    prefer_skip_nested_validation=True,
+)
 def draw_outlines(image, mask, color=(255, 255, 255), width=2):
-    """A copy of the RGB ``image`` (uint8, ``(H, W, 3)``) with the outlines
-    of ``mask``'s regions (:func:`outline`) drawn in ``color``."""
-    drawn = np.array(image, dtype=np.uint8, copy=True)
-    drawn[outline(mask, width)] = color
+    """A copy of the RGB ``image`` with the outlines of ``mask``'s regions
+    (:func:`outline`) drawn in ``color``.
+
+    Parameters
+    ----------
+    image : array-like of shape (H, W, 3), uint8
+        The RGB image; it is not modified.
+    mask : array-like of shape (H, W), bool
+        The regions.
+    color : tuple of 3 int in 0..255, default=(255, 255, 255)
+        RGB color of the outlines.
+    width : int, default=2
+        The outlines' width in pixels, at least 1.
+
+    Returns
+    -------
+    drawn : ndarray of shape (H, W, 3), uint8
+
+    Raises
+    ------
+    TypeError
+        If ``image`` is not uint8.
+    ValueError
+        If ``image`` is not ``(H, W, 3)``, ``mask`` not ``(H, W)``, ``color``
+        not 3 integers in 0..255 or ``width`` not a positive integer.
+    """
+    drawn = np.array(image, copy=True)
+    if drawn.ndim != 3 or drawn.shape[2] != 3:
+        raise ValueError(f"image must be an (H, W, 3) RGB array; got shape {drawn.shape}.")
+    # A cast would turn floats in [0, 1] black and wrap values above 255.
+    if drawn.dtype != np.uint8:
+        raise TypeError(
+            f"image has dtype {drawn.dtype}; draw_outlines draws on uint8 images "
+            "(for floats in [0, 1]: np.round(image * 255).astype(np.uint8))."
+        )
+    if np.shape(mask) != drawn.shape[:2]:
+        raise ValueError(
+            f"mask has shape {np.shape(mask)} but image is {drawn.shape[:2]}; "
+            "they must match pixel for pixel."
+        )
+    rgb = np.asarray(color)
+    if rgb.shape != (3,) or rgb.dtype.kind not in "ui" or rgb.min() < 0 or rgb.max() > 255:
+        raise ValueError(f"color must be 3 integers in 0..255; got {color!r}.")
+    drawn[outline(mask, width)] = rgb
     return drawn

@@ -415,6 +415,29 @@ def test_load_folder_errors(folders):
         )
 
 
+@pytest.mark.parametrize(
+    "load, argument, got",
+    [
+        (lambda root: load_mvtec_ad(None, "zzz"), "root", "None"),
+        (lambda root: load_mvtec_ad(5, "cat"), "root", "5"),
+        (lambda root: load_mvtec_ad(root, 5), "category", "5"),
+        (lambda root: load_mvtec_3d_rgb(root, b"widget"), "category", "b'widget'"),
+        (lambda root: load_folder(None), "normal_dir", "None"),
+        (lambda root: load_folder(root, anomalous_dir=1), "anomalous_dir", "1"),
+        (lambda root: load_folder(root, root, root, mask_suffix=None), "mask_suffix", "None"),
+        (lambda root: load_cookies(5), "root", "5"),
+        (lambda root: load_magnetic_tile(5), "root", "5"),
+        (lambda root: load_piped("PA_BDP01_TL", 5), "root", "5"),
+        (lambda root: piped_types(5), "root", "5"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_named(mvtec_ad, load, argument, got):
+    """Not pathlib's TypeError, which names neither the argument nor the loader."""
+    expected = rf"'{argument}' parameter of \w+ must be an instance of 'str'.*Got {got} instead"
+    with pytest.raises(TypeError, match=expected):
+        load(mvtec_ad)
+
+
 # Magnetic tile ----------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """EfficientNetGaussianDetector on real weights and real solar-cell images."""
 
+import copy
 import io
 import pickle
 
@@ -218,6 +219,8 @@ GOOD = np.full((3, 32, 32, 3), 128, np.uint8)
         (np.zeros(10), ValueError, "Reshape your data"),
         (np.zeros((5, 12)), ValueError, "image_shape"),
         (np.zeros((224, 224, 3)), ValueError, "X\\[np.newaxis\\]"),
+        # Small enough to pass for 8 grayscale images 3 pixels wide.
+        (np.zeros((8, 8, 3), np.uint8), ValueError, "X\\[np.newaxis\\]"),
         (np.zeros((3, 0, 8)), ValueError, "no pixels"),
         ("img.png", TypeError, "single path"),
         (None, TypeError, "NoneType"),
@@ -262,6 +265,22 @@ def test_invalid_parameters(params, match):
         EfficientNetGaussianDetector(levels=(0,), **params).fit(X)
 
 
+@pytest.mark.parametrize("copies", [np.zeros((4, 32, 32, 3), np.uint8), GOOD[:1].repeat(3, axis=0)])
+def test_identical_training_images_are_refused(copies):
+    """Their covariance is 0, and its pseudo-inverse would score every image 0."""
+    with pytest.raises(ValueError, match=r"do not vary at stem, stage1.*identical"):
+        EfficientNetGaussianDetector(levels=(0, 1)).fit(copies)
+
+
+def test_negative_level_distances_and_empty_pixel_calibration_are_refused(fitted, cells):
+    distances = fitted.level_distances(cells[1][:2])
+    with pytest.raises(ValueError, match="never negative"):
+        fitted.scores_from_level_distances(-distances)
+    for empty in (cells[0][:0], []):
+        with pytest.raises(ValueError, match="empty X"):
+            copy.deepcopy(fitted).calibrate_pixels(empty)
+
+
 def test_failed_fit_keeps_the_previous_model(fitted, cells):
     _, defective = cells
     before = fitted.score_samples(defective)
@@ -269,6 +288,30 @@ def test_failed_fit_keeps_the_previous_model(fitted, cells):
     with pytest.raises(ValueError):
         model.fit(np.full((3, 16, 16), np.nan))
     np.testing.assert_array_equal(model.score_samples(defective), before)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"pooling": "max"}, {"input_size": 96}, {"keep_aspect": True}, {"distance": "squared"}],
+)
+def test_changed_feature_parameter_after_fit_is_refused(fitted, cells, params):
+    """The Gaussians and offset_ belong to the features they were fitted on:
+    scoring with other ones would give confident, wrong scores."""
+    _, defective = cells
+    detector = copy.deepcopy(fitted).set_params(**params)
+    (name,) = params
+    for method in (detector.score_samples, detector.predict, detector.explain):
+        with pytest.raises(ValueError, match=f"fitted with {name}=.*now has {name}="):
+            method(defective[:2])
+    # Setting it back restores the fitted model exactly.
+    detector.set_params(**{name: fitted.get_params()[name]})
+    np.testing.assert_array_equal(
+        detector.score_samples(defective[:2]), fitted.score_samples(defective[:2])
+    )
+    # precision is free: a model moves between machines and dtypes.
+    assert np.all(
+        np.isfinite(detector.set_params(precision="bfloat16").score_samples(defective[:2]))
+    )
 
 
 def test_pixel_range_for_12_bit_data(fitted, cells):

@@ -215,8 +215,8 @@ def test_metadata_carries_the_threshold(fitted, exported, cells, tmp_path):
 
 
 # -------------------------------------------------------------- fixed sizes
-def test_keep_aspect_exports_for_one_image_size(fitted, elpv_mono, tmp_path):
-    detector = copy.deepcopy(fitted).set_params(keep_aspect=True)
+def test_keep_aspect_exports_for_one_image_size(cells, elpv_mono, tmp_path):
+    detector = EfficientNetGaussianDetector(keep_aspect=True).fit(cells[0][:16])
     with pytest.raises(ValueError, match=r"keep_aspect=True.*image_size=\(height, width\)"):
         detector.export_onnx(tmp_path / "any.onnx")
     assert not (tmp_path / "any.onnx").exists()
@@ -241,6 +241,23 @@ def test_output_in_a_missing_folder_or_a_folder(fitted, tmp_path):
         fitted.export_onnx(tmp_path / "missing" / "model.onnx")
     with pytest.raises(IsADirectoryError, match="it is a folder"):
         fitted.export_onnx(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "path, image_size, error, match",
+    [
+        (None, None, TypeError, "path of the ONNX file must be a str or path-like"),
+        ("model.onnx", 5, TypeError, r"image_size must be a \(height, width\) pair"),
+        ("model.onnx", (64, 64, 3), TypeError, r"image_size must be a \(height, width\) pair"),
+        ("model.onnx", (32.7, 32), ValueError, "two positive ints"),
+        ("model.onnx", ("a", "b"), ValueError, "two positive ints"),
+        ("model.onnx", (0, 32), ValueError, "two positive ints"),
+    ],
+)
+def test_bad_path_or_image_size(fitted, tmp_path, path, image_size, error, match):
+    with pytest.raises(error, match=match):
+        fitted.export_onnx(path and tmp_path / path, image_size=image_size)
+    assert not list(tmp_path.iterdir())
 
 
 def test_maps_need_the_spatial_gaussians(cells, tmp_path):

@@ -208,10 +208,11 @@ def test_unfitted_detector_is_not_saved(tmp_path):
         skanomaly.save(EfficientNetGaussianDetector(), tmp_path / "m.skanomaly")
 
 
-def _rewrite(path, change):
-    """Apply ``change`` to the metadata of the model file ``path``, in place."""
+def _rewrite(path, change, **entries):
+    """Apply ``change`` to the metadata of the model file ``path``, and
+    replace its arrays by ``entries``, in place."""
     with np.load(path) as archive:
-        arrays = {name: archive[name] for name in archive.files}
+        arrays = {name: archive[name] for name in archive.files} | entries
     metadata = json.loads(arrays["__metadata__"].tobytes())
     change(metadata)
     arrays["__metadata__"] = np.frombuffer(json.dumps(metadata).encode(), np.uint8)
@@ -252,6 +253,70 @@ def test_load_refuses_tampered_metadata(model_file, change, match):
     with pytest.raises(ValueError, match=match) as error:
         skanomaly.load(model_file)
     assert str(model_file) in str(error.value)
+
+
+def _attribute(**values):
+    """A change that sets fitted attributes (as JSON) in the metadata."""
+    return lambda metadata: metadata["attributes"].update(values)
+
+
+def _nan_precision(model_file):
+    """The precision of the second Gaussian, with one NaN."""
+    with np.load(model_file) as archive:
+        precision = archive["gaussians_.1.precision"].copy()
+    precision[0, 0] = np.nan
+    return {"gaussians_.1.precision": precision}
+
+
+@pytest.mark.parametrize(
+    "change, entries, match",
+    [
+        (lambda m: None, _nan_precision, r"invalid gaussians_: Gaussian 1: .* not finite"),
+        (_attribute(gaussians_=[None] * 9), None, "Gaussian 0: its type is NoneType, not Gaussian"),
+        (_attribute(offset_={"float": "nan"}), None, "invalid offset_: nan is not a number"),
+        (_attribute(offset_="abc"), None, "invalid offset_: 'abc' is not a number"),
+        (_attribute(levels_={"tuple": [0, 1, 99]}), None, r"invalid levels_: .*0\.\.8"),
+        (_attribute(levels_={"tuple": [1, 0]}), None, "invalid levels_: .* increasing"),
+        (_attribute(patch_levels_=[3, 5]), None, "invalid patch_levels_: .* tuple"),
+        (
+            _attribute(level_scale_={"tuple": [1.0]}),
+            None,
+            "invalid level_scale_: its type is tuple, not a",
+        ),
+        (_attribute(n_samples_fit_=0), None, r"invalid n_samples_fit_: 0 is not an int in \[1"),
+        (_attribute(weights_digest_=1), None, "invalid weights_digest_: its type is int, not str"),
+        (lambda m: m["attributes"].pop("spatial_levels_"), None, "lacks spatial_levels_"),
+        (lambda m: m["params"].update(backbone="resnet50"), None, "not a timm EfficientNet"),
+    ],
+    ids=[
+        "nan precision",
+        "not Gaussians",
+        "nan offset",
+        "str offset",
+        "level out of range",
+        "unsorted levels",
+        "levels as list",
+        "short level scale",
+        "no samples",
+        "int digest",
+        "missing attribute",
+        "unknown backbone",
+    ],
+)
+def test_load_refuses_fitted_attributes_that_fit_never_makes(model_file, change, entries, match):
+    """Each would otherwise fail, or score NaN or wrongly, only when used."""
+    _rewrite(model_file, change, **(entries(model_file) if entries else {}))
+    with pytest.raises(ValueError, match=match) as error:
+        skanomaly.load(model_file)
+    assert str(model_file) in str(error.value)
+
+
+@pytest.mark.parametrize("path", [None, 5, b"model.skanomaly"])
+def test_save_and_load_name_a_path_of_the_wrong_type(fitted, path):
+    with pytest.raises(TypeError, match="path of the model file must be a str or path-like"):
+        skanomaly.save(fitted, path)
+    with pytest.raises(TypeError, match="'path' of load must be a str or path-like"):
+        skanomaly.load(path)
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,88 @@ def test_map_sample_and_outline():
     assert not drawn[~outline(mask)].any() and not image.any()
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: masks_from_maps(np.zeros((4, 4)), 0.5), r"\(n_images, H, W\) array or a list"),
+        (lambda: masks_from_maps(np.zeros((1, 1, 4, 4)), 0.5), r"\(n_images, H, W\)"),
+        (lambda: region_table([np.ones(4)], 0.5), r"maps\[0\] must be a 2-D \(H, W\)"),
+        (lambda: outline(np.ones((2, 4, 4), bool)), r"mask must be a 2-D \(H, W\)"),
+    ],
+)
+def test_bad_shapes(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("function", [masks_from_maps, region_table])
+def test_maps_and_threshold_must_be_finite_real(function):
+    with pytest.raises(ValueError, match=r"maps\[0\] contains NaN or infinity"):
+        function(np.full((1, 4, 4), np.nan), 0.5)
+    with pytest.raises(TypeError, match="must be real numbers"):
+        function(np.ones((1, 4, 4), complex), 0.5)
+    with pytest.raises(ValueError, match="'maps' parameter"):
+        function(None, 0.5)
+    for threshold in (np.nan, np.inf, "a", None):
+        with pytest.raises(ValueError, match="'threshold' parameter"):
+            function(np.ones((1, 4, 4)), threshold)
+    with pytest.raises(ValueError, match="'min_area' parameter"):
+        function(np.ones((1, 4, 4)), 0.5, min_area=0)
+    # What the detector passes stays valid: float32 maps of different
+    # sizes and a numpy threshold.
+    function([np.ones((4, 4), np.float32), np.ones((2, 3), np.float32)], np.float32(0.5))
+
+
+@pytest.mark.parametrize(
+    ("samples", "fpr", "error", "message"),
+    [
+        ([np.arange(10.0)], 1.5, ValueError, "'fpr' parameter"),
+        ([np.arange(10.0)], -1, ValueError, "'fpr' parameter"),
+        ([np.arange(10.0)], np.nan, ValueError, "'fpr' parameter"),
+        ([np.arange(10.0), [np.nan]], 0.1, ValueError, "NaN or infinity"),
+        ([], 0.1, ValueError, "no map values"),
+        ([np.zeros(0)], 0.1, ValueError, "no map values"),
+        ([np.ones(3, complex)], 0.1, TypeError, "real numbers"),
+    ],
+)
+def test_pixel_threshold_bad_input(samples, fpr, error, message):
+    with pytest.raises(error, match=message):
+        pixel_threshold(samples, fpr)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: map_sample(np.ones((4, 4)), size=0), "size"),
+        (lambda: map_sample(np.ones((4, 4)), size=-5), "size"),
+        (lambda: outline(np.ones((4, 4), bool), width=0), "width"),
+        (lambda: outline(np.ones((4, 4), bool), width=-1), "width"),
+        (lambda: draw_outlines(np.zeros((4, 4, 3), np.uint8), np.ones((4, 4)), width=0), "width"),
+    ],
+)
+def test_sizes_and_widths_are_positive(call, name):
+    with pytest.raises(ValueError, match=f"'{name}' parameter"):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("image", "mask", "color", "error", "message"),
+    [
+        (np.full((4, 4, 3), 0.5), None, None, TypeError, "dtype float64.*uint8"),
+        (np.full((4, 4, 3), 300.0), None, None, TypeError, "uint8"),
+        (np.zeros((4, 4), np.uint8), None, None, ValueError, r"\(H, W, 3\) RGB"),
+        (None, np.ones((3, 4), bool), None, ValueError, r"mask has shape \(3, 4\)"),
+        (None, None, (256, 0, 0), ValueError, "color must be 3 integers"),
+        (None, None, (255, 0), ValueError, "color must be 3 integers"),
+    ],
+)
+def test_draw_outlines_bad_input(image, mask, color, error, message):
+    image = np.zeros((4, 4, 3), np.uint8) if image is None else image
+    mask = np.ones((4, 4), bool) if mask is None else mask
+    with pytest.raises(error, match=message):
+        draw_outlines(image, mask, color=(255, 255, 255) if color is None else color)
+
+
 # -------------------------------------------------------------- real weights
 @pytest.fixture(scope="module")
 def training():

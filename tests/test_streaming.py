@@ -69,6 +69,16 @@ def test_rejected_chunk_leaves_the_model_as_it_was(cells, bad, match):
     assert detector.n_samples_fit_ == 12
 
 
+@pytest.mark.parametrize("params", [{"pooling": "max"}, {"input_size": 96}, {"keep_aspect": True}])
+def test_partial_fit_refuses_chunks_of_other_features(cells, params):
+    normal, _ = cells
+    detector = EfficientNetGaussianDetector(levels=(0, 3)).partial_fit(normal[:4])
+    detector.set_params(**params)
+    with pytest.raises(ValueError, match=r"fit again \(partial_fit: fit to start over\)"):
+        detector.partial_fit(normal[4:8])
+    assert detector.n_samples_fit_ == 4
+
+
 def test_partial_fit_cannot_continue_a_loaded_model(fitted, cells):
     loaded = pickle.loads(pickle.dumps(fitted))
     with pytest.raises(ValueError, match="fit it again"):

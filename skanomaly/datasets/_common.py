@@ -17,6 +17,8 @@ from .._files import IMAGE_EXTENSIONS, list_images
 from .._images import open_image, rgb_image
 
 __all__ = [
+    "OPTIONAL_PATH",
+    "PATH",
     "check_max",
     "check_resize",
     "data_root",
@@ -28,6 +30,12 @@ __all__ = [
     "shared_data_dir",
     "subfolders",
 ]
+
+# The loaders' validate_params constraints of folder arguments (scikit-learn
+# has no "path-like" one): without them a None or an int reaches pathlib,
+# whose TypeError does not say which argument it was.
+PATH = [str, os.PathLike]
+OPTIONAL_PATH = [*PATH, None]
 
 
 def shared_data_dir():

@@ -6,7 +6,9 @@ from operator import attrgetter
 import numpy as np
 from sklearn.utils import Bunch
 
+from .._compat import validate_params
 from ._common import (
+    OPTIONAL_PATH,
     check_resize,
     data_root,
     filenames,
@@ -21,6 +23,7 @@ __all__ = ["load_cookies"]
 _NAME = re.compile(r"(?:test-)?(normal|anomaly)-")
 
 
+@validate_params({"root": OPTIONAL_PATH}, prefer_skip_nested_validation=True)
 def load_cookies(root=None, *, resize=None, split="train"):
     """Load the cookie crack images (an Amazon Lookout for Vision sample).
 
@@ -70,6 +73,8 @@ def load_cookies(root=None, *, resize=None, split="train"):
         If an image name starts with neither ``normal-`` nor ``anomaly-``
         (after ``test-``), a file cannot be read, an anomalous training image
         has no mask, or a mask has no image.
+    TypeError
+        If ``root`` is not None, a str or path-like.
     """
     if split not in ("train", "test"):
         raise ValueError(f'split must be "train" or "test"; got {split!r}.')

@@ -3,11 +3,29 @@
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._common import check_resize, filenames, images_in, load_samples, match_masks
+from .._compat import validate_params
+from ._common import (
+    OPTIONAL_PATH,
+    PATH,
+    check_resize,
+    filenames,
+    images_in,
+    load_samples,
+    match_masks,
+)
 
 __all__ = ["load_folder"]
 
 
+@validate_params(
+    {
+        "normal_dir": PATH,
+        "anomalous_dir": OPTIONAL_PATH,
+        "mask_dir": OPTIONAL_PATH,
+        "mask_suffix": [str],
+    },
+    prefer_skip_nested_validation=True,
+)
 def load_folder(normal_dir, anomalous_dir=None, mask_dir=None, *, resize=None, mask_suffix=""):
     """Load your own normal and, optionally, anomalous images from folders.
 
@@ -52,6 +70,9 @@ def load_folder(normal_dir, anomalous_dir=None, mask_dir=None, *, resize=None, m
         If an image folder holds no images, a file cannot be read, an
         anomalous image has no mask, a mask has no image, or a mask's size
         differs from its image's.
+    TypeError
+        If a folder is not a str or path-like (or None where that is the
+        default), or ``mask_suffix`` is not a str.
 
     Examples
     --------

@@ -4,7 +4,9 @@ from operator import attrgetter
 
 from sklearn.utils import Bunch
 
+from .._compat import validate_params
 from ._common import (
+    OPTIONAL_PATH,
     check_max,
     check_resize,
     data_root,
@@ -34,6 +36,7 @@ def _check_classes(classes):
     return tuple(name for name in _CLASSES if name.lower() in wanted)
 
 
+@validate_params({"root": OPTIONAL_PATH}, prefer_skip_nested_validation=True)
 def load_magnetic_tile(root=None, *, resize=None, classes=None, max_per_class=None):
     """Load the magnetic tile surface defect data set (Huang et al., 2018).
 
@@ -84,6 +87,8 @@ def load_magnetic_tile(root=None, *, resize=None, classes=None, max_per_class=No
     ValueError
         If a file cannot be read, an image has no mask, a mask has no image,
         or a mask's size differs from its image's.
+    TypeError
+        If ``root`` is not None, a str or path-like.
 
     Examples
     --------

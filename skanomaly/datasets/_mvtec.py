@@ -10,7 +10,9 @@ from pathlib import Path
 
 from sklearn.utils import Bunch
 
+from .._compat import validate_params
 from ._common import (
+    PATH,
     check_resize,
     filenames,
     images_in,
@@ -57,6 +59,7 @@ def _test_samples(test_folder, image_folder, mask_folder, mask_stem):
     return samples, defect_types
 
 
+@validate_params({"root": PATH, "category": [str, None]}, prefer_skip_nested_validation=True)
 def load_mvtec_ad(root, category=None, *, resize=None, return_X_y=False):
     """Load one category of the MVTec AD data set.
 
@@ -114,6 +117,9 @@ def load_mvtec_ad(root, category=None, *, resize=None, return_X_y=False):
         If a folder holds no images, a file cannot be read, a defective test
         image has no mask, a mask has no image, or a mask's size differs
         from its image's.
+    TypeError
+        If ``root`` is not a str or path-like, or ``category`` neither None
+        nor a str.
 
     Examples
     --------
@@ -159,6 +165,7 @@ def load_mvtec_ad(root, category=None, *, resize=None, return_X_y=False):
     )
 
 
+@validate_params({"root": PATH, "category": [str, None]}, prefer_skip_nested_validation=True)
 def load_mvtec_3d_rgb(root, category=None, *, split="test", resize=None):
     """Load the RGB images of one category of the MVTec 3D-AD data set.
 
@@ -206,6 +213,9 @@ def load_mvtec_3d_rgb(root, category=None, *, split="test", resize=None):
         If a folder holds no images, a file cannot be read, a defective test
         image has no mask, a mask has no image, or a mask's size differs
         from its image's.
+    TypeError
+        If ``root`` is not a str or path-like, or ``category`` neither None
+        nor a str.
     """
     if split not in ("test", "validation"):
         raise ValueError(f'split must be "test" or "validation"; got {split!r}.')

@@ -2,7 +2,9 @@
 
 from sklearn.utils import Bunch
 
+from .._compat import validate_params
 from ._common import (
+    OPTIONAL_PATH,
     check_resize,
     data_root,
     filenames,
@@ -20,6 +22,7 @@ __all__ = ["load_piped", "piped_types"]
 _UNPAIRED_MASKS = {"PA_ZPB01_RL"}
 
 
+@validate_params({"root": OPTIONAL_PATH}, prefer_skip_nested_validation=True)
 def piped_types(root=None):
     """The paper types of PIPED: the names of its subfolders, sorted.
 
@@ -32,6 +35,11 @@ def piped_types(root=None):
     -------
     list of str
         E.g. ``["PA_BDP01_TL", ..., "PU_PNG01_TL"]``.
+
+    Raises
+    ------
+    TypeError
+        If ``root`` is not None, a str or path-like.
     """
     return subfolders(data_root(root, "piped"))
 
@@ -44,6 +52,7 @@ def _mask_folder(folder):
     raise FileNotFoundError(f"Folder {str(folder)!r} has no GroundTruth mask folder.")
 
 
+@validate_params({"root": OPTIONAL_PATH}, prefer_skip_nested_validation=True)
 def load_piped(paper_type, root=None, *, resize=None):
     """Load one paper type of PIPED, with its impurity masks.
 
@@ -91,6 +100,8 @@ def load_piped(paper_type, root=None, *, resize=None):
         is missing.
     ValueError
         If a file cannot be read, or a defective patch has no mask.
+    TypeError
+        If ``root`` is not None, a str or path-like.
 
     References
     ----------
