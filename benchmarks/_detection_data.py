@@ -8,16 +8,21 @@ rule, augmentation of the image) and cached as ``.npz`` files, so that every
 score rule is evaluated offline.
 """
 
+import argparse
 import hashlib
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import threadpoolctl
 import torch
+from _common import environment, publish
 from bench_peers import _split
 
+from skanomaly._constants import PATCH_LEVELS
 from skanomaly._images import ImageSource
-from skanomaly.features import FeatureExtractor, pool
+from skanomaly.features import FeatureExtractor, patch_features, pool, resolve_levels
 
 
 class Pool:
@@ -126,9 +131,12 @@ AUGMENTATIONS = {
 }
 
 
-def extract(images, backbone, input_size, keep_aspect, batch_size=16):
+def extract(images, backbone, input_size, keep_aspect, batch_size=16, patches=()):
     """Mean- and max-pooled features of every level, from one forward pass
-    per image: ``{"mean": [level arrays], "max": [...]}``, float32."""
+    per image: ``{"mean": [level arrays], "max": [...]}``, float32; and for
+    each neighbourhood k in ``patches``, ``("patches", k)``: each image's
+    ``(locations, channels)`` patch features of the detector's patch levels
+    (:func:`skanomaly.features.patch_features`)."""
     extractor = FeatureExtractor(
         backbone,
         device="cpu",
@@ -139,7 +147,9 @@ def extract(images, backbone, input_size, keep_aspect, batch_size=16):
     )
     network = extractor.network
     levels = tuple(range(len(extractor.level_names)))
+    patch_levels = resolve_levels(PATCH_LEVELS, extractor.level_names, backbone)
     out = {"mean": [[] for _ in levels], "max": [[] for _ in levels]}
+    rows_of = {k: [] for k in patches}
     order = []
     for start, batch in ImageSource(images).batches(batch_size):
         for positions, x in network.prepare(batch):
@@ -148,11 +158,16 @@ def extract(images, backbone, input_size, keep_aspect, batch_size=16):
             for pooling, rows in out.items():
                 for level, m in zip(rows, maps):
                     level.append(pool(m.float(), pooling).numpy())
+            for k, rows in rows_of.items():
+                found = patch_features([maps[i].float() for i in patch_levels], k)
+                rows.extend(f.reshape(-1, f.shape[-1]).numpy() for f in found)
             order.extend(start + p for p in positions)
     back = np.argsort(order)
-    return {
+    features = {
         k: [np.concatenate(level)[back].astype(np.float32) for level in v] for k, v in out.items()
     }
+    features.update({("patches", k): [rows[i] for i in back] for k, rows in rows_of.items()})
+    return features
 
 
 def cached_features(cache, data, config, augmentation="identity", index=None, log=print):
@@ -185,3 +200,26 @@ def cached_features(cache, data, config, augmentation="identity", index=None, lo
         log(f"  extracted {path.name}: {len(index)} images, {time.perf_counter() - start:.0f} s")
     position = {int(i): p for p, i in enumerate(order)}
     return levels, position
+
+
+def publish_pool_table(name, doc, title, description, table, seeds):
+    """The ``main`` of a benchmark that runs ``table(pools, names)`` on the
+    pools of ``seeds`` (:func:`load_pools`, PIPED included) and writes
+    ``benchmarks/results/<name>.md`` (or ``--out``)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / f"{name}.md"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    pools = load_pools(seeds, seeds)
+    # The small factorizations of the score rules run faster on one BLAS thread.
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        text = table(pools, list(pools))
+    command = " ".join([f"python benchmarks/bench_{name}.py", *sys.argv[1:]])
+    publish(
+        f"## {title}\n\n"
+        f"`{command}`, {(time.perf_counter() - started) / 60:.1f} min. Protocol: the module "
+        f"docstring of benchmarks/bench_{name}.py. {description}\n\n"
+        f"{text}\n\n{environment()}\n",
+        args.out,
+    )

@@ -21,19 +21,14 @@ features are extracted without a cache (a few minutes in all).
     python benchmarks/bench_selection.py [--out benchmarks/results/selection.md]
 """
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import threadpoolctl
-import torch
-from _common import environment, markdown_table, publish
-from _detection_data import extract, load_pools
+from _common import markdown_table
+from _detection_data import extract, publish_pool_table
 from _detection_rules import auroc, combine, fit_levels, level_distances, out_of_fold
 
-HERE = Path(__file__).resolve().parent
 BACKBONE = "tf_efficientnet_lite0"
 SEEDS = range(3)
 N_FOLDS = 3
@@ -167,23 +162,14 @@ def table(pools, names):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(HERE / "results" / "selection.md"))
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    started = time.perf_counter()
-    pools = load_pools(SEEDS, SEEDS)
-    # The small factorizations of the score rules run faster on one BLAS thread.
-    with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        text = table(pools, list(pools))
-    command = " ".join(["python benchmarks/bench_selection.py", *sys.argv[1:]])
-    publish(
-        "## Choosing detection settings from normal images alone\n\n"
-        f"`{command}`, {(time.perf_counter() - started) / 60:.1f} min. Protocol: the module "
-        "docstring of benchmarks/bench_selection.py. Candidates: input size 224 or 320, "
-        "mean or max pooling, with or without standardize (`/std`); image AUROC.\n\n"
-        f"{text}\n\n{environment()}\n",
-        args.out,
+    publish_pool_table(
+        "selection",
+        __doc__,
+        "Choosing detection settings from normal images alone",
+        "Candidates: input size 224 or 320, mean or max pooling, with or without "
+        "standardize (`/std`); image AUROC.",
+        table,
+        SEEDS,
     )
 
 

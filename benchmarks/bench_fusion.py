@@ -1,0 +1,124 @@
+"""A measured lever, not shipped: the pooled score plus PatchCore's patch score.
+
+PatchCore (Roth et al., CVPR 2022) scores an image by its worst patch: the
+largest distance of a patch feature to its nearest patch of the normal
+images. The pooled Gaussians see the whole image at once and miss small
+defects that one patch shows. This benchmark measures, on bench_peers'
+splits (magnetic tiles, cookies, ELPV mono; seeds 0-2) and on every PIPED
+paper type with impurities (bench_detection's splits, seeds 0-2):
+
+- ``pooled``: the detector's score (the default, mean pooling);
+- ``patch max``: the largest nearest-patch distance, on the detector's patch
+  features (``stage3`` and ``stage5``, each location averaged over k x k,
+  zero-padded: ``patch_neighborhood``) against a uniform sample of at most
+  16,384 training patches, as ``fit`` keeps for ``explain``;
+- ``fused``: the sum of both, each standardised by normal images alone: the
+  pooled score by the mean and standard deviation of the training images'
+  out-of-fold scores (5 folds), the patch score by those of each training
+  image's patch score against the sample without its own patches.
+
+Features come from one forward pass per image (``_detection_data.extract``)
+and the Gaussians from ``_detection_rules.py`` (equal to the detector's to
+rounding). A few minutes in all.
+
+    python benchmarks/bench_fusion.py [--out benchmarks/results/fusion.md]
+"""
+
+import sys
+import time
+
+import numpy as np
+import torch
+from _common import markdown_table
+from _detection_data import extract, publish_pool_table
+from _detection_rules import auroc, combine, fit_levels, level_distances, out_of_fold
+
+from skanomaly.patches import PATCH_MEMORY_SIZE, nearest_patches
+
+BACKBONE = "tf_efficientnet_lite0"
+SEEDS = range(3)
+NEIGHBORHOODS = (1, 3)
+
+
+def _standardized(scores, normal):
+    return (scores - normal.mean()) / normal.std()
+
+
+def _patch_scores(train_rows, test_rows, rng):
+    """Largest nearest-patch distance of each test image, and of each
+    training image against the memory without its own patches."""
+    memory = torch.from_numpy(np.concatenate(train_rows))
+    owners = torch.from_numpy(np.repeat(np.arange(len(train_rows)), [len(r) for r in train_rows]))
+    keep = torch.from_numpy(rng.permutation(len(memory))[:PATCH_MEMORY_SIZE])
+    memory, owners = memory[keep], owners[keep]
+
+    def worst(rows, bank):
+        return float(nearest_patches(torch.from_numpy(rows), bank)[0].max())
+
+    test = np.array([worst(rows, memory) for rows in test_rows])
+    train = np.array([worst(rows, memory[owners != i]) for i, rows in enumerate(train_rows)])
+    return test, train
+
+
+def evaluate(pool, seed):
+    """``{column: AUROC}`` for one split."""
+    train, test = pool.splits[seed]
+    y = pool.y[test]
+    fit_features, test_features = (
+        extract(pool.images(index), BACKBONE, 224, False, patches=NEIGHBORHOODS)
+        for index in (train, test)
+    )
+    fit, rows = fit_features["mean"], test_features["mean"]
+    pooled = combine(level_distances(fit_levels(fit), rows), "sum")
+    pooled_normal = combine(out_of_fold(fit, np.arange(len(train))), "sum")
+    results = {"pooled": auroc(y, pooled)}
+    for k in NEIGHBORHOODS:
+        patch, patch_normal = _patch_scores(
+            fit_features[("patches", k)],
+            test_features[("patches", k)],
+            np.random.default_rng(seed),
+        )
+        results[f"patch max, k={k}"] = auroc(y, patch)
+        fused = _standardized(pooled, pooled_normal) + _standardized(patch, patch_normal)
+        results[f"fused, k={k}"] = auroc(y, fused)
+    return results
+
+
+def table(pools, names):
+    rows, per_set = [], {}
+    for name in names:
+        started = time.perf_counter()
+        values = [evaluate(pools[name], seed) for seed in SEEDS]
+        columns = list(values[0])
+        means = {c: np.mean([v[c] for v in values]) for c in columns}
+        per_set[name] = means
+        rows.append(
+            [name]
+            + [" / ".join(f"{v[c]:.3f}" for v in values) + f" ({means[c]:.3f})" for c in columns]
+        )
+        print(f"{name}: {rows[-1][1:]} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    summary = []
+    for column in columns[1:]:
+        changes = np.array([per_set[n][column] - per_set[n]["pooled"] for n in names])
+        summary.append(
+            f"`{column}` against `pooled`, mean of seeds: {changes.mean():+.3f} on average over "
+            f"the {len(names)} data sets, higher on {(changes > 0.0005).sum()}, lower on "
+            f"{(changes < -0.0005).sum()} (largest loss {changes.min():+.3f})."
+        )
+    header = ["data set", *(f"{c} (seeds 0 / 1 / 2, mean)" for c in columns)]
+    return markdown_table(header, rows) + "\n\n" + "\n".join(f"- {s}" for s in summary)
+
+
+def main():
+    publish_pool_table(
+        "fusion",
+        __doc__,
+        "The pooled score plus the patch score (measured, not shipped)",
+        "Image AUROC; Lite0 at 224 px, mean pooling; k is the patch neighbourhood.",
+        table,
+        SEEDS,
+    )
+
+
+if __name__ == "__main__":
+    main()
