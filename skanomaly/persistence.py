@@ -36,7 +36,6 @@ unless ``trust_pickle=True``.
 import contextlib
 import json
 import math
-import numbers
 import os
 import warnings
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 
 from ._files import atomic_write
 from ._files import check_writable as _check_writable
+from ._fitted_checks import GAUSSIAN_FIELDS, invalid_attribute, missing_attributes
 from ._version import __version__
 
 __all__ = ["MODEL_FORMAT", "MODEL_SUFFIX", "check_version", "check_writable", "load", "save"]
@@ -58,7 +58,6 @@ MODEL_SUFFIX = ".skanomaly"
 _PICKLE_FORMAT = 1
 _METADATA = "__metadata__"
 _ZIP_MAGIC = b"PK\x03\x04"
-_GAUSSIAN_FIELDS = ("location", "covariance", "shrinkage", "precision")
 _SAVED_TYPES = (
     "None, bool, int, float, str, NumPy scalars, numeric arrays, Gaussians, "
     "and tuples, lists and dicts of them"
@@ -169,7 +168,7 @@ class _Encoder:
                 ]
             }
         if isinstance(value, Gaussian):
-            fields = {f: self.encode(getattr(value, f), f"{name}.{f}") for f in _GAUSSIAN_FIELDS}
+            fields = {f: self.encode(getattr(value, f), f"{name}.{f}") for f in GAUSSIAN_FIELDS}
             return {"gaussian": fields}
         raise TypeError(
             f"{name} is a {type(value).__module__}.{type(value).__qualname__}, which a "
@@ -327,7 +326,7 @@ class _Decoder:
         from .gaussian import Gaussian
 
         location, covariance, shrinkage, precision = (
-            self.decode(fields[f]) for f in _GAUSSIAN_FIELDS
+            self.decode(fields[f]) for f in GAUSSIAN_FIELDS
         )
         d = location.shape[0]
         if location.shape != (d,) or {covariance.shape, precision.shape} != {(d, d)}:
@@ -335,110 +334,16 @@ class _Decoder:
         return Gaussian.from_arrays(location, covariance, shrinkage, precision)
 
 
-# --------------------------------------------------------- fitted attributes
-# A hand-edited file can be a valid archive holding values that fit() never
-# makes, which fail (or, not finite, score wrongly) only at scoring, far from
-# the file. Each check returns what is wrong, or a falsy value.
-def _not_a(kind, value, size=None):
-    if not isinstance(value, kind):
-        return f"its type is {type(value).__name__}, not {kind.__name__}"
-    return None if size is None or len(value) == size else f"it has {len(value)} items, not {size}"
-
-
-def _not_number(value, kind=numbers.Real, low=-math.inf):
-    # NaN fails every comparison.
-    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value < math.inf:
-        what = "an int" if kind is numbers.Integral else "a number"
-        return f"{value!r} is not {what} in [{low}, inf)"
-    return None
-
-
-def _not_array(value, shape):
-    """``shape`` holds None where any length goes."""
-    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf":
-        return f"its type is {getattr(value, 'dtype', type(value).__name__)}, not a numeric array"
-    if value.ndim != len(shape) or any(n not in (None, m) for n, m in zip(shape, value.shape)):
-        return f"its shape is {value.shape}, not {tuple(shape)}"
-    return None if np.isfinite(value).all() else "it holds values that are not finite"
-
-
-def _not_levels(value, n_levels):
-    # JSON gives ints; fit() gives sorted tuples of them.
-    ints = isinstance(value, tuple) and all(type(v) is int for v in value)
-    if not ints or list(value) != sorted(set(value)) or not all(0 <= v < n_levels for v in value):
-        return f"{value!r} is not a tuple of increasing levels in the backbone's 0..{n_levels - 1}"
-    return None
-
-
-def _not_gaussians(value, n):
-    from .gaussian import Gaussian
-
-    problem = _not_a(list, value, n)
-    for i, gaussian in enumerate([] if problem else value):
-        # The decoder has checked that their shapes fit together.
-        arrays = [np.asarray(getattr(gaussian, f, None)) for f in _GAUSSIAN_FIELDS]
-        problem = _not_a(Gaussian, gaussian) or next(
-            filter(None, (_not_array(a, a.shape) for a in arrays)), None
-        )
-        if problem:
-            return f"Gaussian {i}: {problem}"
-    return problem
-
-
-def _level_count(backbone):
-    """How many levels ``backbone`` has: built on the meta device, it gets no weights."""
-    import torch
-
-    from .backbone import _create
-
-    with torch.device("meta"):
-        return len(_create(backbone, pretrained=False).blocks) + 2
-
-
-# What scoring, explain and the report read without a fallback, in the
-# order of their checks (the levels first: the others are sized by them).
-_REQUIRED = {
-    "levels_": lambda v, d, n: _not_levels(v, n) or (not v and "no levels"),
-    "spatial_levels_": lambda v, d, n: _not_levels(v, n),
-    "patch_levels_": lambda v, d, n: _not_levels(v, n),
-    "level_names_": lambda v, d, n: _not_a(list, v, len(d.levels_)),
-    "gaussians_": lambda v, d, n: _not_gaussians(v, len(d.levels_)),
-    "spatial_gaussians_": lambda v, d, n: _not_gaussians(v, len(d.spatial_levels_)),
-    "level_center_": lambda v, d, n: _not_array(v, (len(d.levels_),)),
-    "level_scale_": lambda v, d, n: _not_array(v, (len(d.levels_),)),
-    "level_reference_": lambda v, d, n: v is not None and _not_array(v, (2, len(d.levels_))),
-    "patches_": lambda v, d, n: v is not None and _not_array(v, (None, None)),
-    "patch_threshold_": lambda v, d, n: v is not None and _not_number(v),
-    "offset_": lambda v, d, n: _not_number(v),
-    "n_samples_fit_": lambda v, d, n: _not_number(v, numbers.Integral, low=1),
-}
-# What older files of this format lack, and what calibrate() and
-# calibrate_pixels() add; feature_settings_ names parameters scoring compares.
-_OPTIONAL = {
-    "feature_settings_": lambda v, d, n: (
-        _not_a(dict, v) or (set(v) - d.get_params().keys() and "it names unknown parameters")
-    ),
-    "patch_neighborhood_": lambda v, d, n: _not_number(v, numbers.Integral, low=1),
-    "weights_digest_": lambda v, d, n: _not_a(str, v),
-    "calibration_scores_": lambda v, d, n: _not_array(v, (None,)),
-    "pixel_threshold_": lambda v, d, n: _not_number(v),
-    "pixel_calibration_": lambda v, d, n: _not_a(dict, v),
-}
-
-
 def _check_fitted(detector, path):
     """Refuse a missing fitted attribute, or one that fit() would not make."""
-    attributes = vars(detector)
-    missing = [name for name in _REQUIRED if name not in attributes]
+    missing = missing_attributes(detector)
     if missing:
         raise _ModelFileError(
             f"model file {path!r} holds no fitted detector (it lacks {', '.join(missing)})"
         )
-    n_levels = _level_count(detector.backbone)
-    for name, check in {**_REQUIRED, **_OPTIONAL}.items():
-        problem = check(attributes[name], detector, n_levels) if name in attributes else None
-        if problem:
-            raise _ModelFileError(f"model file {path!r} has an invalid {name}: {problem}")
+    invalid = invalid_attribute(detector)
+    if invalid:
+        raise _ModelFileError(f"model file {path!r} has an invalid {invalid[0]}: {invalid[1]}")
 
 
 @contextlib.contextmanager
