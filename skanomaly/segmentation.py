@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._compat import Interval, validate_params
-from .metrics._checks import check_maps
+from ._map_checks import check_maps
 
 __all__ = [
     "REGION_FIELDS",

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from ._checks import check_maps, check_masks
+from .._map_checks import check_maps, check_masks
 
 __all__ = ["image_roc_auc", "image_scores_from_maps", "masks_to_labels"]
 

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from ._checks import check_masks_and_maps, require_both_classes
+from .._map_checks import check_masks_and_maps, require_both_classes
 
 __all__ = ["pixel_roc_auc", "pro_score"]
 

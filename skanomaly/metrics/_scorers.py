@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
 
+from .._map_checks import check_maps, check_masks, missing_class
 from .._resize import resize_bilinear
-from ._checks import check_maps, check_masks, missing_class
 from ._image import image_roc_auc, masks_to_labels
 from ._pixel import pixel_roc_auc, pro_score
 

@@ -1,4 +1,6 @@
-"""Checks of the masks and anomaly maps that every metric receives."""
+"""Checks of the masks and anomaly maps that every metric, and the segmentation
+functions, receive (outside :mod:`skanomaly.metrics`, whose import loads
+scipy.stats, so that segmenting does not pay for it)."""
 
 import numpy as np
 
