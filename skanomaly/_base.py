@@ -18,7 +18,8 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._augment import AugmentedSource, n_views
-from ._compat import HasMethods, Interval, StrOptions, validate_data, validate_params
+from ._calibration import CalibrationMixin
+from ._compat import HasMethods, Interval, StrOptions, validate_data
 from ._constants import AUGMENTS, POOLINGS, PRECISIONS
 from ._images import ImageSource
 from ._stream import FitState
@@ -28,8 +29,6 @@ from .gaussian import ScoreRule, combine_levels
 from .persistence import check_version
 from .threshold import (
     chi2_offset,
-    conformal_offset,
-    conformal_p_values,
     level_standardization,
     out_of_fold_distances,
     percentile_offset,
@@ -112,7 +111,7 @@ def _check_features_vary(gaussians, names):
         )
 
 
-class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
+class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator):
     """Base class of the detectors: fitting, scoring and thresholds.
 
     Not meant to be used directly: use
@@ -472,58 +471,6 @@ class BaseFeatureGaussianDetector(OutlierMixin, BaseEstimator):
         if group:
             flush()
         return results
-
-    # ------------------------------------------------------------- thresholds
-    @validate_params(
-        {"X": ["array-like"], "fpr": [Interval(Real, 0, 1, closed="neither")]},
-        prefer_skip_nested_validation=True,
-    )
-    def calibrate(self, X, fpr=0.01):
-        """Set the threshold from normal images that were not used to fit.
-
-        Scoring normal images held out from ``fit`` gives an honest
-        threshold: ``offset_`` becomes the conformal ``fpr`` quantile of
-        their scores, so at most about a fraction ``fpr`` of new normal
-        images is flagged. No anomalous image is needed.
-
-        Parameters
-        ----------
-        X : array-like or list
-            Normal images not seen by :meth:`fit`, as for :meth:`fit`.
-        fpr : float in (0, 1), default=0.01
-            Target false-positive rate on normal images. With ``n`` images the
-            smallest attainable rate is about ``1 / (n + 1)``.
-
-        Returns
-        -------
-        self : EfficientNetGaussianDetector
-            The detector with ``offset_`` and ``calibration_scores_`` set.
-        """
-        self.offset_, self.calibration_scores_ = conformal_offset(self.score_samples(X), fpr)
-        return self
-
-    def p_values(self, X):
-        """Conformal p-values of being normal, from the calibration images.
-
-        ``(1 + #{calibration scores <= score}) / (n + 1)``: small values
-        mean an image scores lower than almost every held-out normal image.
-
-        Parameters
-        ----------
-        X : array-like or list
-            Images, as for :meth:`fit`.
-
-        Returns
-        -------
-        p_values : ndarray of shape (n,)
-            In ``(0, 1]``; requires :meth:`calibrate` first.
-        """
-        check_is_fitted(
-            self,
-            "calibration_scores_",
-            msg="p_values needs calibration: call calibrate(X_normal) after fit.",
-        )
-        return conformal_p_values(self.calibration_scores_, self.score_samples(X))
 
     # ------------------------------------------------------- fitted attributes
     @property
