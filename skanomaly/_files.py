@@ -14,7 +14,7 @@ import stat
 from operator import attrgetter
 from pathlib import Path
 
-__all__ = ["IMAGE_EXTENSIONS", "atomic_write", "list_images", "write_png"]
+__all__ = ["IMAGE_EXTENSIONS", "as_path", "atomic_write", "list_images", "write_png"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -80,6 +80,17 @@ def _sync_folder(folder):
             os.close(descriptor)
 
 
+def as_path(path, name):
+    """``path`` as a Path; a TypeError saying that ``name`` (e.g. "the path
+    of the model file") must be a str or path-like otherwise, where pathlib's
+    own error would not say which argument it was. Not scikit-learn's
+    validate_params: the command line imports this, and its --help must not
+    wait for scikit-learn."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or path-like; got {type(path).__name__}")
+    return Path(path)
+
+
 def check_writable(path, what):
     """``path`` as a Path, or an error saying why ``what`` (e.g. "the model
     file") cannot be written there: checked before long work, so that a
@@ -94,9 +105,7 @@ def check_writable(path, what):
     FileNotFoundError
         If the folder that should hold ``path`` does not exist.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"the path of {what} must be a str or path-like; got {type(path).__name__}")
-    path = Path(path)
+    path = as_path(path, f"the path of {what}")
     if path.is_dir():
         raise IsADirectoryError(f"cannot write {what} to {str(path)!r}: it is a folder")
     if not path.parent.is_dir():

@@ -63,16 +63,6 @@ def _not_gaussians(value, n):
     return problem
 
 
-def _level_count(backbone):
-    """How many levels ``backbone`` has: built on the meta device, it gets no weights."""
-    import torch
-
-    from .backbone import _create
-
-    with torch.device("meta"):
-        return len(_create(backbone, pretrained=False).blocks) + 2
-
-
 # What scoring, explain and the report read without a fallback, in the
 # order of their checks (the levels first: the others are sized by them).
 _REQUIRED = {
@@ -112,8 +102,12 @@ def missing_attributes(detector):
 def invalid_attribute(detector):
     """``(name, what is wrong)`` of the first fitted attribute that ``fit``
     would not make, or None."""
+    # Imported here: the command line imports this module, and its --help
+    # must not wait for torch.
+    from .backbone import level_names
+
     attributes = vars(detector)
-    n_levels = _level_count(detector.backbone)
+    n_levels = len(level_names(detector.backbone))
     for name, check in {**_REQUIRED, **_OPTIONAL}.items():
         problem = check(attributes[name], detector, n_levels) if name in attributes else None
         if problem:

@@ -8,6 +8,7 @@ cuts a model into the levels of Rippel et al. (2020) with timm's own
 feature API.
 """
 
+import functools
 import hashlib
 import importlib
 import math
@@ -22,6 +23,7 @@ __all__ = [
     "BUNDLED_WEIGHTS",
     "EfficientNetLevels",
     "fold_batch_norms",
+    "level_names",
     "load_backbone",
     "lukemelas_to_timm",
     "weights_digest",
@@ -173,6 +175,49 @@ def _create(backbone, pretrained):
         ) from exc
 
 
+def _level_names(model):
+    return ["stem"] + [f"stage{i + 1}" for i in range(len(model.blocks))] + ["head"]
+
+
+def level_names(backbone="tf_efficientnet_lite0"):
+    """The level names of a timm EfficientNet, without loading its weights.
+
+    The architecture is built on PyTorch's ``meta`` device, which allocates
+    no memory for the parameters; the names are those of
+    :class:`EfficientNetLevels` (``"stem"``, ``"stage1"``, ..., ``"head"``).
+
+    Parameters
+    ----------
+    backbone : str, default="tf_efficientnet_lite0"
+        A timm EfficientNet model name.
+
+    Returns
+    -------
+    names : tuple of str
+
+    Raises
+    ------
+    ValueError
+        If ``backbone`` is not a timm EfficientNet model name.
+
+    Examples
+    --------
+    >>> from skanomaly.backbone import level_names
+    >>> level_names("tf_efficientnet_lite0")  # doctest: +SKIP
+    ('stem', 'stage1', 'stage2', 'stage3', 'stage4', 'stage5', 'stage6', 'stage7', 'head')
+    """
+    # Cached by name (a list would fail as unhashable, not as a wrong name).
+    if not isinstance(backbone, str):
+        raise ValueError(f"backbone={backbone!r} is not a timm EfficientNet model name.")
+    return _meta_level_names(backbone)
+
+
+@functools.cache
+def _meta_level_names(backbone):
+    with torch.device("meta"):
+        return tuple(_level_names(_create(backbone, pretrained=False)))
+
+
 def load_backbone(backbone="tf_efficientnet_lite0", weights=None):
     """Create a timm EfficientNet by name with ImageNet weights.
 
@@ -312,7 +357,7 @@ class EfficientNetLevels(nn.Module):
         from timm.data import resolve_model_data_config
 
         super().__init__()
-        self.level_names = ["stem"] + [f"stage{i + 1}" for i in range(len(model.blocks))] + ["head"]
+        self.level_names = _level_names(model)
         self.weights_digest = weights_digest(model)
         config = resolve_model_data_config(model)
         if isinstance(input_size, int):

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import atomic_write
+from ._files import as_path, atomic_write
 from ._files import check_writable as _check_writable
 from ._fitted_checks import GAUSSIAN_FIELDS, invalid_attribute, missing_attributes
 from ._version import __version__
@@ -474,12 +474,7 @@ def load(path, *, trust_pickle=False):
     --------
     save : Write a model file.
     """
-    # Not validate_params: the CLI's --help must not wait for scikit-learn.
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"The 'path' of load must be a str or path-like; got {type(path).__name__}."
-        )
-    path = Path(path)
+    path = as_path(path, "The 'path' of load")
     if not path.exists():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
     if path.is_dir():

@@ -15,6 +15,7 @@ from skanomaly.backbone import (
     BUNDLED_WEIGHTS,
     EfficientNetLevels,
     _bundled_weights_path,
+    level_names,
     load_backbone,
     lukemelas_to_timm,
 )
@@ -106,8 +107,12 @@ def test_weights_file_errors(tmp_path):
 
 @pytest.mark.parametrize("name", ["resnet50", "efficientnet_b99", 3, None])
 def test_unknown_backbone_is_rejected(name):
+    for function in (load_backbone, level_names):
+        with pytest.raises(ValueError, match="not a timm EfficientNet"):
+            function(name)
+    # level_names caches by name: an unhashable one is still a wrong name.
     with pytest.raises(ValueError, match="not a timm EfficientNet"):
-        load_backbone(name)
+        level_names([name])
 
 
 def test_offline_download_failure_explains_weights_argument():
@@ -130,6 +135,8 @@ def test_levels_are_stem_stages_and_head(backbone, n_levels):
     # Structure only: no weights are needed to count the levels.
     features = EfficientNetLevels(timm.create_model(backbone)).eval()
     assert len(features.level_names) == n_levels
+    # The same names from the architecture alone, without its weights.
+    assert level_names(backbone) == tuple(features.level_names)
     # Every batch norm of each block type is folded into its convolution.
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in features.modules())
     assert features.level_names[0] == "stem" and features.level_names[-1] == "head"
