@@ -1,11 +1,13 @@
-"""A measured lever, not shipped: the pooled score plus PatchCore's patch score.
+"""The pooled score plus PatchCore's patch score, on cached features.
 
 PatchCore (Roth et al., CVPR 2022) scores an image by its worst patch: the
 largest distance of a patch feature to its nearest patch of the normal
 images. The pooled Gaussians see the whole image at once and miss small
 defects that one patch shows. This benchmark measures, on bench_peers'
 splits (magnetic tiles, cookies, ELPV mono; seeds 0-2) and on every PIPED
-paper type with impurities (bench_detection's splits, seeds 0-2):
+paper type with impurities (bench_detection's splits, seeds 0-2); the
+detector ships the k=3 sum as ``image_score="pooled+patches"``
+(bench_image_score.py measures it end to end):
 
 - ``pooled``: the detector's score (the default, mean pooling);
 - ``patch max``: the largest nearest-patch distance, on the detector's patch
@@ -113,7 +115,7 @@ def main():
     publish_pool_table(
         "fusion",
         __doc__,
-        "The pooled score plus the patch score (measured, not shipped)",
+        "The pooled score plus the patch score, on cached features",
         "Image AUROC; Lite0 at 224 px, mean pooling; k is the patch neighbourhood.",
         table,
         SEEDS,

@@ -17,15 +17,17 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from . import _patch_score
 from ._augment import AugmentedSource, n_views
 from ._calibration import CalibrationMixin
 from ._compat import HasMethods, Interval, StrOptions, validate_data
-from ._constants import AUGMENTS, POOLINGS, PRECISIONS
+from ._constants import AUGMENTS, IMAGE_SCORES, PATCH_LEVELS, POOLINGS, PRECISIONS
 from ._images import ImageSource
 from ._stream import FitState
 from ._version import __version__
 from .features import FeatureExtractor, resolve_levels
 from .gaussian import ScoreRule, combine_levels
+from .patches import worst_patch_distances
 from .persistence import check_version
 from .threshold import (
     chi2_offset,
@@ -69,6 +71,8 @@ _DEFERRED = (
     "level_center_",
     "level_scale_",
     "level_reference_",
+    "score_center_",
+    "score_scale_",
 )
 
 # Pooled rows scored together: each product reads every precision matrix
@@ -79,7 +83,7 @@ _ROWS_PER_PRODUCT = 256
 # Parameters that change what the Gaussians and offset_ were fitted on
 # (feature_settings_): scoring refuses other values. precision and device
 # stay free, so that a model moves between machines.
-_FEATURE_SETTINGS = ("pooling", "input_size", "keep_aspect", "distance")
+_FEATURE_SETTINGS = ("pooling", "input_size", "keep_aspect", "distance", "image_score")
 
 
 def _check_unchanged(fitted, current):
@@ -140,6 +144,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         "npca": [Interval(Real, 0, 1, closed="neither"), None],
         "augment": [StrOptions(set(AUGMENTS)), None],
         "standardize": ["boolean"],
+        "image_score": [StrOptions(set(IMAGE_SCORES))],
     }
 
     gaussians_ = _AfterPartialFit()
@@ -150,6 +155,8 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
     level_center_ = _AfterPartialFit()
     level_scale_ = _AfterPartialFit()
     level_reference_ = _AfterPartialFit()
+    score_center_ = _AfterPartialFit()
+    score_scale_ = _AfterPartialFit()
 
     # ------------------------------------------------------------------ parts
     def _extractor(self, depth=None):
@@ -228,8 +235,9 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             or state.patch_neighborhood != self._patch_neighborhood()
         ):
             raise ValueError(
-                "levels, augment, npca, explain_method or patch_neighborhood changed "
-                "since the first partial_fit; call fit to start over."
+                "levels, augment, npca, explain_method, image_score or "
+                "patch_neighborhood changed since the first partial_fit; call fit "
+                "to start over."
             )
         _check_unchanged(self.feature_settings_, self._feature_settings())
         state = state.copy()
@@ -242,8 +250,11 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         return ()
 
     def _patch_levels(self, names):
-        """The levels whose patch features are kept (for localization)."""
-        return ()
+        """The levels whose patch features are kept: for the patch score
+        (and, in subclasses, for localization)."""
+        if self.image_score == "pooled":
+            return ()
+        return resolve_levels(PATCH_LEVELS, names, self.backbone)
 
     def _patch_neighborhood(self):
         """Locations averaged into each kept patch feature."""
@@ -258,6 +269,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 "normal images (a few dozen for a useful model), or one with "
                 "augment= set, which adds augmented views of it."
             )
+        _patch_score.check_image_score(self.image_score, self.threshold, len(source))
         names = self._extractor(depth=0).level_names
         levels = resolve_levels(self.levels, names, self.backbone)
         spatial, patch_levels = self._spatial_levels(names), self._patch_levels(names)
@@ -275,6 +287,9 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         # Computed before any attribute changes, so that a failure keeps the
         # previous model.
         self._commit(state, extractor, self._fitted_parts(state, extractor))
+        if return_scores and self.image_score != "pooled":
+            # The worst patches need the finished patch memory: a second pass.
+            return self.score_samples(X)
         return self._scores(pooled) if return_scores else None
 
     def _accumulate(self, state, source, extractor, keep_pooled=False):
@@ -311,7 +326,8 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             gaussians, spatial = state.gaussians()
             _check_features_vary(gaussians, [extractor.level_names[i] for i in state.levels])
             held_out = reference = None
-            if self.threshold == "out_of_fold" or self.standardize:
+            fused = self.image_score != "pooled"
+            if self.threshold == "out_of_fold" or self.standardize or fused:
                 held_out = out_of_fold_distances(
                     state.moments, state.reservoir.sample(), npca=state.npca
                 )
@@ -325,13 +341,23 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 # Scoring applies (d - 0) / 1, which is d exactly.
                 center, scale = np.zeros(len(gaussians)), np.ones(len(gaussians))
                 rule = ScoreRule(self.distance, self.pooling)
-            if self.threshold == "chi2":
-                offset = chi2_offset([g.n_features for g in gaussians], rule, self.contamination)
-            else:
-                offset = percentile_offset(-combine_levels(held_out, rule), self.contamination)
             patches, patch_threshold = (
                 state.patches.memory() if state.patches is not None else (None, None)
             )
+            score_center = score_scale = None
+            if fused:
+                score_center, score_scale, offset = _patch_score.statistics(
+                    state,
+                    extractor,
+                    combine_levels(held_out, rule),
+                    rule,
+                    self.pooling,
+                    self.contamination,
+                )
+            elif self.threshold == "chi2":
+                offset = chi2_offset([g.n_features for g in gaussians], rule, self.contamination)
+            else:
+                offset = percentile_offset(-combine_levels(held_out, rule), self.contamination)
         return {
             "gaussians_": gaussians,
             "spatial_gaussians_": spatial,
@@ -341,6 +367,8 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             "level_center_": center,
             "level_scale_": scale,
             "level_reference_": reference,
+            "score_center_": score_center,
+            "score_scale_": score_scale,
         }
 
     def _commit(self, state, extractor, fitted):
@@ -404,9 +432,15 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             If the detector is not fitted.
         ValueError
             If ``distances`` is empty, negative, not finite, or not
-            ``(n, n_levels)``.
+            ``(n, n_levels)``, or if the detector adds the worst patch
+            (``image_score="pooled+patches"``), which distances do not hold.
         """
         self._finish_partial_fit()
+        if self._uses_patches():
+            raise ValueError(
+                "With image_score='pooled+patches' the score also needs each image's "
+                "worst patch, which level distances do not hold; call score_samples."
+            )
         distances = check_array(distances, dtype=np.float64, input_name="distances")
         if (distances < 0).any():
             raise ValueError("distances are Mahalanobis distances, never negative; got some < 0.")
@@ -439,6 +473,11 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
     def _distances(self, pooled):
         return np.stack([g.distances(p) for g, p in zip(self.gaussians_, pooled)], axis=1)
 
+    def _uses_patches(self):
+        """Whether the fitted score adds the worst patch (models saved before
+        ``image_score`` do not)."""
+        return getattr(self, "score_center_", None) is not None
+
     def _score_rule(self):
         """The :class:`~skanomaly.gaussian.ScoreRule` of the parameters and
         the fitted standardisation (none for models saved before it)."""
@@ -449,23 +488,37 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             getattr(self, "level_scale_", None),
         )
 
-    def _scores(self, pooled):
-        return -combine_levels(self._distances(pooled), self._score_rule())
+    def _scores(self, pooled, worst=None):
+        distances = combine_levels(self._distances(pooled), self._score_rule())
+        if worst is None:
+            return -distances
+        return _patch_score.fused_scores(distances, worst, self.score_center_, self.score_scale_)
 
-    def _map_pooled(self, X, function, desc):
+    def _map_pooled(self, X, function, desc, worst=False):
         """``function(pooled)`` over groups of up to ``_ROWS_PER_PRODUCT``
-        rows of pooled features of ``X``."""
+        rows of pooled features of ``X``; ``function(pooled, worst)`` with
+        ``worst``, the images' worst-patch distances to ``patches_``."""
         self._validate_params()
         self._finish_partial_fit()
         source = self._source(X, reset=False)
-        results, group = [], []
+        results, group, worst_rows = [], [], []
+        patch_levels = self.patch_levels_ if worst else ()
+        memory = torch.from_numpy(self.patches_) if worst else None
 
         def flush():
-            results.append(function([np.concatenate(level) for level in zip(*group)]))
+            pooled = [np.concatenate(level) for level in zip(*group)]
+            results.append(
+                function(pooled, np.concatenate(worst_rows)) if worst else function(pooled)
+            )
             group.clear()
+            worst_rows.clear()
 
-        for pooled, _, _ in self._fitted_extractor().summaries(source, self.levels_, (), desc):
+        for pooled, _, patches in self._fitted_extractor().summaries(
+            source, self.levels_, (), desc, patch_levels
+        ):
             group.append(pooled)
+            if worst:
+                worst_rows.append(worst_patch_distances(patches, memory))
             if sum(len(p[0]) for p in group) >= _ROWS_PER_PRODUCT:
                 flush()
         if group:

@@ -7,7 +7,7 @@ import re
 
 from . import __version__, persistence
 from ._console import UsageError
-from ._constants import AUGMENTS, EXPLAIN_METHODS, POOLINGS, PRECISIONS
+from ._constants import AUGMENTS, EXPLAIN_METHODS, IMAGE_SCORES, POOLINGS, PRECISIONS
 
 __all__ = ["build_parser"]
 
@@ -224,6 +224,22 @@ def build_parser():
         choices=POOLINGS,
         help="how each level's feature maps are pooled: mean (default, "
         "Rippel et al.) or max (small defects weigh more)",
+    )
+    fit.add_argument(
+        "--image-score",
+        default="pooled",
+        choices=IMAGE_SCORES,
+        help="pooled (default): the pooled features' distances; pooled+patches "
+        "also adds the worst patch's distance to the normal patches (defects a "
+        "few patches wide count more; scoring is several times slower on a CPU)",
+    )
+    fit.add_argument(
+        "--patch-neighborhood",
+        type=int,
+        default=1,
+        choices=(1, 3, 5),
+        help="side of the square of feature-map locations averaged into each "
+        "patch feature (default: 1); 3 suits --image-score pooled+patches",
     )
     fit.add_argument(
         "--augment",

@@ -311,7 +311,8 @@ class LocalizationMixin:
             pair.
         ValueError
             For ``maps`` without spatial Gaussians
-            (``explain_method="reference"``), ``keep_aspect`` without
+            (``explain_method="reference"``), a detector fitted with
+            ``image_score="pooled+patches"``, ``keep_aspect`` without
             ``image_size``, or ``image_size`` not two positive ints.
         ImportError
             Without the onnx package (``pip install 'skanomaly[onnx]'``).
@@ -324,6 +325,12 @@ class LocalizationMixin:
             raise ValueError(
                 "maps=True needs the spatial Gaussians, which fit skips for "
                 "explain_method='reference'; fit with explain_method='spatial'."
+            )
+        if self._uses_patches():
+            raise ValueError(
+                "The exported graph computes the pooled score only; a detector "
+                "fitted with image_score='pooled+patches' scores differently. Fit "
+                "with image_score='pooled' to export."
             )
         export_onnx(
             path,
@@ -355,7 +362,7 @@ class LocalizationMixin:
 
     def _patch_levels(self, names):
         if self.explain_method == "reference":
-            return ()
+            return super()._patch_levels(names)
         return resolve_levels(PATCH_LEVELS, names, self.backbone)
 
     def _patch_neighborhood(self):

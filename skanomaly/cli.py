@@ -98,6 +98,8 @@ def cmd_fit(args):
         explain_method=args.explain_method,
         pooling=args.pooling,
         augment=args.augment,
+        image_score=args.image_score,
+        patch_neighborhood=args.patch_neighborhood,
     )
     _configure(detector, args, progress)
     reader = ImageReader(args.strict)

@@ -76,49 +76,40 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the network runs; ``"auto"`` picks CUDA when available.
     precision : {"auto", "float32", "float16", "bfloat16"}, default="auto"
-        Autocast dtype of the network's forward passes that need no
-        gradient (fit, scoring and the ``"spatial"`` maps); ``"auto"`` is
-        float16 on CUDA and float32 on CPUs (where half precision is slower
-        unless the processor has native support). Pooling, the Gaussians and
-        all distances stay in float32 or float64, and the gradient-based
-        explain methods always run in float32 (half-precision backward
-        passes need loss scaling, which a descent on the input does not
-        have). On CUDA, ``"float32"`` also turns off TF32 convolutions. A
-        different precision changes the features slightly, so it is part of
-        the feature cache's key.
+        Autocast dtype of the forward passes without gradient (fit, scoring,
+        ``"spatial"`` maps); ``"auto"`` is float16 on CUDA, float32 on CPUs.
+        Pooling, Gaussians and distances stay in float32 or float64; the
+        gradient explain methods run in float32 (a descent on the input has
+        no loss scaling). On CUDA, ``"float32"`` also turns off TF32
+        convolutions. The feature cache's key includes it.
     image_shape : tuple of int, default=None
         ``(height, width)`` or ``(height, width, channels)`` used to read the
         rows of a 2-D ``X`` of flattened images; one entry may be -1.
     pixel_range : (float, float), default=None
         The input values that map to black and white, e.g. ``(0, 4095)`` for
-        12-bit data. None means 0..255 for uint8 (and other integer) images,
-        0..65535 for uint16 and [0, 1] for floats. Values outside the range
-        are rejected.
+        12-bit data; None means 0..255 for uint8 and other integers, 0..65535
+        for uint16, [0, 1] for floats. Values outside it are rejected.
     progress : bool, default=False
         Show a tqdm progress bar over batches.
     torch_compile : bool, default=False
-        Run the backbone through :func:`torch.compile`. The first call in a
-        process compiles (once more per new batch shape or level set), after
-        which the forward pass runs the compiled graph: it can pay for
-        large scoring jobs, not for small fits or model selection. After 8 compiled variants of the
-        forward pass in one process (batch shapes, level sets, detectors with
-        other levels), torch stops compiling and runs it eagerly.
+        Run the backbone through :func:`torch.compile`. The first call
+        compiles (again per new batch shape or level set, up to 8 variants
+        per process, then eagerly): it pays for large scoring jobs, not for
+        small fits or model selection.
     memory : str, path or joblib.Memory, default=None
-        Cache of backbone features on disk, keyed by the weights and the
-        images' pixels: with it, model selection over ``levels``,
-        ``contamination``, ``distance`` or the explain parameters runs the
-        network once per set of images instead of once per candidate. A
-        folder that cannot be written gives a warning and no cache.
+        Cache of backbone features on disk, keyed by the weights and pixels:
+        model selection over ``levels``, ``contamination``, ``distance`` or
+        the explain parameters runs the network once per set of images, not
+        per candidate. An unwritable folder gives a warning and no cache.
     input_size : int, default=None
         Side, in pixels, of the square every image is resized to before the
         network (for scores and maps alike); None takes the backbone's
         pretrained input size (224 for Lite0). Larger inputs see smaller
         details and cost more.
     keep_aspect : bool, default=False
-        Resize each image to as many pixels as an ``input_size`` square, in
-        its own aspect ratio (sides in multiples of 8), instead of stretching
-        it to the square: parts photographed in other aspect ratios keep
-        their shape.
+        Resize each image to as many pixels as an ``input_size`` square in
+        its own aspect ratio (sides in multiples of 8) instead of stretching
+        it: parts photographed in other aspect ratios keep their shape.
     pooling : {"mean", "max"}, default="mean"
         How each level's feature maps become one vector: each channel's
         average over the locations (Rippel et al., 2020), or its maximum,
@@ -142,11 +133,19 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         use a view that would be a defect (a part mounted mirrored).
     standardize : bool, default=False
         Before summing, standardise each level's distance by the mean and
-        standard deviation of the training images' out-of-fold distances at
-        that level (``level_center_``, ``level_scale_``), so that each level
-        counts by how unusual the image is there, whatever its channel
-        count. Whether it helps depends on the data: compare it by
+        standard deviation of the training images' out-of-fold distances
+        there (``level_center_``, ``level_scale_``): each level counts by how
+        unusual the image is, whatever its channel count. Compare it by
         cross-validation.
+    image_score : {"pooled", "pooled+patches"}, default="pooled"
+        ``"pooled+patches"`` adds PatchCore's image score (Roth et al., 2022),
+        the largest distance of a patch feature to its nearest training
+        patch (``patches_``), so that small defects count; both parts are
+        standardised by normal images (``score_center_``, ``score_scale_``).
+        The search costs several forward passes on a CPU; pair it with
+        ``patch_neighborhood=3``. Needs ``threshold="out_of_fold"`` and 3+
+        training images; ``offset_`` comes from up to 16 of them, so it
+        flags at least about 1 in 17 new normal images.
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` of the energy that
         :meth:`explain` descends. For ``"descent"`` it is a fraction of the
@@ -212,8 +211,8 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
     patch_neighborhood_ : int
         The ``patch_neighborhood`` the patch features were made with.
     feature_settings_ : dict
-        ``pooling``, ``input_size``, ``keep_aspect`` and ``distance`` as
-        fitted: scoring, :meth:`explain` and :meth:`partial_fit` raise a
+        ``pooling``, ``input_size``, ``keep_aspect``, ``distance`` and
+        ``image_score`` as fitted: scoring, :meth:`explain` and :meth:`partial_fit` raise a
         ``ValueError`` once one of them has been changed with
         :meth:`set_params`, since the Gaussians and ``offset_`` belong to
         those features.
@@ -231,6 +230,10 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         Mean and standard deviation of each level's out-of-fold training
         distance, what a new normal image gets (the report compares
         ``level_distances`` with it); None with ``threshold="chi2"``.
+    score_center_, score_scale_ : ndarray of shape (2,) or None
+        Mean and standard deviation of normal images' pooled (out of fold) and
+        worst-patch distances (up to 16 training images, each against the
+        others' patches) with ``image_score="pooled+patches"``, else None.
     offset_ : float
         Threshold on ``score_samples``: ``decision_function`` is
         ``score_samples - offset_``. Set by ``contamination`` in :meth:`fit`,
@@ -309,6 +312,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         npca=None,
         augment=None,
         standardize=False,
+        image_score="pooled",
         lam=0.0,
         explain_method="descent",
         n_steps=5,
@@ -336,6 +340,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         self.npca = npca
         self.augment = augment
         self.standardize = standardize
+        self.image_score = image_score
         self.lam = lam
         self.explain_method = explain_method
         self.n_steps = n_steps
@@ -421,7 +426,8 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
     # ----------------------------------------------------------------- scoring
     def score_samples(self, X):
         """Normality score of each image: minus the summed distances
-        (each standardised first with ``standardize=True``).
+        (each standardised first with ``standardize=True``), and minus the
+        standardised worst-patch distance with ``image_score="pooled+patches"``.
 
         Parameters
         ----------
@@ -433,7 +439,8 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         scores : ndarray of shape (n,)
             Higher is more normal; an anomaly score is ``-scores``.
         """
-        return np.concatenate(self._map_pooled(X, self._scores, "Scoring"))
+        parts = self._map_pooled(X, self._scores, "Scoring", worst=self._uses_patches())
+        return np.concatenate(parts)
 
     def decision_function(self, X):
         """Shifted scores: negative for outliers, positive for inliers.

@@ -253,7 +253,12 @@ def score_files(detector, files, reader, progress, on_image=None, with_levels=Fa
             if images:
                 if with_levels:
                     chunk_distances = detector.level_distances(images)
-                    chunk_scores = detector.scores_from_level_distances(chunk_distances)
+                    # The patch score needs its own pass over the images.
+                    chunk_scores = (
+                        detector.score_samples(images)
+                        if detector.image_score != "pooled"
+                        else detector.scores_from_level_distances(chunk_distances)
+                    )
                     distances.append(chunk_distances)
                 else:
                     chunk_scores = detector.score_samples(images)

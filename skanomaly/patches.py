@@ -16,7 +16,7 @@ import torch
 
 from ._reservoir import reservoir_add, reservoir_slots
 
-__all__ = ["PATCH_MEMORY_SIZE", "PatchReservoir", "nearest_patches"]
+__all__ = ["PATCH_MEMORY_SIZE", "PatchReservoir", "nearest_patches", "worst_patch_distances"]
 
 # Rows kept: 16384 x 152 float32 (Lite0) is 10 MB, about 20 images at 224 px.
 PATCH_MEMORY_SIZE = 16384
@@ -48,6 +48,19 @@ def nearest_patches(queries, memory, k=1, chunk=1024):
         indices.append(found.indices)
     shape = (*queries.shape[:-1], k)
     return torch.cat(distances).reshape(shape), torch.cat(indices).reshape(shape)
+
+
+def worst_patch_distances(images, memory):
+    """The largest nearest-patch distance of each image: PatchCore's image
+    score (Roth et al., 2022).
+
+    ``images`` holds each image's ``(p, c)`` patch rows (arrays or tensors),
+    ``memory`` the ``(m, c)`` normal patches; returns ``(len(images),)``.
+    """
+    memory = torch.as_tensor(memory)
+    return np.array(
+        [float(nearest_patches(torch.as_tensor(rows), memory)[0].max()) for rows in images]
+    )
 
 
 class PatchReservoir:

@@ -614,3 +614,22 @@ def test_demo_small(tmp_path, capsys):
     assert page.count("<tr") == 5 and "Ground truth" in page
     assert 1 <= len(list((out / "overlays").glob("*.png"))) <= 2
     assert np.isfinite([float(r["anomaly_score"]) for r in _read_csv(out / "scores.csv")]).all()
+
+
+def test_fit_with_the_patch_score_and_its_report(folders, tmp_path):
+    """--image-score and --patch-neighborhood reach the detector, and the
+    report's scores are score_samples (the patch score needs its own pass,
+    which level distances cannot replace)."""
+    path = tmp_path / "fused.skanomaly"
+    options = ["--image-score", "pooled+patches", "--patch-neighborhood", "3"]
+    argv = ["fit", str(folders / "normal"), "-o", str(path), *FAST, *options]
+    assert main([*argv, "--explain-method", "spatial"]) == 0
+    detector = skanomaly.load(path)
+    assert detector.image_score == "pooled+patches" and detector.patch_neighborhood_ == 3
+    assert detector.score_center_.shape == (2,)
+    out = tmp_path / "report"
+    assert main(["explain", str(path), str(folders / "check"), "-o", str(out), "--all"]) == 0
+    rows = _read_csv(out / "scores.csv")
+    images = [np.asarray(Image.open(row["path"])) for row in rows]
+    expected = detector.score_samples(images)
+    np.testing.assert_allclose([float(r["score"]) for r in rows], expected, rtol=1e-5)

@@ -292,7 +292,13 @@ def test_failed_fit_keeps_the_previous_model(fitted, cells):
 
 @pytest.mark.parametrize(
     "params",
-    [{"pooling": "max"}, {"input_size": 96}, {"keep_aspect": True}, {"distance": "squared"}],
+    [
+        {"pooling": "max"},
+        {"input_size": 96},
+        {"keep_aspect": True},
+        {"distance": "squared"},
+        {"image_score": "pooled+patches"},
+    ],
 )
 def test_changed_feature_parameter_after_fit_is_refused(fitted, cells, params):
     """The Gaussians and offset_ belong to the features they were fitted on:

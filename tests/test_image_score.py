@@ -1,0 +1,90 @@
+"""image_score="pooled+patches" (issue 13): the pooled distance plus the
+worst patch's, on real weights and solar cells."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+
+from skanomaly import EfficientNetGaussianDetector
+from skanomaly.features import patch_features
+from skanomaly.persistence import load, save
+
+FUSED = {"image_score": "pooled+patches", "explain_method": "spatial"}
+
+
+@pytest.fixture(scope="module")
+def fused(cells):
+    return EfficientNetGaussianDetector(**FUSED).fit(cells[0][:16])
+
+
+def _worst_patch(detector, images):
+    """Each image's largest distance from a patch to its nearest row of
+    ``patches_``, by brute force over the whole distance matrix."""
+    extractor = detector._fitted_extractor()
+    x = torch.from_numpy(images / 255.0).float().permute(0, 3, 1, 2)
+    ((_, prepared),) = extractor.network.prepare(x)
+    maps = extractor.maps(prepared, detector.patch_levels_)
+    grid = patch_features(maps, detector.patch_neighborhood_).flatten(1, 2)
+    memory = torch.from_numpy(detector.patches_)
+    return np.array([torch.cdist(rows, memory).min(dim=1).values.max() for rows in grid])
+
+
+def test_patch_score_adds_the_standardised_worst_patch(fused, cells):
+    normal, defective = cells
+    images = np.concatenate([normal[16:], defective])
+    pooled = clone(fused).set_params(image_score="pooled").fit(normal[:16])
+    parts = np.stack([-pooled.score_samples(images), _worst_patch(fused, images)], axis=1)
+    expected = -((parts - fused.score_center_) / fused.score_scale_).sum(axis=1)
+    np.testing.assert_allclose(fused.score_samples(images), expected, rtol=1e-4)
+    # The normal statistics come from held-out training images: a normal
+    # worst patch lies far above 0 (its own patches are not its neighbours).
+    assert fused.score_center_.shape == fused.score_scale_.shape == (2,)
+    assert (fused.score_scale_ > 0).all() and fused.score_center_[1] > fused.score_scale_[1]
+    y = np.r_[np.ones(8), -np.ones(8)]
+    assert roc_auc_score(y, fused.score_samples(images)) > 0.8
+    assert pooled.score_center_ is None and pooled.score_scale_ is None
+
+
+def test_patch_score_threshold_and_labels_follow_the_fused_score(fused, cells):
+    normal, _ = cells
+    scores = fused.score_samples(normal[16:])
+    np.testing.assert_allclose(fused.decision_function(normal[16:]), scores - fused.offset_)
+    # The offset is a percentile of held-out training images' fused scores:
+    # inside the range of new normal images' scores, not at in-sample ones.
+    assert scores.min() - 5 * fused.score_scale_.size < fused.offset_ < scores.max()
+    labels = clone(fused).fit_predict(normal[:16])
+    np.testing.assert_array_equal(labels, fused.predict(normal[:16]))
+
+
+@pytest.mark.parametrize(
+    ("parameters", "n_images", "message"),
+    [
+        ({"threshold": "chi2"}, 4, "threshold='chi2'"),
+        ({"augment": "flips"}, 2, "at least 3 normal images"),
+    ],
+)
+def test_patch_score_refuses_what_it_cannot_standardise(cells, parameters, n_images, message):
+    detector = EfficientNetGaussianDetector(**FUSED, **parameters)
+    with pytest.raises(ValueError, match=message):
+        detector.fit(cells[0][:n_images])
+
+
+def test_patch_score_is_part_of_the_fitted_model(fused, cells, tmp_path):
+    _, defective = cells
+    with pytest.raises(ValueError, match="call score_samples"):
+        fused.scores_from_level_distances(fused.level_distances(defective))
+    with pytest.raises(ValueError, match="exported graph computes the pooled score only"):
+        fused.export_onnx(tmp_path / "model.onnx")
+    save(fused, tmp_path / "fused.skanomaly")
+    loaded = load(tmp_path / "fused.skanomaly")
+    np.testing.assert_array_equal(loaded.score_center_, fused.score_center_)
+    np.testing.assert_array_equal(loaded.score_samples(defective), fused.score_samples(defective))
+
+
+def test_patch_score_of_a_stream_equals_that_of_one_fit(fused, cells):
+    normal, defective = cells
+    streamed = clone(fused).partial_fit(normal[:8]).partial_fit(normal[8:16])
+    np.testing.assert_allclose(streamed.score_samples(defective), fused.score_samples(defective))
+    assert streamed.offset_ == pytest.approx(fused.offset_)
