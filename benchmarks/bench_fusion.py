@@ -35,7 +35,7 @@ from _common import markdown_table
 from _detection_data import extract, publish_pool_table
 from _detection_rules import auroc, combine, fit_levels, level_distances, out_of_fold
 
-from skanomaly.patches import PATCH_MEMORY_SIZE, nearest_patches
+from skanomaly.patches import PATCH_MEMORY_SIZE, worst_patch_distances
 
 BACKBONE = "tf_efficientnet_lite0"
 SEEDS = range(3)
@@ -53,12 +53,10 @@ def _patch_scores(train_rows, test_rows, rng):
     owners = torch.from_numpy(np.repeat(np.arange(len(train_rows)), [len(r) for r in train_rows]))
     keep = torch.from_numpy(rng.permutation(len(memory))[:PATCH_MEMORY_SIZE])
     memory, owners = memory[keep], owners[keep]
-
-    def worst(rows, bank):
-        return float(nearest_patches(torch.from_numpy(rows), bank)[0].max())
-
-    test = np.array([worst(rows, memory) for rows in test_rows])
-    train = np.array([worst(rows, memory[owners != i]) for i, rows in enumerate(train_rows)])
+    test = worst_patch_distances(test_rows, memory)
+    train = np.concatenate(
+        [worst_patch_distances([rows], memory[owners != i]) for i, rows in enumerate(train_rows)]
+    )
     return test, train
 
 

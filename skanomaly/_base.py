@@ -250,11 +250,15 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         return ()
 
     def _patch_levels(self, names):
-        """The levels whose patch features are kept: for the patch score
-        (and, in subclasses, for localization)."""
-        if self.image_score == "pooled":
+        """The levels whose patch features are kept, if anything needs them."""
+        if not self._needs_patches():
             return ()
         return resolve_levels(PATCH_LEVELS, names, self.backbone)
+
+    def _needs_patches(self):
+        """Whether fit keeps patch features: for the patch score (and, in
+        subclasses, for localization)."""
+        return self.image_score != "pooled"
 
     def _patch_neighborhood(self):
         """Locations averaged into each kept patch feature."""

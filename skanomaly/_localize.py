@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 
 from ._compat import Interval, Options, StrOptions, validate_params
-from ._constants import EXPLAIN_METHODS, PATCH_LEVELS, SPATIAL_LEVELS
+from ._constants import EXPLAIN_METHODS, SPATIAL_LEVELS
 from .features import resolve_levels, spatial_moments
 from .localization import Explainer
 from .segmentation import map_sample, masks_from_maps, pixel_threshold, region_table
@@ -360,10 +360,8 @@ class LocalizationMixin:
             return ()
         return resolve_levels(SPATIAL_LEVELS, names, self.backbone)
 
-    def _patch_levels(self, names):
-        if self.explain_method == "reference":
-            return super()._patch_levels(names)
-        return resolve_levels(PATCH_LEVELS, names, self.backbone)
+    def _needs_patches(self):
+        return self.explain_method != "reference" or super()._needs_patches()
 
     def _patch_neighborhood(self):
         return self.patch_neighborhood
