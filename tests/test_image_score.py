@@ -4,11 +4,15 @@ worst patch's, on real weights and solar cells."""
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from skanomaly import EfficientNetGaussianDetector
+from skanomaly.explain_report import _level_values
 from skanomaly.features import patch_features
+from skanomaly.patches import worst_patch_distances
 from skanomaly.persistence import load, save
 
 FUSED = {"image_score": "pooled+patches", "explain_method": "spatial"}
@@ -31,6 +35,36 @@ def _worst_patch(detector, images):
     return np.array([torch.cdist(rows, memory).min(dim=1).values.max() for rows in grid])
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    n_memory=st.integers(1, 3000),
+    n_patches=st.lists(st.integers(1, 400), min_size=1, max_size=3),
+    noise=st.floats(0.01, 3.0),
+)
+def test_worst_patch_search_is_exact(seed, n_memory, n_patches, noise):
+    # Patches near memory rows that the search's bound leaves out have a
+    # loose bound and a small distance; one block of them must not hide a
+    # worse patch whose bound is tight. The answer must be brute force's.
+    rng = np.random.default_rng(seed)
+    memory = rng.normal(size=(n_memory, 6)).astype(np.float32)
+    images = [
+        np.concatenate(
+            [
+                memory[rng.integers(n_memory, size=n)] + 0.01 * rng.normal(size=(n, 6)),
+                noise * rng.normal(size=(1, 6)),
+            ]
+        ).astype(np.float32)
+        for n in n_patches
+    ]
+    expected = [
+        torch.cdist(torch.from_numpy(x), torch.from_numpy(memory)).min(1).values.max()
+        for x in images
+    ]
+    found = worst_patch_distances(images, memory)
+    np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_patch_score_adds_the_standardised_worst_patch(fused, cells):
     normal, defective = cells
     images = np.concatenate([normal[16:], defective])
@@ -45,6 +79,20 @@ def test_patch_score_adds_the_standardised_worst_patch(fused, cells):
     y = np.r_[np.ones(8), -np.ones(8)]
     assert roc_auc_score(y, fused.score_samples(images)) > 0.8
     assert pooled.score_center_ is None and pooled.score_scale_ is None
+
+
+def test_report_bars_show_the_worst_patch_part(fused, cells):
+    # The report's last bar is the score's worst-patch part, in standard
+    # deviations of the training images' worst patches.
+    _, defective = cells
+    names, values, caption = _level_values(
+        fused, fused.level_distances(defective), fused.score_samples(defective)
+    )
+    assert names == [*fused.level_names_, "worst patch"] and "worst patch" in caption
+    expected = (_worst_patch(fused, defective) - fused.score_center_[1]) / fused.score_scale_[1]
+    np.testing.assert_allclose(values[:, -1], expected, rtol=1e-4, atol=1e-4)
+    mean, std = fused.level_reference_
+    np.testing.assert_allclose(values[:, :-1], (fused.level_distances(defective) - mean) / std)
 
 
 def test_patch_score_threshold_and_labels_follow_the_fused_score(fused, cells):
