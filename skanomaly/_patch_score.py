@@ -20,7 +20,7 @@ from .gaussian import combine_levels
 from .patches import worst_patch_distances
 from .threshold import conformal_offset, out_of_fold_distances
 
-__all__ = ["check_image_score", "fused_scores", "statistics"]
+__all__ = ["check_image_score", "fused_scores", "patch_part", "statistics"]
 
 
 def check_image_score(image_score, threshold, n_images):
@@ -46,6 +46,12 @@ def fused_scores(distances, worst, center, scale):
     """Normality scores: minus the standardised sum of the combined pooled
     ``distances`` and the ``worst`` patch distances, ``(n,)`` each."""
     return -((np.stack([distances, worst], axis=1) - center) / scale).sum(axis=1)
+
+
+def patch_part(scores, distances, center, scale):
+    """The standardised worst-patch part of fused ``scores``, given their
+    combined pooled ``distances``: :func:`fused_scores` solved for it."""
+    return -scores - (distances - center[0]) / scale[0]
 
 
 def statistics(state, extractor, pooled_normal, rule, pooling, contamination):

@@ -236,7 +236,9 @@ def load_backbone(backbone="tf_efficientnet_lite0", weights=None):
     model : torch.nn.Module
         The model in eval mode, on the CPU.
     """
-    if weights is None and backbone not in BUNDLED_WEIGHTS:
+    # A name that is not a str (a list is not even hashable) is refused by
+    # _create with the message every other wrong name gets.
+    if weights is None and not (isinstance(backbone, str) and backbone in BUNDLED_WEIGHTS):
         return _create(backbone, pretrained=True).eval()
     model = _create(backbone, pretrained=False)
     source = _bundled_weights_path(backbone) if weights is None else weights

@@ -17,8 +17,10 @@ import numpy as np
 
 from ._console import UsageError, warn
 from ._files import write_png
+from ._patch_score import patch_part
 from ._progress import progress as progress_bar
 from ._resize import resize_bilinear, shrink_image
+from .gaussian import combine_levels
 from .inspection import (
     CHUNK,
     ImageReader,
@@ -140,13 +142,13 @@ def explain_and_report(
         return [], None
     rows = score_rows(kept, scores, detector.offset_, _lookup(files, display, kept))
     truths = _lookup(files, truth, kept)
-    levels, caption = _level_values(detector, distances)
+    names, levels, caption = _level_values(detector, distances, scores)
     for i, row in enumerate(rows):
         if truths is not None:
             row["truth"] = truths[i]
         row["thumbnail"], row["overlay"] = thumbnails[i], None
         row["regions"] = row["defect_area"] = None
-        row["levels"] = list(zip(detector.level_names_, levels[i].tolist()))
+        row["levels"] = list(zip(names, levels[i].tolist()))
 
     order = np.argsort(scores, kind="stable")  # most anomalous first
     chosen = [i for i in order if explain_all or rows[i]["label"] == "anomalous"][:max_explain]
@@ -197,20 +199,36 @@ def _pixel_threshold(detector, required):
         return None
 
 
-def _level_values(detector, distances):
-    """What the report's bars show for ``distances``, and their caption:
-    each level's distance in standard deviations above that of a normal
-    image (``level_reference_``), or, without it, its share of the sum."""
+def _level_values(detector, distances, scores):
+    """What the report's bars show for ``distances``, their names and their
+    caption: each level's distance in standard deviations above that of a
+    normal image (``level_reference_``), or, without it, its share of the
+    sum. A detector whose ``scores`` add the worst patch gets a last bar,
+    that part of the score (also in standard deviations of normal images):
+    without it an image flagged by one patch would show normal bars."""
+    names = list(detector.level_names_)
     reference = getattr(detector, "level_reference_", None)
-    if reference is not None:
-        mean, std = reference
-        return (distances - mean) / std, (
-            "Levels: each bar is a level's distance (stem first, head last) in standard "
-            "deviations above that of a new normal image; the tallest drove the score."
+    if reference is None:
+        return (
+            names,
+            distances / distances.sum(axis=1, keepdims=True),
+            ("Levels: each bar is a level's share of the summed distance (stem first, head last)."),
         )
-    return distances / distances.sum(axis=1, keepdims=True), (
-        "Levels: each bar is a level's share of the summed distance (stem first, head last)."
+    mean, std = reference
+    values = (distances - mean) / std
+    caption = (
+        "Levels: each bar is a level's distance (stem first, head last) in standard "
+        "deviations above that of a new normal image; the tallest drove the score."
     )
+    if detector._uses_patches():
+        pooled = combine_levels(distances, detector._score_rule())
+        worst = patch_part(scores, pooled, detector.score_center_, detector.score_scale_)
+        values, names = np.column_stack([values, worst]), [*names, "worst patch"]
+        caption += (
+            " The last bar is the worst patch's distance to the normal patches, in standard "
+            "deviations above the training images' worst patches."
+        )
+    return names, values, caption
 
 
 def _region_rows(explained, rows):

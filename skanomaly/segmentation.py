@@ -255,8 +255,10 @@ def outline(mask, width=1, frame=True):
 
     Parameters
     ----------
-    mask : array-like of shape (H, W), bool
-        The regions.
+    mask : array-like of shape (H, W), bool or int
+        The regions: the non-zero pixels (a 0/255 mask read from a file
+        works as it is). Floats must be 0 or 1: an anomaly map is refused,
+        threshold it first.
     width : int, default=1
         The outline's width in pixels, at least 1.
     frame : bool, default=True
@@ -271,10 +273,17 @@ def outline(mask, width=1, frame=True):
     Raises
     ------
     ValueError
-        If ``mask`` is not 2-D, or ``width`` is not a positive integer
-        (``InvalidParameterError``).
+        If ``mask`` is not 2-D, holds floats other than 0 and 1, or
+        ``width`` is not a positive integer (``InvalidParameterError``).
     """
-    mask = np.asarray(mask, dtype=bool)
+    mask = np.asarray(mask)
+    # Cast as it is, a map of scores would outline every non-zero pixel.
+    if mask.dtype.kind in "fc" and not np.isin(mask, (0, 1)).all():
+        raise ValueError(
+            "mask holds values other than 0 and 1, like an anomaly map; "
+            "outline its regions with a boolean mask such as anomaly_map > threshold."
+        )
+    mask = mask.astype(bool)
     if mask.ndim != 2:
         raise ValueError(f"mask must be a 2-D (H, W) array; got shape {mask.shape}.")
     # width is at least 1: for iterations < 1 scipy erodes until nothing
@@ -302,8 +311,8 @@ def draw_outlines(image, mask, color=(255, 255, 255), width=2):
     ----------
     image : array-like of shape (H, W, 3), uint8
         The RGB image; it is not modified.
-    mask : array-like of shape (H, W), bool
-        The regions.
+    mask : array-like of shape (H, W), bool or int
+        The regions, as in :func:`outline`.
     color : tuple of 3 int in 0..255, default=(255, 255, 255)
         RGB color of the outlines.
     width : int, default=2

@@ -633,3 +633,6 @@ def test_fit_with_the_patch_score_and_its_report(folders, tmp_path):
     images = [np.asarray(Image.open(row["path"])) for row in rows]
     expected = detector.score_samples(images)
     np.testing.assert_allclose([float(r["score"]) for r in rows], expected, rtol=1e-5)
+    # Each image's bars end with the worst patch's part of its score.
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.count("<title>worst patch: ") == len(rows) > 0

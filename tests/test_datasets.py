@@ -428,6 +428,7 @@ def test_load_folder_errors(folders):
         (lambda root: load_cookies(5), "root", "5"),
         (lambda root: load_magnetic_tile(5), "root", "5"),
         (lambda root: load_piped("PA_BDP01_TL", 5), "root", "5"),
+        (lambda root: load_piped(3, root), "paper_type", "3"),
         (lambda root: piped_types(5), "root", "5"),
     ],
 )

@@ -98,6 +98,9 @@ def test_map_sample_and_outline():
     drawn = draw_outlines(image, mask, color=(255, 0, 0), width=1)
     np.testing.assert_array_equal(drawn[outline(mask)], [[255, 0, 0]] * outline(mask).sum())
     assert not drawn[~outline(mask)].any() and not image.any()
+    # A mask read from a file is 0/255: its non-zero pixels are the regions.
+    np.testing.assert_array_equal(outline(mask.astype(np.uint8) * 255), outline(mask))
+    np.testing.assert_array_equal(outline(mask.astype(np.float32)), outline(mask))
 
 
 @pytest.mark.parametrize(
@@ -107,6 +110,8 @@ def test_map_sample_and_outline():
         (lambda: masks_from_maps(np.zeros((1, 1, 4, 4)), 0.5), r"\(n_images, H, W\)"),
         (lambda: region_table([np.ones(4)], 0.5), r"maps\[0\] must be a 2-D \(H, W\)"),
         (lambda: outline(np.ones((2, 4, 4), bool)), r"mask must be a 2-D \(H, W\)"),
+        (lambda: outline(np.full((4, 4), 0.7)), "values other than 0 and 1, like an anomaly map"),
+        (lambda: outline(np.full((4, 4), np.nan)), "values other than 0 and 1"),
     ],
 )
 def test_bad_shapes(call, message):

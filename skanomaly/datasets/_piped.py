@@ -52,7 +52,7 @@ def _mask_folder(folder):
     raise FileNotFoundError(f"Folder {str(folder)!r} has no GroundTruth mask folder.")
 
 
-@validate_params({"root": OPTIONAL_PATH}, prefer_skip_nested_validation=True)
+@validate_params({"paper_type": [str], "root": OPTIONAL_PATH}, prefer_skip_nested_validation=True)
 def load_piped(paper_type, root=None, *, resize=None):
     """Load one paper type of PIPED, with its impurity masks.
 
@@ -101,7 +101,8 @@ def load_piped(paper_type, root=None, *, resize=None):
     ValueError
         If a file cannot be read, or a defective patch has no mask.
     TypeError
-        If ``root`` is not None, a str or path-like.
+        If ``paper_type`` is not a str, or ``root`` not None, a str or
+        path-like.
 
     References
     ----------
