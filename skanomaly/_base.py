@@ -351,6 +351,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             score_center = score_scale = None
             if fused:
                 score_center, score_scale, offset = _patch_score.statistics(
+                    self.image_score,
                     state,
                     extractor,
                     combine_levels(held_out, rule),
@@ -418,8 +419,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         return np.concatenate(self._map_pooled(X, self._distances, "Scoring"))
 
     def scores_from_level_distances(self, distances):
-        """``score_samples`` of images from their :meth:`level_distances`,
-        for reports that show both without a second forward pass.
+        """``score_samples`` from :meth:`level_distances`, without a second pass.
 
         Parameters
         ----------
@@ -436,13 +436,12 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             If the detector is not fitted.
         ValueError
             If ``distances`` is empty, negative, not finite, or not
-            ``(n, n_levels)``, or if the detector adds the worst patch
-            (``image_score="pooled+patches"``), which distances do not hold.
+            ``(n, n_levels)``, or if the score uses the worst patch.
         """
         self._finish_partial_fit()
         if self._uses_patches():
             raise ValueError(
-                "With image_score='pooled+patches' the score also needs each image's "
+                f"With image_score={self.image_score!r} the score needs each image's "
                 "worst patch, which level distances do not hold; call score_samples."
             )
         distances = check_array(distances, dtype=np.float64, input_name="distances")
@@ -478,9 +477,8 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         return np.stack([g.distances(p) for g, p in zip(self.gaussians_, pooled)], axis=1)
 
     def _uses_patches(self):
-        """Whether the fitted score adds the worst patch (models saved before
-        ``image_score`` do not)."""
-        return getattr(self, "score_center_", None) is not None
+        """Whether the fitted score uses the worst patch (older models: no)."""
+        return getattr(self, "feature_settings_", {}).get("image_score", "pooled") != "pooled"
 
     def _score_rule(self):
         """The :class:`~skanomaly.gaussian.ScoreRule` of the parameters and
@@ -493,6 +491,8 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         )
 
     def _scores(self, pooled, worst=None):
+        if self.image_score == "patches" and worst is not None:
+            return -worst
         distances = combine_levels(self._distances(pooled), self._score_rule())
         if worst is None:
             return -distances

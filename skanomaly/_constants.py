@@ -24,6 +24,7 @@ POOLINGS = ("max", "mean")
 # Views of the normal images added at fit time (augment=...; skanomaly._augment).
 AUGMENTS = ("flips", "rotations", "dihedral", "shifts")
 
-# Image scores (image_score=...): the pooled Gaussians' distances alone, or
-# with the worst patch's distance to its nearest normal patch added.
-IMAGE_SCORES = ("pooled", "pooled+patches")
+# Image scores (image_score=...): the pooled Gaussians' distances alone,
+# with the worst patch's distance to its nearest normal patch added, or the
+# worst patch's distance alone.
+IMAGE_SCORES = ("pooled", "pooled+patches", "patches")

@@ -312,7 +312,7 @@ class LocalizationMixin:
         ValueError
             For ``maps`` without spatial Gaussians
             (``explain_method="reference"``), a detector fitted with
-            ``image_score="pooled+patches"``, ``keep_aspect`` without
+            ``image_score`` other than ``"pooled"``, ``keep_aspect`` without
             ``image_size``, or ``image_size`` not two positive ints.
         ImportError
             Without the onnx package (``pip install 'skanomaly[onnx]'``).
@@ -329,8 +329,8 @@ class LocalizationMixin:
         if self._uses_patches():
             raise ValueError(
                 "The exported graph computes the pooled score only; a detector "
-                "fitted with image_score='pooled+patches' scores differently. Fit "
-                "with image_score='pooled' to export."
+                f"fitted with image_score={self.image_score!r} scores differently. "
+                "Fit with image_score='pooled' to export."
             )
         export_onnx(
             path,

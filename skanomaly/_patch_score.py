@@ -1,14 +1,17 @@
-"""The image score of ``image_score="pooled+patches"``: the pooled distance
-plus the worst patch's.
+"""The image scores that use the worst patch: ``image_score="pooled+patches"``
+(the pooled distance plus the worst patch's) and ``"patches"`` (the worst
+patch's alone).
 
 A small defect changes a few patches and barely moves a globally pooled
 feature; PatchCore (Roth et al., 2022) scores an image by its worst patch
 instead, the largest distance of a patch feature to its nearest normal
-patch. The two distances live on different scales, so each is standardised
-by normal images alone before they are summed: the pooled one by the
-training images' out-of-fold distances, the patch one by training images
-measured against the patch memory without their own patches, as a new
-image would be.
+patch. The two distances live on different scales, so for the sum each is
+standardised by normal images alone: the pooled one by the training images'
+out-of-fold distances, the patch one by training images measured against
+the patch memory without their own patches, as a new image would be. The
+worst patch alone needs no Gaussian and no spread, so it also scores with
+one or two normal images: the few-shot recipe of nearest-patch detectors
+such as AnomalyDINO (Damm et al., 2025).
 """
 
 import warnings
@@ -27,18 +30,18 @@ def check_image_score(image_score, threshold, n_images):
     """Refuse what the patch score cannot be standardised or thresholded with."""
     if image_score == "pooled":
         return
-    # Two images are each other's only reference: both get the same pooled
-    # distance, which no spread can standardise.
-    if n_images < 3:
-        raise ValueError(
-            f"image_score={image_score!r} standardises each training image's "
-            "scores against the other images, so it needs at least 3 normal "
-            f"images; got {n_images}. Use image_score='pooled'."
-        )
     if threshold == "chi2":
         raise ValueError(
             "threshold='chi2' is the law of the pooled distances alone; with "
             f"image_score={image_score!r} use threshold='out_of_fold'."
+        )
+    # Two images are each other's only reference: both get the same pooled
+    # distance, which no spread can standardise.
+    if image_score == "pooled+patches" and n_images < 3:
+        raise ValueError(
+            f"image_score={image_score!r} standardises each training image's "
+            "scores against the other images, so it needs at least 3 normal "
+            f"images; got {n_images}. Use image_score='patches' for fewer."
         )
 
 
@@ -54,31 +57,26 @@ def patch_part(scores, distances, center, scale):
     return -scores - (distances - center[0]) / scale[0]
 
 
-def statistics(state, extractor, pooled_normal, rule, pooling, contamination):
+def statistics(image_score, state, extractor, pooled_normal, rule, pooling, contamination):
     """``(score_center_, score_scale_, offset_)`` of a fit's ``state``.
 
-    The pooled part is standardised by ``pooled_normal``, the training
-    images' out-of-fold combined distances; the worst-patch part by those of
-    the images of ``state.sample`` (at most 16), each against the patch
-    memory without its own patches. ``offset_`` is the conformal
-    ``contamination`` quantile of those images' fused scores (their pooled
-    part out of fold too; their augmented views stay in the moments, as only
-    the images are kept): a plain percentile of so few scores would flag
-    about twice ``contamination``; the conformal one flags at most
-    ``contamination``, or ``1 / (n + 1)`` where that is larger (about 6% for
-    16 images), which ``calibrate`` on more images lowers.
+    The worst patch of each image of ``state.sample`` (at most 16) is
+    measured against the patch memory without its own patches (a single
+    image against its augmented views). For ``"patches"`` the score is
+    minus that distance: no standardisation (None, None). For the sum, the
+    pooled part is standardised by ``pooled_normal``, the training images'
+    out-of-fold combined distances, and the patch part by those worst
+    patches. ``offset_`` is the conformal ``contamination`` quantile of
+    those images' scores (their pooled part out of fold too; their augmented
+    views stay in the moments, as only the images are kept): a plain
+    percentile of so few scores would flag about twice ``contamination``;
+    the conformal one flags at most ``contamination``, or ``1 / (n + 1)``
+    where that is larger (about 6% for 16 images), which ``calibrate`` on
+    more images lowers.
     """
-    levels, patch_levels = state.levels, state.patch_levels
-    wanted = sorted(set(levels) | set(patch_levels))
-    rows, worst = [], []
-    for index, x0 in enumerate(state.sample.inputs):
-        maps = dict(zip(wanted, extractor.maps(x0[None].to(extractor.device), wanted)))
-        rows.append([pool(maps[level], pooling).double().cpu().numpy() for level in levels])
-        grid = patch_features([maps[level] for level in patch_levels], state.patch_neighborhood)
-        _, memory = state.leave_out(index, [])
-        worst.append(worst_patch_distances([grid.reshape(-1, grid.shape[-1]).cpu()], memory))
-    rows = [np.concatenate(level) for level in zip(*rows)]
-    worst = np.concatenate(worst)
+    rows, worst = _held_out_sample(state, extractor, pooling)
+    if image_score == "patches":
+        return None, None, _offset(-worst, contamination)
     pooled = combine_levels(out_of_fold_distances(state.moments, rows, npca=state.npca), rule)
     center = np.array([pooled_normal.mean(), worst.mean()])
     scale = np.array([pooled_normal.std(ddof=1), worst.std(ddof=1)])
@@ -88,8 +86,28 @@ def statistics(state, extractor, pooled_normal, rule, pooling, contamination):
             f"The training images' {part} do not vary (too few different "
             "images); fit on more normal images, or use image_score='pooled'."
         )
+    return center, scale, _offset(fused_scores(pooled, worst, center, scale), contamination)
+
+
+def _held_out_sample(state, extractor, pooling):
+    """The pooled features (one array per level) and worst-patch distances
+    of the images of ``state.sample``, each against the patch memory
+    without its own patches."""
+    levels, patch_levels = state.levels, state.patch_levels
+    wanted = sorted(set(levels) | set(patch_levels))
+    rows, worst = [], []
+    for index, x0 in enumerate(state.sample.inputs):
+        maps = dict(zip(wanted, extractor.maps(x0[None].to(extractor.device), wanted)))
+        rows.append([pool(maps[level], pooling).double().cpu().numpy() for level in levels])
+        grid = patch_features([maps[level] for level in patch_levels], state.patch_neighborhood)
+        _, memory = state.leave_out(index, [])
+        worst.append(worst_patch_distances([grid.reshape(-1, grid.shape[-1]).cpu()], memory))
+    return [np.concatenate(level) for level in zip(*rows)], np.concatenate(worst)
+
+
+def _offset(scores, contamination):
     with warnings.catch_warnings():
         # Its warning speaks of calibration images; the limit is documented.
         warnings.simplefilter("ignore", UserWarning)
-        offset, _ = conformal_offset(fused_scores(pooled, worst, center, scale), contamination)
-    return center, scale, offset
+        offset, _ = conformal_offset(scores, contamination)
+    return offset

@@ -156,14 +156,19 @@ class FitState:
         ``spatial_moments``, the moments of its locations at each spatial
         level, and without its patch rows (those of all its views; the
         locations of its augmented views stay, as only the image is kept).
-        A single training image keeps its patches: there is no other."""
+        A single training image loses only its own view's patch rows, so it
+        is measured against its augmented views; without views it keeps its
+        patches: there is no other."""
         spatial = [
             Gaussian.from_moments(total.subtract(own))
             for total, own in zip(self.spatial_moments or (), spatial_moments)
         ]
         if self.patches is None:
             return spatial, None
-        others = ~np.isin(self.patches.owners, self.sample.owners[index])
+        owners = self.sample.owners[index]
+        others = ~np.isin(self.patches.owners, owners)
+        if not others.any():
+            others = ~np.isin(self.patches.owners, owners[:1])
         return spatial, self.patches.rows[others] if others.any() else self.patches.rows
 
     def copy(self):

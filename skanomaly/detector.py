@@ -137,15 +137,15 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         there (``level_center_``, ``level_scale_``): each level counts by how
         unusual the image is, whatever its channel count. Compare it by
         cross-validation.
-    image_score : {"pooled", "pooled+patches"}, default="pooled"
+    image_score : {"pooled", "pooled+patches", "patches"}, default="pooled"
         ``"pooled+patches"`` adds PatchCore's image score (Roth et al., 2022),
         the largest distance of a patch feature to its nearest training
-        patch (``patches_``), so that small defects count; both parts are
-        standardised by normal images (``score_center_``, ``score_scale_``).
-        The search costs about half a forward pass on a CPU; pair it with
-        ``patch_neighborhood=3``. Needs ``threshold="out_of_fold"`` and 3+
-        training images; ``offset_`` comes from up to 16 of them, so it
-        flags at least about 1 in 17 new normal images.
+        patch (``patches_``), so that small defects count, both standardised
+        by 3+ normal images (``score_center_``, ``score_scale_``); ``"patches"``
+        is that distance alone, for few images (1 with ``augment``). It costs
+        about half a forward pass on a CPU; pair it with
+        ``patch_neighborhood=3``. ``offset_`` comes from up to 16 training
+        images: it flags at least 1 in 17 new normal images.
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` of the energy that
         :meth:`explain` descends. For ``"descent"`` it is a fraction of the
@@ -406,7 +406,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
     def fit_predict(self, X, y=None):
         """Fit on ``X`` and return its labels, +1 inlier and -1 outlier.
 
-        Reuses the training scores instead of a second forward pass.
+        Reuses the training scores (a patch score takes a second pass).
 
         Parameters
         ----------
@@ -425,9 +425,9 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
 
     # ----------------------------------------------------------------- scoring
     def score_samples(self, X):
-        """Normality score of each image: minus the summed distances
-        (each standardised first with ``standardize=True``), and minus the
-        standardised worst-patch distance with ``image_score="pooled+patches"``.
+        """Normality score of each image: minus the summed distances (each
+        standardised with ``standardize=True``) and standardised worst-patch
+        distance (``"pooled+patches"``), or minus the worst patch's (``"patches"``).
 
         Parameters
         ----------

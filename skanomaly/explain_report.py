@@ -17,10 +17,8 @@ import numpy as np
 
 from ._console import UsageError, warn
 from ._files import write_png
-from ._patch_score import patch_part
 from ._progress import progress as progress_bar
 from ._resize import resize_bilinear, shrink_image
-from .gaussian import combine_levels
 from .inspection import (
     CHUNK,
     ImageReader,
@@ -148,7 +146,7 @@ def explain_and_report(
             row["truth"] = truths[i]
         row["thumbnail"], row["overlay"] = thumbnails[i], None
         row["regions"] = row["defect_area"] = None
-        row["levels"] = list(zip(names, levels[i].tolist()))
+        row["levels"] = None if levels is None else list(zip(names, levels[i].tolist()))
 
     order = np.argsort(scores, kind="stable")  # most anomalous first
     chosen = [i for i in order if explain_all or rows[i]["label"] == "anomalous"][:max_explain]
@@ -205,7 +203,10 @@ def _level_values(detector, distances, scores):
     normal image (``level_reference_``), or, without it, its share of the
     sum. A detector whose ``scores`` add the worst patch gets a last bar,
     that part of the score (also in standard deviations of normal images):
-    without it an image flagged by one patch would show normal bars."""
+    without it an image flagged by one patch would show normal bars. With
+    the worst patch alone the levels play no part: no bars (all None)."""
+    if detector.image_score == "patches":
+        return None, None, None
     names = list(detector.level_names_)
     reference = getattr(detector, "level_reference_", None)
     if reference is None:
@@ -221,6 +222,9 @@ def _level_values(detector, distances, scores):
         "deviations above that of a new normal image; the tallest drove the score."
     )
     if detector._uses_patches():
+        from ._patch_score import patch_part
+        from .gaussian import combine_levels
+
         pooled = combine_levels(distances, detector._score_rule())
         worst = patch_part(scores, pooled, detector.score_center_, detector.score_scale_)
         values, names = np.column_stack([values, worst]), [*names, "worst patch"]
@@ -355,7 +359,8 @@ def _write_index(detector, out_dir, rows, title, scale, threshold, caption):
             f"White outlines: regions above the pixel threshold {threshold:.4g}{fpr}; "
             "areas in pixels of the image."
         )
-    notes.append(caption)
+    if caption is not None:
+        notes.append(caption)
     try:
         return write_report(
             out_dir,

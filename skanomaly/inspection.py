@@ -195,13 +195,17 @@ def fit_on_files(detector, files, reader, *, holdout, seed, progress, pixel_fpr=
     Raises
     ------
     UsageError
-        If fewer than 2 images are readable, or the fit refuses the images
+        If fewer than 2 images are readable (1 with augmented views), or the fit refuses the images
         or the detector's parameters.
     """
     images = reader.read_all(files, progress=progress)
     reader.report()
-    if len(images) < 2:
-        raise UsageError(f"fitting needs at least 2 readable normal images; got {len(images)}")
+    # One image is enough with augmented views of it (a Gaussian needs 2 samples).
+    if len(images) < (1 if detector.augment else 2):
+        raise UsageError(
+            "fitting needs at least 2 readable normal images, or one with --augment; "
+            f"got {len(images)}"
+        )
     try:
         n_hold = fit_detector(detector, images, holdout, seed, pixel_fpr)
     except ValueError as exc:

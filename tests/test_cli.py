@@ -636,3 +636,25 @@ def test_fit_with_the_patch_score_and_its_report(folders, tmp_path):
     # Each image's bars end with the worst patch's part of its score.
     page = (out / "index.html").read_text(encoding="utf-8")
     assert page.count("<title>worst patch: ") == len(rows) > 0
+
+
+def test_fit_on_one_image_with_the_worst_patch_alone(folders, tmp_path):
+    """--image-score patches fits one image with --augment, and its report
+    has no level bars: the levels play no part in its score."""
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(sorted((folders / "normal").iterdir())[0], one)
+    path = tmp_path / "patches.skanomaly"
+    options = ["--image-score", "patches", "--augment", "flips", "--explain-method", "spatial"]
+    assert main(["fit", str(one), "-o", str(path), *FAST, *options]) == 0
+    detector = skanomaly.load(path)
+    assert detector.image_score == "patches" and detector.n_samples_fit_ == 1
+    out = tmp_path / "report"
+    assert main(["explain", str(path), str(folders / "check"), "-o", str(out), "--all"]) == 0
+    rows = _read_csv(out / "scores.csv")
+    images = [np.asarray(Image.open(row["path"])) for row in rows]
+    np.testing.assert_allclose(
+        [float(r["score"]) for r in rows], detector.score_samples(images), rtol=1e-5
+    )
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert 'class="levels"' not in page and "worst patch" not in page

@@ -1,5 +1,6 @@
-"""image_score="pooled+patches" (issue 13): the pooled distance plus the
-worst patch's, on real weights and solar cells."""
+"""image_score="pooled+patches" and "patches" (issue 13): the pooled
+distance plus the worst patch's, or the worst patch's alone, on real
+weights and solar cells."""
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from skanomaly.patches import worst_patch_distances
 from skanomaly.persistence import load, save
 
 FUSED = {"image_score": "pooled+patches", "explain_method": "spatial"}
+PATCHES = {"image_score": "patches", "explain_method": "spatial"}
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +25,24 @@ def fused(cells):
     return EfficientNetGaussianDetector(**FUSED).fit(cells[0][:16])
 
 
-def _worst_patch(detector, images):
-    """Each image's largest distance from a patch to its nearest row of
-    ``patches_``, by brute force over the whole distance matrix."""
+def _patch_rows(detector, images):
+    """``(n, locations, c)``: each image's patch features."""
     extractor = detector._fitted_extractor()
     x = torch.from_numpy(images / 255.0).float().permute(0, 3, 1, 2)
     ((_, prepared),) = extractor.network.prepare(x)
     maps = extractor.maps(prepared, detector.patch_levels_)
-    grid = patch_features(maps, detector.patch_neighborhood_).flatten(1, 2)
+    return patch_features(maps, detector.patch_neighborhood_).flatten(1, 2)
+
+
+def _brute_worst(rows, memory):
+    return float(torch.cdist(rows, memory).min(dim=1).values.max())
+
+
+def _worst_patch(detector, images):
+    """Each image's largest distance from a patch to its nearest row of
+    ``patches_``, by brute force over the whole distance matrix."""
     memory = torch.from_numpy(detector.patches_)
-    return np.array([torch.cdist(rows, memory).min(dim=1).values.max() for rows in grid])
+    return np.array([_brute_worst(rows, memory) for rows in _patch_rows(detector, images)])
 
 
 @settings(max_examples=40, deadline=None)
@@ -136,3 +146,39 @@ def test_patch_score_of_a_stream_equals_that_of_one_fit(fused, cells):
     streamed = clone(fused).partial_fit(normal[:8]).partial_fit(normal[8:16])
     np.testing.assert_allclose(streamed.score_samples(defective), fused.score_samples(defective))
     assert streamed.offset_ == pytest.approx(fused.offset_)
+
+
+def test_worst_patch_alone_scores_and_thresholds_a_few_images(cells):
+    normal, defective = cells
+    images = np.concatenate([normal[16:], defective])
+    detector = EfficientNetGaussianDetector(**PATCHES).fit(normal[:4])
+    expected = -_worst_patch(detector, images)
+    np.testing.assert_allclose(detector.score_samples(images), expected, rtol=1e-4)
+    assert detector.score_center_ is None and detector.score_scale_ is None
+    # Each training image against the other three's patches (all in the
+    # memory); with 4 images the conformal threshold is the largest of them.
+    rows = _patch_rows(detector, normal[:4])
+    assert len(detector.patches_) == rows.shape[0] * rows.shape[1]
+    held_out = [_brute_worst(rows[i], torch.cat([*rows[:i], *rows[i + 1 :]])) for i in range(4)]
+    assert detector.offset_ == pytest.approx(-max(held_out), rel=1e-4)
+    y = np.r_[np.ones(8), -np.ones(8)]
+    assert roc_auc_score(y, detector.score_samples(images)) > 0.8
+    with pytest.raises(ValueError, match="call score_samples"):
+        detector.scores_from_level_distances(detector.level_distances(defective))
+    names, values, caption = _level_values(detector, None, None)
+    assert names is values is caption is None
+
+
+def test_worst_patch_alone_fits_one_image_with_its_augmented_views(cells):
+    normal, defective = cells
+    one = EfficientNetGaussianDetector(**PATCHES, augment="flips").fit(normal[:1])
+    # Measured against its flipped views' patches, not its own.
+    image = normal[:1]
+    views = np.concatenate([image[:, :, ::-1], image[:, ::-1]])
+    expected = _brute_worst(_patch_rows(one, image)[0], _patch_rows(one, views).flatten(0, 1))
+    assert one.offset_ == pytest.approx(-expected, rel=1e-3)
+    assert (one.score_samples(defective) < one.score_samples(normal[:1])).all()
+    with pytest.raises(ValueError, match="at least 2"):
+        EfficientNetGaussianDetector(**PATCHES).fit(normal[:1])
+    with pytest.raises(ValueError, match="threshold='chi2'"):
+        EfficientNetGaussianDetector(**PATCHES, threshold="chi2").fit(normal[:4])
