@@ -3,7 +3,10 @@
 The backbone forward is the speed limit of a feature method: this script
 times, in one run and on the same images, the bare forward pass (eager,
 channels-last, and optionally torch.compile) and the detector's ``fit``,
-``score_samples`` and ``explain`` (the default ``"spatial"`` maps, whose
+``score_samples`` (also with the worst-patch image scores, fitted on other
+cells: the search for an image's worst patch prunes less, down to not at
+all, the nearer its patches lie to the memory, as a training image's do)
+and ``explain`` (the default ``"spatial"`` maps, whose
 forward pass stops at stage 6) at several batch sizes, and writes a
 Markdown table.
 
@@ -35,7 +38,8 @@ def main():
     features = EfficientNetLevels(load_backbone(args.backbone)).eval()
     size = features.input_size
     # Real solar cells at the backbone's input size, so no resize is timed.
-    cells = load_elpv(cell_type="mono", resize=size, max_samples=args.n_images).X
+    loaded = load_elpv(cell_type="mono", resize=size, max_samples=2 * args.n_images).X
+    cells, others = loaded[: args.n_images], loaded[args.n_images :]
     n = len(cells)
     x = features.preprocess(torch.from_numpy(cells / 255.0).float().permute(0, 3, 1, 2))
     levels = list(range(len(features.level_names)))
@@ -75,13 +79,24 @@ def main():
         timed = {name: forward(model, batch_size, cl) for name, model, cl in variants}
         timed["fit"] = partial(detector.fit, cells)
         timed["score_samples"] = partial(detector.score_samples, cells)
+        for image_score in ("pooled+patches", "patches"):
+            patched = EfficientNetGaussianDetector(
+                args.backbone,
+                batch_size=batch_size,
+                image_score=image_score,
+                patch_neighborhood=3,
+                explain_method="spatial",
+            ).fit(others)
+            timed[f"score_samples, image_score={image_score!r}"] = partial(
+                patched.score_samples, cells
+            )
         spatial = EfficientNetGaussianDetector(
             args.backbone, batch_size=batch_size, explain_method="spatial"
         ).fit(cells)
         timed["explain (spatial)"] = partial(spatial.explain, cells)
         timed["explain (descent, the default)"] = partial(detector.explain, cells)
         reference = dict.fromkeys(
-            ("fit", "score_samples", "explain (spatial)", "explain (descent, the default)"),
+            (name for name in timed if not name.startswith("bare forward")),
             "bare forward, channels_last",
         )
         if args.compile:

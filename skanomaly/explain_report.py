@@ -133,8 +133,14 @@ def explain_and_report(
         _write_image(shrink_image(image, THUMB_SIDE), out_dir / "thumbnails" / name)
         thumbnails.append(f"thumbnails/{name}")
 
+    # The levels play no part in the worst patch alone: no second pass for them.
     kept, scores, distances = score_files(
-        detector, files, reader, progress, on_image=thumbnail, with_levels=True
+        detector,
+        files,
+        reader,
+        progress,
+        on_image=thumbnail,
+        with_levels=detector.image_score != "patches",
     )
     if not kept:
         return [], None

@@ -81,7 +81,9 @@ def _worst_patch(rows, memory, cover):
     distance found: none of the others can exceed it. On magnetic tile and
     cookie images, normal or not, one block settled most images and a few
     blocks the rest: about ten times fewer products than searching every
-    patch, for the same distance.
+    patch, for the same distance. An image whose patches all lie near the
+    memory (a training image: some of its own patches are in it) prunes
+    little, down to the cost of searching every patch.
     """
     bound = nearest_patches(rows, cover)[0][:, 0]
     order = bound.argsort(descending=True)
