@@ -452,7 +452,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 f"distances has {distances.shape[1]} columns, but the detector models "
                 f"{len(self.levels_)} levels ({', '.join(self.level_names_)})."
             )
-        return -combine_levels(distances, self._score_rule())
+        return -combine_levels(distances, ScoreRule.of(self))
 
     def pooled_features(self, X):
         """Globally pooled backbone features of each modelled level (``pooling``).
@@ -480,20 +480,10 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         """Whether the fitted score uses the worst patch (older models: no)."""
         return getattr(self, "feature_settings_", {}).get("image_score", "pooled") != "pooled"
 
-    def _score_rule(self):
-        """The :class:`~skanomaly.gaussian.ScoreRule` of the parameters and
-        the fitted standardisation (none for models saved before it)."""
-        return ScoreRule(
-            self.distance,
-            self.pooling,
-            getattr(self, "level_center_", None),
-            getattr(self, "level_scale_", None),
-        )
-
     def _scores(self, pooled, worst=None):
         if self.image_score == "patches" and worst is not None:
             return -worst
-        distances = combine_levels(self._distances(pooled), self._score_rule())
+        distances = combine_levels(self._distances(pooled), ScoreRule.of(self))
         if worst is None:
             return -distances
         return _patch_score.fused_scores(distances, worst, self.score_center_, self.score_scale_)

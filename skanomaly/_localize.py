@@ -18,6 +18,7 @@ from sklearn.exceptions import NotFittedError
 from ._compat import Interval, Options, StrOptions, validate_params
 from ._constants import EXPLAIN_METHODS, SPATIAL_LEVELS
 from .features import resolve_levels, spatial_moments
+from .gaussian import ScoreRule
 from .localization import Explainer
 from .segmentation import map_sample, masks_from_maps, pixel_threshold, region_table
 
@@ -65,7 +66,7 @@ class LocalizationMixin:
             (self.levels_, self.gaussians_),
             (self.spatial_levels_, self.spatial_gaussians_),
             self._patch_memory(self.patches_),
-            rule=self._score_rule(),
+            rule=ScoreRule.of(self),
         )
         return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
 
@@ -268,7 +269,7 @@ class LocalizationMixin:
                 (self.levels_, self.gaussians_),
                 (self.spatial_levels_, gaussians),
                 self._patch_memory(memory),
-                rule=self._score_rule(),
+                rule=ScoreRule.of(self),
             )
             samples.append(map_sample(maps[0].cpu().numpy()))
         return samples
@@ -337,7 +338,7 @@ class LocalizationMixin:
             self._fitted_extractor().network,
             (self.levels_, self.gaussians_),
             # The rule _scores applies, with its fitted statistics.
-            score_rule=self._score_rule(),
+            score_rule=ScoreRule.of(self),
             spatial=(self.spatial_levels_, self.spatial_gaussians_) if maps else None,
             smoothing=self.smoothing,
             image_size=image_size,

@@ -219,7 +219,7 @@ def _level_values(detector, distances, scores):
         return (
             names,
             distances / distances.sum(axis=1, keepdims=True),
-            ("Levels: each bar is a level's share of the summed distance (stem first, head last)."),
+            "Levels: each bar is a level's share of the summed distance (stem first, head last).",
         )
     mean, std = reference
     values = (distances - mean) / std
@@ -227,11 +227,11 @@ def _level_values(detector, distances, scores):
         "Levels: each bar is a level's distance (stem first, head last) in standard "
         "deviations above that of a new normal image; the tallest drove the score."
     )
-    if detector._uses_patches():
+    if detector.image_score == "pooled+patches":
         from ._patch_score import patch_part
-        from .gaussian import combine_levels
+        from .gaussian import ScoreRule, combine_levels
 
-        pooled = combine_levels(distances, detector._score_rule())
+        pooled = combine_levels(distances, ScoreRule.of(detector))
         worst = patch_part(scores, pooled, detector.score_center_, detector.score_scale_)
         values, names = np.column_stack([values, worst]), [*names, "worst patch"]
         caption += (

@@ -218,6 +218,17 @@ class ScoreRule:
         self.center = center
         self.scale = scale
 
+    @classmethod
+    def of(cls, detector):
+        """The rule of a fitted detector: its ``distance`` and ``pooling``
+        and its fitted standardisation (none for models saved before it)."""
+        return cls(
+            detector.distance,
+            detector.pooling,
+            getattr(detector, "level_center_", None),
+            getattr(detector, "level_scale_", None),
+        )
+
 
 def combine_levels(distances, rule="mahalanobis"):
     """The anomaly score rule: the distances of the levels (last axis) summed.

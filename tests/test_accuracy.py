@@ -105,7 +105,7 @@ def test_standardize_makes_levels_comparable(cells):
     extractor = detector._fitted_extractor()
     x = extractor.network.prepare(torch.from_numpy(defective / 255.0).float().permute(0, 3, 1, 2))
     maps = extractor.maps(x[0][1], detector.levels_)
-    scores = pooled_scores(maps, detector.gaussians_, detector._score_rule())
+    scores = pooled_scores(maps, detector.gaussians_, ScoreRule.of(detector))
     np.testing.assert_allclose(-scores.numpy(), detector.score_samples(defective), rtol=1e-4)
 
 
