@@ -112,5 +112,18 @@ def combine(distances, rule, oof=None, weights=None):
     raise ValueError(rule)
 
 
+def gaussian_scores(train, test, rule, groups=None, **options):
+    """Anomaly scores of ``test`` rows under the level Gaussians of ``train``
+    rows (lists of per-level arrays), combined by ``rule``; the rules that
+    standardise take their statistics from ``train``'s out-of-fold
+    distances, folds keeping the rows of one ``groups`` value (default: one
+    per row) together."""
+    distances = level_distances(fit_levels(train, **options), test)
+    if rule in ("sum", "squared"):
+        return combine(distances, rule)
+    groups = np.arange(len(train[0])) if groups is None else groups
+    return combine(distances, rule, out_of_fold(train, groups, **options))
+
+
 def auroc(y, anomaly_scores):
     return float(roc_auc_score(y, -np.asarray(anomaly_scores)))

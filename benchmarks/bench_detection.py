@@ -31,13 +31,7 @@ import numpy as np
 import threadpoolctl
 from _common import environment, interleaved_median_times, markdown_table, publish
 from _detection_data import cached_features, load_pools
-from _detection_rules import (
-    auroc,
-    combine,
-    fit_levels,
-    level_distances,
-    out_of_fold,
-)
+from _detection_rules import auroc, gaussian_scores
 
 HERE = Path(__file__).resolve().parent
 L0, L1, L2 = "tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"
@@ -96,9 +90,7 @@ class Bench:
             groups += list(range(len(train)))
         if levels is not None:
             F, T = [F[i] for i in levels], [T[i] for i in levels]
-        D = level_distances(fit_levels(F, **options), T)
-        oof = out_of_fold(F, groups, **options) if rule not in ("sum", "squared") else None
-        return combine(D, rule, oof)
+        return gaussian_scores(F, T, rule, groups, **options)
 
     def auroc(self, name, seed, **kw):
         train, test = self.pools[name].splits[seed]

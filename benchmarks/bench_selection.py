@@ -27,7 +27,7 @@ import time
 import numpy as np
 from _common import markdown_table
 from _detection_data import extract, publish_pool_table
-from _detection_rules import auroc, combine, fit_levels, level_distances, out_of_fold
+from _detection_rules import auroc, gaussian_scores
 
 BACKBONE = "tf_efficientnet_lite0"
 SEEDS = range(3)
@@ -39,6 +39,9 @@ CANDIDATES = [
     for pooling in ("mean", "max")
     for standardize in (False, True)
 ]
+# The detector's standardize=False sums the level distances; True z-scores
+# each level by the training images' out-of-fold distances first.
+RULES = {False: "sum", True: "zscore"}
 
 
 def cut_paste(image, rng, scar):
@@ -64,15 +67,6 @@ def cut_paste(image, rng, scar):
     return out
 
 
-def _scores(train, test, standardize):
-    """Summed (or standardised) level distances of ``test`` rows under the
-    Gaussians of ``train`` rows (lists of per-level arrays)."""
-    distances = level_distances(fit_levels(train), test)
-    if not standardize:
-        return combine(distances, "sum")
-    return combine(distances, "zscore", out_of_fold(train, np.arange(len(train[0]))))
-
-
 def evaluate(pool, seed):
     """``{candidate: (synthetic AUROC, test AUROC)}`` for one split."""
     train, test = pool.splits[seed]
@@ -92,14 +86,14 @@ def evaluate(pool, seed):
             held = folds == fold
             normal = [r[held] for r in fit]
             anomalous = [r[held] for r in synthetic]
-            scores = _scores(
+            scores = gaussian_scores(
                 [r[~held] for r in fit],
                 [np.concatenate(p) for p in zip(normal, anomalous)],
-                standardize,
+                RULES[standardize],
             )
             labels = np.r_[np.ones(held.sum()), -np.ones(held.sum())]
             values.append(auroc(labels, scores))
-        test_auroc = auroc(y_test, _scores(fit, test_rows, standardize))
+        test_auroc = auroc(y_test, gaussian_scores(fit, test_rows, RULES[standardize]))
         results[(size, pooling, standardize)] = (float(np.mean(values)), test_auroc)
     return results
 

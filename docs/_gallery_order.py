@@ -7,6 +7,7 @@ ORDER = [
     "plot_pipeline_cross_val.py",
     "plot_grid_search.py",
     "plot_threshold.py",
+    "plot_few_shot.py",
     "plot_explain_heatmaps.py",
 ]
 

@@ -74,9 +74,10 @@ def statistics(image_score, state, extractor, pooled_normal, rule, pooling, cont
     where that is larger (about 6% for 16 images), which ``calibrate`` on
     more images lowers.
     """
-    rows, worst = _held_out_sample(state, extractor, pooling)
     if image_score == "patches":
+        _, worst = _held_out_sample(state, extractor, pooling, with_pooled=False)
         return None, None, _offset(-worst, contamination)
+    rows, worst = _held_out_sample(state, extractor, pooling)
     pooled = combine_levels(out_of_fold_distances(state.moments, rows, npca=state.npca), rule)
     center = np.array([pooled_normal.mean(), worst.mean()])
     scale = np.array([pooled_normal.std(ddof=1), worst.std(ddof=1)])
@@ -89,11 +90,12 @@ def statistics(image_score, state, extractor, pooled_normal, rule, pooling, cont
     return center, scale, _offset(fused_scores(pooled, worst, center, scale), contamination)
 
 
-def _held_out_sample(state, extractor, pooling):
-    """The pooled features (one array per level) and worst-patch distances
-    of the images of ``state.sample``, each against the patch memory
-    without its own patches."""
-    levels, patch_levels = state.levels, state.patch_levels
+def _held_out_sample(state, extractor, pooling, with_pooled=True):
+    """The pooled features (one array per level; none without
+    ``with_pooled``, which also spares the stages past the patch levels) and
+    worst-patch distances of the images of ``state.sample``, each against
+    the patch memory without its own patches."""
+    levels, patch_levels = state.levels if with_pooled else (), state.patch_levels
     wanted = sorted(set(levels) | set(patch_levels))
     rows, worst = [], []
     for index, x0 in enumerate(state.sample.inputs):

@@ -75,6 +75,29 @@ def test_worst_patch_search_is_exact(seed, n_memory, n_patches, noise):
     np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("images", "memory", "message"),
+    [
+        ([np.ones((4, 6))], np.ones((10, 6, 1)), "memory must be a non-empty 2-D"),
+        ([np.ones((4, 6))], np.ones((0, 6)), "memory must be a non-empty 2-D"),
+        ([np.ones((4, 5))], np.ones((10, 6)), r"images\[0\] has 5 channels but the memory has 6"),
+        ([np.ones((4, 6)), np.ones((0, 6))], np.ones((10, 6)), r"images\[1\] must be"),
+        ([np.ones((4, 6), np.int64)], np.ones((10, 6)), "float array"),
+        ([np.full((4, 6), np.nan)], np.ones((10, 6)), r"images\[0\] contains NaN"),
+        ([np.ones((4, 6))], np.full((10, 6), np.inf), "memory contains NaN"),
+    ],
+)
+def test_worst_patch_search_refuses_bad_rows(images, memory, message):
+    with pytest.raises(ValueError, match=message):
+        worst_patch_distances(images, memory)
+
+
+def test_worst_patch_search_takes_rows_of_another_float_dtype():
+    memory = np.eye(6, dtype=np.float32)
+    found = worst_patch_distances([np.zeros((2, 6))], memory)
+    np.testing.assert_allclose(found, [1.0])
+
+
 def test_patch_score_adds_the_standardised_worst_patch(fused, cells):
     normal, defective = cells
     images = np.concatenate([normal[16:], defective])
