@@ -69,8 +69,8 @@ for name in settings:
 # on one image, the worst patch's threshold comes from that image against
 # its own flips, which look more alike than two cells do, so it flags most
 # normal cells; with a few images its threshold still rests on a few scores
-# (the benchmark saw up to 45% flagged with two). Rank by ``score_samples``,
-# or set the threshold with
+# (with flips, the benchmark saw up to 43% flagged with two). Rank by
+# ``score_samples``, or set the threshold with
 # :meth:`~skanomaly.EfficientNetGaussianDetector.calibrate` on held-out
 # normal images as soon as there are some.
 fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
