@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from _common import markdown_table
 from _detection_data import extract, publish_pool_table
-from _detection_rules import auroc, combine, fit_levels, level_distances, out_of_fold
+from _detection_rules import auroc, combine, gaussian_scores, out_of_fold
 
 from skanomaly.patches import PATCH_MEMORY_SIZE, worst_patch_distances
 
@@ -69,7 +69,7 @@ def evaluate(pool, seed):
         for index in (train, test)
     )
     fit, rows = fit_features["mean"], test_features["mean"]
-    pooled = combine(level_distances(fit_levels(fit), rows), "sum")
+    pooled = gaussian_scores(fit, rows, "sum")
     pooled_normal = combine(out_of_fold(fit, np.arange(len(train))), "sum")
     results = {"pooled": auroc(y, pooled)}
     for k in NEIGHBORHOODS:
