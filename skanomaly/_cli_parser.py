@@ -231,7 +231,7 @@ def build_parser():
         choices=IMAGE_SCORES,
         help="pooled (default): the pooled features' distances; pooled+patches "
         "also adds the worst patch's distance to the normal patches (defects a "
-        "few patches wide count more; scoring is about 1.6 times slower on a CPU); "
+        "few patches wide count more; scoring is about 1.3 times slower on a CPU); "
         "patches: that distance alone (for few normal images, even one with --augment)",
     )
     fit.add_argument(
