@@ -78,7 +78,7 @@ def bare_forward(X, precision, batch_size, repeats):
     from skanomaly.features import autocast, get_network
 
     network = get_network("tf_efficientnet_lite0", device="cuda")
-    x = network.prepare(torch.from_numpy(X / 255.0).float().permute(0, 3, 1, 2))
+    ((_, x),) = network.prepare(torch.from_numpy(X / 255.0).float().permute(0, 3, 1, 2))
     dtype = None if precision == "float32" else getattr(torch, precision)
     levels = list(range(len(network.level_names)))
 
@@ -125,7 +125,7 @@ def main():
     text = (
         f"### CUDA check, tf_efficientnet_lite0, {len(X)} ELPV cells at 224 px\n\n"
         f"Fit on {N_FIT} normal cells, score {len(X) - N_FIT} (half defective), "
-        f"explain (`spatial`) 32; median of {args.repeats} repeats after a warm-up.\n\n"
+        f"explain (default, `descent`) 32; median of {args.repeats} repeats after a warm-up.\n\n"
         + markdown_table(
             ["device", "precision", "batch", "fit img/s", "score img/s", "explain ms/img", "AUROC"],
             rows,

@@ -466,8 +466,10 @@ class FeatureExtractor:
         """Feature maps of the preprocessed ``x`` at ``levels``, float32.
 
         Without ``grad`` the forward pass runs under the autocast
-        ``precision``; with it, in strict float32 with gradients (a descent
-        on the input has no loss scaling for half precision).
+        ``precision``; with it, with gradients and no autocast (a descent on
+        the input has no loss scaling for half precision): callers run it
+        and its backward pass under ``autocast(device, None)``, which also
+        turns off CUDA's TF32 convolutions.
         """
         if grad:
             with torch.enable_grad():

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from ._constants import EXPLAIN_METHODS
-from .features import patch_features, pool
+from .features import autocast, patch_features, pool
 from .gaussian import combine_levels
 from .patches import nearest_patches
 
@@ -246,7 +246,8 @@ class Explainer:
             def score(x):
                 return pooled_scores(extractor.maps(x, levels, grad=True), gaussians, rule)
 
-            return _descend(x0, score, self.n_steps, self.step_size, self.lam)
+            with autocast(x0.device, None):  # strict float32, as in _change
+                return _descend(x0, score, self.n_steps, self.step_size, self.lam)
         spatial_levels, gaussians = spatial
         wanted = sorted(set(spatial_levels) | set(patches[0]))
         maps = dict(zip(wanted, extractor.maps(x0, wanted)))
@@ -293,5 +294,8 @@ class Explainer:
             return F.softplus(nearest_gap - threshold, beta=1 / width).mean(dim=1)
 
         weight = _normalize01(prior[:, 0])[:, None]
-        change = _proximal_descent(x0, excess, weight, self.n_steps, self.step_size, self.lam)
+        # Strict float32 around the forward and backward passes: CUDA runs
+        # convolutions in TF32 by default, and the descent amplifies that.
+        with autocast(x0.device, None):
+            change = _proximal_descent(x0, excess, weight, self.n_steps, self.step_size, self.lam)
         return change / max(self.n_steps * self.step_size, 1e-12)

@@ -21,10 +21,15 @@ def test_float32_on_cuda_matches_cpu(cells, cpu_model):
     np.testing.assert_allclose(
         gpu.score_samples(defective), cpu_model.score_samples(defective), rtol=1e-3
     )
-    expected = cpu_model.explain(defective[:4])
-    np.testing.assert_allclose(
-        gpu.explain(defective[:4]), expected, rtol=1e-3, atol=1e-3 * expected.max()
-    )
+    expected = cpu_model.set_params(explain_method="spatial").explain(defective[:4])
+    maps = gpu.set_params(explain_method="spatial").explain(defective[:4])
+    np.testing.assert_allclose(maps, expected, rtol=1e-3, atol=1e-3 * expected.max())
+    # The descent amplifies the last digits in which CUDA's convolution
+    # algorithms differ from the CPU's: single pixels moved by up to 15% of
+    # the map's maximum on an H200, the maps as a whole agree.
+    expected = cpu_model.set_params(explain_method="descent").explain(defective[:4])
+    maps = gpu.set_params(explain_method="descent").explain(defective[:4])
+    assert np.corrcoef(maps.ravel(), expected.ravel())[0, 1] > 0.995
 
 
 def test_autocast_on_cuda_stays_close_to_float32(cells, cpu_model):
@@ -55,4 +60,27 @@ def test_compiled_on_cuda_scores_like_eager(cells):
     compiled = EfficientNetGaussianDetector(device="cuda", torch_compile=True).fit(normal[:16])
     np.testing.assert_allclose(
         compiled.score_samples(defective), eager.score_samples(defective), rtol=1e-2
+    )
+
+
+@pytest.mark.parametrize("image_score", ["pooled+patches", "patches"])
+def test_worst_patch_scores_on_cuda_match_cpu(cells, image_score):
+    normal, defective = cells
+    parameters = {"image_score": image_score, "explain_method": "spatial", "precision": "float32"}
+    cpu = EfficientNetGaussianDetector(device="cpu", **parameters).fit(normal[:8])
+    gpu = EfficientNetGaussianDetector(device="cuda", **parameters).fit(normal[:8])
+    X = np.concatenate([normal[8:], defective])
+    np.testing.assert_allclose(gpu.score_samples(X), cpu.score_samples(X), rtol=1e-3)
+    assert gpu.offset_ == pytest.approx(cpu.offset_, rel=1e-3)
+
+
+def test_model_fitted_on_cuda_scores_on_cpu_after_loading(cells, tmp_path):
+    from skanomaly.persistence import load, save
+
+    normal, defective = cells
+    gpu = EfficientNetGaussianDetector(device="cuda", precision="float32").fit(normal[:16])
+    save(gpu, tmp_path / "gpu.skanomaly")
+    cpu = load(tmp_path / "gpu.skanomaly").set_params(device="cpu")
+    np.testing.assert_allclose(
+        cpu.score_samples(defective), gpu.score_samples(defective), rtol=1e-3
     )
