@@ -46,7 +46,23 @@ def nearest_patches(queries, memory, k=1, chunk=1024, memory_norms=None):
     norms of the memory's rows, can be passed by callers that search the
     same memory many times: computing them costs as much as the product for
     a few queries.
+
+    Raises
+    ------
+    ValueError
+        If ``memory`` is not 2-D with at least ``k`` rows, or ``queries``'
+        last axis differs from its channels. Values are not checked (that
+        would cost a pass over the memory per call): NaN gives NaN distances.
     """
+    if memory.ndim != 2 or not 1 <= k <= len(memory):
+        raise ValueError(
+            f"memory must be 2-D with at least k={k} rows; got shape {tuple(memory.shape)}."
+        )
+    if queries.ndim < 1 or queries.shape[-1] != memory.shape[1]:
+        raise ValueError(
+            f"queries have shape {tuple(queries.shape)}; their last axis must be "
+            f"the memory's {memory.shape[1]} channels."
+        )
     flat = queries.reshape(-1, queries.shape[-1])
     # |q - m|^2 = |q|^2 + (|m|^2 - 2 q.m): the nearest rows are those of the
     # smallest bracket, so |q|^2, and the square root, are only needed for

@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.explain_report import _level_values
 from skanomaly.features import patch_features
-from skanomaly.patches import worst_patch_distances
+from skanomaly.patches import nearest_patches, worst_patch_distances
 from skanomaly.persistence import load, save
 
 FUSED = {"image_score": "pooled+patches", "explain_method": "spatial"}
@@ -90,6 +90,34 @@ def test_worst_patch_search_is_exact(seed, n_memory, n_patches, noise):
 def test_worst_patch_search_refuses_bad_rows(images, memory, message):
     with pytest.raises(ValueError, match=message):
         worst_patch_distances(images, memory)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_nearest_patches_are_those_of_the_full_distance_matrix(k):
+    generator = torch.Generator().manual_seed(k)
+    memory, queries = (
+        torch.randn(50, 6, generator=generator),
+        torch.randn(2, 7, 6, generator=generator),
+    )
+    distances, indices = nearest_patches(queries, memory, k=k, chunk=5)
+    expected = torch.cdist(queries.reshape(-1, 6), memory).topk(k, largest=False)
+    assert distances.shape == indices.shape == (2, 7, k)
+    torch.testing.assert_close(distances.reshape(-1, k), expected.values, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(indices.reshape(-1, k), expected.indices)
+
+
+@pytest.mark.parametrize(
+    ("queries", "memory", "k", "message"),
+    [
+        (torch.ones(4, 6), torch.ones(10, 6, 1), 1, "memory must be 2-D with at least k=1 rows"),
+        (torch.ones(4, 6), torch.ones(2, 6), 3, "memory must be 2-D with at least k=3 rows"),
+        (torch.ones(4, 6), torch.ones(10, 6), 0, "at least k=0 rows"),
+        (torch.ones(4, 5), torch.ones(10, 6), 1, "last axis must be the memory's 6 channels"),
+    ],
+)
+def test_nearest_patches_refuse_mismatched_shapes(queries, memory, k, message):
+    with pytest.raises(ValueError, match=message):
+        nearest_patches(queries, memory, k=k)
 
 
 def test_worst_patch_search_takes_rows_of_another_float_dtype():
