@@ -1,5 +1,7 @@
 """Tests of EfficientNetGaussianDetector.explain (pixel anomaly maps)."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import skanomaly
+import skanomaly.localization as localization
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import load_magnetic_tile
 from skanomaly.features import patch_features
@@ -152,6 +155,37 @@ def test_every_method_runs(fitted, method):
     finally:
         fitted.set_params(explain_method="descent", n_steps=5)
     assert maps.shape == (2, 96, 96) and np.all(np.isfinite(maps))
+
+
+@pytest.mark.parametrize("method", ["descent", "reference"])
+def test_descents_run_in_strict_float32(fitted, monkeypatch, method):
+    # On CUDA, convolutions outside this context run in TF32, which the
+    # descent amplifies (tests/test_cuda.py); CI has no GPU, so the context
+    # around each gradient step is checked here.
+    strict, steps = [0], []
+    real_autocast, real_grad = localization.autocast, torch.autograd.grad
+
+    @contextlib.contextmanager
+    def recording_autocast(device, dtype):
+        strict[0] += dtype is None
+        try:
+            with real_autocast(device, dtype):
+                yield
+        finally:
+            strict[0] -= dtype is None
+
+    def recording_grad(*args, **kwargs):
+        steps.append(strict[0] > 0)
+        return real_grad(*args, **kwargs)
+
+    monkeypatch.setattr(localization, "autocast", recording_autocast)
+    monkeypatch.setattr(torch.autograd, "grad", recording_grad)
+    fitted.set_params(explain_method=method, n_steps=2)
+    try:
+        fitted.explain(_crops(1, seed=5))
+    finally:
+        fitted.set_params(explain_method="descent", n_steps=5)
+    assert steps == [True, True]
 
 
 def test_constant_image_is_finite(fitted):
