@@ -10,7 +10,7 @@ derives from at most 16 training images, and the time ``score_samples``
 takes. On bench_peers' splits (magnetic tiles, cookies, ELPV mono; 60
 training images) and every PIPED paper type with impurities (28 training
 images), seeds 0-2, Lite0 at its default 224 px, and the fused score at a
-320 px input too (the input size is a lever of its own, bench_detection):
+320 px input and with max pooling too (levers of their own, bench_detection):
 
 - image AUROC of ``score_samples``, mean over the seeds;
 - the share of the test split's normal images that ``predict`` flags, with
@@ -18,7 +18,9 @@ images), seeds 0-2, Lite0 at its default 224 px, and the fused score at a
 - seconds per image of ``score_samples`` (batch 16), median over splits.
 
 PIPED was in neither the choice of the patch features nor of
-``patch_neighborhood``; it guards against regressions. About 20 minutes.
+``patch_neighborhood``, nor in the trial of max pooling with the fused score
+(on the tiles, cookies and ELPV); it guards against regressions. About 9
+minutes.
 
     python benchmarks/bench_image_score.py [--out benchmarks/results/image_score.md]
 """
@@ -42,6 +44,10 @@ CONFIGS = [
     (
         "pooled+patches, k=3, 320 px",
         {"image_score": "pooled+patches", "patch_neighborhood": 3, "input_size": 320},
+    ),
+    (
+        "pooled+patches, k=3, max pooling",
+        {"image_score": "pooled+patches", "patch_neighborhood": 3, "pooling": "max"},
     ),
 ]
 
