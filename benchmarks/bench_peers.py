@@ -55,6 +55,11 @@ VARIANTS = {
         "patch_neighborhood": 3,
         "input_size": 320,
     },
+    "skanomaly, image_score='pooled+patches', patch_neighborhood=3, pooling='max'": {
+        "image_score": "pooled+patches",
+        "patch_neighborhood": 3,
+        "pooling": "max",
+    },
 }
 ANOMALIB_PEERS = ("PaDiM", "PatchCore")
 RAW_SIDE = 32  # raw-pixel baseline: grayscale, RAW_SIDE x RAW_SIDE, flattened
