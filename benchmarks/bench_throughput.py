@@ -2,7 +2,8 @@
 
 The backbone forward is the speed limit of a feature method: this script
 times, in one run and on the same images, the bare forward pass (eager,
-channels-last, and optionally torch.compile) and the detector's ``fit``,
+channels-last, channels-last with timm's own padding copies, which
+``inline_same_padding`` removes, and optionally torch.compile) and the detector's ``fit``,
 ``score_samples`` (also with the worst-patch image scores, fitted on other
 cells: the search for an image's worst patch prunes less, down to not at
 all, the nearer its patches lie to the memory, as a training image's do)
@@ -16,6 +17,7 @@ Markdown table.
 import argparse
 from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import torch
 from _common import environment, interleaved_median_times, markdown_table, publish
@@ -61,9 +63,19 @@ def main():
         .eval()
         .to(memory_format=torch.channels_last)
     )
+    # The network as timm builds it: its strided convolutions copy their
+    # input into a padded tensor (Conv2dSame), which the library's
+    # inline_same_padding avoids.
+    with mock.patch("skanomaly.backbone.inline_same_padding", lambda model: model):
+        timm_padding = (
+            EfficientNetLevels(load_backbone(args.backbone))
+            .eval()
+            .to(memory_format=torch.channels_last)
+        )
     variants = [
         ("bare forward, eager", eager, False),
         ("bare forward, channels_last", channels_last, True),
+        ("bare forward, channels_last, timm's Conv2dSame padding", timm_padding, True),
     ]
     if args.compile:
         variants.append(("bare forward, torch.compile", torch.compile(channels_last), True))

@@ -23,6 +23,7 @@ __all__ = [
     "BUNDLED_WEIGHTS",
     "EfficientNetLevels",
     "fold_batch_norms",
+    "inline_same_padding",
     "level_names",
     "load_backbone",
     "lukemelas_to_timm",
@@ -318,6 +319,64 @@ def fold_batch_norms(model):
     return model
 
 
+class _InKernelSameConv2d(nn.Module):
+    """A TensorFlow ``"SAME"`` convolution (timm's ``Conv2dSame``) that pads
+    inside the convolution instead of copying its input into a padded one.
+
+    ``"SAME"`` pads one more row (column) after the input than before it
+    when the total padding is odd. The convolution pads symmetrically by the
+    larger amount, and a row (column) of zeros in front of the kernel skips
+    the extra one it added before: the same windows, the same products. The
+    kernels with those zeros are made once, not in every pass, and so an
+    ONNX trace sees them as constants of known shape.
+    """
+
+    def __init__(self, conv):
+        super().__init__()
+        self.stride, self.groups, self.kernel_size = conv.stride, conv.groups, conv.kernel_size
+        self.weight, self.bias = conv.weight, conv.bias
+        # Keyed by (odd height padding, odd width padding).
+        for name, pad in (("h", (0, 0, 1, 0)), ("w", (1, 0)), ("hw", (1, 0, 1, 0))):
+            self.register_buffer(f"weight_{name}", F.pad(conv.weight.detach(), pad), False)
+
+    def forward(self, x):
+        from timm.layers import get_same_padding
+
+        # int(): an ONNX trace records sizes as tensors; the exported graph
+        # resizes every image to one network input, so the padding is a
+        # constant there.
+        totals = [
+            get_same_padding(int(size), kernel, stride, 1)
+            for size, kernel, stride in zip(x.shape[-2:], self.kernel_size, self.stride)
+        ]
+        odd = "".join(axis for axis, total in zip("hw", totals) if total % 2)
+        weight = getattr(self, f"weight_{odd}") if odd else self.weight
+        padding = [total - total // 2 for total in totals]
+        return F.conv2d(x, weight, self.bias, self.stride, padding, 1, self.groups)
+
+
+def inline_same_padding(model):
+    """Replace every timm ``Conv2dSame`` of ``model`` (the strided
+    convolutions of the TensorFlow-ported EfficientNets) by one that pads
+    inside the convolution, in place; returns ``model``.
+
+    ``Conv2dSame`` copies its whole input into a padded tensor before each
+    strided convolution. On a CPU those copies of the largest feature maps
+    took about a third of Lite0's forward pass, more than the convolutions
+    themselves; the replacement computes the same windows without them.
+    Outputs agree to float rounding. Call it after the weights are final
+    (loaded, batch norms folded): it keeps copies of the kernels. Dilated
+    convolutions are left as they are.
+    """
+    from timm.layers import Conv2dSame
+
+    for parent in list(model.modules()):
+        for name, conv in parent.named_children():
+            if type(conv) is Conv2dSame and conv.dilation == (1, 1):
+                setattr(parent, name, _InKernelSameConv2d(conv))
+    return model
+
+
 class EfficientNetLevels(nn.Module):
     """The feature maps of an EfficientNet at its levels, and its preprocessing.
 
@@ -336,7 +395,8 @@ class EfficientNetLevels(nn.Module):
         A timm EfficientNet with pretrained weights. It is modified in place:
         its classifier, and the blocks deeper than ``depth``, are pruned, and
         its batch norms folded into its convolutions
-        (:func:`fold_batch_norms`).
+        (:func:`fold_batch_norms`), and its ``"SAME"`` padding moved into
+        the convolutions (:func:`inline_same_padding`).
     depth : int, default=None
         The deepest level that will be asked for; None keeps the head.
     input_size : int or (int, int), default=None
@@ -377,7 +437,7 @@ class EfficientNetLevels(nn.Module):
             )
         else:
             model.reset_classifier(0)
-        self.model = fold_batch_norms(model.eval())
+        self.model = inline_same_padding(fold_batch_norms(model.eval()))
 
     @property
     def device(self):

@@ -15,6 +15,7 @@ from skanomaly.backbone import (
     BUNDLED_WEIGHTS,
     EfficientNetLevels,
     _bundled_weights_path,
+    inline_same_padding,
     level_names,
     load_backbone,
     lukemelas_to_timm,
@@ -55,6 +56,28 @@ def test_folded_batch_norms_give_the_unfolded_features():
         np.testing.assert_allclose(
             a.numpy(), b.numpy(), rtol=0, atol=1e-4 * float(b.abs().max()), err_msg=f"level {level}"
         )
+
+
+@pytest.mark.parametrize("size", [(224, 224), (97, 130), (64, 33)])
+def test_inline_same_padding_gives_timms_features_and_gradients(size):
+    # Odd and even sides take both branches: an even side pads one more row
+    # after the input than before it, an odd one pads both sides alike.
+    model = load_backbone("tf_efficientnet_lite0")
+    inline = inline_same_padding(copy.deepcopy(model))
+    assert any(type(m).__name__ == "Conv2dSame" for m in model.modules())
+    assert not any(type(m).__name__ == "Conv2dSame" for m in inline.modules())
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    outputs, gradients = [], []
+    for network in (model, inline):
+        leaf = x.clone().requires_grad_()
+        features = network.forward_features(leaf)
+        (gradient,) = torch.autograd.grad(features.square().sum(), leaf)
+        outputs.append(features.detach())
+        gradients.append(gradient)
+    for new, old in zip((outputs[1], gradients[1]), (outputs[0], gradients[0])):
+        assert new.shape == old.shape
+        # A window shifted by one pixel is off by the features' own scale.
+        np.testing.assert_allclose(new, old, rtol=0, atol=1e-5 * float(old.abs().max()))
 
 
 def test_lite_preprocessing_comes_from_the_pretrained_config():
