@@ -78,3 +78,14 @@ def test_mixed_lists_become_rgb():
     ((_, images),) = source.batches(3)
     assert [tuple(i.shape) for i in images] == [(3, 5, 7), (3, 9, 4), (3, 6, 6)]
     assert float(images[0].min()) == 1.0 and float(images[2].max()) == 0.5
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_the_callers_pixels_are_never_written_to(dtype):
+    # Scaling to [0, 1] happens in place on a new tensor only: a float32
+    # array (which torch shares, not copies) must come back as it went in.
+    X = np.arange(2 * 8 * 8 * 3).reshape(2, 8, 8, 3).astype(dtype) % 200
+    original = X.copy()
+    ((_, images),) = ImageSource(X, pixel_range=(0, 255)).batches(2)
+    np.testing.assert_array_equal(X, original)
+    np.testing.assert_allclose(images.movedim(1, -1).numpy(), original / 255, rtol=1e-6)
