@@ -354,6 +354,13 @@ class _InKernelSameConv2d(nn.Module):
         padding = [total - total // 2 for total in totals]
         return F.conv2d(x, weight, self.bias, self.stride, padding, 1, self.groups)
 
+    def extra_repr(self):
+        channels = f"{self.weight.shape[1] * self.groups}, {self.weight.shape[0]}"
+        return (
+            f"{channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"groups={self.groups}, padding=SAME"
+        )
+
 
 def inline_same_padding(model):
     """Replace every timm ``Conv2dSame`` of ``model`` (the strided
