@@ -335,7 +335,8 @@ class _InKernelSameConv2d(nn.Module):
         super().__init__()
         self.stride, self.groups, self.kernel_size = conv.stride, conv.groups, conv.kernel_size
         self.weight, self.bias = conv.weight, conv.bias
-        # Keyed by (odd height padding, odd width padding).
+        # Named by the axes whose total padding is odd, where the kernel
+        # takes a leading zero.
         for name, pad in (("h", (0, 0, 1, 0)), ("w", (1, 0)), ("hw", (1, 0, 1, 0))):
             self.register_buffer(f"weight_{name}", F.pad(conv.weight.detach(), pad), False)
 
