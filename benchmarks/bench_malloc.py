@@ -10,8 +10,8 @@ the heap and ``MALLOC_TRIM_THRESHOLD_`` keeps the heap
 from shrinking, so later batches reuse the same memory. Both are read when
 the process starts, so each setting runs in its own process, in turn, and
 each process times the bare forward pass (channels-last), ``score_samples``,
-``fit`` and the default ``explain`` (on one batch) on the same cells; the table shows the medians over the
-processes and their peak resident memory.
+``fit`` and the default ``explain`` (on one batch) on the same cells; the
+table shows the medians over the processes and their peak resident memory.
 
     python benchmarks/bench_malloc.py [--repeats 3] [--n-images 64]
 """
@@ -37,11 +37,13 @@ def worker(n_images, batch_size):
     from _common import median_time, peak_rss_mb
 
     from skanomaly import EfficientNetGaussianDetector
+    from skanomaly.backbone import EfficientNetLevels, load_backbone
     from skanomaly.datasets import load_elpv
 
     cells = load_elpv(cell_type="mono", resize=224, max_samples=n_images).X
     detector = EfficientNetGaussianDetector(batch_size=batch_size).fit(cells)
-    network = detector._fitted_extractor().network
+    # The detector's network on a CPU: channels-last, as bench_throughput times it.
+    network = EfficientNetLevels(load_backbone()).eval().to(memory_format=torch.channels_last)
     ((_, x),) = network.prepare(torch.from_numpy(cells / 255.0).float().permute(0, 3, 1, 2))
     levels = list(range(len(network.level_names)))
 

@@ -82,8 +82,8 @@ def test_mixed_lists_become_rgb():
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_the_callers_pixels_are_never_written_to(dtype):
-    # Scaling to [0, 1] happens in place on a new tensor only: a float32
-    # array (which torch shares, not copies) must come back as it went in.
+    # torch shares a float32 array's memory rather than copying it: scaling
+    # to [0, 1] must leave the caller's array as it went in.
     X = np.arange(2 * 8 * 8 * 3).reshape(2, 8, 8, 3).astype(dtype) % 200
     original = X.copy()
     ((_, images),) = ImageSource(X, pixel_range=(0, 255)).batches(2)
