@@ -281,6 +281,11 @@ _CONV_NORM_PAIRS = {
 }
 
 
+def _check_module(model, function):
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{function} rewrites a torch module in place; got {type(model).__name__}.")
+
+
 @torch.no_grad()
 def fold_batch_norms(model):
     """Fold every inference batch norm of a timm EfficientNet into the
@@ -292,8 +297,10 @@ def fold_batch_norms(model):
     on the input, skip a pass over every feature map (a third of the
     descent's time on a CPU). Outputs agree to float rounding. The
     activation that timm fuses into its ``BatchNormAct2d`` stays. Module
-    types not in the table are left as they are.
+    types not in the table are left as they are. TypeError if ``model`` is
+    not a torch module.
     """
+    _check_module(model, "fold_batch_norms")
     for module in model.modules():
         for conv_name, norm_name in _CONV_NORM_PAIRS.get(type(module).__name__, ()):
             conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
@@ -374,9 +381,12 @@ def inline_same_padding(model):
     themselves; the replacement computes the same windows without them.
     Outputs agree to float rounding. Call it after the weights are final
     (loaded, batch norms folded): it keeps copies of the kernels. Dilated
-    convolutions are left as they are.
+    convolutions are left as they are. TypeError if ``model`` is not a torch
+    module.
     """
     from timm.layers import Conv2dSame
+
+    _check_module(model, "inline_same_padding")
 
     for parent in list(model.modules()):
         for name, conv in parent.named_children():

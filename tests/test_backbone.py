@@ -15,6 +15,7 @@ from skanomaly.backbone import (
     BUNDLED_WEIGHTS,
     EfficientNetLevels,
     _bundled_weights_path,
+    fold_batch_norms,
     inline_same_padding,
     level_names,
     load_backbone,
@@ -78,6 +79,13 @@ def test_inline_same_padding_gives_timms_features_and_gradients(size):
         assert new.shape == old.shape
         # A window shifted by one pixel is off by the features' own scale.
         np.testing.assert_allclose(new, old, rtol=0, atol=1e-5 * float(old.abs().max()))
+
+
+@pytest.mark.parametrize("rewrite", [fold_batch_norms, inline_same_padding])
+@pytest.mark.parametrize("model", ["tf_efficientnet_lite0", None, np.zeros(3)])
+def test_network_rewrites_refuse_what_is_not_a_module(rewrite, model):
+    with pytest.raises(TypeError, match=f"{rewrite.__name__} rewrites a torch module"):
+        rewrite(model)
 
 
 def test_lite_preprocessing_comes_from_the_pretrained_config():
