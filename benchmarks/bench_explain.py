@@ -33,6 +33,7 @@ VARIANTS = {
     "descent lam=0.1": {"lam": 0.1},
     "descent lam=1": {"lam": 1.0},
     "spatial": {"explain_method": "spatial"},
+    "patches": {"explain_method": "patches"},
     "reference": {
         "explain_method": "reference",
         "n_steps": 50,

@@ -67,23 +67,28 @@ axes[1, 0].set_title('explain_method="descent"', loc="left", fontsize=9)
 fig.tight_layout()
 
 # %%
-# The fastest map
-# ---------------
-# ``"spatial"`` needs no gradients and costs about one forward pass per
-# image: it is the prior that the descent sharpens. Parameters are changed
-# with ``set_params``, without refitting. A threshold drawn at the 99th
-# percentile of the map outlines its hottest region.
-detector.set_params(explain_method="spatial")
-spatial_maps = detector.explain(X_batch[worst[:2]])
+# The maps without gradients
+# --------------------------
+# ``"spatial"`` and ``"patches"`` need no gradients: one forward pass per
+# image, and for ``"patches"`` a nearest-neighbour search of every patch.
+# The first is the prior that the descent sharpens;
+# the second, each patch's distance to its nearest normal patch, weights the
+# descent's steps and is PatchCore's map. Which follows the defects best
+# depends on the data (the Benchmarks page measures them on masks).
+# Parameters are changed with ``set_params``, without refitting. A threshold
+# drawn at the 99th percentile of each map outlines its hottest region.
+pair = worst[:2]
+methods = {"descent": maps[: len(pair)]}  # shown starts with worst
+for method in ("spatial", "patches"):
+    detector.set_params(explain_method=method)
+    methods[method] = detector.explain(X_batch[pair])
 
-fig, axes = plt.subplots(1, 2 * len(spatial_maps), figsize=(9, 2.6))
-for k, (i, descent_map, spatial_map) in enumerate(zip(worst, maps, spatial_maps)):
-    for ax, anomaly_map, name in zip(
-        axes[2 * k : 2 * k + 2], (descent_map, spatial_map), ("descent", "spatial")
-    ):
+fig, axes = plt.subplots(1, 3 * len(pair), figsize=(12, 2.6))
+for k, i in enumerate(pair):
+    for ax, (name, method_maps) in zip(axes[3 * k : 3 * k + 3], methods.items()):
         ax.imshow(
             overlay_heatmap(
-                X_batch[i], anomaly_map, alpha=0.45, threshold=np.percentile(anomaly_map, 99)
+                X_batch[i], method_maps[k], alpha=0.45, threshold=np.percentile(method_maps[k], 99)
             )
         )
         ax.set_title(name, fontsize=9)

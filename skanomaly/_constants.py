@@ -3,7 +3,7 @@
 Kept free of torch so that ``skanomaly --help`` can use them without loading it.
 """
 
-EXPLAIN_METHODS = ("descent", "spatial", "reference")
+EXPLAIN_METHODS = ("descent", "spatial", "patches", "reference")
 
 # Stages whose pre-pooling maps get a spatial Gaussian for localization
 # (28x28, 14x14, 14x14 and 7x7 for Lite0 at 224 px; chosen by

@@ -154,14 +154,17 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         0.1 sparse ones, and 1 or more leaves every pixel at its value and
         the map equal to the ``"spatial"`` prior. For ``"reference"`` it
         enters as in Dehaene et al. (2020), in units of the raw gradient.
-    explain_method : {"descent", "spatial", "reference"}, default="descent"
+    explain_method : {"descent", "spatial", "patches", "reference"}, default="descent"
         How :meth:`explain` builds its maps (see :mod:`skanomaly.localization`):
         ``"descent"`` descends the distance of each patch of the image to
         its nearest normal patch, weighted per pixel by that distance, with a
         proximal L1 step, and sharpens the ``"spatial"`` map where the image
         had to change; ``"spatial"`` (no gradients, fastest) is the
         Mahalanobis distance of each location of mid-level feature maps;
-        ``"reference"`` is Dehaene et al.'s descent on the image score.
+        ``"patches"`` (no gradients) is that nearest-patch distance itself,
+        PatchCore's map; ``"reference"`` is Dehaene et al.'s descent on the
+        image score. ``lam``, ``n_steps`` and ``step_size`` act on the two
+        descents only.
     n_steps : int, default=5
         Gradient steps of the gradient-based explain methods (the seed's
         ``"reference"`` took 50).

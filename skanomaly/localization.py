@@ -35,6 +35,12 @@ Methods (``explain_method``):
     Gaussian per level, shared over locations and fitted on the training
     images' maps; each level's distance map is divided by the square root of
     its channel count, upsampled and summed.
+``"patches"``
+    No gradients: the distance of every patch of the image to its nearest
+    normal patch (the patch memory of ``"descent"``), upsampled: PatchCore's
+    anomaly map (Roth et al., 2022). ``lam`` does not enter it. It followed
+    defects more closely than ``"descent"`` on paper and cookies, less on
+    magnetic tiles (benchmarks/results/explain.md).
 ``"reference"``
     Dehaene et al.'s descent exactly as the seed of this project did it, for
     comparison: descend ``E(x) = score(x) + lam * ||x - x0||_1``, where
@@ -103,13 +109,13 @@ def gaussian_blur(maps, sigma):
     return x[:, 0]
 
 
+def _upsample(maps, size):
+    """``(n, h, w)`` maps resized bilinearly to ``size``."""
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
 def _upsample_sum(level_maps, size):
-    total = 0
-    for m in level_maps:
-        total = (
-            total + F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-        )
-    return total
+    return sum(_upsample(m, size) for m in level_maps)
 
 
 def _normalize01(maps):
@@ -248,6 +254,8 @@ class Explainer:
 
             with autocast(x0.device, None):  # strict float32, as in _change
                 return _descend(x0, score, self.n_steps, self.step_size, self.lam)
+        if self.method == "patches":
+            return self._nearest_patch_map(extractor, x0, patches)
         spatial_levels, gaussians = spatial
         wanted = sorted(set(spatial_levels) | set(patches[0]))
         maps = dict(zip(wanted, extractor.maps(x0, wanted)))
@@ -261,6 +269,14 @@ class Explainer:
             return prior
         return prior * (1 + _CHANGE_GAIN * self._change(extractor, x0, maps, patches))
 
+    def _nearest_patch_map(self, extractor, x0, patches):
+        """The distance of each patch of ``x0`` to its nearest normal patch,
+        at the input size; only the stages of the patch features run."""
+        patch_levels, memory, _, neighborhood = patches
+        grid = patch_features(extractor.maps(x0, patch_levels), neighborhood)
+        distances, _ = nearest_patches(grid, torch.as_tensor(memory, device=x0.device))
+        return _upsample(distances[..., 0], x0.shape[-2:])
+
     def _change(self, extractor, x0, maps, patches):
         """``|x_T - x0|`` of the proximal descent of the patches' excess
         distance, relative to the most a pixel can move."""
@@ -271,9 +287,7 @@ class Explainer:
         distances, nearest = nearest_patches(start, memory, k=_CANDIDATES)
         candidates = memory[nearest].view(n, h * w, _CANDIDATES, c)
         candidate_norms = candidates.square().sum(-1)
-        prior = F.interpolate(
-            distances[..., 0][:, None], size=x0.shape[-2:], mode="bilinear", align_corners=False
-        )
+        prior = _upsample(distances[..., 0], x0.shape[-2:])
 
         # A smooth minimum and a smooth hinge, a few percent of the normal
         # distance wide: with hard ones, a change of the input in the 7th
@@ -293,7 +307,7 @@ class Explainer:
             nearest_gap = -width * torch.logsumexp(-gaps / width, dim=-1)
             return F.softplus(nearest_gap - threshold, beta=1 / width).mean(dim=1)
 
-        weight = _normalize01(prior[:, 0])[:, None]
+        weight = _normalize01(prior)[:, None]
         # Strict float32 around the forward and backward passes: CUDA runs
         # convolutions in TF32 by default, and the descent amplifies that.
         with autocast(x0.device, None):

@@ -93,7 +93,7 @@ def test_rgb_and_paths(fitted, tmp_path):
     np.testing.assert_allclose(from_path, from_array, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("method", ["spatial", "reference"])
+@pytest.mark.parametrize("method", ["spatial", "patches", "reference"])
 def test_blotch_is_found(fitted, blotched, method):
     image, mask = blotched
     fitted.set_params(explain_method=method)
@@ -145,6 +145,27 @@ def test_lam_moves_the_default_maps_from_dense_to_the_prior(fitted, blotched):
     assert gains[0.0] > gains[0.01] > gains[0.1] > gains[1.0]
     np.testing.assert_array_equal(maps[1.0], spatial)
     assert not np.allclose(maps[0.0], maps[0.1])
+
+
+def test_patches_map_is_the_distance_to_the_nearest_normal_patch(fitted, blotched):
+    # The memory holds every patch of the 12 training crops (28 x 28 each at
+    # 224 px), so a training crop's own patches are all found at distance 0.
+    assert len(fitted.patches_) == 12 * 28 * 28
+    fitted.set_params(explain_method="patches")
+    try:
+        train = fitted.explain(_crops(12)[:1])[0]
+        maps = fitted.explain(blotched[0][None])
+        # No descent: its parameters do not enter the map.
+        fitted.set_params(lam=0.5, n_steps=1, step_size=1.0)
+        unchanged = fitted.explain(blotched[0][None])
+    finally:
+        fitted.set_params(explain_method="descent", lam=0.0, n_steps=5, step_size=0.05)
+    # Not exactly 0: float32 rounding of |q|^2 + |m|^2 - 2 q.m, under the root.
+    assert train.max() < 0.01 * maps.max()
+    np.testing.assert_array_equal(maps, unchanged)
+    # It is the map whose normalized values weight the descent's steps: the
+    # blotch lies far from every normal patch.
+    assert _contrast(maps, blotched[1]) > 1.5
 
 
 @pytest.mark.parametrize("method", EXPLAIN_METHODS)
