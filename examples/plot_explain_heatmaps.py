@@ -83,7 +83,7 @@ for method in ("spatial", "patches"):
     detector.set_params(explain_method=method)
     methods[method] = detector.explain(X_batch[pair])
 
-fig, axes = plt.subplots(1, 3 * len(pair), figsize=(12, 2.6))
+fig, axes = plt.subplots(1, 3 * len(pair), figsize=(12, 2.3))
 for k, i in enumerate(pair):
     for ax, (name, method_maps) in zip(axes[3 * k : 3 * k + 3], methods.items()):
         ax.imshow(
