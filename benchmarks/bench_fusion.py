@@ -18,10 +18,11 @@ detector ships the k=3 sum as ``image_score="pooled+patches"``
   pooled score by the mean and standard deviation of the training images'
   out-of-fold scores (5 folds), the patch score by those of each training
   image's patch score against the sample without its own patches;
-- ``coreset 10%`` (k=3, not in the detector): the same, against a tenth of
-  the sample chosen by greedy k-centre selection, PatchCore's coreset
-  (Roth et al., 2022), which keeps the patches farthest from those already
-  kept: a memory ten times smaller to search, for scores and maps.
+- ``coreset 10%`` (k=3, the detector's ``patch_coreset=0.1``): the same,
+  against a tenth of the sample chosen by greedy k-centre selection,
+  PatchCore's coreset (Roth et al., 2022), which keeps the patches farthest
+  from those already kept: a memory ten times smaller to search, for scores
+  and maps.
 
 Features come from one forward pass per image (``_detection_data.extract``)
 and the Gaussians from ``_detection_rules.py`` (equal to the detector's to
@@ -39,7 +40,7 @@ from _common import markdown_table
 from _detection_data import extract, publish_pool_table
 from _detection_rules import auroc, combine, gaussian_scores, out_of_fold
 
-from skanomaly.patches import PATCH_MEMORY_SIZE, worst_patch_distances
+from skanomaly.patches import PATCH_MEMORY_SIZE, k_centres, worst_patch_distances
 
 BACKBONE = "tf_efficientnet_lite0"
 SEEDS = range(3)
@@ -52,27 +53,17 @@ def _standardized(scores, normal):
     return (scores - normal.mean()) / normal.std()
 
 
-def _k_centres(rows, n):
-    """Indices of ``n`` rows chosen greedily, each the farthest from those
-    chosen before it (starting from row 0)."""
-    chosen = [0]
-    gaps = (rows - rows[0]).square().sum(1)
-    for _ in range(n - 1):
-        chosen.append(int(gaps.argmax()))
-        gaps = torch.minimum(gaps, (rows - rows[chosen[-1]]).square().sum(1))
-    return torch.tensor(chosen)
-
-
 def _patch_scores(train_rows, test_rows, rng, coreset=None):
     """Largest nearest-patch distance of each test image, and of each
     training image against the memory without its own patches; the memory
-    is a uniform sample, reduced to ``coreset`` of it by :func:`_k_centres`."""
+    is a uniform sample, reduced to ``coreset`` of it by ``k_centres``, as
+    the detector's ``patch_coreset`` does."""
     memory = torch.from_numpy(np.concatenate(train_rows))
     owners = torch.from_numpy(np.repeat(np.arange(len(train_rows)), [len(r) for r in train_rows]))
     keep = torch.from_numpy(rng.permutation(len(memory))[:PATCH_MEMORY_SIZE])
     memory, owners = memory[keep], owners[keep]
     if coreset is not None:
-        keep = _k_centres(memory, max(1, round(coreset * len(memory))))
+        keep = torch.from_numpy(k_centres(memory, max(1, round(coreset * len(memory)))))
         memory, owners = memory[keep], owners[keep]
     test = worst_patch_distances(test_rows, memory)
     train = np.concatenate(

@@ -7,20 +7,23 @@ channels-last, channels-last with timm's own padding copies, which
 ``score_samples`` (also with the worst-patch image scores, fitted on other
 cells: the search for an image's worst patch prunes less, down to not at
 all, the nearer its patches lie to the memory, as a training image's do)
-and ``explain`` (the default ``"spatial"`` maps, whose
-forward pass stops at stage 6) at several batch sizes, and writes a
-Markdown table.
+and ``explain`` (the ``"spatial"`` maps, whose forward pass stops at stage
+6, the default descent and the ``"patches"`` maps), the patch scores and
+maps also with a tenth of the patch memory (``patch_coreset=0.1``), at
+several batch sizes, and writes a Markdown table.
 
     python benchmarks/bench_throughput.py [--repeats 3] [--compile]
 """
 
 import argparse
 from functools import partial
+from itertools import product
 from pathlib import Path
 from unittest import mock
 
 import torch
 from _common import environment, interleaved_median_times, markdown_table, publish
+from sklearn.base import clone
 
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.backbone import EfficientNetLevels, load_backbone
@@ -91,22 +94,27 @@ def main():
         timed = {name: forward(model, batch_size, cl) for name, model, cl in variants}
         timed["fit"] = partial(detector.fit, cells)
         timed["score_samples"] = partial(detector.score_samples, cells)
-        for image_score in ("pooled+patches", "patches"):
+        for image_score, coreset in product(("pooled+patches", "patches"), (1.0, 0.1)):
             patched = EfficientNetGaussianDetector(
                 args.backbone,
                 batch_size=batch_size,
                 image_score=image_score,
                 patch_neighborhood=3,
                 explain_method="spatial",
+                patch_coreset=coreset,
             ).fit(others)
-            timed[f"score_samples, image_score={image_score!r}"] = partial(
-                patched.score_samples, cells
-            )
+            name = f"score_samples, image_score={image_score!r}"
+            name += f", patch_coreset={coreset}" if coreset < 1 else ""
+            timed[name] = partial(patched.score_samples, cells)
         spatial = EfficientNetGaussianDetector(
             args.backbone, batch_size=batch_size, explain_method="spatial"
         ).fit(cells)
         timed["explain (spatial)"] = partial(spatial.explain, cells)
         timed["explain (descent, the default)"] = partial(detector.explain, cells)
+        patches = clone(detector).set_params(explain_method="patches")
+        timed["explain (patches)"] = partial(patches.fit(others).explain, cells)
+        patches = clone(patches).set_params(patch_coreset=0.1).fit(others)
+        timed["explain (patches), patch_coreset=0.1"] = partial(patches.explain, cells)
         reference = dict.fromkeys(
             (name for name in timed if not name.startswith("bare forward")),
             "bare forward, channels_last",

@@ -145,6 +145,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         "augment": [StrOptions(set(AUGMENTS)), None],
         "standardize": ["boolean"],
         "image_score": [StrOptions(set(IMAGE_SCORES))],
+        "patch_coreset": [Interval(Real, 0, 1, closed="right")],
     }
 
     gaussians_ = _AfterPartialFit()
@@ -346,7 +347,9 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 center, scale = np.zeros(len(gaussians)), np.ones(len(gaussians))
                 rule = ScoreRule(self.distance, self.pooling)
             patches, patch_threshold = (
-                state.patches.memory() if state.patches is not None else (None, None)
+                state.patches.memory(coreset=self.patch_coreset)
+                if state.patches is not None
+                else (None, None)
             )
             score_center = score_scale = None
             if fused:

@@ -52,6 +52,7 @@ def _number_in(low, high, low_included):
 
 _contamination = _number_in(0, 0.5, low_included=False)
 _fraction = _number_in(0, 0.5, low_included=True)
+_share = _number_in(0, 1, low_included=False)
 
 
 def _rate(text):
@@ -241,6 +242,15 @@ def build_parser():
         choices=(1, 3, 5),
         help="side of the square of feature-map locations averaged into each "
         "patch feature (default: 1); 3 suits --image-score pooled+patches",
+    )
+    fit.add_argument(
+        "--patch-coreset",
+        type=_share,
+        default=1.0,
+        metavar="SHARE",
+        help="share of the sampled normal patches kept in the patch memory, the "
+        "farthest-spread ones (default: 1, all; PatchCore keeps 0.1): faster "
+        "patch scores and maps",
     )
     fit.add_argument(
         "--augment",

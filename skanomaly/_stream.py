@@ -165,11 +165,7 @@ class FitState:
         ]
         if self.patches is None:
             return spatial, None
-        owners = self.sample.owners[index]
-        others = ~np.isin(self.patches.owners, owners)
-        if not others.any():
-            others = ~np.isin(self.patches.owners, owners[:1])
-        return spatial, self.patches.rows[others] if others.any() else self.patches.rows
+        return spatial, self.patches.without(self.sample.owners[index])
 
     def copy(self):
         """An independent copy, so that a failed chunk leaves this one as it was."""

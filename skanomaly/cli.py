@@ -100,6 +100,7 @@ def cmd_fit(args):
         augment=args.augment,
         image_score=args.image_score,
         patch_neighborhood=args.patch_neighborhood,
+        patch_coreset=args.patch_coreset,
     )
     _configure(detector, args, progress)
     reader = ImageReader(args.strict)

@@ -146,6 +146,16 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         about half a forward pass on a CPU; pair it with
         ``patch_neighborhood=3``. ``offset_`` comes from up to 16 training
         images: it flags at least 1 in 17 new normal images.
+    patch_coreset : float in (0, 1], default=1.0
+        Share of the sampled training patches kept in the patch memory
+        (``patches_``), chosen by greedy k-centre selection, PatchCore's
+        coreset (Roth et al., 2022; it keeps 0.1): each kept patch is the
+        one farthest from those kept before, so rare normal patches stay.
+        Everything that searches the memory (``image_score`` with patches,
+        the ``"descent"`` and ``"patches"`` maps, ``patch_threshold_``)
+        searches the smaller one, faster; the selection adds about a second
+        per 16,384 sampled patches to ``fit``, and to the first use after
+        :meth:`partial_fit`. See the benchmark pages for its effect.
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` of the energy that
         :meth:`explain` descends. For ``"descent"`` it is a fraction of the
@@ -220,11 +230,13 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         :meth:`set_params`, since the Gaussians and ``offset_`` belong to
         those features.
     patches_ : ndarray of shape (n_patches, n_channels)
-        A uniform sample of at most 16,384 patch features of the training
-        images (float32).
+        The patch memory: a uniform sample of at most 16,384 patch features
+        of the training images (float32), reduced to its ``patch_coreset``
+        share.
     patch_threshold_ : float
-        The 90th percentile of the training patches' distances to their
-        nearest patch of another training image: the normal range.
+        The 90th percentile of the sampled training patches' distances to
+        their nearest patch of another training image in ``patches_``: the
+        normal range.
     level_center_, level_scale_ : ndarray of shape (n_levels,)
         The standardisation of each level's distance (``standardize``): the
         mean and standard deviation of its out-of-fold distances, or 0 and 1
@@ -316,6 +328,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         augment=None,
         standardize=False,
         image_score="pooled",
+        patch_coreset=1.0,
         lam=0.0,
         explain_method="descent",
         n_steps=5,
@@ -344,6 +357,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         self.augment = augment
         self.standardize = standardize
         self.image_score = image_score
+        self.patch_coreset = patch_coreset
         self.lam = lam
         self.explain_method = explain_method
         self.n_steps = n_steps

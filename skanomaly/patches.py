@@ -3,10 +3,11 @@
 Every location of a mid-level feature map is a patch feature: the channels
 of the ``PATCH_LEVELS`` stages there, the deeper one upsampled to the
 shallower one's grid. ``fit`` keeps a uniform sample of the training images'
-patch features (:class:`PatchReservoir`); the default explain method
-measures how far each patch of a new image lies from its nearest normal
-patch and descends that distance. Nothing is trained: the memory is a sample
-of features.
+patch features (:class:`PatchReservoir`), or with ``patch_coreset`` the
+share of it that PatchCore's greedy coreset keeps (:func:`k_centres`); the
+default explain method measures how far each patch of a new image lies from
+its nearest normal patch and descends that distance. Nothing is trained: the
+memory is a sample of features.
 """
 
 import copy
@@ -16,7 +17,13 @@ import torch
 
 from ._reservoir import reservoir_add, reservoir_slots
 
-__all__ = ["PATCH_MEMORY_SIZE", "PatchReservoir", "nearest_patches", "worst_patch_distances"]
+__all__ = [
+    "PATCH_MEMORY_SIZE",
+    "PatchReservoir",
+    "k_centres",
+    "nearest_patches",
+    "worst_patch_distances",
+]
 
 # Rows kept: 16384 x 152 float32 (Lite0) is 10 MB, about 20 images at 224 px.
 PATCH_MEMORY_SIZE = 16384
@@ -108,6 +115,34 @@ def worst_patch_distances(images, memory):
     return np.array([_worst_patch(rows, memory, cover) for rows in images])
 
 
+def k_centres(rows, n):
+    """Indices of ``n`` of the ``(m, c)`` ``rows``, chosen greedily: each is
+    the row farthest from those chosen before it, starting from row 0.
+
+    PatchCore's coreset (Roth et al., 2022; Sener and Savarese, 2018): the
+    chosen rows cover the others within about twice the smallest possible
+    radius, so a patch's distance to its nearest chosen row stays close to
+    its distance to the nearest row, and outlying rows, which a uniform
+    subsample would drop, are kept first. Costs ``n`` passes over ``rows``.
+    """
+    rows = torch.as_tensor(rows)
+    if rows.ndim != 2 or not 1 <= n <= len(rows):
+        raise ValueError(f"Cannot choose {n} of rows of shape {tuple(rows.shape)}.")
+    norms = rows.square().sum(1)
+    chosen = np.zeros(n, np.int64)
+    # Squared distance of each row to its nearest chosen row, by
+    # |r - c|^2 = |r|^2 + |c|^2 - 2 r.c: one matrix-vector product a step.
+    gaps = norms + norms[0] - 2 * rows @ rows[0]
+    for step in range(1, n):
+        # A chosen row's own gap rounds to about eps * |r|^2, not 0, which
+        # could outrank a near-duplicate's: -inf keeps it from coming back.
+        gaps[chosen[step - 1]] = -np.inf
+        chosen[step] = int(gaps.argmax())
+        update = norms + norms[chosen[step]] - 2 * rows @ rows[chosen[step]]
+        torch.minimum(gaps, update, out=gaps)
+    return chosen
+
+
 def _checked_rows(rows, name, channels=None):
     """``(rows, squared norms)`` as tensors, refused unless finite, 2-D,
     non-empty and of ``channels`` columns (when given)."""
@@ -174,6 +209,8 @@ class PatchReservoir:
         self.n_images = 0
         self.rows = None
         self.owners = None
+        # Indices of the rows in the memory (:meth:`memory` sets them).
+        self.kept = None
         self.rng = np.random.default_rng(seed)
 
     def add(self, patches):
@@ -189,26 +226,45 @@ class PatchReservoir:
         slots = reservoir_slots(self.rng, self.seen, len(rows), self.size)
         self.rows, self.owners = reservoir_add([self.rows, self.owners], [rows, owners], slots)
         self.seen += len(rows)
+        self.kept = None
 
-    def memory(self, quantile=PATCH_QUANTILE):
-        """``(rows, threshold)``: the sampled patch features, and the
-        ``quantile`` of their distances to the nearest patch of another
-        image (an honest normal distance: a patch's own image is left out,
-        as a new image's would be)."""
+    def memory(self, quantile=PATCH_QUANTILE, coreset=1.0):
+        """``(rows, threshold)``: the memory, and the ``quantile`` of the
+        sampled patches' distances to its nearest row of another image (an
+        honest normal distance: a patch's own image is left out, as a new
+        image's would be).
+
+        The memory is the sampled patch features, or with ``coreset`` < 1
+        that share of them chosen by :func:`k_centres`; the threshold's
+        patches come from the whole sample either way, as new patches are
+        measured against the memory."""
+        n = max(1, round(coreset * len(self.rows)))
+        self.kept = np.arange(len(self.rows)) if n == len(self.rows) else k_centres(self.rows, n)
         rows = torch.from_numpy(self.rows)
         sample = self.rng.permutation(len(rows))[:_THRESHOLD_SAMPLE]
-        distances = torch.cdist(rows[sample], rows)
-        distances[torch.from_numpy(self.owners[sample][:, None] == self.owners[None, :])] = np.inf
+        distances = torch.cdist(rows[sample], rows[self.kept])
+        same = self.owners[sample][:, None] == self.owners[self.kept][None, :]
+        distances[torch.from_numpy(same)] = np.inf
         nearest = distances.min(dim=1).values
         nearest = nearest[torch.isfinite(nearest)]
-        if not len(nearest):
-            # One image only: no other image to measure against.
-            return self.rows.copy(), 0.0
-        return self.rows.copy(), float(torch.quantile(nearest, quantile))
+        # One image only: no other image to measure against.
+        threshold = float(torch.quantile(nearest, quantile)) if len(nearest) else 0.0
+        return self.rows[self.kept], threshold
+
+    def without(self, owners):
+        """The memory's rows that none of the images ``owners`` gave; if that
+        leaves none, those that its first did not give; else all of them.
+        :meth:`memory` must have been called since the last :meth:`add`."""
+        rows, kept_owners = self.rows[self.kept], self.owners[self.kept]
+        others = ~np.isin(kept_owners, owners)
+        if not others.any():
+            others = ~np.isin(kept_owners, owners[:1])
+        return rows[others] if others.any() else rows
 
     def copy(self):
         new = copy.copy(self)
         new.rows = None if self.rows is None else self.rows.copy()
         new.owners = None if self.owners is None else self.owners.copy()
+        new.kept = None if self.kept is None else self.kept.copy()
         new.rng = copy.deepcopy(self.rng)
         return new

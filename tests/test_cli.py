@@ -515,6 +515,7 @@ def test_unwritable_model_path(folders, tmp_path, capsys):
         ["score", "m.skanomaly", ".", "--precision", "float64"],
         ["fit", ".", "-o", "m.skanomaly", "--pixel-fpr", "1"],
         ["fit", ".", "-o", "m.skanomaly", "--pixel-fpr", "0"],
+        ["fit", ".", "-o", "m.skanomaly", "--patch-coreset", "0"],
         ["score", "m.skanomaly", ".", "--regions", "-"],
         ["explain", "m.skanomaly", ".", "-o", "out", "--min-area", "0"],
         ["explain", "m.skanomaly", "."],
@@ -617,15 +618,17 @@ def test_demo_small(tmp_path, capsys):
 
 
 def test_fit_with_the_patch_score_and_its_report(folders, tmp_path):
-    """--image-score and --patch-neighborhood reach the detector, and the
-    report's scores are score_samples (the patch score needs its own pass,
-    which level distances cannot replace)."""
+    """--image-score, --patch-neighborhood and --patch-coreset reach the
+    detector, and the report's scores are score_samples (the patch score
+    needs its own pass, which level distances cannot replace)."""
     path = tmp_path / "fused.skanomaly"
     options = ["--image-score", "pooled+patches", "--patch-neighborhood", "3"]
+    options += ["--patch-coreset", "0.5"]
     argv = ["fit", str(folders / "normal"), "-o", str(path), *FAST, *options]
     assert main([*argv, "--explain-method", "spatial"]) == 0
     detector = skanomaly.load(path)
     assert detector.image_score == "pooled+patches" and detector.patch_neighborhood_ == 3
+    assert detector.patch_coreset == 0.5
     assert detector.score_center_.shape == (2,)
     out = tmp_path / "report"
     assert main(["explain", str(path), str(folders / "check"), "-o", str(out), "--all"]) == 0

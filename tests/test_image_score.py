@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.explain_report import _level_values
 from skanomaly.features import patch_features
-from skanomaly.patches import nearest_patches, worst_patch_distances
+from skanomaly.patches import k_centres, nearest_patches, worst_patch_distances
 from skanomaly.persistence import load, save
 
 FUSED = {"image_score": "pooled+patches", "explain_method": "spatial"}
@@ -233,3 +233,49 @@ def test_worst_patch_alone_fits_one_image_with_its_augmented_views(cells):
         EfficientNetGaussianDetector(**PATCHES).fit(normal[:1])
     with pytest.raises(ValueError, match="threshold='chi2'"):
         EfficientNetGaussianDetector(**PATCHES, threshold="chi2").fit(normal[:4])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), m=st.integers(1, 300), fraction=st.floats(0.01, 1.0))
+def test_k_centres_cover_the_rows_within_their_own_spacing(seed, m, fraction):
+    # Each centre was the row farthest from those before it, so no row lies
+    # farther from its nearest centre than any two centres lie apart: the
+    # greedy rule's factor-2 guarantee.
+    rows = torch.from_numpy(np.random.default_rng(seed).normal(size=(m, 5)))
+    n = max(1, round(fraction * m))
+    chosen = k_centres(rows, n)
+    assert len(set(chosen.tolist())) == n and chosen[0] == 0
+    radius = torch.cdist(rows, rows[chosen]).min(1).values.max()
+    if n > 1:
+        spacing = torch.cdist(rows[chosen], rows[chosen]).fill_diagonal_(np.inf)
+        assert radius <= spacing.min() + 1e-9
+
+
+def test_k_centres_keep_a_rare_row_that_a_uniform_subsample_drops():
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rng.normal(size=(999, 4)), np.full((1, 4), 50.0)]).astype(np.float32)
+    assert 999 in k_centres(rows, 2)
+    with pytest.raises(ValueError, match="Cannot choose 0"):
+        k_centres(rows, 0)
+
+
+def test_patch_coreset_is_the_memory_everywhere_it_is_searched(cells):
+    normal, defective = cells
+    images = np.concatenate([normal[16:], defective])
+    full = EfficientNetGaussianDetector(**PATCHES).fit(normal[:4])
+    core = clone(full).set_params(patch_coreset=0.1).fit(normal[:4])
+    expected = k_centres(full.patches_, round(0.1 * len(full.patches_)))
+    np.testing.assert_array_equal(core.patches_, full.patches_[expected])
+    # New images: the worst patch against the coreset, never nearer than
+    # against the whole sample.
+    scores = core.score_samples(images)
+    np.testing.assert_allclose(scores, -_worst_patch(core, images), rtol=1e-4)
+    assert (scores <= full.score_samples(images) + 1e-4).all()
+    assert roc_auc_score(np.r_[np.ones(8), -np.ones(8)], scores) > 0.8
+    # Training images (the threshold) and the normal patch range are
+    # measured against the coreset too: farther.
+    assert core.offset_ < full.offset_ and core.patch_threshold_ > full.patch_threshold_
+    maps = [d.set_params(explain_method="patches").explain(defective[:2]) for d in (full, core)]
+    assert (maps[1] >= maps[0] - 1e-4).all() and (maps[1] > maps[0] + 1e-3).any()
+    streamed = clone(core).partial_fit(normal[:2]).partial_fit(normal[2:4])
+    np.testing.assert_array_equal(streamed.patches_, core.patches_)
