@@ -153,9 +153,9 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         one farthest from those kept before, so rare normal patches stay.
         Everything that searches the memory (``image_score`` with patches,
         the ``"descent"`` and ``"patches"`` maps, ``patch_threshold_``)
-        searches the smaller one, faster; the selection adds about a second
-        per 16,384 sampled patches to ``fit``, and to the first use after
-        :meth:`partial_fit`. See the benchmark pages for its effect.
+        searches the smaller one, faster; the selection makes one pass over
+        the sampled patches per kept patch, in ``fit`` and at the first use
+        after :meth:`partial_fit`. See the benchmark pages for its effect.
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` of the energy that
         :meth:`explain` descends. For ``"descent"`` it is a fraction of the

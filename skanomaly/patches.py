@@ -255,11 +255,12 @@ class PatchReservoir:
         """The memory's rows that none of the images ``owners`` gave; if that
         leaves none, those that its first did not give; else all of them.
         :meth:`memory` must have been called since the last :meth:`add`."""
-        rows, kept_owners = self.rows[self.kept], self.owners[self.kept]
+        kept_owners = self.owners[self.kept]
         others = ~np.isin(kept_owners, owners)
         if not others.any():
             others = ~np.isin(kept_owners, owners[:1])
-        return rows[others] if others.any() else rows
+        # One copy of the rows, indexed once.
+        return self.rows[self.kept[others] if others.any() else self.kept]
 
     def copy(self):
         new = copy.copy(self)
