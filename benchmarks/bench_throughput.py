@@ -8,7 +8,8 @@ channels-last, channels-last with timm's own padding copies, which
 cells: the search for an image's worst patch prunes less, down to not at
 all, the nearer its patches lie to the memory, as a training image's do)
 and ``explain`` (the ``"spatial"`` maps, whose forward pass stops at stage
-6, the default descent and the ``"patches"`` maps), the patch scores and
+6, the default descent and the ``"patches"`` maps), at batch size 1 also
+one image per call, as an inspection line calls them, the patch scores and
 maps also with a tenth of the patch memory (``patch_coreset=0.1``), at
 several batch sizes, and writes a Markdown table.
 
@@ -94,6 +95,11 @@ def main():
         timed = {name: forward(model, batch_size, cl) for name, model, cl in variants}
         timed["fit"] = partial(detector.fit, cells)
         timed["score_samples"] = partial(detector.score_samples, cells)
+        if batch_size == 1:
+            # An inspection line scores each part as it comes, one call each.
+            timed["score_samples, one image per call"] = partial(
+                _per_image, detector.score_samples, cells
+            )
         for image_score, coreset in product(("pooled+patches", "patches"), (1.0, 0.1)):
             patched = EfficientNetGaussianDetector(
                 args.backbone,
@@ -110,6 +116,10 @@ def main():
             args.backbone, batch_size=batch_size, explain_method="spatial"
         ).fit(cells)
         timed["explain (spatial)"] = partial(spatial.explain, cells)
+        if batch_size == 1:
+            timed["explain (spatial), one image per call"] = partial(
+                _per_image, spatial.explain, cells
+            )
         timed["explain (descent, the default)"] = partial(detector.explain, cells)
         patches = clone(detector).set_params(explain_method="patches")
         timed["explain (patches)"] = partial(patches.fit(others).explain, cells)
@@ -146,6 +156,11 @@ def main():
         f"in turn, after a 0.5 s pause, so that ratios compare runs made at the same time.\n\n{table}\n\n{environment()}\n"
     )
     publish(text, args.out)
+
+
+def _per_image(function, images):
+    for image in images:
+        function(image[None])
 
 
 if __name__ == "__main__":

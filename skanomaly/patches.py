@@ -19,6 +19,7 @@ from ._reservoir import reservoir_add, reservoir_slots
 
 __all__ = [
     "PATCH_MEMORY_SIZE",
+    "PatchIndex",
     "PatchReservoir",
     "k_centres",
     "nearest_patches",
@@ -32,15 +33,18 @@ _THRESHOLD_SAMPLE = 2048
 # The share of normal patches whose nearest-neighbour distance lies below
 # the threshold: the descent leaves patches under it alone.
 PATCH_QUANTILE = 0.9
-# Rows of the memory that bound the worst-patch search (every k-th row: any
-# subset bounds it), and patches searched in the whole memory first (each
-# later block twice the last). They set the speed only, not the result: 512
-# and 16 were about the fastest of 128-2048 rows and 8-32 patches on magnetic
-# tile and cookie images, where the search took about 2 ms per image against
-# 17 for every patch; doubling the blocks took training images, which prune
-# little, from 31 to 19 (tiles) and 19 to 13 ms (cookies), and ELPV cells
-# from 6.9 to 5.3.
-_COVER_SIZE = 512
+# Patches searched in the whole memory first (each later block twice the
+# last), after a cover of about _COVER_FACTOR * sqrt(rows) of its rows has
+# bounded every patch (every k-th row: any subset bounds it). They set the
+# speed only, not the result. The cover search costs every patch times the
+# cover's rows; the blocks cost the memory's rows times the patches they
+# search, fewer the tighter a larger cover bounds them; so the best cover
+# grows with the memory, but slower: 512 rows for 16,384, 150-250 for the
+# coresets' 1,300-5,000 (benchmarks/results/patch_search.md, where a fixed
+# 512 searched 10% coresets up to 1.5x slower). 16 patches and doubling the
+# blocks took training images, which prune little, from 31 to 19 (tiles)
+# and 19 to 13 ms (cookies), and ELPV cells from 6.9 to 5.3.
+_COVER_FACTOR = 4
 _SEARCH_BLOCK = 16
 
 
@@ -94,9 +98,10 @@ def worst_patch_distances(images, memory):
     score (Roth et al., 2022).
 
     ``images`` holds each image's ``(p, c)`` patch rows (arrays or tensors),
-    ``memory`` the ``(m, c)`` normal patches; returns ``(len(images),)``.
-    Exact, but only a few patches per image are searched in the whole
-    memory: see :func:`_worst_patch`.
+    ``memory`` the ``(m, c)`` normal patches, or a :class:`PatchIndex` of
+    them for callers that search the same memory many times; returns
+    ``(len(images),)``. Exact, but only a few patches per image are searched
+    in the whole memory: see :func:`_worst_patch`.
 
     Raises
     ------
@@ -104,15 +109,37 @@ def worst_patch_distances(images, memory):
         If ``memory`` is not a non-empty finite 2-D array, or an image's rows
         are not finite ``(p, c)`` with ``p >= 1`` and the memory's ``c``.
     """
-    memory = _checked_rows(memory, "memory")
+    index = memory if isinstance(memory, PatchIndex) else PatchIndex(memory)
     images = [
-        _checked_rows(rows, f"images[{i}]", memory[0].shape[1])[0].to(memory[0].dtype)
+        _checked_rows(rows, f"images[{i}]", index.rows.shape[1])[0].to(index.rows.dtype)
         for i, rows in enumerate(images)
     ]
-    # The norms are computed once for every block of every image.
-    cover = memory[0][:: max(1, len(memory[0]) // _COVER_SIZE)]
-    cover = (cover, cover.square().sum(1))
-    return np.array([_worst_patch(rows, memory, cover) for rows in images])
+    return np.array([_worst_patch(rows, index) for rows in images])
+
+
+class PatchIndex:
+    """A patch memory prepared for :func:`worst_patch_distances`: checked,
+    with its rows' squared norms and its cover computed once, which spares
+    each later search a pass over the memory (for a single image, a good
+    part of the search's cost).
+
+    Parameters
+    ----------
+    memory : array-like of shape (m, c)
+        The normal patches; a float32 array is shared, not copied.
+
+    Raises
+    ------
+    ValueError
+        If ``memory`` is not a non-empty finite 2-D float array.
+    """
+
+    def __init__(self, memory):
+        self.source = memory
+        self.rows, self.norms = _checked_rows(memory, "memory")
+        step = max(1, round(np.sqrt(len(self.rows)) / _COVER_FACTOR))
+        cover = self.rows[::step]
+        self.cover = (cover, cover.square().sum(1))
 
 
 def k_centres(rows, n):
@@ -162,10 +189,10 @@ def _checked_rows(rows, name, channels=None):
     return rows, norms
 
 
-def _worst_patch(rows, memory, cover):
+def _worst_patch(rows, index):
     """The largest of the ``rows``' nearest distances to ``memory``.
 
-    A patch's distance to the nearest row of ``cover``, a subset of the
+    A patch's distance to the nearest row of the cover, a subset of the
     memory, bounds its distance to the whole memory from above. Patches are
     searched in the whole memory in blocks of growing size, in decreasing
     order of that bound, until the bound of the next one is no larger than
@@ -175,14 +202,14 @@ def _worst_patch(rows, memory, cover):
     searching every patch, for the same distance. An image whose patches all
     lie near the memory (a training image: some of its own patches are in
     it) prunes little, down to about the cost of searching every patch.
-    ``memory`` and ``cover`` are ``(rows, squared norms)`` pairs.
+    ``index`` is the memory's :class:`PatchIndex`.
     """
-    bound = nearest_patches(rows, cover[0], memory_norms=cover[1])[0][:, 0]
+    bound = nearest_patches(rows, index.cover[0], memory_norms=index.cover[1])[0][:, 0]
     order = bound.argsort(descending=True)
     worst, start, size = -np.inf, 0, _SEARCH_BLOCK
     while start < len(order) and bound[order[start]] > worst:
         block = rows[order[start : start + size]]
-        found = nearest_patches(block, memory[0], memory_norms=memory[1])[0]
+        found = nearest_patches(block, index.rows, memory_norms=index.norms)[0]
         worst = max(worst, float(found.max()))
         # Each block twice the last: an image that prunes little is searched
         # in a few large products, which run faster per patch than many small
@@ -255,6 +282,9 @@ class PatchReservoir:
         """The memory's rows that none of the images ``owners`` gave; if that
         leaves none, those that its first did not give; else all of them.
         :meth:`memory` must have been called since the last :meth:`add`."""
+        if self.kept is None:
+            # Which rows the memory holds is only known once it is chosen.
+            raise RuntimeError("PatchReservoir.memory() must be called before without().")
         kept_owners = self.owners[self.kept]
         others = ~np.isin(kept_owners, owners)
         if not others.any():

@@ -416,6 +416,16 @@ def test_one_blas_thread_while_the_network_runs_on_a_cpu(cells, monkeypatch):
 
     monkeypatch.setattr(skanomaly.features, "_summarize", recording)
     before = blas_threads()
-    EfficientNetGaussianDetector(levels=(0,), device="cpu", batch_size=4).fit(cells[0][:8])
+    detector = EfficientNetGaussianDetector(levels=(0,), device="cpu", batch_size=4)
+    detector.fit(cells[0][:8])
+    assert seen == [{1}, {1}]
+    assert blas_threads() == before
+    # The last group of a call is scored after the network's last batch:
+    # with more threads they would still spin when the next call's forward
+    # pass starts, as with a line that scores one image per call.
+    scoring = detector._scores
+    monkeypatch.setattr(detector, "_scores", lambda *a: seen.append(blas_threads()) or scoring(*a))
+    seen.clear()
+    detector.score_samples(cells[1][:1])
     assert seen == [{1}, {1}]
     assert blas_threads() == before

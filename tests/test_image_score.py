@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.explain_report import _level_values
 from skanomaly.features import patch_features
-from skanomaly.patches import k_centres, nearest_patches, worst_patch_distances
+from skanomaly.patches import PatchReservoir, k_centres, nearest_patches, worst_patch_distances
 from skanomaly.persistence import load, save
 
 FUSED = {"image_score": "pooled+patches", "explain_method": "spatial"}
@@ -192,6 +192,23 @@ def test_patch_score_is_part_of_the_fitted_model(fused, cells, tmp_path):
     np.testing.assert_array_equal(loaded.score_samples(defective), fused.score_samples(defective))
 
 
+def test_patch_index_is_kept_per_memory_and_not_saved(fused, cells, tmp_path):
+    # A line scoring one image per call reuses the memory's norms and cover;
+    # a refit detector must search its new memory, not the kept index.
+    normal, defective = cells
+    detector = clone(fused).fit(normal[:16])
+    one_by_one = [detector.score_samples(image[None])[0] for image in defective[:3]]
+    index = detector._patch_index_cache
+    np.testing.assert_allclose(one_by_one, fused.score_samples(defective[:3]), rtol=1e-5)
+    assert detector._patch_index_cache is index and index.source is detector.patches_
+    detector.fit(normal[8:])
+    refit = clone(fused).fit(normal[8:])
+    np.testing.assert_array_equal(detector.score_samples(defective), refit.score_samples(defective))
+    assert detector._patch_index_cache is not index
+    save(detector, tmp_path / "fused.skanomaly")
+    assert "_patch_index_cache" not in vars(load(tmp_path / "fused.skanomaly"))
+
+
 def test_patch_score_of_a_stream_equals_that_of_one_fit(fused, cells):
     normal, defective = cells
     streamed = clone(fused).partial_fit(normal[:8]).partial_fit(normal[8:16])
@@ -257,6 +274,17 @@ def test_k_centres_keep_a_rare_row_that_a_uniform_subsample_drops():
     assert 999 in k_centres(rows, 2)
     with pytest.raises(ValueError, match="Cannot choose 0"):
         k_centres(rows, 0)
+
+
+def test_patch_reservoir_leaves_out_only_from_a_chosen_memory():
+    reservoir = PatchReservoir(size=8)
+    reservoir.add([np.eye(4, dtype=np.float32), np.ones((3, 4), np.float32)])
+    with pytest.raises(RuntimeError, match=r"memory\(\) must be called"):
+        reservoir.without([0])
+    # Greedy from e0: a row of ones (farthest), then e1 and e2; leaving
+    # image 1 out leaves image 0's three.
+    reservoir.memory(coreset=0.5)
+    np.testing.assert_array_equal(reservoir.without([1]), np.eye(4)[:3])
 
 
 def test_patch_coreset_is_the_memory_everywhere_it_is_searched(cells):
