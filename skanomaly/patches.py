@@ -39,9 +39,10 @@ PATCH_QUANTILE = 0.9
 # speed only, not the result. The cover search costs every patch times the
 # cover's rows; the blocks cost the memory's rows times the patches they
 # search, fewer the tighter a larger cover bounds them; so the best cover
-# grows with the memory, but slower: 512 rows for 16,384, 150-250 for the
-# coresets' 1,300-5,000 (benchmarks/results/patch_search.md, where a fixed
-# 512 searched 10% coresets up to 1.5x slower). 16 patches and doubling the
+# grows with the memory, but slower: 512 rows for 16,384, 150-275 for the
+# coresets' 1,300-5,000 (benchmarks/results/patch_search.md: a fixed 512
+# searched 10% coresets 1.4-1.7x slower, except on ELPV cells, which prune
+# least and were 1.1x faster with it). 16 patches and doubling the
 # blocks took training images, which prune little, from 31 to 19 (tiles)
 # and 19 to 13 ms (cookies), and ELPV cells from 6.9 to 5.3.
 _COVER_FACTOR = 4
@@ -190,7 +191,7 @@ def _checked_rows(rows, name, channels=None):
 
 
 def _worst_patch(rows, index):
-    """The largest of the ``rows``' nearest distances to ``memory``.
+    """The largest of the ``rows``' nearest distances to the memory.
 
     A patch's distance to the nearest row of the cover, a subset of the
     memory, bounds its distance to the whole memory from above. Patches are
