@@ -25,28 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import environment, interleaved_median_times, markdown_table, publish
-from _detection_data import load_pools
+from _detection_data import extract, load_pools
 
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.patches import PatchIndex, worst_patch_distances
 
+BACKBONE = "tf_efficientnet_lite0"
 COVERS = (64, 128, 256, 512)
 DATA = ("magnetic tile", "cookies", "ELPV mono", "PIPED PA_BRG03_TL", "PIPED PA_FVN01_TL")
-
-
-def _cover(index, rows):
-    """``index`` with a cover of about ``rows`` rows instead of its own."""
-    cover = index.rows[:: max(1, len(index.rows) // rows)]
-    index.cover = (cover, cover.square().sum(1))
-    return index
-
-
-def _patch_rows(detector, images):
-    """Each image's ``(p, c)`` patch features, as the detector scores them."""
-    extractor = detector._fitted_extractor()
-    source = detector._source(images, reset=False)
-    summaries = extractor.summaries(source, detector.levels_, (), "", detector.patch_levels_)
-    return [torch.as_tensor(rows) for _, _, patches in summaries for rows in patches]
 
 
 def main():
@@ -63,16 +49,22 @@ def main():
     for name in DATA:
         pool = pools[name]
         train, test = pool.splits[0]
+        # The test images' patch features, as the detector extracts them.
+        found = extract(pool.images(test), BACKBONE, None, False, patches=(3,))
+        images = [torch.from_numpy(r) for r in found[("patches", 3)]]
         for coreset in args.coresets:
             detector = EfficientNetGaussianDetector(
-                image_score="patches", patch_neighborhood=3, patch_coreset=coreset, progress=False
+                BACKBONE,
+                image_score="patches",
+                patch_neighborhood=3,
+                patch_coreset=coreset,
+                progress=False,
             ).fit(np.stack(pool.images(train)))
-            images = _patch_rows(detector, np.stack(pool.images(test)))
             index = PatchIndex(detector.patches_)
             expected = worst_patch_distances(images, index)
-            covers = {str(size): _cover(PatchIndex(detector.patches_), size) for size in COVERS}
+            covers = {str(size): PatchIndex(detector.patches_, size) for size in COVERS}
             covers["library rule"] = index
-            covers["fixed 512 (before)"] = _cover(PatchIndex(detector.patches_), 512)
+            covers["fixed 512 (before)"] = PatchIndex(detector.patches_, 512)
             for searched in covers.values():
                 np.testing.assert_allclose(worst_patch_distances(images, searched), expected)
             # Timed in turn, so that a slow spell of the machine slows all alike.

@@ -11,6 +11,7 @@ memory is a sample of features.
 """
 
 import copy
+import numbers
 
 import numpy as np
 import torch
@@ -41,8 +42,8 @@ PATCH_QUANTILE = 0.9
 # search, fewer the tighter a larger cover bounds them; so the best cover
 # grows with the memory, but slower: 512 rows for 16,384, 150-275 for the
 # coresets' 1,300-5,000 (benchmarks/results/patch_search.md: a fixed 512
-# searched 10% coresets 1.4-1.7x slower, except on ELPV cells, which prune
-# least and were 1.1x faster with it). 16 patches and doubling the
+# searched 10% coresets 1.3-1.4x slower, except on ELPV cells, which prune
+# least and were about as fast with it). 16 patches and doubling the
 # blocks took training images, which prune little, from 31 to 19 (tiles)
 # and 19 to 13 ms (cookies), and ELPV cells from 6.9 to 5.3.
 _COVER_FACTOR = 4
@@ -128,17 +129,27 @@ class PatchIndex:
     ----------
     memory : array-like of shape (m, c)
         The normal patches; a float32 array is shared, not copied.
+    cover_rows : int, default=None
+        About how many rows of the memory (every ``m // cover_rows``-th)
+        bound the search; None takes about ``4 * sqrt(m)``. It sets the
+        search's speed only, not its distances.
 
     Raises
     ------
     ValueError
-        If ``memory`` is not a non-empty finite 2-D float array.
+        If ``memory`` is not a non-empty finite 2-D float array, or
+        ``cover_rows`` is not a positive integer.
     """
 
-    def __init__(self, memory):
+    def __init__(self, memory, cover_rows=None):
         self.source = memory
         self.rows, self.norms = _checked_rows(memory, "memory")
-        step = max(1, round(np.sqrt(len(self.rows)) / _COVER_FACTOR))
+        if cover_rows is None:
+            step = max(1, round(np.sqrt(len(self.rows)) / _COVER_FACTOR))
+        elif isinstance(cover_rows, numbers.Integral) and cover_rows >= 1:
+            step = max(1, len(self.rows) // cover_rows)
+        else:
+            raise ValueError(f"cover_rows must be a positive integer or None; got {cover_rows!r}.")
         cover = self.rows[::step]
         self.cover = (cover, cover.square().sum(1))
 

@@ -13,7 +13,13 @@ from sklearn.metrics import roc_auc_score
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.explain_report import _level_values
 from skanomaly.features import patch_features
-from skanomaly.patches import PatchReservoir, k_centres, nearest_patches, worst_patch_distances
+from skanomaly.patches import (
+    PatchIndex,
+    PatchReservoir,
+    k_centres,
+    nearest_patches,
+    worst_patch_distances,
+)
 from skanomaly.persistence import load, save
 
 FUSED = {"image_score": "pooled+patches", "explain_method": "spatial"}
@@ -90,6 +96,20 @@ def test_worst_patch_search_is_exact(seed, n_memory, n_patches, noise):
 def test_worst_patch_search_refuses_bad_rows(images, memory, message):
     with pytest.raises(ValueError, match=message):
         worst_patch_distances(images, memory)
+
+
+@pytest.mark.parametrize("cover_rows", [1, 7, 50])
+def test_patch_index_cover_sets_speed_not_distances(cover_rows):
+    rng = np.random.default_rng(cover_rows)
+    memory = rng.normal(size=(50, 6)).astype(np.float32)
+    images = [rng.normal(size=(9, 6)).astype(np.float32) for _ in range(3)]
+    index = PatchIndex(memory, cover_rows)
+    assert len(index.cover[0]) == len(memory[:: 50 // cover_rows])
+    np.testing.assert_allclose(
+        worst_patch_distances(images, index), worst_patch_distances(images, memory), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="cover_rows must be a positive integer"):
+        PatchIndex(memory, 0)
 
 
 @pytest.mark.parametrize("k", [1, 3])
