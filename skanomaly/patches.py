@@ -36,17 +36,23 @@ _THRESHOLD_SAMPLE = 2048
 PATCH_QUANTILE = 0.9
 # Patches searched in the whole memory first (each later block twice the
 # last), after a cover of about _COVER_FACTOR * sqrt(rows) of its rows has
-# bounded every patch (every k-th row: any subset bounds it). They set the
-# speed only, not the result. The cover search costs every patch times the
-# cover's rows; the blocks cost the memory's rows times the patches they
-# search, fewer the tighter a larger cover bounds them; so the best cover
-# grows with the memory, but slower: 512 rows for 16,384, 150-275 for the
+# bounded every patch (every k-th row: any subset bounds it); after the
+# first block, a finer cover of every (k // _FINER_COVER)-th row, where that
+# skips rows, tightens the bounds still above the worst distance found.
+# They set the speed only, not the result. A cover search costs its patches
+# times its rows; the blocks cost the memory's rows times the patches they
+# search, fewer the tighter the covers bound them; so the best cover grows
+# with the memory, but slower: 512 rows for 16,384, 150-275 for the
 # coresets' 1,300-5,000 (benchmarks/results/patch_search.md: a fixed 512
 # searched 10% coresets 1.3-1.4x slower, except on ELPV cells, which prune
-# least and were about as fast with it). 16 patches and doubling the
-# blocks took training images, which prune little, from 31 to 19 (tiles)
-# and 19 to 13 ms (cookies), and ELPV cells from 6.9 to 5.3.
+# least and were about as fast with it). The finer cover (2,048 of 16,384
+# rows) cut the patches searched in the whole memory per test image from
+# 98-111 to 32-34 on cookies and ELPV cells and from 40-45 to 19-21 on
+# tiles and two PIPED types; 16 patches and doubling the blocks took
+# training images, which prune little, from 31 to 19 (tiles) and 19 to
+# 13 ms (cookies).
 _COVER_FACTOR = 4
+_FINER_COVER = 4
 _SEARCH_BLOCK = 16
 
 
@@ -103,7 +109,8 @@ def worst_patch_distances(images, memory):
     ``memory`` the ``(m, c)`` normal patches, or a :class:`PatchIndex` of
     them for callers that search the same memory many times; returns
     ``(len(images),)``. Exact, but only a few patches per image are searched
-    in the whole memory: see :func:`_worst_patch`.
+    in the whole memory, those of all images together: see
+    :func:`_worst_patches`.
 
     Raises
     ------
@@ -116,7 +123,7 @@ def worst_patch_distances(images, memory):
         _checked_rows(rows, f"images[{i}]", index.rows.shape[1])[0].to(index.rows.dtype)
         for i, rows in enumerate(images)
     ]
-    return np.array([_worst_patch(rows, index) for rows in images])
+    return _worst_patches(images, index)
 
 
 class PatchIndex:
@@ -131,8 +138,10 @@ class PatchIndex:
         The normal patches; a float32 array is shared, not copied.
     cover_rows : int, default=None
         About how many rows of the memory (every ``m // cover_rows``-th)
-        bound the search; None takes about ``4 * sqrt(m)``. It sets the
-        search's speed only, not its distances.
+        bound the search first; None takes about ``4 * sqrt(m)``. A finer
+        cover, of every fourth of those steps where that skips rows, then
+        tightens the bounds that matter. The covers set the search's speed
+        only, not its distances.
 
     Raises
     ------
@@ -150,8 +159,9 @@ class PatchIndex:
             step = max(1, len(self.rows) // cover_rows)
         else:
             raise ValueError(f"cover_rows must be a positive integer or None; got {cover_rows!r}.")
-        cover = self.rows[::step]
-        self.cover = (cover, cover.square().sum(1))
+        steps = [step] + ([step // _FINER_COVER] if step // _FINER_COVER >= 2 else [])
+        # (rows, squared norms) of each cover, coarse to fine.
+        self.covers = [(self.rows[::k], self.norms[::k]) for k in steps]
 
 
 def k_centres(rows, n):
@@ -201,33 +211,71 @@ def _checked_rows(rows, name, channels=None):
     return rows, norms
 
 
-def _worst_patch(rows, index):
-    """The largest of the ``rows``' nearest distances to the memory.
+def _worst_patches(images, index):
+    """The largest of each image's rows' nearest distances to the memory
+    of ``index`` (a :class:`PatchIndex`), for a list of ``(p_i, c)``
+    tensors.
 
-    A patch's distance to the nearest row of the cover, a subset of the
-    memory, bounds its distance to the whole memory from above. Patches are
-    searched in the whole memory in blocks of growing size, in decreasing
-    order of that bound, until the bound of the next one is no larger than
-    the worst distance found: none of the others can exceed it. On magnetic
-    tile and cookie images, normal or not, the first block settled most
-    images and a few blocks the rest: about ten times fewer products than
-    searching every patch, for the same distance. An image whose patches all
-    lie near the memory (a training image: some of its own patches are in
-    it) prunes little, down to about the cost of searching every patch.
-    ``index`` is the memory's :class:`PatchIndex`.
+    A patch's distance to its nearest row of a cover, a subset of the
+    memory, bounds its distance to the whole memory from above. Each image's
+    first ``_SEARCH_BLOCK`` patches in decreasing order of that bound are
+    searched in the whole memory, which gives a worst distance found; a
+    finer cover then tightens the bounds still above it, and the rest are
+    searched in blocks, in decreasing order of bound, until the next bound
+    is no larger than the worst distance found: none of the others can
+    exceed it. On magnetic tile and cookie images, normal or not, the first
+    block settled most images and a few blocks the rest. An image whose
+    patches all lie near the memory (a training image: some of its own
+    patches are in it) prunes little, down to about the cost of searching
+    every patch. All images' blocks go into one product per round: a product
+    reads the whole memory, which costs about as much for 16 rows as for
+    64, so one for a batch of images runs faster per patch than one each.
     """
-    bound = nearest_patches(rows, index.cover[0], memory_norms=index.cover[1])[0][:, 0]
-    order = bound.argsort(descending=True)
-    worst, start, size = -np.inf, 0, _SEARCH_BLOCK
-    while start < len(order) and bound[order[start]] > worst:
-        block = rows[order[start : start + size]]
-        found = nearest_patches(block, index.rows, memory_norms=index.norms)[0]
-        worst = max(worst, float(found.max()))
-        # Each block twice the last: an image that prunes little is searched
-        # in a few large products, which run faster per patch than many small
-        # ones, and one that prunes well still stops after a small one.
-        start, size = start + size, 2 * size
+    sizes = [len(rows) for rows in images]
+    # One image, as an inspection line scores them, spares the copy.
+    rows, ends = images[0] if len(images) == 1 else torch.cat(images), np.cumsum(sizes)
+    coarse, *finer = index.covers
+    # Bounds and indices live on the host, as numpy arrays: their
+    # bookkeeping is many small steps, each several times slower in torch.
+    bound = _nearest_distances(rows, coarse).cpu().numpy()
+    pending = [start + np.argsort(-bound[start:end]) for start, end in zip(ends - sizes, ends)]
+    worst = np.full(len(images), -np.inf)
+    pending = _search_blocks(rows, bound, pending, worst, index, rounds=1)
+    for cover in finer:
+        tighten = np.concatenate(pending)
+        if len(tighten):
+            found = _nearest_distances(rows[torch.from_numpy(tighten)], cover).cpu().numpy()
+            # The covers need not be nested: keep the smaller bound.
+            bound[tighten] = np.minimum(bound[tighten], found)
+        pending = [p[np.argsort(-bound[p])] for p in pending]
+    _search_blocks(rows, bound, pending, worst, index, size=2 * _SEARCH_BLOCK)
     return worst
+
+
+def _search_blocks(rows, bound, pending, worst, index, rounds=np.inf, size=_SEARCH_BLOCK):
+    """Search each image's ``pending`` patches (indices into ``rows`` in
+    decreasing order of ``bound``) in the whole memory, ``size`` of each
+    in the first round and twice as many in each next, for ``rounds``
+    rounds or until none is left whose bound exceeds the image's ``worst``
+    distance, which is raised in place. Returns those left."""
+    # In order of bound: the patches that can still exceed the worst are a prefix.
+    pending = [p[bound[p] > w] for p, w in zip(pending, worst)]
+    while rounds > 0 and any(len(p) for p in pending):
+        taken = [p[:size] for p in pending]
+        searched = torch.from_numpy(np.concatenate(taken))
+        found = _nearest_distances(rows[searched], (index.rows, index.norms)).cpu().numpy()
+        for i, part in enumerate(np.split(found, np.cumsum([len(t) for t in taken])[:-1])):
+            if len(part):
+                worst[i] = max(worst[i], part.max())
+        pending = [p[size:][bound[p[size:]] > w] for p, w in zip(pending, worst)]
+        size, rounds = 2 * size, rounds - 1
+    return pending
+
+
+def _nearest_distances(rows, cover):
+    """Each of ``rows``' distance to its nearest row of ``cover``, a
+    ``(rows, squared norms)`` pair."""
+    return nearest_patches(rows, cover[0], memory_norms=cover[1])[0][:, 0]
 
 
 class PatchReservoir:

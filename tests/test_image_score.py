@@ -57,8 +57,9 @@ def _worst_patch(detector, images):
     n_memory=st.integers(1, 3000),
     n_patches=st.lists(st.integers(1, 400), min_size=1, max_size=3),
     noise=st.floats(0.01, 3.0),
+    cover_rows=st.one_of(st.none(), st.integers(1, 400)),
 )
-def test_worst_patch_search_is_exact(seed, n_memory, n_patches, noise):
+def test_worst_patch_search_is_exact(seed, n_memory, n_patches, noise, cover_rows):
     # Patches near memory rows that the search's bound leaves out have a
     # loose bound and a small distance; one block of them must not hide a
     # worse patch whose bound is tight. The answer must be brute force's.
@@ -77,8 +78,27 @@ def test_worst_patch_search_is_exact(seed, n_memory, n_patches, noise):
         torch.cdist(torch.from_numpy(x), torch.from_numpy(memory)).min(1).values.max()
         for x in images
     ]
-    found = worst_patch_distances(images, memory)
+    # Several images are searched together: each must get its own worst.
+    found = worst_patch_distances(images, PatchIndex(memory, cover_rows))
     np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_worst_patch_search_finds_a_tight_bound_behind_loose_ones():
+    # Near-copies of rows outside the covers have loose bounds and tiny
+    # distances, so they fill the first blocks; the worst patch lies near a
+    # row of the coarse cover, with a tight bound below theirs. Searched
+    # together with images that settle in the first block, each image must
+    # still get its own worst.
+    rng = np.random.default_rng(0)
+    memory = rng.normal(size=(2000, 6)).astype(np.float32)
+    index = PatchIndex(memory, cover_rows=10)
+    assert len(index.covers) == 2
+    near = memory[1 + np.arange(100) * 17 % 1999] + 1e-3
+    hidden = np.concatenate([near, memory[:1] + 0.2]).astype(np.float32)
+    outlier = np.concatenate([near[:5], np.full((1, 6), 4.0)]).astype(np.float32)
+    images = [hidden, outlier, near[:3]]
+    expected = [_brute_worst(torch.from_numpy(x), torch.from_numpy(memory)) for x in images]
+    np.testing.assert_allclose(worst_patch_distances(images, index), expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +124,10 @@ def test_patch_index_cover_sets_speed_not_distances(cover_rows):
     memory = rng.normal(size=(50, 6)).astype(np.float32)
     images = [rng.normal(size=(9, 6)).astype(np.float32) for _ in range(3)]
     index = PatchIndex(memory, cover_rows)
-    assert len(index.cover[0]) == len(memory[:: 50 // cover_rows])
+    step = 50 // cover_rows
+    # The finer cover takes every fourth of those steps, where that skips rows.
+    steps = [step, step // 4] if step // 4 >= 2 else [step]
+    assert [len(rows) for rows, _ in index.covers] == [len(memory[::k]) for k in steps]
     np.testing.assert_allclose(
         worst_patch_distances(images, index), worst_patch_distances(images, memory), rtol=1e-6
     )
