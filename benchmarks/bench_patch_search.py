@@ -99,7 +99,7 @@ def main():
         "split, Lite0 at 224 px, `patch_neighborhood=3`), searched in calls of 16 images "
         "unless the column says otherwise; every cover gives the same distances. "
         "A cover of k rows is every (rows // k)-th row of the memory, with a finer cover of "
-        "every fourth of those steps where that skips rows. "
+        "every fourth of those steps where that is every fourth row or sparser. "
         "The coarse cover's rule was chosen on magnetic tile, cookies and ELPV, the PIPED types "
         "not used; the finer cover's factor (4 rather than 8 or 16) on all five sets below.\n\n"
         f"{markdown_table(header, rows)}\n\n{environment()}\n"

@@ -125,8 +125,9 @@ def test_patch_index_cover_sets_speed_not_distances(cover_rows):
     images = [rng.normal(size=(9, 6)).astype(np.float32) for _ in range(3)]
     index = PatchIndex(memory, cover_rows)
     step = 50 // cover_rows
-    # The finer cover takes every fourth of those steps, where that skips rows.
-    steps = [step, step // 4] if step // 4 >= 2 else [step]
+    # The finer cover takes every fourth of those steps, where that is every
+    # fourth row or sparser.
+    steps = [step, step // 4] if step // 4 >= 4 else [step]
     assert [len(rows) for rows, _ in index.covers] == [len(memory[::k]) for k in steps]
     np.testing.assert_allclose(
         worst_patch_distances(images, index), worst_patch_distances(images, memory), rtol=1e-6
