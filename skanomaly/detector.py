@@ -143,7 +143,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         patch (``patches_``), so that small defects count, both standardised
         by 3+ normal images (``score_center_``, ``score_scale_``); ``"patches"``
         is that distance alone, for few images (1 with ``augment``). It costs
-        about 0.35-0.45 of a forward pass on a 2-core CPU; pair it with
+        about a third of a forward pass on a 2-core CPU; pair it with
         ``patch_neighborhood=3``. ``offset_`` comes from up to 16 training
         images: it flags at least 1 in 17 new normal images.
     patch_coreset : float in (0, 1], default=1.0

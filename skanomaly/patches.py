@@ -270,6 +270,9 @@ def _search_blocks(rows, bound, pending, worst, index, rounds=np.inf, size=_SEAR
             if len(part):
                 worst[i] = max(worst[i], part.max())
         pending = [p[size:][bound[p[size:]] > w] for p, w in zip(pending, worst)]
+        # Each block twice the last: an image that prunes little is searched
+        # in a few large products, which run faster per patch than many small
+        # ones, and one that prunes well still stops after a small one.
         size, rounds = 2 * size, rounds - 1
     return pending
 
