@@ -145,11 +145,35 @@ class PatchIndex:
         row or sparser, then tightens the bounds that matter. The covers
         set the search's speed only, not its distances.
 
+    Attributes
+    ----------
+    source : array-like
+        The ``memory`` given, by identity: a caller can tell whether the
+        index still belongs to its memory.
+    rows : torch.Tensor of shape (m, c)
+        The memory as a tensor.
+    norms : torch.Tensor of shape (m,)
+        The rows' squared norms.
+    covers : list of (torch.Tensor, torch.Tensor)
+        Each cover's rows and squared norms, coarse to fine.
+
     Raises
     ------
     ValueError
         If ``memory`` is not a non-empty finite 2-D float array, or
         ``cover_rows`` is not a positive integer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skanomaly.patches import PatchIndex, worst_patch_distances
+    >>> memory = np.random.default_rng(0).normal(size=(4096, 8)).astype(np.float32)
+    >>> index = PatchIndex(memory)
+    >>> [len(rows) for rows, _ in index.covers]
+    [256, 1024]
+    >>> images = [memory[:10] + 0.5, memory[10:20]]
+    >>> np.round(worst_patch_distances(images, index), 3)
+    array([1.414, 0.   ])
     """
 
     def __init__(self, memory, cover_rows=None):
@@ -260,8 +284,7 @@ def _search_blocks(rows, bound, pending, worst, index, rounds=np.inf, size=_SEAR
     in the first round and twice as many in each next, for ``rounds``
     rounds or until none is left whose bound exceeds the image's ``worst``
     distance, which is raised in place. Returns those left."""
-    # In order of bound: the patches that can still exceed the worst are a prefix.
-    pending = [p[bound[p] > w] for p, w in zip(pending, worst)]
+    pending = _above(pending, bound, worst)
     while rounds > 0 and any(len(p) for p in pending):
         taken = [p[:size] for p in pending]
         searched = torch.from_numpy(np.concatenate(taken))
@@ -269,12 +292,19 @@ def _search_blocks(rows, bound, pending, worst, index, rounds=np.inf, size=_SEAR
         for i, part in enumerate(np.split(found, np.cumsum([len(t) for t in taken])[:-1])):
             if len(part):
                 worst[i] = max(worst[i], part.max())
-        pending = [p[size:][bound[p[size:]] > w] for p, w in zip(pending, worst)]
+        pending = _above([p[size:] for p in pending], bound, worst)
         # Each block twice the last: an image that prunes little is searched
         # in a few large products, which run faster per patch than many small
         # ones, and one that prunes well still stops after a small one.
         size, rounds = 2 * size, rounds - 1
     return pending
+
+
+def _above(pending, bound, worst):
+    """Each image's ``pending`` patches whose ``bound`` exceeds its
+    ``worst`` distance: those that can still be its worst. In order of
+    bound, they are a prefix."""
+    return [p[bound[p] > w] for p, w in zip(pending, worst)]
 
 
 def _nearest_distances(rows, cover):
