@@ -204,7 +204,7 @@ def level_names(backbone="tf_efficientnet_lite0"):
     Examples
     --------
     >>> from skanomaly.backbone import level_names
-    >>> level_names("tf_efficientnet_lite0")  # doctest: +SKIP
+    >>> level_names("tf_efficientnet_lite0")
     ('stem', 'stage1', 'stage2', 'stage3', 'stage4', 'stage5', 'stage6', 'stage7', 'head')
     """
     # Cached by name (a list would fail as unhashable, not as a wrong name).
