@@ -8,10 +8,10 @@ script times that search on the test images of bench_peers' seed-0 split
 (patch features of ``patch_neighborhood=3``, extracted once), against
 memories of the training images at several ``patch_coreset`` shares, in
 calls of 16 images (the detector's batches), for covers of fixed sizes and
-the library's rule (about ``4 * sqrt(rows)``), and for the rule also one
+the library's rule (about ``3 * sqrt(rows)``), and for the rule also one
 image per call, as an inspection line scores them. Every cover gives the
-same distances (checked); only the time differs. PIPED types were not used
-to choose the coarse cover's rule (they were for the finer cover's factor).
+same distances (checked); only the time differs. All five sets were used
+to choose the rule's factor and the finer cover's.
 The last column is what preparing the memory
 (:class:`~skanomaly.patches.PatchIndex`: checks, norms, covers) costs,
 which a detector pays once per memory.
@@ -100,8 +100,9 @@ def main():
         "unless the column says otherwise; every cover gives the same distances. "
         "A cover of k rows is every (rows // k)-th row of the memory, with a finer cover of "
         "every fourth of those steps where that is every fourth row or sparser. "
-        "The coarse cover's rule was chosen on magnetic tile, cookies and ELPV, the PIPED types "
-        "not used; the finer cover's factor (4 rather than 8 or 16) on all five sets below.\n\n"
+        "The coarse cover's rule (3 * sqrt(rows), after 4 * sqrt(rows) chosen on magnetic tile, "
+        "cookies and ELPV) and the finer cover's factor (4 rather than 8 or 16) were chosen on "
+        "all five sets below.\n\n"
         f"{markdown_table(header, rows)}\n\n{environment()}\n"
     )
     publish(text, args.out)

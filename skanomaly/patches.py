@@ -44,16 +44,18 @@ PATCH_QUANTILE = 0.9
 # They set the speed only, not the result. A cover search costs its patches
 # times its rows; the blocks cost the memory's rows times the patches they
 # search, fewer the tighter the covers bound them; so the best cover grows
-# with the memory, but slower: 512 rows for 16,384, 150-275 for the
-# coresets' 1,300-5,000 (benchmarks/results/patch_search.md: a fixed 512
-# searched 10% coresets 1.3-1.4x slower, except on ELPV cells, which prune
-# least and were about as fast with it). The finer cover (2,048 of 16,384
+# with the memory, but slower. With the finer cover behind it, a coarse
+# cover of 3 * sqrt(rows) (382 rows for 16,384) searched full memories
+# 1.02-1.35x and 30% coresets 0.96-1.15x faster than 4 * sqrt(rows) in
+# two interleaved A/Bs of 9 repeats on five sets, in calls of 16 images
+# and of one; 10% coresets (no finer cover) ran at 0.77-1.13x, median
+# 0.96, about a wash. The finer cover (1,639 of 16,384
 # rows) cut the patches searched in the whole memory per test image from
 # 98-111 to 32-34 on cookies and ELPV cells and from 40-45 to 19-21 on
 # tiles and two PIPED types; 16 patches and doubling the blocks took
 # training images, which prune little, from 31 to 19 (tiles) and 19 to
 # 13 ms (cookies).
-_COVER_FACTOR = 4
+_COVER_FACTOR = 3
 _FINER_COVER = 4
 _SEARCH_BLOCK = 16
 
@@ -140,7 +142,7 @@ class PatchIndex:
         The normal patches; a float32 array is shared, not copied.
     cover_rows : int, default=None
         About how many rows of the memory (every ``m // cover_rows``-th)
-        bound the search first; None takes about ``4 * sqrt(m)``. A finer
+        bound the search first; None takes about ``3 * sqrt(m)``. A finer
         cover, of every fourth of those steps where that is every fourth
         row or sparser, then tightens the bounds that matter. The covers
         set the search's speed only, not its distances.
@@ -170,7 +172,7 @@ class PatchIndex:
     >>> memory = np.random.default_rng(0).normal(size=(4096, 8)).astype(np.float32)
     >>> index = PatchIndex(memory)
     >>> [len(rows) for rows, _ in index.covers]
-    [256, 1024]
+    [196, 820]
     >>> images = [memory[:10] + 0.5, memory[10:20]]
     >>> np.round(worst_patch_distances(images, index), 3)
     array([1.414, 0.   ])
