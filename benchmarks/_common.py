@@ -48,6 +48,12 @@ def median_time(function, repeats):
     return statistics.median(times)
 
 
+def in_calls(function, items, size):
+    """``function`` over ``items`` in calls of ``size`` items each (1: one
+    item per call, as an inspection line scores images); its results."""
+    return [function(items[i : i + size]) for i in range(0, len(items), size)]
+
+
 def interleaved_median_times(functions, repeats, settle=0.5):
     """Median wall time of each of ``functions`` (a dict), timed in turn.
 

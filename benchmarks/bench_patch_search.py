@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import environment, interleaved_median_times, markdown_table, publish
+from _common import environment, in_calls, interleaved_median_times, markdown_table, publish
 from _detection_data import extract, load_pools
 
 from skanomaly import EfficientNetGaussianDetector
@@ -68,11 +68,18 @@ def main():
             covers = {str(size): PatchIndex(detector.patches_, size) for size in COVERS}
             covers["library rule"] = index
             for searched in covers.values():
-                found = np.concatenate(_in_calls(images, searched, 16))
+                found = np.concatenate(
+                    in_calls(partial(worst_patch_distances, memory=searched), images, 16)
+                )
                 np.testing.assert_allclose(found, expected, rtol=1e-6)
             # Timed in turn, so that a slow spell of the machine slows all alike.
-            runs = {name: partial(_in_calls, images, c, 16) for name, c in covers.items()}
-            runs["one per call"] = partial(_in_calls, images, index, 1)
+            runs = {
+                name: partial(in_calls, partial(worst_patch_distances, memory=c), images, 16)
+                for name, c in covers.items()
+            }
+            runs["one per call"] = partial(
+                in_calls, partial(worst_patch_distances, memory=index), images, 1
+            )
             runs["prepare"] = partial(PatchIndex, detector.patches_)
             seconds = interleaved_median_times(runs, args.repeats, settle=0.1)
             prepare = seconds.pop("prepare")
@@ -106,10 +113,6 @@ def main():
         f"{markdown_table(header, rows)}\n\n{environment()}\n"
     )
     publish(text, args.out)
-
-
-def _in_calls(images, index, size):
-    return [worst_patch_distances(images[i : i + size], index) for i in range(0, len(images), size)]
 
 
 if __name__ == "__main__":

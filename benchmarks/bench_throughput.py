@@ -23,7 +23,7 @@ from pathlib import Path
 from unittest import mock
 
 import torch
-from _common import environment, interleaved_median_times, markdown_table, publish
+from _common import environment, in_calls, interleaved_median_times, markdown_table, publish
 from sklearn.base import clone
 
 from skanomaly import EfficientNetGaussianDetector
@@ -98,7 +98,7 @@ def main():
         if batch_size == 1:
             # An inspection line scores each part as it comes, one call each.
             timed["score_samples, one image per call"] = partial(
-                _per_image, detector.score_samples, cells
+                in_calls, detector.score_samples, cells, 1
             )
         for image_score, coreset in product(("pooled+patches", "patches"), (1.0, 0.1)):
             patched = EfficientNetGaussianDetector(
@@ -118,7 +118,7 @@ def main():
         timed["explain (spatial)"] = partial(spatial.explain, cells)
         if batch_size == 1:
             timed["explain (spatial), one image per call"] = partial(
-                _per_image, spatial.explain, cells
+                in_calls, spatial.explain, cells, 1
             )
         timed["explain (descent, the default)"] = partial(detector.explain, cells)
         patches = clone(detector).set_params(explain_method="patches")
@@ -156,11 +156,6 @@ def main():
         f"in turn, after a 0.5 s pause, so that ratios compare runs made at the same time.\n\n{table}\n\n{environment()}\n"
     )
     publish(text, args.out)
-
-
-def _per_image(function, images):
-    for image in images:
-        function(image[None])
 
 
 if __name__ == "__main__":
