@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import skanomaly
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,3 +44,5 @@ def test_the_wheel_holds_every_module(tmp_path):
     modules = {p.relative_to(source).as_posix() for p in (source / "skanomaly").rglob("*.py")}
     assert {"skanomaly/datasets/__init__.py", "skanomaly/metrics/__init__.py"} <= modules
     assert modules - set(zipfile.ZipFile(wheel).namelist()) == set()
+    # The version the package reports is the one it installs as.
+    assert wheel.name.startswith(f"skanomaly-{skanomaly.__version__}-")
