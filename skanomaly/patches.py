@@ -49,12 +49,11 @@ PATCH_QUANTILE = 0.9
 # 1.02-1.35x and 30% coresets 0.96-1.15x faster than 4 * sqrt(rows) in
 # two interleaved A/Bs of 9 repeats on five sets, in calls of 16 images
 # and of one; 10% coresets (no finer cover) ran at 0.77-1.13x, median
-# 0.96, about a wash. The finer cover (1,639 of 16,384
-# rows) cut the patches searched in the whole memory per test image from
-# 98-111 to 32-34 on cookies and ELPV cells and from 40-45 to 19-21 on
-# tiles and two PIPED types; 16 patches and doubling the blocks took
-# training images, which prune little, from 31 to 19 (tiles) and 19 to
-# 13 ms (cookies).
+# 0.96, about a wash. The finer cover (then 2,048 of 16,384 rows) cut the
+# patches searched in the whole memory per test image from 98-111 to 32-34
+# on cookies and ELPV cells and from 40-45 to 19-21 on tiles and two PIPED
+# types; 16 patches and doubling the blocks took training images, which
+# prune little, from 31 to 19 (tiles) and 19 to 13 ms (cookies).
 _COVER_FACTOR = 3
 _FINER_COVER = 4
 _SEARCH_BLOCK = 16

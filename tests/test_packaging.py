@@ -35,11 +35,8 @@ def test_the_wheel_holds_every_module(tmp_path):
         shutil.copy(ROOT / name, source / name)
     wheels = tmp_path / "wheels"
     build = ["wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(source)]
-    subprocess.run(
-        [sys.executable, "-m", "pip", *build],
-        check=True,
-        capture_output=True,
-    )
+    done = subprocess.run([sys.executable, "-m", "pip", *build], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     (wheel,) = wheels.glob("skanomaly-*.whl")
     modules = {p.relative_to(source).as_posix() for p in (source / "skanomaly").rglob("*.py")}
     assert {"skanomaly/datasets/__init__.py", "skanomaly/metrics/__init__.py"} <= modules
