@@ -68,7 +68,7 @@ for name in settings:
 # Right: the share of the 20 normal test cells that ``predict`` flags. Fitted
 # on one image, the worst patch's threshold comes from that image against
 # its own flips, which look more alike than two cells do, so it flags most
-# normal cells; with a few images its threshold still rests on a few scores
+# normal cells (``fit`` warns about it, above); with a few images its threshold still rests on a few scores
 # (with flips, the benchmark saw up to 43% flagged with two). Rank by
 # ``score_samples``, or set the threshold with
 # :meth:`~skanomaly.EfficientNetGaussianDetector.calibrate` on held-out

@@ -5,9 +5,11 @@ and :func:`skanomaly.cli.main` turns them into one ``skanomaly: error:``
 line and an exit code.
 """
 
+import contextlib
 import sys
+import warnings
 
-__all__ = ["ImageReadError", "UsageError", "say", "warn"]
+__all__ = ["ImageReadError", "UsageError", "one_line_warnings", "say", "warn"]
 
 
 class UsageError(Exception):
@@ -26,3 +28,18 @@ def say(message):
 def warn(message):
     """Print ``message`` on stderr as a ``skanomaly: warning:`` line."""
     say(f"skanomaly: warning: {message}")
+
+
+@contextlib.contextmanager
+def one_line_warnings(verbose=False):
+    """Show Python warnings as :func:`warn` lines (with their file and line
+    under ``verbose``): a command-line user needs the message, not the
+    library's source line that raised it."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        where = f" ({category.__name__} at {filename}:{lineno})" if verbose else ""
+        warn(f"{message}{where}")
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

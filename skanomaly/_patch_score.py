@@ -62,8 +62,9 @@ def statistics(image_score, state, extractor, pooled_normal, rule, pooling, cont
 
     The worst patch of each image of ``state.sample`` (at most 16) is
     measured against the patch memory without its own patches (a single
-    image against its augmented views). For ``"patches"`` the score is
-    minus that distance: no standardisation (None, None). For the sum, the
+    image against its augmented views, with a warning: they resemble it
+    more than new images do). For ``"patches"`` the score is minus that
+    distance: no standardisation (None, None). For the sum, the
     pooled part is standardised by ``pooled_normal``, the training images'
     out-of-fold combined distances, and the patch part by those worst
     patches. ``offset_`` is the conformal ``contamination`` quantile of
@@ -76,6 +77,15 @@ def statistics(image_score, state, extractor, pooled_normal, rule, pooling, cont
     """
     if image_score == "patches":
         _, worst = _held_out_sample(state, extractor, pooling, with_pooled=False)
+        if len(worst) == 1:
+            warnings.warn(
+                "offset_ comes from the only training image measured against its own "
+                "augmented views, which resemble it more than new images do, so predict "
+                "may flag most new normal images. Set the threshold with calibrate() on "
+                "held-out normal images, or rank by score_samples.",
+                UserWarning,
+                stacklevel=2,
+            )
         return None, None, _offset(-worst, contamination)
     rows, worst = _held_out_sample(state, extractor, pooling)
     pooled = combine_levels(out_of_fold_distances(state.moments, rows, npca=state.npca), rule)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import persistence
 from ._cli_parser import build_parser
-from ._console import ImageReadError, UsageError, say, warn
+from ._console import ImageReadError, UsageError, one_line_warnings, say, warn
 from .explain_report import (
     explain_and_report,
     explain_regions,
@@ -262,7 +262,8 @@ def main(argv=None):
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        return _COMMANDS[args.command](args)
+        with one_line_warnings(verbose):
+            return _COMMANDS[args.command](args)
     except UsageError as exc:
         if verbose:
             traceback.print_exc()

@@ -641,15 +641,21 @@ def test_fit_with_the_patch_score_and_its_report(folders, tmp_path):
     assert page.count("<title>worst patch: ") == len(rows) > 0
 
 
-def test_fit_on_one_image_with_the_worst_patch_alone(folders, tmp_path):
-    """--image-score patches fits one image with --augment, and its report
-    has no level bars: the levels play no part in its score."""
+def test_fit_on_one_image_with_the_worst_patch_alone(folders, tmp_path, capsys):
+    """--image-score patches fits one image with --augment, warns in one
+    line that its threshold rests on that image, and its report has no
+    level bars: the levels play no part in its score."""
     one = tmp_path / "one"
     one.mkdir()
     shutil.copy(sorted((folders / "normal").iterdir())[0], one)
     path = tmp_path / "patches.skanomaly"
     options = ["--image-score", "patches", "--augment", "flips", "--explain-method", "spatial"]
     assert main(["fit", str(one), "-o", str(path), *FAST, *options]) == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if line.startswith("skanomaly: warning: ")]
+    assert len(warned) == 1 and "only training image" in warned[0], err
+    # The message alone, not Python's file, line and source line.
+    assert "UserWarning" not in err and ".py:" not in err, err
     detector = skanomaly.load(path)
     assert detector.image_score == "patches" and detector.n_samples_fit_ == 1
     out = tmp_path / "report"

@@ -2,6 +2,8 @@
 distance plus the worst patch's, or the worst patch's alone, on real
 weights and solar cells."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -263,7 +265,10 @@ def test_patch_score_of_a_stream_equals_that_of_one_fit(fused, cells):
 def test_worst_patch_alone_scores_and_thresholds_a_few_images(cells):
     normal, defective = cells
     images = np.concatenate([normal[16:], defective])
-    detector = EfficientNetGaussianDetector(**PATCHES).fit(normal[:4])
+    with warnings.catch_warnings():
+        # Several images measure each other: no warning about the threshold.
+        warnings.simplefilter("error", UserWarning)
+        detector = EfficientNetGaussianDetector(**PATCHES).fit(normal[:4])
     expected = -_worst_patch(detector, images)
     np.testing.assert_allclose(detector.score_samples(images), expected, rtol=1e-4)
     assert detector.score_center_ is None and detector.score_scale_ is None
@@ -283,7 +288,8 @@ def test_worst_patch_alone_scores_and_thresholds_a_few_images(cells):
 
 def test_worst_patch_alone_fits_one_image_with_its_augmented_views(cells):
     normal, defective = cells
-    one = EfficientNetGaussianDetector(**PATCHES, augment="flips").fit(normal[:1])
+    with pytest.warns(UserWarning, match="calibrate"):
+        one = EfficientNetGaussianDetector(**PATCHES, augment="flips").fit(normal[:1])
     # Measured against its flipped views' patches, not its own.
     image = normal[:1]
     views = np.concatenate([image[:, :, ::-1], image[:, ::-1]])

@@ -38,7 +38,12 @@ def test_ordinary_files_give_no_warnings(cells, tmp_path):
             timeout=600,
         )
         assert run.returncode == 0, run.stderr
-        assert "Warning" not in run.stderr, run.stderr
+        # Python's warnings print as "skanomaly: warning:" lines too; the one
+        # expected is the command's own: this model, fitted in Python, has no
+        # pixel threshold to outline regions with.
+        warned = [line for line in run.stderr.splitlines() if "warning" in line.lower()]
+        expected = "skanomaly: warning: no region outlines"
+        assert all(line.startswith(expected) for line in warned), run.stderr
     detector = skanomaly.load(model)
     read_only = np.asarray(Image.open(tmp_path / "rgb.jpg"))
     assert not read_only.flags.writeable
