@@ -281,7 +281,10 @@ class LocalizationMixin:
         The graph takes uint8 ``(n, H, W, 3)`` RGB images, as
         :meth:`score_samples` does (resizing included), and returns their
         ``scores`` in :meth:`score_samples`' convention (float32, equal to it
-        within 1e-4 relative, as the test suite checks), and with ``maps`` the ``"spatial"`` maps
+        within 1e-4 relative, as the test suite checks), the worst patch's
+        part included with ``image_score`` other than ``"pooled"`` (the patch
+        memory is then part of the file, and every patch is compared with all
+        of it: slower than the library, which prunes that search), and with ``maps`` the ``"spatial"`` maps
         of :meth:`explain` as a second output. The Gaussians are baked in;
         ``offset_`` (and ``calibration_scores_``, after :meth:`calibrate`)
         are stored in the file's metadata (see
@@ -312,8 +315,7 @@ class LocalizationMixin:
             pair.
         ValueError
             For ``maps`` without spatial Gaussians
-            (``explain_method="reference"``), a detector fitted with
-            ``image_score`` other than ``"pooled"``, ``keep_aspect`` without
+            (``explain_method="reference"``), ``keep_aspect`` without
             ``image_size``, or ``image_size`` not two positive ints.
         ImportError
             Without the onnx package (``pip install 'skanomaly[onnx]'``).
@@ -327,12 +329,6 @@ class LocalizationMixin:
                 "maps=True needs the spatial Gaussians, which fit skips for "
                 "explain_method='reference'; fit with explain_method='spatial'."
             )
-        if self._uses_patches():
-            raise ValueError(
-                "The exported graph computes the pooled score only; a detector "
-                f"fitted with image_score={self.image_score!r} scores differently. "
-                "Fit with image_score='pooled' to export."
-            )
         export_onnx(
             path,
             self._fitted_extractor().network,
@@ -342,7 +338,9 @@ class LocalizationMixin:
             spatial=(self.spatial_levels_, self.spatial_gaussians_) if maps else None,
             smoothing=self.smoothing,
             image_size=image_size,
+            patches=self._exported_patch_score(),
             metadata={
+                "image_score": self.feature_settings_.get("image_score", "pooled"),
                 "offset": float(self.offset_),
                 "calibration_scores": getattr(self, "calibration_scores_", None),
                 "level_names": self.level_names_,
@@ -352,6 +350,20 @@ class LocalizationMixin:
                 "n_samples_fit": int(self.n_samples_fit_),
                 "smoothing": self.smoothing,
             },
+        )
+
+    def _exported_patch_score(self):
+        """The worst patch's part of the exported score, or None."""
+        from .export import PatchScore
+
+        if not self._uses_patches():
+            return None
+        return PatchScore(
+            self.patch_levels_,
+            self.patches_,
+            self.__dict__.get("patch_neighborhood_", 1),
+            self.score_center_,
+            self.score_scale_,
         )
 
     def _spatial_levels(self, names):

@@ -47,8 +47,9 @@ def check_image_score(image_score, threshold, n_images):
 
 def fused_scores(distances, worst, center, scale):
     """Normality scores: minus the standardised sum of the combined pooled
-    ``distances`` and the ``worst`` patch distances, ``(n,)`` each."""
-    return -((np.stack([distances, worst], axis=1) - center) / scale).sum(axis=1)
+    ``distances`` and the ``worst`` patch distances, ``(n,)`` arrays or
+    tensors each (the exported graph traces it)."""
+    return -((distances - center[0]) / scale[0] + (worst - center[1]) / scale[1])
 
 
 def patch_part(scores, distances, center, scale):

@@ -22,6 +22,11 @@ The graph, :class:`ScoringGraph`, is the scoring path of the library, traced:
   <skanomaly.gaussian.Gaussian.distances>` and
   :func:`~skanomaly.gaussian.combine_levels`: the library's own functions,
   traced with the fitted statistics as float32 constants;
+- with ``image_score`` ``"pooled+patches"`` or ``"patches"``, the worst
+  patch: :func:`~skanomaly.features.patch_features` and, against the whole
+  patch memory (a constant of the graph), every patch's nearest distance,
+  by products with chunks of the memory; the library prunes that search,
+  which a graph cannot, for the same distances;
 - optionally the ``"spatial"`` map of
   :class:`~skanomaly.localization.Explainer`, blurred and resized to the
   image size as :meth:`explain` does.
@@ -43,13 +48,15 @@ import torch
 from torch import nn
 
 from ._files import atomic_write, check_writable
+from ._patch_score import fused_scores
 from ._version import __version__
-from .features import pool
+from .features import patch_features, pool
 from .gaussian import combine_levels
 from .localization import gaussian_blur, spatial_distance_maps
 
 __all__ = [
     "ONNX_OPSET",
+    "PatchScore",
     "ScoringGraph",
     "export_onnx",
     "interpolation_matrix",
@@ -63,6 +70,11 @@ ONNX_OPSET = 17
 # The key of metadata_props that marks a graph written by skanomaly.
 _MARK = "skanomaly_version"
 _INSTALL_HINT = "pip install 'skanomaly[onnx]'"
+
+# Rows of the patch memory per product in the graph: the products of one
+# image's 784 patches (Lite0, 224 px) with them take 6 MB, not the 51 MB of
+# a whole memory of 16,384 rows.
+_MEMORY_CHUNK = 2048
 
 # torch's antialiased bicubic (and Pillow's) uses this cubic coefficient;
 # its plain bicubic uses -0.75.
@@ -160,10 +172,19 @@ class ScoringGraph(nn.Module):
         Sigma of the maps' blur, in pixels of a 224-pixel input.
     input_size : (int, int)
         The network input every image is resized to.
+    patches : PatchScore or None
+        The worst patch's part of the score; None for the pooled score.
     """
 
     def __init__(
-        self, network, pooled, score_rule, spatial=None, smoothing=0.0, input_size=(224, 224)
+        self,
+        network,
+        pooled,
+        score_rule,
+        spatial=None,
+        smoothing=0.0,
+        input_size=(224, 224),
+        patches=None,
     ):
         super().__init__()
         self.network = network
@@ -172,6 +193,7 @@ class ScoringGraph(nn.Module):
         self.spatial_levels, self.spatial_gaussians = spatial or ((), [])
         self.smoothing = float(smoothing)
         self.input_size = tuple(input_size)
+        self.patches = patches
 
     def forward(self, images):
         shape = torch.onnx.operators.shape_as_tensor(images)
@@ -180,16 +202,29 @@ class ScoringGraph(nn.Module):
         # As EfficientNetLevels.preprocess (antialiased, from timm's config).
         x = _resize(x, self.input_size, self.network.interpolation, antialias=True)
         x = (x - self.network.mean) / self.network.std
-        wanted = tuple(sorted(set(self.levels) | set(self.spatial_levels)))
+        patch_levels = self.patches.levels if self.patches else ()
+        # The worst patch alone needs no pooled level, nor the stages past its own.
+        levels = () if self.patches and self.patches.center is None else self.levels
+        wanted = tuple(sorted(set(levels) | set(self.spatial_levels) | set(patch_levels)))
         maps = dict(zip(wanted, self.network(x, wanted)))
-        # As BaseFeatureGaussianDetector._scores: float32 pooling, the
-        # Gaussians' distances and THE score rule, here in float32.
-        pooled = [pool(maps[level], self.score_rule.pooling) for level in self.levels]
-        distances = torch.stack([g.distances(p) for g, p in zip(self.gaussians, pooled)], dim=-1)
-        scores = -combine_levels(distances, self.score_rule)
+        scores = self._scores(maps)
         if not self.spatial_levels:
             return scores
         return scores, self._spatial_maps(maps, shape[1:3])
+
+    def _scores(self, maps):
+        """As BaseFeatureGaussianDetector._scores: float32 pooling, the
+        Gaussians' distances and the score rule, here in float32, and the
+        worst patch's part."""
+        worst = self.patches.worst(maps) if self.patches else None
+        if self.patches and self.patches.center is None:
+            return -worst
+        pooled = [pool(maps[level], self.score_rule.pooling) for level in self.levels]
+        distances = torch.stack([g.distances(p) for g, p in zip(self.gaussians, pooled)], dim=-1)
+        distances = combine_levels(distances, self.score_rule)
+        if worst is None:
+            return -distances
+        return fused_scores(distances, worst, self.patches.center, self.patches.scale)
 
     def _spatial_maps(self, maps, image_size):
         """The ``"spatial"`` maps of :class:`~skanomaly.localization.Explainer`
@@ -203,6 +238,49 @@ class ScoringGraph(nn.Module):
         side = math.sqrt(self.input_size[0] * self.input_size[1])
         total = gaussian_blur(total, self.smoothing * side / 224.0)
         return _resize(total, image_size, "bilinear")
+
+
+class PatchScore:
+    """The worst patch's part of an exported score.
+
+    Parameters
+    ----------
+    levels : tuple of int
+        The patch levels (``patch_levels_``).
+    memory : array-like of shape (m, c)
+        The normal patches (``patches_``).
+    neighborhood : int
+        Locations averaged into each patch feature (``patch_neighborhood_``).
+    center, scale : (float, float) or None
+        The standardisation of the fused score (``score_center_``,
+        ``score_scale_``); None for the worst patch alone.
+    """
+
+    def __init__(self, levels, memory, neighborhood, center=None, scale=None):
+        self.levels, self.neighborhood = tuple(levels), int(neighborhood)
+        self.memory = torch.as_tensor(np.asarray(memory, dtype=np.float32))
+        self.norms = self.memory.square().sum(1)
+        self.center = None if center is None else tuple(float(v) for v in center)
+        self.scale = None if scale is None else tuple(float(v) for v in scale)
+
+    def worst(self, maps):
+        """``(n,)`` largest nearest-patch distance of each image of ``maps``.
+
+        As :func:`~skanomaly.patches.nearest_patches`, the products give
+        ``|m|^2 - 2 q.m`` and ``|q|^2`` is added to the smallest; but the
+        memory, not the queries, is cut into chunks: its length is fixed at
+        export, the number of images is not.
+        """
+        grid = patch_features([maps[level] for level in self.levels], self.neighborhood)
+        rows = grid.flatten(1, 2)
+        nearest = None
+        for start in range(0, len(self.memory), _MEMORY_CHUNK):
+            chunk = slice(start, start + _MEMORY_CHUNK)
+            brackets = self.norms[chunk] - 2 * rows @ self.memory[chunk].T
+            found = brackets.min(-1).values
+            nearest = found if nearest is None else torch.minimum(nearest, found)
+        squared = nearest + rows.square().sum(-1)
+        return squared.clamp_min(0).sqrt().max(-1).values
 
 
 def _import_onnx():
@@ -234,6 +312,7 @@ def export_onnx(
     smoothing=0.0,
     image_size=None,
     metadata=None,
+    patches=None,
 ):
     """Write the ONNX graph from uint8 images to scores (and maps).
 
@@ -262,6 +341,9 @@ def export_onnx(
     metadata : dict of str, default=None
         Stored in the file's ``metadata_props``, as text (JSON for
         non-strings), next to skanomaly's own keys.
+    patches : PatchScore, default=None
+        The worst patch's part of the score (``image_score`` other than
+        ``"pooled"``); its memory becomes a constant of the graph.
 
     Raises
     ------
@@ -292,7 +374,9 @@ def export_onnx(
         )
     network = _cpu_float32_copy(network)
     input_size = network.target_size(*image_size) if image_size else network.input_size
-    graph = ScoringGraph(network, pooled, score_rule, spatial, smoothing, input_size).eval()
+    graph = ScoringGraph(
+        network, pooled, score_rule, spatial, smoothing, input_size, patches
+    ).eval()
     model = _traced(graph, onnx, image_size, input_size, maps=bool(spatial))
     outputs = [o.name for o in model.graph.output]
     model.producer_name = "skanomaly"

@@ -360,3 +360,27 @@ def test_an_interrupted_export_keeps_the_previous_file(model_file, tmp_path, mon
         load(model_file).export_onnx(target)
     assert target.read_bytes() == b"the previous file"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+@pytest.mark.parametrize("image_score", ["pooled+patches", "patches"])
+def test_patch_scores_equal_the_library(cells, checked, image_score, tmp_path):
+    normal, _ = cells
+    detector = EfficientNetGaussianDetector(
+        image_score=image_score, patch_neighborhood=3, explain_method="spatial"
+    ).fit(normal[:8])
+    # 8 cells of 784 patches: the graph compares them in 4 chunks of rows.
+    assert len(detector.patches_) == 6272
+    path = tmp_path / "patches.onnx"
+    detector.export_onnx(path)
+    (scores,) = _run(path, checked)
+    expected = detector.score_samples(checked)
+    # The fused scores are standardised and cross zero: their error is
+    # measured against their largest magnitude, not each score's own.
+    assert np.max(np.abs(scores - expected)) < 1e-4 * np.max(np.abs(expected))
+    assert read_onnx_metadata(path)["image_score"] == image_score
+    with contextlib.suppress(ImportError):
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        openvino_scores = compiled([checked])[compiled.output("scores")]
+        assert np.max(np.abs(openvino_scores - expected)) < 1e-4 * np.max(np.abs(expected))
