@@ -207,7 +207,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
 
     # ----------------------------------------------------------------- fitting
     def _partial_fit(self, X):
-        """Add ``X`` to the running moments (the first chunk fits)."""
+        """Add ``X`` to the running moments (the first chunk starts them)."""
         state = self.__dict__.get("_fit_state")
         if state is None and hasattr(self, "levels_"):
             raise ValueError(
@@ -215,7 +215,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 "are not saved), so partial_fit cannot continue it; fit it again."
             )
         if state is None:
-            self._fit(X)
+            self._fit(X, partial=True)
             return
         source = self._source(X, reset=False)
         if source.image_shape != state.image_shape:
@@ -265,16 +265,15 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         """Locations averaged into each kept patch feature."""
         return 1
 
-    def _fit(self, X, return_scores=False):
-        """Fit from scratch; return the training scores if asked."""
+    def _fit(self, X, return_scores=False, partial=False):
+        """Fit from scratch; return the training scores if asked. With
+        ``partial`` (partial_fit's first chunk) the Gaussians and the
+        threshold wait for the first use, as after later chunks: only then
+        is the number of images known."""
         source = self._source(X, reset=True)
-        if len(source) * n_views(self.augment) < 2:
-            raise ValueError(
-                f"n_samples={len(source)}: fitting a Gaussian needs at least 2 "
-                "normal images (a few dozen for a useful model), or one with "
-                "augment= set, which adds augmented views of it."
-            )
-        _patch_score.check_image_score(self.image_score, self.threshold, len(source))
+        _patch_score.check_image_score(self.image_score, self.threshold)
+        if not partial:
+            self._check_n_images(len(source))
         names = self._extractor(depth=0).level_names
         levels = resolve_levels(self.levels, names, self.backbone)
         spatial, patch_levels = self._spatial_levels(names), self._patch_levels(names)
@@ -291,11 +290,21 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         pooled = self._accumulate(state, source, extractor, keep_pooled=return_scores)
         # Computed before any attribute changes, so that a failure keeps the
         # previous model.
-        self._commit(state, extractor, self._fitted_parts(state, extractor))
+        self._commit(state, extractor, None if partial else self._fitted_parts(state, extractor))
         if return_scores and self.image_score != "pooled":
             # The worst patches need the finished patch memory: a second pass.
             return self.score_samples(X)
         return self._scores(pooled) if return_scores else None
+
+    def _check_n_images(self, n_images):
+        """Refuse to fit on fewer images than the Gaussians and the score need."""
+        if n_images * n_views(self.augment) < 2:
+            raise ValueError(
+                f"n_samples={n_images}: fitting a Gaussian needs at least 2 "
+                "normal images (a few dozen for a useful model), or one with "
+                "augment= set, which adds augmented views of it."
+            )
+        _patch_score.check_image_score(self.image_score, self.threshold, n_images)
 
     def _accumulate(self, state, source, extractor, keep_pooled=False):
         """Feed ``source`` into ``state``; return its pooled features (of the
@@ -404,6 +413,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         left for the first use; a no-op once they exist."""
         check_is_fitted(self)
         if "offset_" not in self.__dict__:
+            self._check_n_images(self._fit_state.n_samples)
             self.__dict__.update(self._fitted_parts(self._fit_state, self._fitted_extractor()))
 
     def level_distances(self, X):

@@ -26,8 +26,10 @@ from .threshold import conformal_offset, out_of_fold_distances
 __all__ = ["check_image_score", "fused_scores", "patch_part", "statistics"]
 
 
-def check_image_score(image_score, threshold, n_images):
-    """Refuse what the patch score cannot be standardised or thresholded with."""
+def check_image_score(image_score, threshold, n_images=None):
+    """Refuse what the patch score cannot be standardised or thresholded
+    with; ``n_images`` None leaves the count to be checked later (a
+    partial_fit stream has not ended)."""
     if image_score == "pooled":
         return
     if threshold == "chi2":
@@ -37,7 +39,7 @@ def check_image_score(image_score, threshold, n_images):
         )
     # Two images are each other's only reference: both get the same pooled
     # distance, which no spread can standardise.
-    if image_score == "pooled+patches" and n_images < 3:
+    if image_score == "pooled+patches" and n_images is not None and n_images < 3:
         raise ValueError(
             f"image_score={image_score!r} standardises each training image's "
             "scores against the other images, so it needs at least 3 normal "

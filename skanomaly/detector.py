@@ -399,15 +399,17 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         uniform sample of at most 2048 of them for longer streams). The
         Gaussians and ``offset_`` are computed when the detector is first
         used after the last chunk, so a long stream of chunks pays for the
-        matrix inverses once; a threshold set by :meth:`calibrate` is dropped
-        and must be set again. A chunk with another image size or channel
+        matrix inverses once, and chunks may hold a single image: the count
+        that :meth:`fit` needs is checked then (a ``ValueError`` at the first
+        use). A threshold set by :meth:`calibrate` is dropped and must be set
+        again. A chunk with another image size or channel
         count than the first, or with bad values, is rejected and leaves the
         detector as it was.
 
         Parameters
         ----------
         X : array-like or list
-            Normal images, as for :meth:`fit`; at least 2 in the first chunk.
+            Normal images, as for :meth:`fit`; one or more.
         y : Ignored
             Present for API consistency.
 

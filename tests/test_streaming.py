@@ -197,11 +197,13 @@ def test_partial_fit_defers_the_inverses_to_first_use(cells, monkeypatch):
 
     monkeypatch.setattr(skanomaly.gaussian, "precision_from_covariance", counting)
     detector = EfficientNetGaussianDetector(levels=(0, 3)).partial_fit(normal[:8])
-    # The pooled levels' inverses, then the spatial levels' (stages 3-6).
+    # The first chunk waits too; its first use computes the pooled levels'
+    # inverses, then the spatial levels' (stages 3-6).
+    assert calls == []
     once = [32, 40, 40, 80, 112, 192]
-    assert calls == once
     with pytest.warns(UserWarning, match="Calibrate on more images"):
         detector.calibrate(normal[20:])
+    assert calls == once
     for chunk in np.array_split(normal[8:20], 3):
         detector.partial_fit(chunk)
     assert calls == once and "offset_" not in vars(detector)
@@ -240,3 +242,25 @@ def test_reservoir_sample_is_uniform_whatever_the_batches():
         counts[kept[0]] += 1
     share = counts / 1500
     assert np.all(np.abs(share - 0.2) < 0.05), share
+
+
+@pytest.mark.parametrize(("image_score", "needed"), [("pooled", 2), ("pooled+patches", 3)])
+def test_partial_fit_takes_one_image_at_a_time(cells, image_score, needed):
+    # A camera's stream: chunks of one image, from the first. The count that
+    # fit needs is checked at the first use, and a refused use leaves the
+    # stream open.
+    normal, defective = cells
+    params = {"levels": (0, 3), "image_score": image_score, "explain_method": "spatial"}
+    detector = EfficientNetGaussianDetector(**params)
+    for image in normal[: needed - 1]:
+        detector.partial_fit(image[None])
+    with pytest.raises(ValueError, match=f"at least {needed}"):
+        detector.score_samples(defective)
+    for image in normal[needed - 1 : 6]:
+        detector.partial_fit(image[None])
+    whole = EfficientNetGaussianDetector(**params).fit(normal[:6])
+    assert detector.n_samples_fit_ == 6
+    np.testing.assert_allclose(
+        detector.score_samples(defective), whole.score_samples(defective), rtol=1e-5
+    )
+    assert detector.offset_ == pytest.approx(whole.offset_, rel=1e-5)
