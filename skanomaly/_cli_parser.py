@@ -281,6 +281,44 @@ def build_parser():
     fit.add_argument("--seed", type=int, default=0, help="seed of the hold-out split (default: 0)")
     _common(fit)
 
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="set a model's thresholds from normal images it was not fitted on",
+        description=(
+            "Set both thresholds of a fitted model from normal images that it was "
+            "not fitted on (collected later, or kept apart): about --fpr of new "
+            "normal images are then flagged and about --pixel-fpr of their pixels "
+            "outlined. More images allow smaller rates: with n images, about "
+            "1 / (n + 1) at least."
+        ),
+    )
+    _model_argument(calibrate, model_help)
+    calibrate.add_argument("normal", nargs="+", metavar="NORMAL_DIR", help=paths_help)
+    calibrate.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        metavar="MODEL",
+        help="where to write the calibrated model (default: over MODEL, through a "
+        "temporary file beside it)",
+    )
+    calibrate.add_argument(
+        "--fpr",
+        type=_rate,
+        default=None,
+        metavar="RATE",
+        help="share of new normal images to flag, in (0, 1) (default: the model's contamination)",
+    )
+    calibrate.add_argument(
+        "--pixel-fpr",
+        type=_rate,
+        default=0.01,
+        metavar="RATE",
+        help="share of the pixels of normal images that the defect masks and "
+        "regions flag, in (0, 1) (default: 0.01)",
+    )
+    _common(calibrate)
+
     score = sub.add_parser(
         "score",
         help="score images with a fitted model (fast, no heat maps)",

@@ -26,6 +26,7 @@ from .explain_report import (
 )
 from .inspection import (
     ImageReader,
+    calibrate_on_files,
     collect_images,
     fit_on_files,
     format_table,
@@ -122,6 +123,33 @@ def cmd_fit(args):
         f"Fitted on {n_fit} image(s) (levels "
         f"{', '.join(detector.level_names_)}); threshold on anomaly_score "
         f"{-detector.offset_:.4g}, from {source}; pixel threshold "
+        f"{detector.pixel_threshold_:.4g} (pixel false-positive rate {args.pixel_fpr:g}); "
+        f"model written to {output}"
+    )
+    return 1 if reader.skipped else 0
+
+
+def cmd_calibrate(args):
+    """``skanomaly calibrate``: both thresholds from held-out normal images."""
+    detector = _load_model(args)
+    files = collect_images(args.normal)
+    output = Path(args.output or args.model)
+    with _usage_errors():
+        persistence.check_writable(output)
+    progress = _progress_default(args)
+    _configure(detector, args, progress)
+    fpr = detector.contamination if args.fpr is None else args.fpr
+    reader = ImageReader(args.strict)
+    n_images = calibrate_on_files(
+        detector, files, reader, fpr=fpr, pixel_fpr=args.pixel_fpr, progress=progress
+    )
+    # As fit: the saved model runs wherever it is loaded, without bars.
+    detector.set_params(progress=False, device="auto", precision="auto")
+    with _usage_errors():
+        persistence.save(detector, output)
+    print(
+        f"Calibrated on {n_images} normal image(s): threshold on anomaly_score "
+        f"{-detector.offset_:.4g} (false-positive rate {fpr:g}); pixel threshold "
         f"{detector.pixel_threshold_:.4g} (pixel false-positive rate {args.pixel_fpr:g}); "
         f"model written to {output}"
     )
@@ -243,6 +271,7 @@ def cmd_export(args):
 
 _COMMANDS = {
     "fit": cmd_fit,
+    "calibrate": cmd_calibrate,
     "score": cmd_score,
     "explain": cmd_explain,
     "demo": cmd_demo,

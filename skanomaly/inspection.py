@@ -29,6 +29,7 @@ from ._progress import progress as progress_bar
 __all__ = [
     "REGION_COLUMNS",
     "ImageReader",
+    "calibrate_on_files",
     "collect_images",
     "first_line",
     "fit_detector",
@@ -211,6 +212,34 @@ def fit_on_files(detector, files, reader, *, holdout, seed, progress, pixel_fpr=
     except ValueError as exc:
         raise UsageError(first_line(exc)) from exc
     return len(images) - n_hold, n_hold
+
+
+def calibrate_on_files(detector, files, reader, *, fpr, pixel_fpr, progress):
+    """Read ``files`` with ``reader`` and set both thresholds of the fitted
+    ``detector`` from them: :meth:`~skanomaly.EfficientNetGaussianDetector.calibrate`
+    at ``fpr`` and
+    :meth:`~skanomaly.EfficientNetGaussianDetector.calibrate_pixels` at
+    ``pixel_fpr``.
+
+    Returns
+    -------
+    n_images : int
+        The number of images read.
+
+    Raises
+    ------
+    UsageError
+        If no image is readable, or the detector refuses the images.
+    """
+    images = reader.read_all(files, progress=progress)
+    reader.report()
+    if not images:
+        raise UsageError("calibrating needs at least one readable normal image; got 0")
+    try:
+        detector.calibrate(images, fpr=fpr).calibrate_pixels(images, fpr=pixel_fpr)
+    except ValueError as exc:
+        raise UsageError(first_line(exc)) from exc
+    return len(images)
 
 
 # ---------------------------------------------------------------- scoring

@@ -519,6 +519,8 @@ def test_unwritable_model_path(folders, tmp_path, capsys):
         ["score", "m.skanomaly", ".", "--regions", "-"],
         ["explain", "m.skanomaly", ".", "-o", "out", "--min-area", "0"],
         ["explain", "m.skanomaly", "."],
+        ["calibrate", "m.skanomaly"],
+        ["calibrate", "m.skanomaly", ".", "--fpr", "0"],
         ["frobnicate"],
     ],
 )
@@ -549,7 +551,7 @@ def test_no_command_prints_help(capsys):
 
 
 # -------------------------------------------------------------------- help
-@pytest.mark.parametrize("command", [[], ["fit"], ["score"], ["explain"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["fit"], ["calibrate"], ["score"], ["explain"], ["demo"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -639,6 +641,40 @@ def test_fit_with_the_patch_score_and_its_report(folders, tmp_path):
     # Each image's bars end with the worst patch's part of its score.
     page = (out / "index.html").read_text(encoding="utf-8")
     assert page.count("<title>worst patch: ") == len(rows) > 0
+
+
+def test_calibrate_sets_both_thresholds_from_more_normal_images(model, cells, tmp_path, capsys):
+    normal, _ = cells
+    paths = _write(normal[15:], tmp_path / "more", "good")  # not in the fit
+    out = tmp_path / "calibrated.skanomaly"
+    argv = ["calibrate", str(model), str(tmp_path / "more"), "-o", str(out), "--fpr", "0.1"]
+    assert main([*argv, "--no-progress"]) == 0
+    assert "Calibrated on 9 normal image(s)" in capsys.readouterr().out
+    images = [np.asarray(Image.open(path)) for path in paths]
+    expected = skanomaly.load(model).calibrate(images, fpr=0.1).calibrate_pixels(images, fpr=0.01)
+    calibrated = skanomaly.load(out)
+    assert calibrated.offset_ == pytest.approx(expected.offset_, rel=1e-6)
+    assert calibrated.offset_ != pytest.approx(skanomaly.load(model).offset_, rel=1e-3)
+    np.testing.assert_allclose(
+        calibrated.calibration_scores_, expected.calibration_scores_, rtol=1e-6
+    )
+    assert calibrated.pixel_threshold_ == pytest.approx(expected.pixel_threshold_, rel=1e-5)
+    # Without --output the model file itself is rewritten, at the model's
+    # contamination (0.05), which 9 images cannot resolve: one warning line.
+    in_place = tmp_path / "in_place.skanomaly"
+    shutil.copy(model, in_place)
+    assert main(["calibrate", str(in_place), str(tmp_path / "more"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("skanomaly: warning: fpr=0.05 is below 1 / (n + 1)"), err
+    with pytest.warns(UserWarning, match="Calibrate on more images"):
+        expected = skanomaly.load(model).calibrate(images, fpr=0.05)
+    assert skanomaly.load(in_place).offset_ == pytest.approx(expected.offset_, rel=1e-6)
+
+
+def test_calibrate_needs_readable_images(model, tmp_path, capsys):
+    (tmp_path / "notes.png").write_text("not an image")
+    assert main(["calibrate", str(model), str(tmp_path), "--no-progress"]) == 2
+    assert "at least one readable" in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_fit_on_one_image_with_the_worst_patch_alone(folders, tmp_path, capsys):
