@@ -92,6 +92,18 @@ def _region_options(parser, which):
     )
 
 
+def _pixel_fpr(parser, source):
+    """``--pixel-fpr``, the pixel threshold's rate, set ``source``."""
+    parser.add_argument(
+        "--pixel-fpr",
+        type=_rate,
+        default=0.01,
+        metavar="RATE",
+        help="share of the pixels of normal images that the defect masks and "
+        f"regions flag, in (0, 1); sets the pixel threshold {source} (default: 0.01)",
+    )
+
+
 def _levels(text):
     """``all``, or comma-separated level indices and/or names."""
     text = text.strip()
@@ -268,16 +280,7 @@ def build_parser():
         "threshold on them instead (default: 0, fit on all and set the "
         "threshold from out-of-fold scores)",
     )
-    fit.add_argument(
-        "--pixel-fpr",
-        type=_rate,
-        default=0.01,
-        metavar="RATE",
-        help="share of the pixels of normal images that the defect masks and "
-        "regions flag, in (0, 1); sets the pixel threshold from the "
-        "training images' maps, or from the held-out ones with --holdout "
-        "(default: 0.01)",
-    )
+    _pixel_fpr(fit, "from the training images' maps, or from the held-out ones with --holdout")
     fit.add_argument("--seed", type=int, default=0, help="seed of the hold-out split (default: 0)")
     _common(fit)
 
@@ -309,14 +312,7 @@ def build_parser():
         metavar="RATE",
         help="share of new normal images to flag, in (0, 1) (default: the model's contamination)",
     )
-    calibrate.add_argument(
-        "--pixel-fpr",
-        type=_rate,
-        default=0.01,
-        metavar="RATE",
-        help="share of the pixels of normal images that the defect masks and "
-        "regions flag, in (0, 1) (default: 0.01)",
-    )
+    _pixel_fpr(calibrate, "from these images' maps")
     _common(calibrate)
 
     score = sub.add_parser(
