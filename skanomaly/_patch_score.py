@@ -84,8 +84,9 @@ def statistics(image_score, state, extractor, pooled_normal, rule, pooling, cont
             warnings.warn(
                 "offset_ comes from the only training image measured against its own "
                 "augmented views, which resemble it more than new images do, so predict "
-                "may flag most new normal images. Set the threshold with calibrate() on "
-                "held-out normal images, or rank by score_samples.",
+                "may flag most new normal images. Set the threshold with calibrate() "
+                "(skanomaly calibrate on the command line) on held-out normal images, "
+                "or rank by score_samples.",
                 UserWarning,
                 stacklevel=2,
             )

@@ -679,7 +679,8 @@ def test_calibrate_needs_readable_images(model, tmp_path, capsys):
 
 def test_fit_on_one_image_with_the_worst_patch_alone(folders, tmp_path, capsys):
     """--image-score patches fits one image with --augment, warns in one
-    line that its threshold rests on that image, and its report has no
+    line that its threshold rests on that image (naming the command that
+    sets another), and its report has no
     level bars: the levels play no part in its score."""
     one = tmp_path / "one"
     one.mkdir()
@@ -690,6 +691,7 @@ def test_fit_on_one_image_with_the_worst_patch_alone(folders, tmp_path, capsys):
     err = capsys.readouterr().err
     warned = [line for line in err.splitlines() if line.startswith("skanomaly: warning: ")]
     assert len(warned) == 1 and "only training image" in warned[0], err
+    assert "skanomaly calibrate" in warned[0], err
     # The message alone, not Python's file, line and source line.
     assert "UserWarning" not in err and ".py:" not in err, err
     detector = skanomaly.load(path)
