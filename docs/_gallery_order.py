@@ -9,6 +9,7 @@ ORDER = [
     "plot_threshold.py",
     "plot_few_shot.py",
     "plot_explain_heatmaps.py",
+    "plot_deployment.py",
 ]
 
 
