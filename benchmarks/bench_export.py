@@ -3,7 +3,7 @@
 Fits detectors on real solar cells (ELPV mono, at their own 300x300 px, so
 that every runtime also resizes them), exports each with
 ``export_onnx`` and times, on other cells, the library's ``score_samples``
-(``explain`` for the graph with maps), onnxruntime and, where installed,
+(and ``explain``, for the graph with maps), onnxruntime and, where installed,
 OpenVINO in float32: in batches and one image per call, as an inspection
 line calls them. Each row also gives the largest score difference from the
 library, relative to the largest score's magnitude (fused scores are
@@ -43,7 +43,8 @@ MODELS = (
 
 
 def runtimes(path, maps):
-    """``{name: (version, run(images) -> scores[, maps])}`` for the installed runtimes."""
+    """``{name: (version, run)}`` for the installed runtimes: ``run({"images":
+    images})`` returns ``[scores]``, or ``[scores, maps]`` with ``maps``."""
     import onnxruntime as ort
 
     found = {}
@@ -59,11 +60,11 @@ def runtimes(path, maps):
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     names = [compiled.output(o) for o in outputs]
 
-    def run_openvino(_, feeds):
+    def run_openvino(feeds):
         result = compiled([feeds["images"]])
         return [result[name] for name in names]
 
-    found["OpenVINO f32"] = (ov.__version__, partial(run_openvino, None))
+    found["OpenVINO f32"] = (ov.__version__, run_openvino)
     return found
 
 
