@@ -46,7 +46,8 @@ detector.calibrate(cells.X[normal[30:40]], fpr=0.1)
 # ``skanomaly export model.skanomaly model.onnx --maps``.
 from skanomaly.export import read_onnx_metadata  # noqa: E402 (introduced here)
 
-folder = Path(tempfile.mkdtemp())
+workdir = tempfile.TemporaryDirectory()  # removed at the end
+folder = Path(workdir.name)
 detector.export_onnx(folder / "model.onnx", maps=True)
 meta = read_onnx_metadata(folder / "model.onnx")
 print(f"{(folder / 'model.onnx').stat().st_size / 2**20:.1f} MiB")
@@ -101,3 +102,4 @@ for ax, image, title in zip(
     ax.axis("off")
 fig.tight_layout()
 plt.show()
+workdir.cleanup()
