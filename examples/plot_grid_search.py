@@ -139,7 +139,8 @@ grid = {
     "levels": [("stage3", "stage4", "stage5", "stage6"), "all"],
     "patch_neighborhood": [1, 3],
 }
-cache = tempfile.mkdtemp()
+cache_dir = tempfile.TemporaryDirectory()  # removed at the end
+cache = cache_dir.name
 loc_split = [(np.arange(n_fit), np.arange(n_fit, len(X_loc)))]
 search = GridSearchCV(
     EfficientNetGaussianDetector(memory=cache),
@@ -198,3 +199,4 @@ for ax in axes:
 fig.suptitle(source)
 fig.tight_layout()
 plt.show()
+cache_dir.cleanup()
