@@ -284,8 +284,9 @@ class LocalizationMixin:
         within 1e-4 relative, as the test suite checks), the worst patch's
         part included with ``image_score`` other than ``"pooled"`` (the patch
         memory is then part of the file, and every patch is compared with all
-        of it: slower than the library, which prunes that search), and with ``maps`` the ``"spatial"`` maps
-        of :meth:`explain` as a second output. The Gaussians are baked in;
+        of it: slower than the library, which prunes that search), and with
+        ``maps`` the ``"spatial"`` maps of :meth:`explain` as a second
+        output. The Gaussians are baked in;
         ``offset_`` (and ``calibration_scores_``, after :meth:`calibrate`)
         are stored in the file's metadata (see
         :func:`skanomaly.export.read_onnx_metadata` and the Deployment page).

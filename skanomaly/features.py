@@ -405,8 +405,9 @@ class FeatureExtractor:
 
         With ``memory`` the pooled features of all levels are cached on
         disk (with the moments of ``spatial``), so that model selection over
-        levels or thresholds pays the forward pass once per batch of images. The key is hashed on the host, so those
-        batches stay there until the network needs them.
+        levels or thresholds pays the forward pass once per batch of images.
+        The key is hashed on the host, so those batches stay there until the
+        network needs them.
         """
         network = self.network
         memory = _usable_memory(self.memory)
