@@ -96,7 +96,7 @@ def data_sets(args, cookies_fit=None):
         yield "cookies", cookies(cookies_fit or args.n_fit, args.n_test)
     if "piped" in args.datasets:
         for paper_type in args.piped_types:
-            yield f"PIPED {paper_type}", piped(paper_type)
+            yield f"PIPED {paper_type}", piped(paper_type, args.piped_seed)
 
 
 def _metrics(masks, maps):
@@ -179,6 +179,9 @@ def data_arguments(parser):
     parser.add_argument(
         "--piped-types", nargs="+", default=None, help="default: every paper type with masks"
     )
+    parser.add_argument(
+        "--piped-seed", type=int, default=0, help="seed of the PIPED split (the pages use 0)"
+    )
 
 
 def check_data(args):
@@ -221,9 +224,9 @@ def main(argv=None):
             f"{args.n_test} test images, half normal, half defective (tiles: defect classes "
             "in turn, at their original sizes; cookies: halved to 288x384). PIPED: each "
             "paper type with masks, fit on 24 normal patches, test on the other 24 and the "
-            "48 defective ones (seeded split). inside/outside: mean map inside the defect "
-            "over mean outside it, averaged over defective images, after subtracting the "
-            "minimum of all maps. s/image: median over "
+            f"48 defective ones (split of seed {args.piped_seed}). inside/outside: mean map "
+            "inside the defect over mean outside it, averaged over defective images, after "
+            "subtracting the minimum of all maps. s/image: median over "
             f"{args.repeats} timed runs of explain() on the test set, per image, after a "
             "warm-up.",
             "",
