@@ -26,8 +26,13 @@ Methods (``explain_method``):
     pixels exactly at their value unless the weighted gradient exceeds
     ``lam`` of its largest value, so ``lam`` is scale-free. The map is the
     ``"spatial"`` map sharpened where the image had to change:
-    ``spatial * (1 + 16 * |x_T - x0| / (n_steps * step_size))``; with no
-    change (normal images, or ``lam >= 1``) it is the ``"spatial"`` map.
+    ``spatial * (1 + 16 * |x_T - x0| / (n_steps * step_size))``: the
+    ``"spatial"`` map where nothing changed, and everywhere for
+    ``lam >= 1``. As each image's step is scaled by its own largest
+    gradient, a normal image is changed too, at its least normal patches
+    (a tenth of normal patches lie beyond ``patch_threshold_``), and its
+    map raised there: the descent sharpens each map more than it sets
+    normal images apart from defective ones.
     Gradients flow only through the stages of the patch features.
 ``"spatial"``
     No gradients: the Mahalanobis distance of every location of the
