@@ -680,8 +680,8 @@ def test_calibrate_needs_readable_images(model, tmp_path, capsys):
 def test_fit_on_one_image_with_the_worst_patch_alone(folders, tmp_path, capsys):
     """--image-score patches fits one image with --augment, warns in one
     line that its threshold rests on that image (naming the command that
-    sets another), and its report has no
-    level bars: the levels play no part in its score."""
+    sets another), and its report has no level bars: the levels play no
+    part in its score."""
     one = tmp_path / "one"
     one.mkdir()
     shutil.copy(sorted((folders / "normal").iterdir())[0], one)
