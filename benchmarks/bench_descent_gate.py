@@ -39,8 +39,15 @@ from bench_explain import _metrics, check_data, data_arguments, data_sets
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.localization import Explainer
 
-ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("spatial", "descent", "image gate", "pixel gate")
+SUMMARY_HEADER = (
+    "variant",
+    "mean pixel AUROC",
+    "mean AU-PRO",
+    "at least the spatial map's on both",
+    "below it on",
+)
 
 
 class GatedExplainer(Explainer):
@@ -123,19 +130,21 @@ def summary(rows):
     return out
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__)
     data_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--output", default=str(ROOT / "benchmarks" / "results" / "descent_gate.md")
-    )
+    parser.add_argument("--output", default=str(RESULTS / "descent_gate.md"))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     check_data(args)
-    rows = run(args)
-    command = " ".join(sys.argv[1:] if argv is None else argv)
-    text = "\n".join(
+    return args
+
+
+def page(args, rows, command):
+    """The results page in Markdown."""
+    table = [[v, n, f"{a:.3f}", f"{p:.3f}", f"{e:.3f}"] for v, n, a, p, e in rows]
+    return "\n".join(
         [
             "# Gating the descent's change (issue 12, condition (b))",
             "",
@@ -146,26 +155,21 @@ def main(argv=None):
             "docstring of benchmarks/bench_descent_gate.py. Neither gate is in the library.",
             "",
             markdown_table(
-                ["variant", "data set", "pixel AUROC", "AU-PRO (FPR<=0.3)", "e_ref"],
-                [[v, n, f"{a:.3f}", f"{p:.3f}", f"{e:.3f}"] for v, n, a, p, e in rows],
+                ["variant", "data set", "pixel AUROC", "AU-PRO (FPR<=0.3)", "e_ref"], table
             ),
             "",
             "## Summary over the data sets",
             "",
-            markdown_table(
-                [
-                    "variant",
-                    "mean pixel AUROC",
-                    "mean AU-PRO",
-                    "at least the spatial map's on both",
-                    "below it on",
-                ],
-                summary(rows),
-            ),
+            markdown_table(SUMMARY_HEADER, summary(rows)),
             "",
         ]
     )
-    publish(text, None if args.no_write else args.output)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    command = " ".join(sys.argv[1:] if argv is None else argv)
+    publish(page(args, run(args), command), None if args.no_write else args.output)
 
 
 if __name__ == "__main__":
