@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import environment, markdown_table, publish
-from bench_explain import _metrics, check_data, data_arguments, data_sets
+from bench_explain import check_data, data_arguments, data_sets, map_metrics
 
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.localization import Explainer
@@ -66,6 +66,8 @@ class GatedExplainer(Explainer):
 
     def _change(self, extractor, x0, maps, patches):
         change = super()._change(extractor, x0, maps, patches)
+        if self.gate is None and self.record is None:
+            return change  # the library's descent, without a second search
         threshold = patches[2]
         excess = (self._nearest_patch_map(extractor, x0, patches) - threshold).clamp_min(0)
         mean_excess = excess.flatten(1).mean(dim=1)
@@ -111,7 +113,7 @@ def run(args):
             detector.set_params(explain_method="spatial" if variant == "spatial" else "descent")
             gate = variant.split()[0] if variant.endswith("gate") else None
             detector.gating = {"gate": gate, "reference": e_ref}
-            auroc, pro, _ = _metrics(masks, detector.explain(X))
+            auroc, pro, _ = map_metrics(masks, detector.explain(X))
             rows.append([variant, name, auroc, pro, e_ref])
             print(f"| {variant} | {name} | {auroc:.3f} | {pro:.3f} |", flush=True)
     return rows

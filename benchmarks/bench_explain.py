@@ -99,7 +99,9 @@ def data_sets(args, cookies_fit=None):
             yield f"PIPED {paper_type}", piped(paper_type, args.piped_seed)
 
 
-def _metrics(masks, maps):
+def map_metrics(masks, maps):
+    """``(pixel AUROC, AU-PRO up to FPR 0.3, inside/outside ratio)`` of
+    ``maps`` against ``masks``; shared with ``bench_descent_gate.py``."""
     auroc = pixel_roc_auc(masks, maps)
     pro = pro_score(masks, maps, max_fpr=0.3)
     # inside/outside: mean map inside the defect over mean outside it, on the
@@ -137,7 +139,7 @@ def run(args):
                 start = time.perf_counter()
                 maps = detector.explain(X)
                 seconds.append((time.perf_counter() - start) / len(X))
-            auroc, pro, ratio = _metrics(masks, maps)
+            auroc, pro, ratio = map_metrics(masks, maps)
             row = [variant, name, auroc, pro, ratio, statistics.median(seconds)]
             rows.append(row)
             print("| {} | {} | {:.3f} | {:.3f} | {:.2f} | {:.3f} |".format(*row), flush=True)
