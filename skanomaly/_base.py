@@ -67,6 +67,7 @@ _DEFERRED = (
     "spatial_gaussians_",
     "patches_",
     "patch_threshold_",
+    "patch_excess_",
     "offset_",
     "level_center_",
     "level_scale_",
@@ -152,6 +153,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
     spatial_gaussians_ = _AfterPartialFit()
     patches_ = _AfterPartialFit()
     patch_threshold_ = _AfterPartialFit()
+    patch_excess_ = _AfterPartialFit()
     offset_ = _AfterPartialFit()
     level_center_ = _AfterPartialFit()
     level_scale_ = _AfterPartialFit()
@@ -355,10 +357,10 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 # Scoring applies (d - 0) / 1, which is d exactly.
                 center, scale = np.zeros(len(gaussians)), np.ones(len(gaussians))
                 rule = ScoreRule(self.distance, self.pooling)
-            patches, patch_threshold = (
+            patches, patch_threshold, patch_excess = (
                 state.patches.memory(coreset=self.patch_coreset)
                 if state.patches is not None
-                else (None, None)
+                else (None, None, None)
             )
             score_center = score_scale = None
             if fused:
@@ -380,6 +382,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             "spatial_gaussians_": spatial,
             "patches_": patches,
             "patch_threshold_": patch_threshold,
+            "patch_excess_": patch_excess,
             "offset_": offset,
             "level_center_": center,
             "level_scale_": scale,

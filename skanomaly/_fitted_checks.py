@@ -87,6 +87,7 @@ _OPTIONAL = {
         _not_a(dict, v) or (set(v) - d.get_params().keys() and "it names unknown parameters")
     ),
     "patch_neighborhood_": lambda v, d, n: _not_number(v, numbers.Integral, low=1),
+    "patch_excess_": lambda v, d, n: v is not None and _not_number(v, low=0),
     "score_center_": lambda v, d, n: v is not None and _not_array(v, (2,)),
     "score_scale_": lambda v, d, n: v is not None and _not_array(v, (2,)),
     "weights_digest_": lambda v, d, n: _not_a(str, v),

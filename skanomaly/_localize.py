@@ -382,9 +382,11 @@ class LocalizationMixin:
 
     def _patch_memory(self, memory):
         """The ``patches`` argument of :class:`Explainer` for ``memory``
-        (models saved before ``patch_neighborhood`` averaged nothing)."""
+        (models saved before ``patch_neighborhood`` averaged nothing, and
+        before ``patch_excess_`` gated nothing)."""
         neighborhood = self.__dict__.get("patch_neighborhood_", 1)
-        return self.patch_levels_, memory, self.patch_threshold_, neighborhood
+        excess = self.__dict__.get("patch_excess_")
+        return self.patch_levels_, memory, self.patch_threshold_, neighborhood, excess
 
     def _explainer(self):
         return Explainer(

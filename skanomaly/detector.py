@@ -237,6 +237,12 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         The 90th percentile of the sampled training patches' distances to
         their nearest patch of another training image in ``patches_``: the
         normal range.
+    patch_excess_ : float
+        The median over the training images of their sampled patches' mean
+        distance beyond ``patch_threshold_`` (each measured as for
+        ``patch_threshold_``): how far a typical normal image lies beyond the
+        normal range. The ``"descent"`` map's change counts in proportion
+        to an image's excess over twice this, up to fully.
     level_center_, level_scale_ : ndarray of shape (n_levels,)
         The standardisation of each level's distance (``standardize``): the
         mean and standard deviation of its out-of-fold distances, or 0 and 1

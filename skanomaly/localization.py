@@ -29,10 +29,14 @@ Methods (``explain_method``):
     ``spatial * (1 + 16 * |x_T - x0| / (n_steps * step_size))``: the
     ``"spatial"`` map where nothing changed, and everywhere for
     ``lam >= 1``. As each image's step is scaled by its own largest
-    gradient, a normal image is changed too, at its least normal patches
-    (a tenth of normal patches lie beyond ``patch_threshold_``), and its
-    map raised there: the descent sharpens each map more than it sets
-    normal images apart from defective ones.
+    gradient, a normal image would be changed as much as a defective one,
+    at its least normal patches (a tenth of normal patches lie beyond
+    ``patch_threshold_``), so the change is gated per image: multiplied by
+    ``min(1, e / (2 * patch_excess_))``, ``e`` the image's mean patch
+    distance beyond ``patch_threshold_`` and ``patch_excess_`` that of the
+    median training image (each patch measured without its own image):
+    a typical normal image's change counts half, and one at least twice as
+    far beyond normal counts fully.
     Gradients flow only through the stages of the patch features.
 ``"spatial"``
     No gradients: the Mahalanobis distance of every location of the
@@ -175,6 +179,17 @@ _CANDIDATES = 8
 _SMOOTHING = 0.01
 
 
+def _gate(distances, threshold, normal_excess):
+    """``(n,)`` weights in [0, 1] of each image's change: its patches' mean
+    distance beyond ``threshold``, over twice that of a typical normal
+    image (``normal_excess``), capped at 1 (see ``"descent"`` in the module
+    docstring). 1 for models saved before the gate (``normal_excess`` None)."""
+    if normal_excess is None:
+        return torch.ones(len(distances), device=distances.device)
+    excess = (distances - threshold).clamp_min(0).flatten(1).mean(dim=1)
+    return (excess / max(2 * normal_excess, 1e-12)).clamp(max=1)
+
+
 class Explainer:
     """Pixel anomaly maps from explicit parts: feature maps, Gaussians, a
     patch memory and the localization parameters (see the module docstring
@@ -209,10 +224,12 @@ class Explainer:
         spatial : (tuple of int, list of Gaussian)
             The spatial levels and their location Gaussians (empty when the
             detector was fitted for the reference method only).
-        patches : (tuple of int, ndarray of shape (m, c), float, int)
+        patches : (tuple of int, ndarray of shape (m, c), float, int, float or None)
             The patch levels, the normal patch features, the distance below
-            which a patch is normal and the neighbourhood the features were
-            averaged over (:func:`~skanomaly.features.patch_features`).
+            which a patch is normal, the neighbourhood the features were
+            averaged over (:func:`~skanomaly.features.patch_features`) and a
+            typical normal image's mean excess over that distance (None: no
+            gate).
         rule : str
             The score rule (:func:`~skanomaly.gaussian.combine_levels`).
 
@@ -277,15 +294,16 @@ class Explainer:
     def _nearest_patch_map(self, extractor, x0, patches):
         """The distance of each patch of ``x0`` to its nearest normal patch,
         at the input size; only the stages of the patch features run."""
-        patch_levels, memory, _, neighborhood = patches
+        patch_levels, memory, _, neighborhood, _ = patches
         grid = patch_features(extractor.maps(x0, patch_levels), neighborhood)
         distances, _ = nearest_patches(grid, torch.as_tensor(memory, device=x0.device))
         return _upsample(distances[..., 0], x0.shape[-2:])
 
     def _change(self, extractor, x0, maps, patches):
         """``|x_T - x0|`` of the proximal descent of the patches' excess
-        distance, relative to the most a pixel can move."""
-        patch_levels, memory, threshold, neighborhood = patches
+        distance, relative to the most a pixel can move, times each image's
+        gate (:func:`_gate`)."""
+        patch_levels, memory, threshold, neighborhood, normal_excess = patches
         memory = torch.as_tensor(memory, device=x0.device)
         start = patch_features([maps[level] for level in patch_levels], neighborhood)
         n, h, w, c = start.shape
@@ -317,4 +335,5 @@ class Explainer:
         # convolutions in TF32 by default, and the descent amplifies that.
         with autocast(x0.device, None):
             change = _proximal_descent(x0, excess, weight, self.n_steps, self.step_size, self.lam)
-        return change / max(self.n_steps * self.step_size, 1e-12)
+        gate = _gate(distances[..., 0], threshold, normal_excess)
+        return change * gate.view(-1, 1, 1) / max(self.n_steps * self.step_size, 1e-12)

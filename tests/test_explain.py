@@ -125,6 +125,33 @@ def test_descent_sharpens_the_spatial_map_where_the_image_changed(fitted, blotch
     assert _contrast(descent[None], mask) > _contrast(spatial[None], mask)
 
 
+def test_descent_holds_normal_images_back_and_not_defective_ones(fitted, blotched):
+    X = np.concatenate([_crops(4, seed=3), blotched[0][None]])
+
+    def gains():
+        descent = fitted.explain(X)
+        fitted.set_params(explain_method="spatial")
+        try:
+            spatial = fitted.explain(X)
+        finally:
+            fitted.set_params(explain_method="descent")
+        return (descent / spatial - 1).mean(axis=(1, 2))
+
+    assert fitted.patch_excess_ > 0
+    gated = gains()
+    # A model saved before the gate has no patch_excess_: every change counts.
+    excess = fitted.__dict__.pop("patch_excess_")
+    try:
+        ungated = gains()
+    finally:
+        fitted.patch_excess_ = excess
+    # Normal crops lie about as far beyond normal as the training images:
+    # their change counts about half. The blotch lies far beyond: fully.
+    assert np.all(gated[:4] < 0.6 * ungated[:4])
+    np.testing.assert_allclose(gated[4], ungated[4], rtol=1e-5)
+    assert gated[4] > gated[:4].max()
+
+
 def test_lam_moves_the_default_maps_from_dense_to_the_prior(fitted, blotched):
     image = blotched[0][None]
     maps = {}

@@ -335,6 +335,27 @@ def test_patch_reservoir_leaves_out_only_from_a_chosen_memory():
     np.testing.assert_array_equal(reservoir.without([1]), np.eye(4)[:3])
 
 
+def test_patch_reservoir_measures_each_patch_without_its_own_image():
+    rng = np.random.default_rng(0)
+    images = [rng.normal(scale, size=(40, 3)).astype(np.float32) for scale in (1, 1, 1, 3, 5)]
+    reservoir = PatchReservoir()
+    reservoir.add(images)
+    _, threshold, excess = reservoir.memory()
+    # Few enough rows that every one is measured: brute force agrees.
+    nearest = []
+    for i, own in enumerate(images):
+        others = np.concatenate(images[:i] + images[i + 1 :])
+        nearest.append(np.linalg.norm(own[:, None] - others[None], axis=2).min(axis=1))
+    assert threshold == pytest.approx(np.quantile(np.concatenate(nearest), 0.9), rel=1e-5)
+    per_image = [np.clip(d - threshold, 0, None).mean() for d in nearest]
+    assert excess == pytest.approx(np.median(per_image), rel=1e-5)
+    # The median image, not the far ones, sets it.
+    assert excess < np.mean(per_image)
+    lone = PatchReservoir()
+    lone.add(images[:1])
+    assert lone.memory()[1:] == (0.0, 0.0)
+
+
 def test_patch_coreset_is_the_memory_everywhere_it_is_searched(cells):
     normal, defective = cells
     images = np.concatenate([normal[16:], defective])
