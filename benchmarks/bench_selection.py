@@ -48,7 +48,8 @@ def cut_paste(image, rng, scar):
     """A copy of ``image`` with one rectangle (2-15% of the area, aspect
     0.3-3.3) or thin scar (1-5% by 10-30% of the sides) pasted elsewhere
     from the same image, its brightness scaled by 0.9-1.1 and shifted by up
-    to 10 grey levels."""
+    to 10 grey levels, and the boolean mask of the pasted pixels (shared
+    with ``bench_map_selection.py``)."""
     out = image.copy()
     h, w = out.shape[:2]
     if scar:
@@ -64,7 +65,9 @@ def cut_paste(image, rng, scar):
     patch = out[y0 : y0 + ph, x0 : x0 + pw].astype(np.float32)
     patch = patch * rng.uniform(0.9, 1.1) + rng.uniform(-10, 10)
     out[y1 : y1 + ph, x1 : x1 + pw] = np.clip(patch, 0, 255).astype(np.uint8)
-    return out
+    mask = np.zeros((h, w), dtype=bool)
+    mask[y1 : y1 + ph, x1 : x1 + pw] = True
+    return out, mask
 
 
 def evaluate(pool, seed):
@@ -72,7 +75,7 @@ def evaluate(pool, seed):
     train, test = pool.splits[seed]
     X_train, X_test, y_test = pool.images(train), pool.images(test), pool.y[test]
     rng = np.random.default_rng(seed)
-    X_synthetic = [cut_paste(im, rng, scar=i % 2 == 1) for i, im in enumerate(X_train)]
+    X_synthetic = [cut_paste(im, rng, scar=i % 2 == 1)[0] for i, im in enumerate(X_train)]
     folds = np.arange(len(X_train)) % N_FOLDS
     features = {
         size: [extract(images, BACKBONE, size, False) for images in (X_train, X_synthetic, X_test)]
