@@ -107,7 +107,7 @@ def main(argv=None):
             f"`python benchmarks/bench_map_selection.py {command}`, "
             f"{(time.perf_counter() - started) / 60:.1f} min. Protocol: the module docstring "
             "of benchmarks/bench_map_selection.py (bench_explain's splits; AU-PRO up to "
-            f"FPR 0.3 of the default `\"descent\"` maps; seed {args.seed}).",
+            f'FPR 0.3 of the default `"descent"` maps; seed {args.seed}).',
             "",
             markdown_table(
                 [
