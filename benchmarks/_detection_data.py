@@ -134,9 +134,11 @@ AUGMENTATIONS = {
 def extract(images, backbone, input_size, keep_aspect, batch_size=16, patches=()):
     """Mean- and max-pooled features of every level, from one forward pass
     per image: ``{"mean": [level arrays], "max": [...]}``, float32; and for
-    each neighbourhood k in ``patches``, ``("patches", k)``: each image's
-    ``(locations, channels)`` patch features of the detector's patch levels
-    (:func:`skanomaly.features.patch_features`)."""
+    each entry of ``patches``, ``("patches", entry)``: each image's
+    ``(locations, channels)`` patch features
+    (:func:`skanomaly.features.patch_features`) over neighbourhood k, of the
+    detector's patch levels for an entry k, of the named levels for an entry
+    ``(k, level_names)``."""
     extractor = FeatureExtractor(
         backbone,
         device="cpu",
@@ -147,9 +149,14 @@ def extract(images, backbone, input_size, keep_aspect, batch_size=16, patches=()
     )
     network = extractor.network
     levels = tuple(range(len(extractor.level_names)))
-    patch_levels = resolve_levels(PATCH_LEVELS, extractor.level_names, backbone)
+    patch_levels = {
+        entry: resolve_levels(
+            entry[1] if isinstance(entry, tuple) else PATCH_LEVELS, extractor.level_names, backbone
+        )
+        for entry in patches
+    }
     out = {"mean": [[] for _ in levels], "max": [[] for _ in levels]}
-    rows_of = {k: [] for k in patches}
+    rows_of = {entry: [] for entry in patches}
     order = []
     for start, batch in ImageSource(images).batches(batch_size):
         for positions, x in network.prepare(batch):
@@ -158,15 +165,16 @@ def extract(images, backbone, input_size, keep_aspect, batch_size=16, patches=()
             for pooling, rows in out.items():
                 for level, m in zip(rows, maps):
                     level.append(pool(m.float(), pooling).numpy())
-            for k, rows in rows_of.items():
-                found = patch_features([maps[i].float() for i in patch_levels], k)
+            for entry, rows in rows_of.items():
+                k = entry[0] if isinstance(entry, tuple) else entry
+                found = patch_features([maps[i].float() for i in patch_levels[entry]], k)
                 rows.extend(f.reshape(-1, f.shape[-1]).numpy() for f in found)
             order.extend(start + p for p in positions)
     back = np.argsort(order)
     features = {
         k: [np.concatenate(level)[back].astype(np.float32) for level in v] for k, v in out.items()
     }
-    features.update({("patches", k): [rows[i] for i in back] for k, rows in rows_of.items()})
+    features.update({("patches", e): [rows[i] for i in back] for e, rows in rows_of.items()})
     return features
 
 
