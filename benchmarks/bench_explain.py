@@ -11,6 +11,7 @@ a warm-up); the metrics from the first. Writes the tables to
 """
 
 import argparse
+import shlex
 import statistics
 import sys
 import time
@@ -46,6 +47,7 @@ VARIANTS = {
 # latter.
 FIT_VARIANTS = {
     "descent patch_neighborhood=3": ({"patch_neighborhood": 3}, {}),
+    "descent patch_neighborhood=(1, 3)": ({"patch_neighborhood": (1, 3)}, {}),
     "descent patch_coreset=0.1": ({"patch_coreset": 0.1}, {}),
     "patches patch_coreset=0.1": ({"patch_coreset": 0.1}, {"explain_method": "patches"}),
 }
@@ -214,7 +216,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_data(args)
     rows = run(args)
-    command = " ".join(sys.argv[1:] if argv is None else argv)
+    # Quoted, so that the page's command runs as printed (variant names have spaces).
+    command = shlex.join(sys.argv[1:] if argv is None else argv)
     text = "\n".join(
         [
             "# explain() benchmark",

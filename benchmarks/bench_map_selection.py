@@ -21,6 +21,7 @@ normal images to fit. Default maps (``"descent"``), Lite0 at 224 px.
 """
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -99,7 +100,8 @@ def main(argv=None):
     rows = run(args)
     right = sum(row[-1] == "yes" for row in rows)
     gains = [row[-2] for row in rows]
-    command = " ".join(sys.argv[1:] if argv is None else argv)
+    # Quoted, so that the page's command runs as printed (variant names have spaces).
+    command = shlex.join(sys.argv[1:] if argv is None else argv)
     text = "\n".join(
         [
             "## Choosing patch_neighborhood for the maps from normal images alone",

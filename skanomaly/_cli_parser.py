@@ -7,7 +7,15 @@ import re
 
 from . import __version__, persistence
 from ._console import UsageError
-from ._constants import AUGMENTS, EXPLAIN_METHODS, IMAGE_SCORES, POOLINGS, PRECISIONS
+from ._constants import (
+    AUGMENTS,
+    EXPLAIN_METHODS,
+    IMAGE_SCORES,
+    PATCH_NEIGHBORHOOD_SCALES,
+    PATCH_NEIGHBORHOODS,
+    POOLINGS,
+    PRECISIONS,
+)
 
 __all__ = ["build_parser"]
 
@@ -115,6 +123,18 @@ def _levels(text):
             f"expected 'all' or comma-separated indices/names like 0,1,2 or stem,head; got {text!r}"
         )
     return [int(p) if re.fullmatch(r"\d+", p) else p for p in parts]
+
+
+def _neighborhood(text):
+    """A side such as 3, or sides such as 1,3 whose features go side by side."""
+    allowed = {
+        ",".join(map(str, v)) if isinstance(v, tuple) else str(v): v
+        for v in (*PATCH_NEIGHBORHOODS, *PATCH_NEIGHBORHOOD_SCALES)
+    }
+    value = allowed.get(text.replace(" ", ""))
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(allowed)}; got {text!r}")
+    return value
 
 
 def _common(parser):
@@ -249,11 +269,11 @@ def build_parser():
     )
     fit.add_argument(
         "--patch-neighborhood",
-        type=int,
+        type=_neighborhood,
         default=1,
-        choices=(1, 3, 5),
         help="side of the square of feature-map locations averaged into each "
-        "patch feature (default: 1); 3 suits --image-score pooled+patches",
+        "patch feature (default: 1); 3 suits --image-score pooled+patches; "
+        "sides such as 1,3 put the features of each side by side",
     )
     fit.add_argument(
         "--patch-coreset",

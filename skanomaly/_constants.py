@@ -15,6 +15,12 @@ SPATIAL_LEVELS = ("stage3", "stage4", "stage5", "stage6")
 # at 224 px; chosen by benchmarks/bench_explain.py).
 PATCH_LEVELS = ("stage3", "stage5")
 
+# Sides of the square of locations averaged into each patch feature
+# (patch_neighborhood=...), and the combinations whose features are put side
+# by side, one patch at several scales (skanomaly.features.patch_features).
+PATCH_NEIGHBORHOODS = (1, 3, 5)
+PATCH_NEIGHBORHOOD_SCALES = ((1, 3), (1, 5), (3, 5), (1, 3, 5))
+
 # Autocast dtypes of EfficientNetGaussianDetector(precision=...).
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 

@@ -11,6 +11,8 @@ import numbers
 
 import numpy as np
 
+from ._constants import PATCH_NEIGHBORHOOD_SCALES, PATCH_NEIGHBORHOODS
+
 __all__ = ["GAUSSIAN_FIELDS", "invalid_attribute", "missing_attributes"]
 
 #: The arrays of a Gaussian, as model files store them.
@@ -28,6 +30,16 @@ def _not_number(value, kind=numbers.Real, low=-math.inf):
     if isinstance(value, bool) or not isinstance(value, kind) or not low <= value < math.inf:
         what = "an int" if kind is numbers.Integral else "a number"
         return f"{value!r} is not {what} in [{low}, inf)"
+    return None
+
+
+def _not_neighborhood(value):
+    allowed = PATCH_NEIGHBORHOODS + PATCH_NEIGHBORHOOD_SCALES
+    # Typed first: an array would compare elementwise, and True equals 1.
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, tuple)):
+        return f"its type is {type(value).__name__}, not int or tuple"
+    if value not in allowed:
+        return f"{value!r} is not one of {allowed}"
     return None
 
 
@@ -86,7 +98,7 @@ _OPTIONAL = {
     "feature_settings_": lambda v, d, n: (
         _not_a(dict, v) or (set(v) - d.get_params().keys() and "it names unknown parameters")
     ),
-    "patch_neighborhood_": lambda v, d, n: _not_number(v, numbers.Integral, low=1),
+    "patch_neighborhood_": lambda v, d, n: _not_neighborhood(v),
     "patch_excess_": lambda v, d, n: v is not None and _not_number(v, low=0),
     "score_center_": lambda v, d, n: v is not None and _not_array(v, (2,)),
     "score_scale_": lambda v, d, n: v is not None and _not_array(v, (2,)),

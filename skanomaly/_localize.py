@@ -16,7 +16,12 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 
 from ._compat import Interval, Options, StrOptions, validate_params
-from ._constants import EXPLAIN_METHODS, SPATIAL_LEVELS
+from ._constants import (
+    EXPLAIN_METHODS,
+    PATCH_NEIGHBORHOOD_SCALES,
+    PATCH_NEIGHBORHOODS,
+    SPATIAL_LEVELS,
+)
 from .features import resolve_levels, spatial_moments
 from .gaussian import ScoreRule
 from .localization import Explainer
@@ -37,7 +42,10 @@ class LocalizationMixin:
         "n_steps": [Interval(Integral, 0, None, closed="left")],
         "step_size": [Interval(Real, 0, np.inf, closed="left")],
         "smoothing": [Interval(Real, 0, np.inf, closed="left")],
-        "patch_neighborhood": [Options(Integral, {1, 3, 5})],
+        "patch_neighborhood": [
+            Options(Integral, set(PATCH_NEIGHBORHOODS)),
+            Options(tuple, set(PATCH_NEIGHBORHOOD_SCALES)),
+        ],
     }
 
     def explain(self, X):

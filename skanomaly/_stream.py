@@ -81,8 +81,9 @@ class FitState:
         Views of each image (1 + its augmented copies).
     npca : float, default=None
         The Gaussians' ``npca`` (see :class:`~skanomaly.gaussian.Gaussian`).
-    patch_neighborhood : int, default=1
-        Locations averaged into each patch feature
+    patch_neighborhood : int or tuple of int, default=1
+        Locations averaged into each patch feature, or the sizes whose
+        features are put side by side
         (:func:`~skanomaly.features.patch_features`).
     """
 

@@ -186,12 +186,15 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
     smoothing : float, default=4.0
         Sigma, in pixels of the network's input size, of the Gaussian blur
         applied to the maps; 0 disables it.
-    patch_neighborhood : {1, 3, 5}, default=1
+    patch_neighborhood : {1, 3, 5} or {(1, 3), (1, 5), (3, 5), (1, 3, 5)}, default=1
         Side of the square of feature-map locations averaged into each patch
         feature of ``"descent"`` (set at fit): 3 is PatchCore's locally
         aware patch (Roth et al., 2022), zero-padded at the border as there.
         Averaging suits defects larger than a patch and blurs smaller ones:
-        choose it with a mask scorer when masks are at hand.
+        choose it with a mask scorer when masks are at hand. A tuple puts the
+        features of each size side by side, so that each patch is compared
+        at several scales at once: the patch memory's rows, and the cost of
+        each search, grow with the number of sizes.
 
     Attributes
     ----------
@@ -221,7 +224,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
     patch_levels_ : tuple of int
         The levels whose concatenated locations are the patch features of
         the ``"descent"`` explain method.
-    patch_neighborhood_ : int
+    patch_neighborhood_ : int or tuple of int
         The ``patch_neighborhood`` the patch features were made with.
     feature_settings_ : dict
         ``pooling``, ``input_size``, ``keep_aspect``, ``distance`` and

@@ -249,15 +249,19 @@ class PatchScore:
         The patch levels (``patch_levels_``).
     memory : array-like of shape (m, c)
         The normal patches (``patches_``).
-    neighborhood : int
-        Locations averaged into each patch feature (``patch_neighborhood_``).
+    neighborhood : int or tuple of int
+        Locations averaged into each patch feature, or the sizes whose
+        features are put side by side (``patch_neighborhood_``).
     center, scale : (float, float) or None
         The standardisation of the fused score (``score_center_``,
         ``score_scale_``); None for the worst patch alone.
     """
 
     def __init__(self, levels, memory, neighborhood, center=None, scale=None):
-        self.levels, self.neighborhood = tuple(levels), int(neighborhood)
+        self.levels = tuple(levels)
+        self.neighborhood = (
+            tuple(map(int, neighborhood)) if isinstance(neighborhood, tuple) else int(neighborhood)
+        )
         self.memory = torch.as_tensor(np.asarray(memory, dtype=np.float32))
         self.norms = self.memory.square().sum(1)
         self.center = None if center is None else tuple(float(v) for v in center)

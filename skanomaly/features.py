@@ -193,7 +193,12 @@ def patch_features(maps, neighborhood=1):
     locations, zero-padded at the border: PatchCore's locally aware patch
     features (Roth et al., 2022). The padding is part of the recipe: it
     scales the border patches down, in the normal images as in new ones.
+    A tuple of sizes puts the features of each side by side: one patch then
+    describes its location at several scales, and its distance to a normal
+    patch counts a difference at any of them.
     """
+    if isinstance(neighborhood, tuple):
+        return torch.cat([patch_features(maps, k) for k in neighborhood], dim=-1)
     if neighborhood > 1:
         maps = [F.avg_pool2d(m, neighborhood, stride=1, padding=neighborhood // 2) for m in maps]
     grid = maps[0].shape[-2:]
@@ -324,8 +329,9 @@ class FeatureExtractor:
         :class:`~skanomaly.backbone.EfficientNetLevels`).
     pooling : {"mean", "max"}, default="mean"
         How each level's feature maps become one vector (:func:`pool`).
-    patch_neighborhood : int, default=1
-        Locations averaged into each patch feature (:func:`patch_features`).
+    patch_neighborhood : int or tuple of int, default=1
+        Locations averaged into each patch feature, or the sizes whose
+        features are put side by side (:func:`patch_features`).
     """
 
     def __init__(

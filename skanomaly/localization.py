@@ -15,7 +15,8 @@ Methods (``explain_method``):
     patches of the image of how far each lies beyond the normal range: its
     distance to the nearest patch of the normal images
     (:mod:`skanomaly.patches`; with ``patch_neighborhood`` > 1 each patch
-    feature is the average of its neighbourhood, as in PatchCore) less
+    feature is the average of its neighbourhood, as in PatchCore, and with a
+    tuple of sizes those averages side by side) less
     ``patch_threshold_``, the 90th percentile
     of that distance among normal patches, floored at 0 (smoothly), so that
     normal patches contribute almost nothing. Each step moves every pixel by

@@ -516,6 +516,8 @@ def test_unwritable_model_path(folders, tmp_path, capsys):
         ["fit", ".", "-o", "m.skanomaly", "--pixel-fpr", "1"],
         ["fit", ".", "-o", "m.skanomaly", "--pixel-fpr", "0"],
         ["fit", ".", "-o", "m.skanomaly", "--patch-coreset", "0"],
+        ["fit", ".", "-o", "m.skanomaly", "--patch-neighborhood", "2"],
+        ["fit", ".", "-o", "m.skanomaly", "--patch-neighborhood", "3,1"],
         ["score", "m.skanomaly", ".", "--regions", "-"],
         ["explain", "m.skanomaly", ".", "-o", "out", "--min-area", "0"],
         ["explain", "m.skanomaly", "."],
@@ -624,12 +626,12 @@ def test_fit_with_the_patch_score_and_its_report(folders, tmp_path):
     detector, and the report's scores are score_samples (the patch score
     needs its own pass, which level distances cannot replace)."""
     path = tmp_path / "fused.skanomaly"
-    options = ["--image-score", "pooled+patches", "--patch-neighborhood", "3"]
+    options = ["--image-score", "pooled+patches", "--patch-neighborhood", "1,3"]
     options += ["--patch-coreset", "0.5"]
     argv = ["fit", str(folders / "normal"), "-o", str(path), *FAST, *options]
     assert main([*argv, "--explain-method", "spatial"]) == 0
     detector = skanomaly.load(path)
-    assert detector.image_score == "pooled+patches" and detector.patch_neighborhood_ == 3
+    assert detector.image_score == "pooled+patches" and detector.patch_neighborhood_ == (1, 3)
     assert detector.patch_coreset == 0.5
     assert detector.score_center_.shape == (2,)
     out = tmp_path / "report"

@@ -359,6 +359,37 @@ def test_patch_features_average_a_zero_padded_neighborhood():
     assert averaged[2, 2] == pytest.approx(1.0)
 
 
+def test_patch_features_of_several_neighborhoods_lie_side_by_side():
+    maps = [torch.rand(2, 4, 6, 6), torch.rand(2, 3, 3, 3)]
+    both = patch_features(maps, neighborhood=(1, 3))
+    assert both.shape == (2, 6, 6, 14)
+    torch.testing.assert_close(both[..., :7], patch_features(maps))
+    torch.testing.assert_close(both[..., 7:], patch_features(maps, neighborhood=3))
+
+
+def test_several_patch_neighborhoods_at_once(fitted, blotched, tmp_path):
+    """One patch memory describes each location at both scales: its rows
+    are twice as wide, and the descent finds the blotch with it."""
+    image, mask = blotched
+    both = EfficientNetGaussianDetector(batch_size=8, patch_neighborhood=(1, 3)).fit(_crops(12))
+    assert both.patches_.shape[1] == 2 * fitted.patches_.shape[1]
+    assert both.patch_threshold_ > fitted.patch_threshold_
+    maps = both.explain(image[None])
+    assert _contrast(maps, mask) > 1.2
+    assert not np.allclose(maps, fitted.explain(image[None]), rtol=0.05)
+    skanomaly.save(both, tmp_path / "both.skanomaly")
+    loaded = skanomaly.load(tmp_path / "both.skanomaly")
+    assert loaded.patch_neighborhood_ == (1, 3)
+    np.testing.assert_allclose(loaded.explain(image[None]), maps, rtol=1e-5)
+
+
+@pytest.mark.parametrize("neighborhood", [2, (3, 1), (1,), [1, 3], (1, 1)])
+def test_unknown_patch_neighborhoods_are_refused(neighborhood):
+    detector = EfficientNetGaussianDetector(patch_neighborhood=neighborhood)
+    with pytest.raises(ValueError, match="patch_neighborhood"):
+        detector.fit(_crops(3))
+
+
 def test_patch_neighborhood_is_set_at_fit_and_kept(fitted, blotched, tmp_path):
     image, mask = blotched
     wide = EfficientNetGaussianDetector(batch_size=8, patch_neighborhood=3).fit(_crops(12))

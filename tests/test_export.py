@@ -362,11 +362,14 @@ def test_an_interrupted_export_keeps_the_previous_file(model_file, tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
-@pytest.mark.parametrize("image_score", ["pooled+patches", "patches"])
-def test_patch_scores_equal_the_library(cells, checked, image_score, tmp_path):
+@pytest.mark.parametrize(
+    ("image_score", "neighborhood"),
+    [("pooled+patches", 3), ("patches", 3), ("pooled+patches", (1, 3))],
+)
+def test_patch_scores_equal_the_library(cells, checked, image_score, neighborhood, tmp_path):
     normal, _ = cells
     detector = EfficientNetGaussianDetector(
-        image_score=image_score, patch_neighborhood=3, explain_method="spatial"
+        image_score=image_score, patch_neighborhood=neighborhood, explain_method="spatial"
     ).fit(normal[:8])
     # 8 cells of 784 patches: the graph compares them in 4 chunks of rows.
     assert len(detector.patches_) == 6272
