@@ -35,9 +35,10 @@ def _not_number(value, kind=numbers.Real, low=-math.inf):
 
 def _not_neighborhood(value):
     allowed = PATCH_NEIGHBORHOODS + PATCH_NEIGHBORHOOD_SCALES
-    # Typed first: an array would compare elementwise, and True equals 1.
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, tuple)):
-        return f"its type is {type(value).__name__}, not int or tuple"
+    # Typed first, items too: an array compares elementwise, and True equals 1.
+    items = value if isinstance(value, tuple) else (value,)
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items):
+        return f"{value!r} is not an int or a tuple of ints"
     if value not in allowed:
         return f"{value!r} is not one of {allowed}"
     return None
