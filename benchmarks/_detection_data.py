@@ -149,12 +149,10 @@ def extract(images, backbone, input_size, keep_aspect, batch_size=16, patches=()
     )
     network = extractor.network
     levels = tuple(range(len(extractor.level_names)))
-    patch_levels = {
-        entry: resolve_levels(
-            entry[1] if isinstance(entry, tuple) else PATCH_LEVELS, extractor.level_names, backbone
-        )
-        for entry in patches
-    }
+    specs = {}  # each entry as (k, level indices), resolved once
+    for entry in patches:
+        k, names = entry if isinstance(entry, tuple) else (entry, PATCH_LEVELS)
+        specs[entry] = (k, resolve_levels(names, extractor.level_names, backbone))
     out = {"mean": [[] for _ in levels], "max": [[] for _ in levels]}
     rows_of = {entry: [] for entry in patches}
     order = []
@@ -166,8 +164,8 @@ def extract(images, backbone, input_size, keep_aspect, batch_size=16, patches=()
                 for level, m in zip(rows, maps):
                     level.append(pool(m.float(), pooling).numpy())
             for entry, rows in rows_of.items():
-                k = entry[0] if isinstance(entry, tuple) else entry
-                found = patch_features([maps[i].float() for i in patch_levels[entry]], k)
+                k, patch_levels = specs[entry]
+                found = patch_features([maps[i].float() for i in patch_levels], k)
                 rows.extend(f.reshape(-1, f.shape[-1]).numpy() for f in found)
             order.extend(start + p for p in positions)
     back = np.argsort(order)
