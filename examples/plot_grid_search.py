@@ -131,13 +131,14 @@ print(
 # ``memory=``, the network runs once per image for all fits: the candidates
 # differ in what is computed from the cached features. ``patch_neighborhood``
 # changes the patch features the descent compares (PatchCore's 3 x 3 average
-# with 3), which helps centred objects more than textures: the search says
+# with 3), which helps centred objects more than textures; ``(1, 3)`` puts
+# both side by side, each patch compared at both scales: the search says
 # which suits these images.
 lams = [0.0, 0.01, 0.1, 1.0]
 grid = {
     "lam": lams,
     "levels": [("stage3", "stage4", "stage5", "stage6"), "all"],
-    "patch_neighborhood": [1, 3],
+    "patch_neighborhood": [1, 3, (1, 3)],
 }
 cache_dir = tempfile.TemporaryDirectory()  # removed at the end
 cache = cache_dir.name
