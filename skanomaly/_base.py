@@ -162,9 +162,10 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
     score_scale_ = _AfterPartialFit()
 
     # ------------------------------------------------------------------ parts
-    def _extractor(self, depth=None):
-        """The feature extractor of the current parameters; its network is
-        shared and checked against the weights the detector was fitted with."""
+    def _extractor(self, depth=None, neighborhood=None):
+        """The feature extractor of the current parameters (its patch
+        features over ``neighborhood`` where given); its network is shared
+        and checked against the weights the detector was fitted with."""
         extractor = FeatureExtractor(
             self.backbone,
             self.weights,
@@ -178,7 +179,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             input_size=self.input_size,
             keep_aspect=self.keep_aspect,
             pooling=self.pooling,
-            patch_neighborhood=self._patch_neighborhood(),
+            patch_neighborhood=self._patch_neighborhood() if neighborhood is None else neighborhood,
         )
         expected = getattr(self, "weights_digest_", None)
         if expected is not None and extractor.weights_digest != expected:
@@ -190,9 +191,15 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             )
         return extractor
 
-    def _fitted_extractor(self):
+    def _fitted_extractor(self, neighborhood=None):
         _check_unchanged(self.__dict__.get("feature_settings_", {}), self._feature_settings())
-        return self._extractor(depth=max(self.levels_ + self.spatial_levels_ + self.patch_levels_))
+        depth = max(self.levels_ + self.spatial_levels_ + self.patch_levels_)
+        return self._extractor(depth, neighborhood)
+
+    def _fitted_neighborhood(self):
+        """``patch_neighborhood_``; 1 for models saved before
+        ``patch_neighborhood`` averaged anything."""
+        return self.__dict__.get("patch_neighborhood_", 1)
 
     def _feature_settings(self):
         """The parameters that the Gaussians and ``offset_`` belong to."""
@@ -523,7 +530,11 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             group.clear()
             worst_rows.clear()
 
-        extractor = self._fitted_extractor()
+        # The fitted patch features, whatever the parameter says now, as
+        # the memory holds them (and the feature cache keys them); the image
+        # scores compare one size of them.
+        neighborhood = self._fitted_neighborhood()
+        extractor = self._fitted_extractor(neighborhood)
         # The last group too is scored with one BLAS thread: threads that
         # numpy's BLAS starts keep spinning after the call and took the
         # cores from the next call's forward pass, which made scoring one
@@ -534,7 +545,8 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             ):
                 group.append(pooled)
                 if worst:
-                    worst_rows.append(worst_patch_distances(patches, memory))
+                    rows = [_patch_score.score_columns(p, neighborhood) for p in patches]
+                    worst_rows.append(worst_patch_distances(rows, memory))
                 if sum(len(p[0]) for p in group) >= _ROWS_PER_PRODUCT:
                     flush()
             if group:
@@ -542,12 +554,15 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         return results
 
     def _patch_index(self):
-        """The :class:`~skanomaly.patches.PatchIndex` of ``patches_``, kept
-        until the memory changes: a line that scores one image per call
-        would otherwise pay a pass over the memory each time."""
-        index = self.__dict__.get("_patch_index_cache")
-        if index is None or index.source is not self.patches_:
-            index = self._patch_index_cache = PatchIndex(self.patches_)
+        """The :class:`~skanomaly.patches.PatchIndex` of the columns of
+        ``patches_`` that the image scores compare, kept until the memory
+        changes: a line that scores one image per call would otherwise pay
+        a pass over the memory each time."""
+        memory, index = self.__dict__.get("_patch_index_cache", (None, None))
+        if memory is not self.patches_:
+            columns = _patch_score.score_columns(self.patches_, self._fitted_neighborhood())
+            index = PatchIndex(columns)
+            self._patch_index_cache = (self.patches_, index)
         return index
 
     # ------------------------------------------------------- fitted attributes

@@ -270,10 +270,11 @@ def build_parser():
     fit.add_argument(
         "--patch-neighborhood",
         type=_neighborhood,
-        default=1,
+        default=(1, 3),
         help="side of the square of feature-map locations averaged into each "
-        "patch feature (default: 1); 3 suits --image-score pooled+patches; "
-        "sides such as 1,3 put the features of each side by side",
+        "patch feature of the maps; sides such as 1,3 (the default) put the "
+        "features of each side by side; the image scores of --image-score "
+        "compare the widest side's",
     )
     fit.add_argument(
         "--patch-coreset",

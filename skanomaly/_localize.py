@@ -370,7 +370,7 @@ class LocalizationMixin:
         return PatchScore(
             self.patch_levels_,
             self.patches_,
-            self.__dict__.get("patch_neighborhood_", 1),
+            self._fitted_neighborhood(),
             self.score_center_,
             self.score_scale_,
         )
@@ -390,9 +390,8 @@ class LocalizationMixin:
 
     def _patch_memory(self, memory):
         """The ``patches`` argument of :class:`Explainer` for ``memory``
-        (models saved before ``patch_neighborhood`` averaged nothing, and
-        before ``patch_excess_`` gated nothing)."""
-        neighborhood = self.__dict__.get("patch_neighborhood_", 1)
+        (models saved before ``patch_excess_`` gated nothing)."""
+        neighborhood = self._fitted_neighborhood()
         excess = self.__dict__.get("patch_excess_")
         return self.patch_levels_, memory, self.patch_threshold_, neighborhood, excess
 

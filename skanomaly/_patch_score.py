@@ -12,6 +12,12 @@ the patch memory without their own patches, as a new image would be. The
 worst patch alone needs no Gaussian and no spread, so it also scores with
 one or two normal images: the few-shot recipe of nearest-patch detectors
 such as AnomalyDINO (Damm et al., 2025).
+
+Where ``patch_neighborhood`` puts several sizes side by side for the maps,
+the image scores compare the features of the widest size alone: image
+scores need no fine position, and the 3 x 3 averages score images better
+than single locations do (benchmarks/results/fusion.md; left_out.md on
+tiles no choice had seen).
 """
 
 import warnings
@@ -23,7 +29,14 @@ from .gaussian import combine_levels
 from .patches import worst_patch_distances
 from .threshold import conformal_offset, out_of_fold_distances
 
-__all__ = ["check_image_score", "fused_scores", "patch_part", "statistics"]
+__all__ = [
+    "check_image_score",
+    "fused_scores",
+    "patch_part",
+    "score_columns",
+    "score_neighborhood",
+    "statistics",
+]
 
 
 def check_image_score(image_score, threshold, n_images=None):
@@ -45,6 +58,22 @@ def check_image_score(image_score, threshold, n_images=None):
             "scores against the other images, so it needs at least 3 normal "
             f"images; got {n_images}. Use image_score='patches' for fewer."
         )
+
+
+def score_neighborhood(neighborhood):
+    """The size whose patch features the image scores compare: the widest
+    of a ``patch_neighborhood`` tuple, or the one size."""
+    return max(neighborhood) if isinstance(neighborhood, tuple) else neighborhood
+
+
+def score_columns(memory, neighborhood):
+    """The columns of a patch ``memory`` (array, made with ``neighborhood``)
+    that hold the features of :func:`score_neighborhood`: the last block, as
+    :func:`~skanomaly.features.patch_features` puts the sizes side by side
+    in increasing order; contiguous, so that the search reads rows whole."""
+    if not isinstance(neighborhood, tuple):
+        return memory
+    return np.ascontiguousarray(memory[:, -(memory.shape[1] // len(neighborhood)) :])
 
 
 def fused_scores(distances, worst, center, scale):
@@ -115,8 +144,12 @@ def _held_out_sample(state, extractor, pooling, with_pooled=True):
     for index, x0 in enumerate(state.sample.inputs):
         maps = dict(zip(wanted, extractor.maps(x0[None].to(extractor.device), wanted)))
         rows.append([pool(maps[level], pooling).double().cpu().numpy() for level in levels])
-        grid = patch_features([maps[level] for level in patch_levels], state.patch_neighborhood)
+        neighborhood = state.patch_neighborhood
+        grid = patch_features(
+            [maps[level] for level in patch_levels], score_neighborhood(neighborhood)
+        )
         _, memory = state.leave_out(index, [])
+        memory = score_columns(memory, neighborhood)
         worst.append(worst_patch_distances([grid.reshape(-1, grid.shape[-1]).cpu()], memory))
     return [np.concatenate(level) for level in zip(*rows)], np.concatenate(worst)
 

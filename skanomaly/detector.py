@@ -143,9 +143,11 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         patch (``patches_``), so that small defects count, both standardised
         by 3+ normal images (``score_center_``, ``score_scale_``); ``"patches"``
         is that distance alone, for few images (1 with ``augment``). It costs
-        about a third of a forward pass on a 2-core CPU; pair it with
-        ``patch_neighborhood=3``. ``offset_`` comes from up to 16 training
-        images: it flags at least 1 in 17 new normal images.
+        about a third of a forward pass on a 2-core CPU. Both compare the
+        patch features of the widest size of ``patch_neighborhood``, the
+        3 x 3 averages by default, as PatchCore does. ``offset_`` comes from
+        up to 16 training images: it flags at least 1 in 17 new normal
+        images.
     patch_coreset : float in (0, 1], default=1.0
         Share of the sampled training patches kept in the patch memory
         (``patches_``), chosen by greedy k-centre selection, PatchCore's
@@ -186,15 +188,17 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
     smoothing : float, default=4.0
         Sigma, in pixels of the network's input size, of the Gaussian blur
         applied to the maps; 0 disables it.
-    patch_neighborhood : {1, 3, 5} or {(1, 3), (1, 5), (3, 5), (1, 3, 5)}, default=1
+    patch_neighborhood : {1, 3, 5} or {(1, 3), (1, 5), (3, 5), (1, 3, 5)}, default=(1, 3)
         Side of the square of feature-map locations averaged into each patch
         feature of ``"descent"`` (set at fit): 3 is PatchCore's locally
         aware patch (Roth et al., 2022), zero-padded at the border as there.
-        Averaging suits defects larger than a patch and blurs smaller ones:
-        choose it with a mask scorer when masks are at hand. A tuple puts the
-        features of each size side by side, so that each patch is compared
-        at several scales at once: the patch memory's rows, and the cost of
-        each search, grow with the number of sizes.
+        Averaging suits defects larger than a patch and blurs smaller ones.
+        A tuple puts the features of each size side by side, so that each
+        patch is compared at several scales at once: the patch memory's
+        rows, and the cost of each search, grow with the number of sizes.
+        The default ``(1, 3)`` holds each location's own features and their
+        3 x 3 average; choose another with a mask scorer when masks are at
+        hand. The worst-patch image scores compare the widest size alone.
 
     Attributes
     ----------
@@ -343,7 +347,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         n_steps=5,
         step_size=0.05,
         smoothing=4.0,
-        patch_neighborhood=1,
+        patch_neighborhood=(1, 3),
     ):
         self.backbone = backbone
         self.weights = weights

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from ._files import atomic_write, check_writable
-from ._patch_score import fused_scores
+from ._patch_score import fused_scores, score_columns, score_neighborhood
 from ._version import __version__
 from .features import patch_features, pool
 from .gaussian import combine_levels
@@ -251,7 +251,8 @@ class PatchScore:
         The normal patches (``patches_``).
     neighborhood : int or tuple of int
         Locations averaged into each patch feature, or the sizes whose
-        features are put side by side (``patch_neighborhood_``).
+        features are put side by side (``patch_neighborhood_``); the score
+        compares the features of the widest size, as the detector does.
     center, scale : (float, float) or None
         The standardisation of the fused score (``score_center_``,
         ``score_scale_``); None for the worst patch alone.
@@ -259,10 +260,12 @@ class PatchScore:
 
     def __init__(self, levels, memory, neighborhood, center=None, scale=None):
         self.levels = tuple(levels)
-        self.neighborhood = (
+        neighborhood = (
             tuple(map(int, neighborhood)) if isinstance(neighborhood, tuple) else int(neighborhood)
         )
-        self.memory = torch.as_tensor(np.asarray(memory, dtype=np.float32))
+        self.neighborhood = score_neighborhood(neighborhood)
+        memory = score_columns(np.asarray(memory, dtype=np.float32), neighborhood)
+        self.memory = torch.as_tensor(memory)
         self.norms = self.memory.square().sum(1)
         self.center = None if center is None else tuple(float(v) for v in center)
         self.scale = None if scale is None else tuple(float(v) for v in scale)

@@ -151,9 +151,6 @@ class PatchIndex:
 
     Attributes
     ----------
-    source : array-like
-        The ``memory`` given, by identity: a caller can tell whether the
-        index still belongs to its memory.
     rows : torch.Tensor of shape (m, c)
         The memory as a tensor.
     norms : torch.Tensor of shape (m,)
@@ -181,7 +178,6 @@ class PatchIndex:
     """
 
     def __init__(self, memory, cover_rows=None):
-        self.source = memory
         self.rows, self.norms = _checked_rows(memory, "memory")
         if cover_rows is None:
             step = max(1, round(np.sqrt(len(self.rows)) / _COVER_FACTOR))

@@ -13,6 +13,7 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from skanomaly import EfficientNetGaussianDetector
+from skanomaly._patch_score import score_columns, score_neighborhood
 from skanomaly.explain_report import _level_values
 from skanomaly.features import patch_features
 from skanomaly.patches import (
@@ -34,12 +35,13 @@ def fused(cells):
 
 
 def _patch_rows(detector, images):
-    """``(n, locations, c)``: each image's patch features."""
+    """``(n, locations, c)``: each image's patch features of the size that
+    the image scores compare."""
     extractor = detector._fitted_extractor()
     x = torch.from_numpy(images / 255.0).float().permute(0, 3, 1, 2)
     ((_, prepared),) = extractor.network.prepare(x)
     maps = extractor.maps(prepared, detector.patch_levels_)
-    return patch_features(maps, detector.patch_neighborhood_).flatten(1, 2)
+    return patch_features(maps, score_neighborhood(detector.patch_neighborhood_)).flatten(1, 2)
 
 
 def _brute_worst(rows, memory):
@@ -48,8 +50,9 @@ def _brute_worst(rows, memory):
 
 def _worst_patch(detector, images):
     """Each image's largest distance from a patch to its nearest row of
-    ``patches_``, by brute force over the whole distance matrix."""
-    memory = torch.from_numpy(detector.patches_)
+    ``patches_`` (the columns the image scores compare), by brute force
+    over the whole distance matrix."""
+    memory = torch.from_numpy(score_columns(detector.patches_, detector.patch_neighborhood_))
     return np.array([_brute_worst(rows, memory) for rows in _patch_rows(detector, images)])
 
 
@@ -242,15 +245,34 @@ def test_patch_index_is_kept_per_memory_and_not_saved(fused, cells, tmp_path):
     normal, defective = cells
     detector = clone(fused).fit(normal[:16])
     one_by_one = [detector.score_samples(image[None])[0] for image in defective[:3]]
-    index = detector._patch_index_cache
+    memory, index = detector._patch_index_cache
     np.testing.assert_allclose(one_by_one, fused.score_samples(defective[:3]), rtol=1e-5)
-    assert detector._patch_index_cache is index and index.source is detector.patches_
+    assert memory is detector.patches_ and detector._patch_index_cache[1] is index
     detector.fit(normal[8:])
     refit = clone(fused).fit(normal[8:])
     np.testing.assert_array_equal(detector.score_samples(defective), refit.score_samples(defective))
-    assert detector._patch_index_cache is not index
+    assert detector._patch_index_cache[1] is not index
     save(detector, tmp_path / "fused.skanomaly")
     assert "_patch_index_cache" not in vars(load(tmp_path / "fused.skanomaly"))
+
+
+def test_image_scores_compare_the_widest_neighborhood(fused, cells):
+    # The default memory holds each patch at sizes 1 and 3 side by side for
+    # the maps; the image scores compare the 3 x 3 features alone, so they
+    # are those of a detector fitted with patch_neighborhood=3, whose memory
+    # holds the same sampled patches.
+    normal, defective = cells
+    three = EfficientNetGaussianDetector(**FUSED, patch_neighborhood=3).fit(normal[:16])
+    assert fused.patch_neighborhood_ == (1, 3)
+    width = three.patches_.shape[1]
+    np.testing.assert_array_equal(fused.patches_[:, width:], three.patches_)
+    np.testing.assert_allclose(fused.score_center_, three.score_center_, rtol=1e-6)
+    np.testing.assert_allclose(fused.score_scale_, three.score_scale_, rtol=1e-6)
+    expected = three.score_samples(defective)
+    np.testing.assert_allclose(fused.score_samples(defective), expected, rtol=1e-5)
+    # The fitted neighbourhood counts, not the parameter changed since.
+    three.set_params(patch_neighborhood=1)
+    np.testing.assert_array_equal(three.score_samples(defective), expected)
 
 
 def test_patch_score_of_a_stream_equals_that_of_one_fit(fused, cells):
