@@ -46,8 +46,8 @@ VARIANTS = {
 # a detector fitted with the former (and the defaults) explaining with the
 # latter.
 FIT_VARIANTS = {
+    "descent patch_neighborhood=1": ({"patch_neighborhood": 1}, {}),
     "descent patch_neighborhood=3": ({"patch_neighborhood": 3}, {}),
-    "descent patch_neighborhood=(1, 3)": ({"patch_neighborhood": (1, 3)}, {}),
     "descent patch_coreset=0.1": ({"patch_coreset": 0.1}, {}),
     "patches patch_coreset=0.1": ({"patch_coreset": 0.1}, {"explain_method": "patches"}),
 }

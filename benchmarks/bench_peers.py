@@ -45,19 +45,17 @@ SKLEARN_PEERS = ("EllipticEnvelope", "IsolationForest", "LocalOutlierFactor")
 # skanomaly with other settings than its defaults, a row each.
 VARIANTS = {
     "skanomaly, pooling='max'": {"pooling": "max"},
+    "skanomaly, patch_neighborhood=1": {"patch_neighborhood": 1},
     "skanomaly, patch_neighborhood=3": {"patch_neighborhood": 3},
-    "skanomaly, image_score='pooled+patches', patch_neighborhood=3": {
+    # The image scores compare the 3 x 3 patch features of the default
+    # patch_neighborhood=(1, 3), so these rows' maps are the default's.
+    "skanomaly, image_score='pooled+patches'": {"image_score": "pooled+patches"},
+    "skanomaly, image_score='pooled+patches', input_size=320": {
         "image_score": "pooled+patches",
-        "patch_neighborhood": 3,
-    },
-    "skanomaly, image_score='pooled+patches', patch_neighborhood=3, input_size=320": {
-        "image_score": "pooled+patches",
-        "patch_neighborhood": 3,
         "input_size": 320,
     },
-    "skanomaly, image_score='pooled+patches', patch_neighborhood=3, pooling='max'": {
+    "skanomaly, image_score='pooled+patches', pooling='max'": {
         "image_score": "pooled+patches",
-        "patch_neighborhood": 3,
         "pooling": "max",
     },
 }

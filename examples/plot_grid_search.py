@@ -131,9 +131,9 @@ print(
 # ``memory=``, the network runs once per image for all fits: the candidates
 # differ in what is computed from the cached features. ``patch_neighborhood``
 # changes the patch features the descent compares (PatchCore's 3 x 3 average
-# with 3), which helps centred objects more than textures; ``(1, 3)`` puts
-# both side by side, each patch compared at both scales: the search says
-# which suits these images.
+# with 3), which helps centred objects more than textures; ``(1, 3)``, the
+# default, puts both side by side, each patch compared at both scales: the
+# search says which suits these images.
 lams = [0.0, 0.01, 0.1, 1.0]
 grid = {
     "lam": lams,
@@ -165,7 +165,7 @@ for levels, style in (("all", "o-"), (("stage3", "stage4", "stage5", "stage6"), 
     rows = [
         i
         for i, p in enumerate(results["params"])
-        if p["levels"] == levels and p["patch_neighborhood"] == 1
+        if p["levels"] == levels and p["patch_neighborhood"] == (1, 3)
     ]
     ax.plot(
         [max(results["params"][i]["lam"], 1e-3) for i in rows],
@@ -175,7 +175,7 @@ for levels, style in (("all", "o-"), (("stage3", "stage4", "stage5", "stage6"), 
     )
 ax.set_xscale("log")
 ax.set_xlabel("lam (0 drawn at 1e-3)")
-ax.set_ylabel("validation AU-PRO (patch_neighborhood=1)")
+ax.set_ylabel("validation AU-PRO (patch_neighborhood=(1, 3))")
 ax.legend()
 fig.tight_layout()
 
