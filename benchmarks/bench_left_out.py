@@ -45,29 +45,27 @@ CLASSES = ["Blowhole", "Break", "Crack", "Fray", "Uneven"]
 # The first tiles of each class by file name, which the other benchmarks use.
 USED_FREE, USED_PER_CLASS = 100, 5
 
-# fit parameters -> (image score row, {map row: explain parameters})
-FITS = {
-    "defaults": (
+# One fit each: (fit parameters, image score row, {map row: explain parameters}).
+FITS = [
+    (
+        {},
         "pooled (default)",
         {"descent (default, k=(1, 3))": {}, "spatial": {"explain_method": "spatial"}},
     ),
-    "pooling='max'": ("pooled, pooling='max'", {}),
-    "pooled+patches, k=1": ("pooled+patches, k=1", {"descent, k=1": {}}),
-    "pooled+patches, k=3": (
+    ({"pooling": "max"}, "pooled, pooling='max'", {}),
+    (
+        {"image_score": "pooled+patches", "patch_neighborhood": 1},
+        "pooled+patches, k=1",
+        {"descent, k=1": {}},
+    ),
+    (
+        {"image_score": "pooled+patches", "patch_neighborhood": 3},
         "pooled+patches, k=3",
         {"descent, k=3": {}, "patches, k=3 (PatchCore's map)": {"explain_method": "patches"}},
     ),
-    "patches, k=3": ("patches, k=3", {}),
-    "pooled+patches, k=(1, 3)": ("pooled+patches, k=(1, 3)", {}),
-}
-FIT_PARAMETERS = {
-    "defaults": {},
-    "pooling='max'": {"pooling": "max"},
-    "pooled+patches, k=1": {"image_score": "pooled+patches", "patch_neighborhood": 1},
-    "pooled+patches, k=3": {"image_score": "pooled+patches", "patch_neighborhood": 3},
-    "patches, k=3": {"image_score": "patches", "patch_neighborhood": 3},
-    "pooled+patches, k=(1, 3)": {"image_score": "pooled+patches"},
-}
+    ({"image_score": "patches", "patch_neighborhood": 3}, "patches, k=3", {}),
+    ({"image_score": "pooled+patches"}, "pooled+patches, k=(1, 3)", {}),
+]
 
 
 def left_out_tiles():
@@ -119,9 +117,9 @@ def run(args):
         fit, X, masks, labels, _ = split(
             data, free, defects, seed, args.n_fit, args.n_normal, args.per_class
         )
-        for fit_name, (image_row, maps) in FITS.items():
-            detector = EfficientNetGaussianDetector(batch_size=args.batch_size)
-            detector.set_params(**FIT_PARAMETERS[fit_name]).fit(fit)
+        for parameters, image_row, maps in FITS:
+            detector = EfficientNetGaussianDetector(batch_size=args.batch_size, **parameters)
+            detector.fit(fit)
             auroc = roc_auc_score(labels, -detector.score_samples(X))
             image_rows.setdefault(image_row, []).append(auroc)
             print(f"seed {seed} | {image_row} | image AUROC {auroc:.3f}", flush=True)

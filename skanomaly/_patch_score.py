@@ -66,14 +66,15 @@ def score_neighborhood(neighborhood):
     return max(neighborhood) if isinstance(neighborhood, tuple) else neighborhood
 
 
-def score_columns(memory, neighborhood):
-    """The columns of a patch ``memory`` (array, made with ``neighborhood``)
-    that hold the features of :func:`score_neighborhood`: the last block, as
+def score_columns(rows, neighborhood):
+    """The columns of patch ``rows`` (an array: the memory, or an image's
+    patches; made with ``neighborhood``) that hold the features of
+    :func:`score_neighborhood`: the last block, as
     :func:`~skanomaly.features.patch_features` puts the sizes side by side
     in increasing order; contiguous, so that the search reads rows whole."""
     if not isinstance(neighborhood, tuple):
-        return memory
-    return np.ascontiguousarray(memory[:, -(memory.shape[1] // len(neighborhood)) :])
+        return rows
+    return np.ascontiguousarray(rows[:, -(rows.shape[1] // len(neighborhood)) :])
 
 
 def fused_scores(distances, worst, center, scale):
