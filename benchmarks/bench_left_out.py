@@ -50,7 +50,11 @@ FITS = [
     (
         {},
         "pooled (default)",
-        {"descent (default, k=(1, 3))": {}, "spatial": {"explain_method": "spatial"}},
+        {
+            "descent (default, k=(1, 3))": {},
+            "spatial": {"explain_method": "spatial"},
+            "patches, k=(1, 3)": {"explain_method": "patches"},
+        },
     ),
     ({"pooling": "max"}, "pooled, pooling='max'", {}),
     (

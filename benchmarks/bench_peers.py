@@ -92,11 +92,15 @@ def own_peak_rss_mb():
 
 
 # --------------------------------------------------------------------- data
-def _split(rng, normal, anomalous, n_train, n_test):
-    """Seeded indices: train normals, then a test set half normal, half anomalous."""
+def _split(rng, normal, anomalous, n_train, n_test, train_from_normal=True):
+    """Seeded indices: train normals, then a test set half normal, half
+    anomalous. With ``train_from_normal`` at most half the normal images
+    (less two) are tested, so that as many are left to train on; without
+    it (a separate training set) all of them may be."""
     normal = rng.permutation(normal)
     anomalous = rng.permutation(anomalous)
-    n_test_normal = min(n_test // 2, max(len(normal) - 2, 0) // 2)
+    spare = max(len(normal) - 2, 0) // 2 if train_from_normal else len(normal)
+    n_test_normal = min(n_test // 2, spare)
     n_test_anomalous = min(n_test - n_test_normal, len(anomalous))
     test = np.concatenate([normal[:n_test_normal], anomalous[:n_test_anomalous]])
     train = normal[n_test_normal : n_test_normal + n_train]
@@ -112,7 +116,9 @@ def _dataset(name, X, y, masks, rng, n_train, n_test, note, X_train=None):
         train, test = _split(rng, np.flatnonzero(y == 1), np.flatnonzero(y == -1), n_train, n_test)
         X_train = _take(X, train)
     else:
-        _, test = _split(rng, np.flatnonzero(y == 1), np.flatnonzero(y == -1), 0, n_test)
+        _, test = _split(
+            rng, np.flatnonzero(y == 1), np.flatnonzero(y == -1), 0, n_test, train_from_normal=False
+        )
         X_train = X_train[np.sort(rng.permutation(len(X_train))[:n_train])]
     return {
         "name": name,

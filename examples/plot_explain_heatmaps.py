@@ -42,8 +42,8 @@ print(
 # Explain only the flagged cells
 # ------------------------------
 # The default ``explain_method="descent"`` changes each image, a few
-# gradient steps, until its patches look normal, and sharpens the spatial
-# anomaly map where it had to change. We show the (at most) four most anomalous
+# gradient steps, until its patches look normal, and sharpens the geometric
+# mean of the two maps below where it had to change. We show the (at most) four most anomalous
 # flagged cells and, for comparison, the most normal cell of the batch.
 # One ``vmin``/``vmax`` for all overlays keeps their colours comparable:
 # every map has a hottest spot, normal images included.
@@ -71,9 +71,9 @@ fig.tight_layout()
 # --------------------------
 # ``"spatial"`` and ``"patches"`` need no gradients: one forward pass per
 # image, and for ``"patches"`` a nearest-neighbour search of every patch.
-# The first is the prior that the descent sharpens;
-# the second, each patch's distance to its nearest normal patch, weights the
-# descent's steps and is PatchCore's map. Which follows the defects best
+# The descent sharpens their geometric mean; the second, each patch's
+# distance to its nearest normal patch, also weights the descent's steps and
+# is PatchCore's map. Which follows the defects best
 # depends on the data (the Benchmarks page measures them on masks).
 # Parameters are changed with ``set_params``, without refitting. A threshold
 # drawn at the 99th percentile of each map outlines its hottest region.
@@ -138,6 +138,7 @@ plt.show()
 # The score says *whether* a cell is anomalous, the map only *where* it looks
 # so. Read a map when the score has flagged its image, compare maps on one
 # colour scale, and expect soft outlines: the spatial map lives on feature
-# grids of 28 x 28 down to 7 x 7 locations, the descent sharpens it where
-# pixels had to change, and both are blurred. The user guide's section on
-# ``explain`` says more about when to trust it.
+# grids of 28 x 28 down to 7 x 7 locations, the patch map on 28 x 28, the
+# descent sharpens their mean where pixels had to change, and all are
+# blurred. The user guide's section on ``explain`` says more about when to
+# trust it.

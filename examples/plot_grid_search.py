@@ -122,10 +122,11 @@ print(
 )
 
 # %%
-# ``lam`` is in units of each image's largest (prior-weighted) gradient: a
+# ``lam`` is in units of each image's largest weighted gradient: a
 # pixel changes only where its gradient exceeds that fraction, so ``lam=0``
 # changes pixels densely, ``lam=0.1`` sparsely, and from ``lam=1`` on nothing
-# changes and the map is the ``"spatial"`` prior. ``levels`` moves the image
+# changes and the map is the prior, the geometric mean of the ``"spatial"``
+# and ``"patches"`` maps. ``levels`` moves the image
 # scores, not the maps. The masks are passed as ``y``; the scorers call
 # ``explain`` and ``score_samples`` on the validation images. With
 # ``memory=``, the network runs once per image for all fits: the candidates
@@ -184,7 +185,7 @@ fig.tight_layout()
 # --------------------------
 # The descent moves pixels where the image looks least normal; a larger
 # ``lam`` holds more of them at their value, and the map falls back to the
-# ``"spatial"`` prior.
+# prior, the geometric mean of the ``"spatial"`` and ``"patches"`` maps.
 detector = EfficientNetGaussianDetector(memory=cache).fit(X_loc[:n_fit])
 shown = n_fit + int(np.argmax(masks[n_fit:].sum(axis=(1, 2))))
 fig, axes = plt.subplots(1, 4, figsize=(10, 2.9))

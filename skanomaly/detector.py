@@ -161,17 +161,19 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` of the energy that
         :meth:`explain` descends. For ``"descent"`` it is a fraction of the
-        largest (prior-weighted) gradient of each image: a pixel changes only
-        where its gradient exceeds ``lam`` of that, so 0 gives dense maps,
-        0.1 sparse ones, and 1 or more leaves every pixel at its value and
-        the map equal to the ``"spatial"`` prior. For ``"reference"`` it
-        enters as in Dehaene et al. (2020), in units of the raw gradient.
+        largest gradient of each image (weighted by the nearest-patch
+        distance): a pixel changes only where its gradient exceeds ``lam``
+        of that, so 0 gives dense maps, 0.1 sparse ones, and 1 or more
+        leaves every pixel at its value and the map equal to its prior, the
+        geometric mean of the ``"spatial"`` and ``"patches"`` maps. For
+        ``"reference"`` it enters as in Dehaene et al. (2020), in units of
+        the raw gradient.
     explain_method : {"descent", "spatial", "patches", "reference"}, default="descent"
         How :meth:`explain` builds its maps (see :mod:`skanomaly.localization`):
         ``"descent"`` descends the distance of each patch of the image to
         its nearest normal patch, weighted per pixel by that distance, with a
-        proximal L1 step, and sharpens the ``"spatial"`` map where the image
-        had to change; ``"spatial"`` (no gradients, fastest) is the
+        proximal L1 step, and sharpens the geometric mean of the
+        ``"spatial"`` and ``"patches"`` maps where the image had to change; ``"spatial"`` (no gradients, fastest) is the
         Mahalanobis distance of each location of mid-level feature maps;
         ``"patches"`` (no gradients) is that nearest-patch distance itself,
         PatchCore's map; ``"reference"`` is Dehaene et al.'s descent on the

@@ -22,14 +22,19 @@ Methods (``explain_method``):
     normal patches contribute almost nothing. Each step moves every pixel by
     ``step_size * w * g / max|g|``, ``g`` the gradient of ``A`` and ``w``
     the nearest-patch distance map scaled to [0, 1] per image (the
-    per-pixel prior), then soft-thresholds the change ``x - x0`` by
+    per-pixel weight), then soft-thresholds the change ``x - x0`` by
     ``step_size * lam``: the proximal step of the L1 term, which holds
     pixels exactly at their value unless the weighted gradient exceeds
     ``lam`` of its largest value, so ``lam`` is scale-free. The map is the
-    ``"spatial"`` map sharpened where the image had to change:
-    ``spatial * (1 + 16 * |x_T - x0| / (n_steps * step_size))``: the
-    ``"spatial"`` map where nothing changed, and everywhere for
-    ``lam >= 1``. As each image's step is scaled by its own largest
+    prior ``sqrt(spatial * patches)``, the geometric mean of the
+    ``"spatial"`` and ``"patches"`` maps (which ranks pixels alike whatever
+    either map's units), sharpened where the image had to change:
+    ``prior * (1 + 16 * |x_T - x0| / (n_steps * step_size))``: the prior
+    where nothing changed, and everywhere for ``lam >= 1``. The mean
+    followed defects more closely than either the ``"spatial"`` map alone
+    (the prior before) or the ``"patches"`` map alone, which trails the
+    ``"spatial"`` map's pixel AUROC on magnetic tiles
+    (benchmarks/results/explain.md, left_out.md). As each image's step is scaled by its own largest
     gradient, a normal image would be changed as much as a defective one,
     at its least normal patches (a tenth of normal patches lie beyond
     ``patch_threshold_``), so the change is gated per image: multiplied by
@@ -277,41 +282,55 @@ class Explainer:
 
             with autocast(x0.device, None):  # strict float32, as in _change
                 return _descend(x0, score, self.n_steps, self.step_size, self.lam)
+        patch_levels = patches[0]
         if self.method == "patches":
-            return self._nearest_patch_map(extractor, x0, patches)
+            return self._nearest(x0, extractor.maps(x0, patch_levels), patches)[2]
         spatial_levels, gaussians = spatial
-        wanted = sorted(set(spatial_levels) | set(patches[0]))
+        wanted = sorted(set(spatial_levels) | set(patch_levels))
         maps = dict(zip(wanted, extractor.maps(x0, wanted)))
         prior = _upsample_sum(
             spatial_distance_maps([maps[level] for level in spatial_levels], gaussians),
             x0.shape[-2:],
         )
-        # The proximal step moves no pixel from lam=1 on (the weighted
-        # gradient is normalized to at most 1): the map is the prior as is.
-        if self.method == "spatial" or self.lam >= 1:
+        if self.method == "spatial":
             return prior
-        return prior * (1 + _CHANGE_GAIN * self._change(extractor, x0, maps, patches))
+        # The proximal step moves no pixel from lam=1 on (the weighted
+        # gradient is normalized to at most 1): no candidates are needed.
+        k = 1 if self.lam >= 1 else _CANDIDATES
+        start, found, nearest_map = self._nearest(
+            x0, [maps[level] for level in patch_levels], patches, k
+        )
+        # The geometric mean ranks pixels alike whatever the units of either
+        # map: neither the Mahalanobis nor the feature distance's scale counts.
+        base = (prior.clamp_min(0) * nearest_map.clamp_min(0)).sqrt()
+        if self.lam >= 1:
+            return base
+        change = self._change(extractor, x0, start, found, nearest_map, patches)
+        return base * (1 + _CHANGE_GAIN * change)
 
-    def _nearest_patch_map(self, extractor, x0, patches):
-        """The distance of each patch of ``x0`` to its nearest normal patch,
-        at the input size; only the stages of the patch features run."""
-        patch_levels, memory, _, neighborhood, _ = patches
-        grid = patch_features(extractor.maps(x0, patch_levels), neighborhood)
-        distances, _ = nearest_patches(grid, torch.as_tensor(memory, device=x0.device))
-        return _upsample(distances[..., 0], x0.shape[-2:])
+    @staticmethod
+    def _nearest(x0, level_maps, patches, k=1):
+        """``(start, (distances, indices), map)``: the patch features of
+        ``x0`` from the feature maps of its patch levels, their ``k``
+        nearest normal patches, and the nearest one's distance at the input
+        size (the ``"patches"`` map)."""
+        _, memory, _, neighborhood, _ = patches
+        start = patch_features(level_maps, neighborhood)
+        found = nearest_patches(start, torch.as_tensor(memory, device=x0.device), k=k)
+        return start, found, _upsample(found[0][..., 0], x0.shape[-2:])
 
-    def _change(self, extractor, x0, maps, patches):
+    def _change(self, extractor, x0, start, found, nearest_map, patches):
         """``|x_T - x0|`` of the proximal descent of the patches' excess
         distance, relative to the most a pixel can move, times each image's
-        gate (:func:`_gate`)."""
+        gate (:func:`_gate`); ``start``, ``found`` and ``nearest_map`` (the
+        steps' per-pixel weight) as :meth:`_nearest` gives them, with
+        ``_CANDIDATES`` nearest patches."""
         patch_levels, memory, threshold, neighborhood, normal_excess = patches
         memory = torch.as_tensor(memory, device=x0.device)
-        start = patch_features([maps[level] for level in patch_levels], neighborhood)
+        distances, nearest = found
         n, h, w, c = start.shape
-        distances, nearest = nearest_patches(start, memory, k=_CANDIDATES)
         candidates = memory[nearest].view(n, h * w, _CANDIDATES, c)
         candidate_norms = candidates.square().sum(-1)
-        prior = _upsample(distances[..., 0], x0.shape[-2:])
 
         # A smooth minimum and a smooth hinge, a few percent of the normal
         # distance wide: with hard ones, a change of the input in the 7th
@@ -331,7 +350,7 @@ class Explainer:
             nearest_gap = -width * torch.logsumexp(-gaps / width, dim=-1)
             return F.softplus(nearest_gap - threshold, beta=1 / width).mean(dim=1)
 
-        weight = _normalize01(prior)[:, None]
+        weight = _normalize01(nearest_map)[:, None]
         # Strict float32 around the forward and backward passes: CUDA runs
         # convolutions in TF32 by default, and the descent amplifies that.
         with autocast(x0.device, None):

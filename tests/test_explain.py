@@ -110,18 +110,37 @@ def test_default_finds_blotch(fitted, blotched):
     assert _contrast(fitted.explain(image[None]), mask) > 1.2
 
 
-def test_descent_sharpens_the_spatial_map_where_the_image_changed(fitted, blotched):
-    image, mask = blotched
-    descent = fitted.explain(image[None])[0]
-    fitted.set_params(explain_method="spatial")
+def _maps(detector, image, **params):
+    """``detector.explain(image[None])[0]`` with ``params`` for this call only."""
+    saved = {name: detector.get_params()[name] for name in params}
+    detector.set_params(**params)
     try:
-        spatial = fitted.explain(image[None])[0]
+        return detector.explain(image[None])[0]
     finally:
-        fitted.set_params(explain_method="descent")
-    # The map is the spatial map times (1 + gain * change): never below it,
-    # and raised most on the blotch, where the image had to change.
-    assert np.all(descent >= spatial * (1 - 1e-5))
-    assert (descent / spatial)[mask].mean() > (descent / spatial)[~mask].mean()
+        detector.set_params(**saved)
+
+
+def test_descent_sharpens_the_mean_of_spatial_and_patch_maps_where_the_image_changed(fitted):
+    # At the network's input size and without blur, the maps are exactly
+    # the method's input-size maps.
+    image, mask = _with_blotch(_crops(1, size=224, seed=7)[0])
+    descent, lam1, spatial, patches = (
+        _maps(fitted, image, smoothing=0.0, **params)
+        for params in (
+            {},
+            {"lam": 1.0},
+            {"explain_method": "spatial"},
+            {"explain_method": "patches"},
+        )
+    )
+    base = np.sqrt(spatial * patches)
+    # From lam=1 on no pixel moves: the map is the geometric mean of the
+    # "spatial" and "patches" maps; below, that mean times (1 + gain *
+    # change): never below it, and raised most on the blotch, where the
+    # image had to change.
+    np.testing.assert_allclose(lam1, base, rtol=1e-5, atol=1e-6 * base.max())
+    assert np.all(descent >= base * (1 - 1e-5))
+    assert (descent / base)[mask].mean() > (descent / base)[~mask].mean()
     assert _contrast(descent[None], mask) > _contrast(spatial[None], mask)
 
 
@@ -130,12 +149,13 @@ def test_descent_holds_normal_images_back_and_not_defective_ones(fitted, blotche
 
     def gains():
         descent = fitted.explain(X)
-        fitted.set_params(explain_method="spatial")
+        # lam=1 moves no pixel: the map the change raises.
+        fitted.set_params(lam=1.0)
         try:
-            spatial = fitted.explain(X)
+            base = fitted.explain(X)
         finally:
-            fitted.set_params(explain_method="descent")
-        return (descent / spatial - 1).mean(axis=(1, 2))
+            fitted.set_params(lam=0.0)
+        return (descent / base - 1).mean(axis=(1, 2))
 
     assert fitted.patch_excess_ > 0
     gated = gains()
@@ -153,24 +173,13 @@ def test_descent_holds_normal_images_back_and_not_defective_ones(fitted, blotche
 
 
 def test_lam_moves_the_default_maps_from_dense_to_the_prior(fitted, blotched):
-    image = blotched[0][None]
-    maps = {}
-    for lam in (0.0, 0.01, 0.1, 1.0):
-        fitted.set_params(lam=lam)
-        try:
-            maps[lam] = fitted.explain(image)[0]
-        finally:
-            fitted.set_params(lam=0.0)
-    fitted.set_params(explain_method="spatial")
-    try:
-        spatial = fitted.explain(image)[0]
-    finally:
-        fitted.set_params(explain_method="descent")
-    gains = {lam: (m / spatial - 1).mean() for lam, m in maps.items()}
+    image = blotched[0]
+    maps = {lam: _maps(fitted, image, lam=lam) for lam in (0.0, 0.01, 0.1, 1.0, 100.0)}
+    gains = {lam: (m / maps[1.0] - 1).mean() for lam, m in maps.items()}
     # A larger lam holds more pixels at their value: less change everywhere,
-    # and none at all from lam=1 on, where the map is the spatial prior.
-    assert gains[0.0] > gains[0.01] > gains[0.1] > gains[1.0]
-    np.testing.assert_array_equal(maps[1.0], spatial)
+    # and none at all from lam=1 on, where the map is the prior.
+    assert gains[0.0] > gains[0.01] > gains[0.1] > 0
+    np.testing.assert_array_equal(maps[100.0], maps[1.0])
     assert not np.allclose(maps[0.0], maps[0.1])
 
 
