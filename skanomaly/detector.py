@@ -173,8 +173,9 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         ``"descent"`` descends the distance of each patch of the image to
         its nearest normal patch, weighted per pixel by that distance, with a
         proximal L1 step, and sharpens the geometric mean of the
-        ``"spatial"`` and ``"patches"`` maps where the image had to change; ``"spatial"`` (no gradients, fastest) is the
-        Mahalanobis distance of each location of mid-level feature maps;
+        ``"spatial"`` and ``"patches"`` maps where the image had to change;
+        ``"spatial"`` (no gradients, fastest) is the Mahalanobis distance of
+        each location of mid-level feature maps;
         ``"patches"`` (no gradients) is that nearest-patch distance itself,
         PatchCore's map; ``"reference"`` is Dehaene et al.'s descent on the
         image score. ``lam``, ``n_steps`` and ``step_size`` act on the two

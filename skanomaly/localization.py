@@ -30,11 +30,11 @@ Methods (``explain_method``):
     ``"spatial"`` and ``"patches"`` maps (which ranks pixels alike whatever
     either map's units), sharpened where the image had to change:
     ``prior * (1 + 16 * |x_T - x0| / (n_steps * step_size))``: the prior
-    where nothing changed, and everywhere for ``lam >= 1``. The mean
-    followed defects more closely than either the ``"spatial"`` map alone
-    (the prior before) or the ``"patches"`` map alone, which trails the
-    ``"spatial"`` map's pixel AUROC on magnetic tiles
-    (benchmarks/results/explain.md, left_out.md). As each image's step is scaled by its own largest
+    where nothing changed, and everywhere for ``lam >= 1``. As a prior the
+    mean followed defects more closely than the ``"spatial"`` map alone (the
+    prior before) and kept its pixel AUROC on magnetic tiles, which the
+    ``"patches"`` map alone loses (benchmarks/results/explain.md,
+    left_out.md). As each image's step is scaled by its own largest
     gradient, a normal image would be changed as much as a defective one,
     at its least normal patches (a tenth of normal patches lie beyond
     ``patch_threshold_``), so the change is gated per image: multiplied by
