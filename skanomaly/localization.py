@@ -297,6 +297,9 @@ class Explainer:
         # The proximal step moves no pixel from lam=1 on (the weighted
         # gradient is normalized to at most 1): no candidates are needed.
         k = 1 if self.lam >= 1 else _CANDIDATES
+        # The memory on the device once: the start's search and the
+        # descent's candidates both read it.
+        patches = (patch_levels, torch.as_tensor(patches[1], device=x0.device), *patches[2:])
         start, found, nearest_map = self._nearest(
             x0, [maps[level] for level in patch_levels], patches, k
         )
@@ -324,9 +327,9 @@ class Explainer:
         distance, relative to the most a pixel can move, times each image's
         gate (:func:`_gate`); ``start``, ``found`` and ``nearest_map`` (the
         steps' per-pixel weight) as :meth:`_nearest` gives them, with
-        ``_CANDIDATES`` nearest patches."""
+        ``_CANDIDATES`` nearest patches; the memory of ``patches`` a tensor
+        on ``x0``'s device."""
         patch_levels, memory, threshold, neighborhood, normal_excess = patches
-        memory = torch.as_tensor(memory, device=x0.device)
         distances, nearest = found
         n, h, w, c = start.shape
         candidates = memory[nearest].view(n, h * w, _CANDIDATES, c)
