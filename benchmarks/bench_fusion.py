@@ -12,21 +12,28 @@ detector ships the k=3 sum as ``image_score="pooled+patches"``
 - ``pooled``: the detector's score (the default, mean pooling);
 - ``patch max``: the largest nearest-patch distance, on the detector's patch
   features (``stage3`` and ``stage5``, each location averaged over k x k,
-  zero-padded: ``patch_neighborhood``) against a uniform sample of at most
-  16,384 training patches, as ``fit`` keeps for ``explain``;
+  zero-padded: ``patch_neighborhood``) against the patch memory that
+  ``fit`` keeps for ``explain`` (:class:`~skanomaly.patches.PatchReservoir`:
+  at most 16,384 rows, chosen by greedy k-centre selection from a uniform
+  sample of up to four times as many);
 - ``fused``: the sum of both, each standardised by normal images alone: the
   pooled score by the mean and standard deviation of the training images'
   out-of-fold scores (5 folds), the patch score by those of each training
   image's patch score against the sample without its own patches;
 - ``coreset 10%`` (k=3, the detector's ``patch_coreset=0.1``): the same,
-  against a tenth of the sample chosen by greedy k-centre selection,
-  PatchCore's coreset (Roth et al., 2022), which keeps the patches farthest
-  from those already kept: a memory ten times smaller to search, for scores
-  and maps;
+  against a memory a tenth of that size, chosen the same way: PatchCore's
+  coreset (Roth et al., 2022), which keeps the patches farthest from those
+  already kept; a memory ten times smaller to search, for scores and maps;
 - ``stage5 only`` (k=3): the patch features of ``stage5`` alone, on its own
   14 x 14 grid instead of ``stage3``'s 28 x 28: a quarter of the patches,
   112 channels instead of 152, so about a fifth of the search. Not in the
   detector: its patch memory serves the maps too, which need the finer grid.
+- ``patch Gaussian`` (k=3): no search at all. One Ledoit-Wolf Gaussian of
+  all the training images' patch features, shared by every location; an
+  image's score is its largest patch Mahalanobis distance, standardised by
+  the training images' own, each under the Gaussian of the other folds (5).
+  It costs one matrix product per image instead of a search: the
+  candidate for a fused score at about the pooled score's speed.
 
 Features come from one forward pass per image (``_detection_data.extract``)
 and the Gaussians from ``_detection_rules.py`` (equal to the detector's to
@@ -39,12 +46,11 @@ import sys
 import time
 
 import numpy as np
-import torch
 from _common import markdown_table
 from _detection_data import extract, publish_pool_table
-from _detection_rules import auroc, combine, gaussian_scores, out_of_fold
+from _detection_rules import LevelModel, auroc, combine, gaussian_scores, out_of_fold
 
-from skanomaly.patches import PATCH_MEMORY_SIZE, k_centres, worst_patch_distances
+from skanomaly.patches import PatchReservoir, worst_patch_distances
 
 BACKBONE = "tf_efficientnet_lite0"
 SEEDS = range(3)
@@ -59,23 +65,32 @@ def _standardized(scores, normal):
     return (scores - normal.mean()) / normal.std()
 
 
-def _patch_scores(train_rows, test_rows, rng, coreset=None):
+def _patch_scores(train_rows, test_rows, seed, coreset=None):
     """Largest nearest-patch distance of each test image, and of each
     training image against the memory without its own patches; the memory
-    is a uniform sample, reduced to ``coreset`` of it by ``k_centres``, as
-    the detector's ``patch_coreset`` does."""
-    memory = torch.from_numpy(np.concatenate(train_rows))
-    owners = torch.from_numpy(np.repeat(np.arange(len(train_rows)), [len(r) for r in train_rows]))
-    keep = torch.from_numpy(rng.permutation(len(memory))[:PATCH_MEMORY_SIZE])
-    memory, owners = memory[keep], owners[keep]
-    if coreset is not None:
-        keep = torch.from_numpy(k_centres(memory, max(1, round(coreset * len(memory)))))
-        memory, owners = memory[keep], owners[keep]
+    as the detector's ``fit`` chooses it, with ``patch_coreset=coreset``."""
+    reservoir = PatchReservoir(seed=seed)
+    reservoir.add(train_rows)
+    memory, _, _ = reservoir.memory(coreset=1.0 if coreset is None else coreset)
     test = worst_patch_distances(test_rows, memory)
     train = np.concatenate(
-        [worst_patch_distances([rows], memory[owners != i]) for i, rows in enumerate(train_rows)]
+        [worst_patch_distances([rows], reservoir.without([i])) for i, rows in enumerate(train_rows)]
     )
     return test, train
+
+
+def _gaussian_patch_scores(train_rows, test_rows, n_folds=5):
+    """Largest patch Mahalanobis distance of each test image under one
+    Gaussian of all training patches, and of each training image under the
+    Gaussian of the other folds' patches."""
+    test = [LevelModel(np.concatenate(train_rows)).distances(r).max() for r in test_rows]
+    fold = np.arange(len(train_rows)) % min(n_folds, len(train_rows))
+    train = np.empty(len(train_rows))
+    for f in np.unique(fold):
+        model = LevelModel(np.concatenate([r for r, g in zip(train_rows, fold) if g != f]))
+        for i in np.flatnonzero(fold == f):
+            train[i] = model.distances(train_rows[i]).max()
+    return np.array(test), train
 
 
 def evaluate(pool, seed):
@@ -97,12 +112,18 @@ def evaluate(pool, seed):
         patch, patch_normal = _patch_scores(
             fit_features[("patches", entry)],
             test_features[("patches", entry)],
-            np.random.default_rng(seed),
+            seed,
             coreset,
         )
         results[f"patch max, {name}"] = auroc(y, patch)
         fused = _standardized(pooled, pooled_normal) + _standardized(patch, patch_normal)
         results[f"fused, {name}"] = auroc(y, fused)
+    patch, patch_normal = _gaussian_patch_scores(
+        fit_features[("patches", 3)], test_features[("patches", 3)]
+    )
+    results["patch Gaussian max, k=3"] = auroc(y, patch)
+    fused = _standardized(pooled, pooled_normal) + _standardized(patch, patch_normal)
+    results["fused, patch Gaussian, k=3"] = auroc(y, fused)
     return results
 
 

@@ -281,9 +281,9 @@ def build_parser():
         type=_share,
         default=1.0,
         metavar="SHARE",
-        help="share of the sampled normal patches kept in the patch memory, the "
-        "farthest-spread ones (default: 1, all; PatchCore keeps 0.1): faster "
-        "patch scores and maps",
+        help="size of the patch memory as a share of its largest, 16,384 normal "
+        "patches, each the farthest from those kept before (default: 1; PatchCore "
+        "keeps 0.1): faster patch scores and maps",
     )
     fit.add_argument(
         "--augment",

@@ -149,10 +149,12 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         up to 16 training images: it flags at least 1 in 17 new normal
         images.
     patch_coreset : float in (0, 1], default=1.0
-        Share of the sampled training patches kept in the patch memory
-        (``patches_``), chosen by greedy k-centre selection, PatchCore's
-        coreset (Roth et al., 2022; it keeps 0.1): each kept patch is the
-        one farthest from those kept before, so rare normal patches stay.
+        Size of the patch memory (``patches_``) as a share of its largest,
+        16,384 rows, or of the sampled training patches where they are
+        fewer. The memory is chosen from a uniform sample of up to 65,536
+        training patches by greedy k-centre selection, PatchCore's coreset
+        (Roth et al., 2022; it keeps 0.1): each kept patch is the one
+        farthest from those kept before, so rare normal patches stay.
         Everything that searches the memory (``image_score`` with patches,
         the ``"descent"`` and ``"patches"`` maps, ``patch_threshold_``)
         searches the smaller one, faster; the selection makes one pass over
@@ -240,9 +242,9 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         :meth:`set_params`, since the Gaussians and ``offset_`` belong to
         those features.
     patches_ : ndarray of shape (n_patches, n_channels)
-        The patch memory: a uniform sample of at most 16,384 patch features
-        of the training images (float32), reduced to its ``patch_coreset``
-        share.
+        The patch memory: at most 16,384 patch features of the training
+        images (float32), times ``patch_coreset``, chosen by greedy k-centre
+        selection from a uniform sample of up to four times as many.
     patch_threshold_ : float
         The 90th percentile of the sampled training patches' distances to
         their nearest patch of another training image in ``patches_``: the

@@ -2,12 +2,13 @@
 
 Every location of a mid-level feature map is a patch feature: the channels
 of the ``PATCH_LEVELS`` stages there, the deeper one upsampled to the
-shallower one's grid. ``fit`` keeps a uniform sample of the training images'
-patch features (:class:`PatchReservoir`), or with ``patch_coreset`` the
-share of it that PatchCore's greedy coreset keeps (:func:`k_centres`); the
-default explain method measures how far each patch of a new image lies from
-its nearest normal patch and descends that distance. Nothing is trained: the
-memory is a sample of features.
+shallower one's grid. ``fit`` samples the training images' patch features
+uniformly and keeps as its memory at most ``PATCH_MEMORY_SIZE`` of them,
+chosen by PatchCore's greedy coreset rule (:func:`k_centres`), or with
+``patch_coreset`` that share of it (:class:`PatchReservoir`); the default
+explain method measures how far each patch of a new image lies from its
+nearest normal patch and descends that distance. Nothing is trained: the
+memory is a selection of features.
 """
 
 import copy
@@ -27,8 +28,22 @@ __all__ = [
     "worst_patch_distances",
 ]
 
-# Rows kept: 16384 x 152 float32 (Lite0) is 10 MB, about 20 images at 224 px.
+# Rows of the memory: 16384 x 304 float32 (Lite0, both neighbourhood sizes)
+# is 20 MB, the patches of about 21 images at 224 px.
 PATCH_MEMORY_SIZE = 16384
+# The memory is chosen by k_centres from a uniform sample of this many times
+# its rows. Fitted on 300 magnetic tiles, a uniform memory of 16,384 rows
+# (1 patch in 14) gave clearly weaker maps and worst-patch scores than the
+# memory of every patch: a rare normal patch was often left out, and then
+# measured as a defect. k-centres from four times as many recovered most of
+# the gap at the same search time (benchmarks/results/patch_memory.md). The
+# sample costs up to 80 MB during fit (Lite0, both neighbourhood sizes), and
+# the selection about 3 s on a 2-core CPU once the sample is full.
+_POOL_FACTOR = 4
+# Centres chosen per round of k_centres, among this many times as many
+# candidates.
+_CENTRES_PER_ROUND = 256
+_CANDIDATE_FACTOR = 4
 # Rows of the memory whose leave-one-image-out distances set the threshold.
 _THRESHOLD_SAMPLE = 2048
 # Rows whose distances set the typical normal image's excess (the gate of
@@ -198,24 +213,60 @@ def k_centres(rows, n):
     chosen rows cover the others within about twice the smallest possible
     radius, so a patch's distance to its nearest chosen row stays close to
     its distance to the nearest row, and outlying rows, which a uniform
-    subsample would drop, are kept first. Costs ``n`` passes over ``rows``.
+    subsample would drop, are kept first. Costs one pass over ``rows`` per
+    chosen row, done in matrix products of up to ``_CENTRES_PER_ROUND``.
     """
     rows = torch.as_tensor(rows)
     if rows.ndim != 2 or not 1 <= n <= len(rows):
         raise ValueError(f"Cannot choose {n} of rows of shape {tuple(rows.shape)}.")
     norms = rows.square().sum(1)
-    chosen = np.zeros(n, np.int64)
+    chosen = [0]
     # Squared distance of each row to its nearest chosen row, by
-    # |r - c|^2 = |r|^2 + |c|^2 - 2 r.c: one matrix-vector product a step.
+    # |r - c|^2 = |r|^2 + |c|^2 - 2 r.c.
     gaps = norms + norms[0] - 2 * rows @ rows[0]
-    for step in range(1, n):
-        # A chosen row's own gap rounds to about eps * |r|^2, not 0, which
-        # could outrank a near-duplicate's: -inf keeps it from coming back.
-        gaps[chosen[step - 1]] = -np.inf
-        chosen[step] = int(gaps.argmax())
-        update = norms + norms[chosen[step]] - 2 * rows @ rows[chosen[step]]
-        torch.minimum(gaps, update, out=gaps)
-    return chosen
+    # A chosen row's own gap rounds to about eps * |r|^2, not 0, which
+    # could outrank a near-duplicate's: -inf keeps it from coming back.
+    gaps[0] = -np.inf
+    while len(chosen) < n:
+        new = _next_centres(rows, norms, gaps, min(_CENTRES_PER_ROUND, n - len(chosen)))
+        # |c|^2 - 2 r.c in one product; |r|^2 is the same for every c.
+        update = torch.addmm(norms[new][None, :], rows, rows[new].T, alpha=-2)
+        torch.minimum(gaps, update.min(dim=1).values + norms, out=gaps)
+        gaps[new] = -np.inf
+        chosen.extend(new.tolist())
+    return np.array(chosen, np.int64)
+
+
+def _next_centres(rows, norms, gaps, most):
+    """The next (at most ``most``) rows that the one-at-a-time greedy rule
+    would choose, given each row's squared ``gaps`` to the chosen ones.
+
+    The rule runs among the rows of largest gap only, whose gaps it updates
+    exactly; it stops once the farthest of them lies nearer than the largest
+    gap left outside them, which bounds every other row's (gaps only shrink),
+    so each row it returns is the one the rule would take next. The first
+    always is, so every round makes progress.
+    """
+    top = torch.topk(gaps, min(_CANDIDATE_FACTOR * most + 1, len(gaps)))
+    candidates, bound = top.indices, -np.inf
+    if len(candidates) > _CANDIDATE_FACTOR * most:
+        candidates, bound = candidates[:-1], float(top.values[-1])
+    # In row order, so that argmax breaks ties by the first row, as the rule does.
+    candidates = candidates.sort().values
+    candidate_gaps = gaps[candidates]
+    c, c_norms = rows[candidates], norms[candidates]
+    between = torch.addmm(c_norms[None, :], c, c.T, alpha=-2).add_(c_norms[:, None])
+    picked = []
+    while len(picked) < most:
+        best = int(candidate_gaps.argmax())
+        if not np.isfinite(float(candidate_gaps[best])) or (
+            picked and float(candidate_gaps[best]) < bound
+        ):
+            break
+        picked.append(best)
+        torch.minimum(candidate_gaps, between[best], out=candidate_gaps)
+        candidate_gaps[best] = -np.inf
+    return candidates[picked]
 
 
 def _checked_rows(rows, name, channels=None):
@@ -314,13 +365,14 @@ def _nearest_distances(rows, cover):
 
 
 class PatchReservoir:
-    """A uniform sample of at most ``size`` patch features, with the index
-    of the image each came from.
+    """A uniform sample of the patch features, with the index of the image
+    each came from, and the memory :meth:`memory` chooses from it.
 
     Parameters
     ----------
     size : int
-        Rows kept.
+        Rows of the memory; the sample holds up to ``_POOL_FACTOR`` times
+        as many.
     seed : int, default=0
         Seed of the sampling.
     """
@@ -345,7 +397,7 @@ class PatchReservoir:
         if self.rows is None:
             self.rows = np.empty((0, rows.shape[1]), np.float32)
             self.owners = np.empty(0, np.int64)
-        slots = reservoir_slots(self.rng, self.seen, len(rows), self.size)
+        slots = reservoir_slots(self.rng, self.seen, len(rows), _POOL_FACTOR * self.size)
         self.rows, self.owners = reservoir_add([self.rows, self.owners], [rows, owners], slots)
         self.seen += len(rows)
         self.kept = None
@@ -358,15 +410,17 @@ class PatchReservoir:
         patches' mean distance beyond that threshold (how far a typical
         normal image lies beyond normal).
 
-        The memory is the sampled patch features, or with ``coreset`` < 1
-        that share of them chosen by :func:`k_centres`; the measured
-        patches come from the whole sample either way, as new patches are
-        measured against the memory. The threshold rests on 2,048 of them,
+        The memory is the sample itself where it holds at most ``size``
+        rows, else the ``size`` rows of it that :func:`k_centres` chooses;
+        with ``coreset`` < 1, that share of ``size`` (or of the sample,
+        where smaller), chosen the same way. The measured patches come from
+        the whole sample either way, as new patches are measured against
+        the memory. The threshold rests on 2,048 of them,
         the excess on up to four times as many: an image's mean rests on its
         few patches beyond the threshold, and from 2,048 the median varied by
         a tenth to a sixth between samples and fell short of the value from
         every patch."""
-        n = max(1, round(coreset * len(self.rows)))
+        n = max(1, round(coreset * min(len(self.rows), self.size)))
         self.kept = np.arange(len(self.rows)) if n == len(self.rows) else k_centres(self.rows, n)
         sample = self.rng.permutation(len(self.rows))[:_EXCESS_SAMPLE]
         nearest = self._nearest_other_image(sample)

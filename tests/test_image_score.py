@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
+import skanomaly.patches
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly._patch_score import score_columns, score_neighborhood
 from skanomaly.explain_report import _level_values
@@ -344,6 +345,57 @@ def test_k_centres_keep_a_rare_row_that_a_uniform_subsample_drops():
     assert 999 in k_centres(rows, 2)
     with pytest.raises(ValueError, match="Cannot choose 0"):
         k_centres(rows, 0)
+
+
+def _greedy_centres(rows, n):
+    """The greedy rule one row at a time: what k_centres must return."""
+    chosen = [0]
+    gaps = ((rows - rows[0]) ** 2).sum(1)
+    while len(chosen) < n:
+        gaps[chosen] = -np.inf
+        chosen.append(int(gaps.argmax()))
+        gaps = np.minimum(gaps, ((rows - rows[chosen[-1]]) ** 2).sum(1))
+    return np.array(chosen)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    m=st.integers(2, 60),
+    copies=st.integers(1, 8),
+    per_round=st.integers(1, 9),
+)
+def test_k_centres_in_rounds_choose_what_the_rule_chooses_one_at_a_time(seed, m, copies, per_round):
+    # Rounds of a few centres among a few candidates each. Clusters of near
+    # copies fill the candidates with rows that one centre brings close: a
+    # round must stop before a row outside its candidates would come next.
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(m, 3)) * rng.uniform(1, 10, size=(m, 1))
+    rows = np.repeat(points, copies, axis=0) + rng.normal(scale=1e-3, size=(m * copies, 3))
+    n = max(2, len(rows) // 2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(skanomaly.patches, "_CENTRES_PER_ROUND", per_round)
+        np.testing.assert_array_equal(k_centres(rows, n), _greedy_centres(rows, n))
+
+
+def test_patch_reservoir_chooses_its_memory_from_a_larger_sample():
+    rng = np.random.default_rng(0)
+    images = [rng.normal(size=(10, 3)).astype(np.float32) for _ in range(3)]
+    # One rare patch in 31, which a uniform memory of 8 rows would usually
+    # leave out.
+    images.append(np.full((1, 3), 20.0, np.float32))
+    reservoir = PatchReservoir(size=8)
+    reservoir.add(images)
+    # The sample holds up to 4 times the memory's rows: here all 31.
+    assert len(reservoir.rows) == 31
+    memory, _, _ = reservoir.memory()
+    np.testing.assert_array_equal(memory, reservoir.rows[k_centres(reservoir.rows, 8)])
+    assert len(memory) == 8 and (memory == 20).all(axis=1).any()
+    # A coreset is a share of the memory's size, not of the sample's.
+    assert len(reservoir.memory(coreset=0.5)[0]) == 4
+    more = PatchReservoir(size=8)
+    more.add([rng.normal(size=(50, 3)).astype(np.float32)])
+    assert len(more.rows) == 32 and len(more.memory()[0]) == 8
 
 
 def test_patch_reservoir_leaves_out_only_from_a_chosen_memory():
