@@ -36,7 +36,7 @@ PATCH_MEMORY_SIZE = 16384
 # (1 patch in 14) gave clearly weaker maps and worst-patch scores than the
 # memory of every patch: a rare normal patch was often left out, and then
 # measured as a defect. k-centres from four times as many recovered most of
-# the gap at the same search time (benchmarks/results/patch_memory.md). The
+# the gap at the same search time (docs/benchmarks.rst, The patch memory). The
 # sample costs up to 80 MB during fit (Lite0, both neighbourhood sizes), and
 # the selection about 3 s on a 2-core CPU once the sample is full.
 _POOL_FACTOR = 4
