@@ -83,7 +83,8 @@ def _gaussian_patch_scores(train_rows, test_rows, n_folds=5):
     """Largest patch Mahalanobis distance of each test image under one
     Gaussian of all training patches, and of each training image under the
     Gaussian of the other folds' patches."""
-    test = [LevelModel(np.concatenate(train_rows)).distances(r).max() for r in test_rows]
+    model = LevelModel(np.concatenate(train_rows))
+    test = [model.distances(r).max() for r in test_rows]
     fold = np.arange(len(train_rows)) % min(n_folds, len(train_rows))
     train = np.empty(len(train_rows))
     for f in np.unique(fold):

@@ -1,7 +1,7 @@
 """Which patches the memory keeps when many normal images are fitted.
 
 The patch memory that the maps, the descent and the worst-patch scores
-search holds at most 16,384 rows (10 MB at Lite0's 152 channels), so that a
+search holds at most 16,384 rows (20 MB with Lite0's default features), so that a
 search stays a few milliseconds per image. An MVTec AD category has 200-400
 training images, 157,000-314,000 patches at 224 px: the memory holds one in
 10-20 of them. This script compares three memories on magnetic tiles that no
@@ -10,8 +10,8 @@ after the first 100, and the defective ones after the first five of each
 class). Per seed it draws 300 defect-free tiles to fit, 100 others and 20
 defective tiles of each class to test:
 
-- ``uniform``: a uniform sample of 16,384 patches, the memory before
-  skanomaly 0.2;
+- ``uniform``: a uniform sample of 16,384 patches, the memory before the
+  k-centre memory;
 - ``k-centres (default)``: 16,384 rows chosen by greedy k-centre selection
   (PatchCore's coreset rule) from a uniform sample of up to 65,536;
 - ``every patch``: the whole sample, every training patch: the most a
