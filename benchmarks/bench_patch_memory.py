@@ -27,6 +27,7 @@ descent's.
 """
 
 import argparse
+import shlex
 import sys
 import time
 
@@ -107,6 +108,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if shared_data_dir() is None:
         sys.exit("The shared data is absent: set SKANOMALY_DATA (see ../shared/data/README.md).")
+    command = shlex.join(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
     results = run(args.seeds)
     minutes = (time.perf_counter() - started) / 60
@@ -119,7 +121,7 @@ def main(argv=None):
         [
             "## The patch memory of a fit on 300 images",
             "",
-            f"`python benchmarks/bench_patch_memory.py`, {minutes:.1f} min. Protocol: the "
+            f"`python benchmarks/bench_patch_memory.py {command}`, {minutes:.1f} min. Protocol: the "
             f"module docstring of benchmarks/bench_patch_memory.py. Left-out magnetic tiles: "
             f"{N_FIT} defect-free tiles to fit, {N_NORMAL} others and {PER_CLASS} defective "
             f"tiles of each class to test, per seed ({seeds}; accuracy: each seed, then the "
