@@ -1,4 +1,5 @@
-"""What every benchmark prints beside its table: machine, versions, date."""
+"""What every benchmark prints beside its table: machine, its speed that
+day, versions, date."""
 
 import datetime
 import os
@@ -10,7 +11,8 @@ from pathlib import Path
 
 
 def environment():
-    """A Markdown paragraph naming the machine, library versions and date."""
+    """A Markdown paragraph naming the machine, its speed now
+    (:func:`speed_yardstick`), library versions and date."""
     import numpy
     import sklearn
     import timm
@@ -33,7 +35,43 @@ def environment():
         f"Python {platform.python_version()}, skanomaly {skanomaly.__version__}, "
         f"torch {torch.__version__}, timm {timm.__version__}, scikit-learn "
         f"{sklearn.__version__}, numpy {numpy.__version__}. "
-        f"Date: {datetime.date.today().isoformat()}."
+        f"Date: {datetime.date.today().isoformat()}. {speed_yardstick()}"
+    )
+
+
+def speed_yardstick(repeats=5, calls=20):
+    """A sentence giving the images/s of the bare Lite0 forward pass (224 px,
+    batch 1, channels-last, every level), measured now.
+
+    The shared 2-core machines that write these pages have run the same
+    code at half their usual speed on some days, every method alike. Each
+    page records this yardstick so that times on pages written on different
+    days compare after scaling by it; within one page they compare as they
+    are. It is the "bare forward, channels_last" row of throughput.md at
+    batch size 1, measured the same way (median of ``repeats``).
+    """
+    import torch
+
+    from skanomaly.backbone import EfficientNetLevels, load_backbone
+
+    model = (
+        EfficientNetLevels(load_backbone("tf_efficientnet_lite0"))
+        .eval()
+        .to(memory_format=torch.channels_last)
+    )
+    x = torch.rand(1, 3, 224, 224).to(memory_format=torch.channels_last)
+    levels = list(range(len(model.level_names)))
+
+    def run():
+        with torch.inference_mode():
+            for _ in range(calls):
+                model(x, levels)
+
+    rate = calls / median_time(run, repeats)
+    return (
+        f"Speed yardstick: the bare tf_efficientnet_lite0 forward pass ran at "
+        f"{rate:.0f} images/s (224 px, batch 1, channels-last) as this page was "
+        "written; scale times by it to compare them with pages written on other days."
     )
 
 

@@ -276,6 +276,22 @@ def test_image_scores_compare_the_widest_neighborhood(fused, cells):
     np.testing.assert_array_equal(three.score_samples(defective), expected)
 
 
+def test_patch_score_from_the_feature_cache_equals_the_uncached_one(
+    fused, cells, tmp_path, forward_passes
+):
+    # The cache's entries hold the patch features of every fitted size, so
+    # fit's entry serves the worst-patch scores without a forward pass.
+    normal, defective = cells
+    cached = clone(fused).set_params(memory=str(tmp_path / "cache")).fit(normal[:16])
+    forward_passes.clear()
+    scores = cached.score_samples(normal[:16])
+    assert forward_passes == []
+    np.testing.assert_allclose(scores, fused.score_samples(normal[:16]), rtol=1e-5)
+    np.testing.assert_allclose(
+        cached.score_samples(defective), fused.score_samples(defective), rtol=1e-5
+    )
+
+
 def test_patch_score_of_a_stream_equals_that_of_one_fit(fused, cells):
     normal, defective = cells
     streamed = clone(fused).partial_fit(normal[:8]).partial_fit(normal[8:16])
