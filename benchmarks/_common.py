@@ -44,11 +44,13 @@ def speed_yardstick(repeats=5, calls=20):
     batch 1, channels-last, every level), measured now.
 
     The shared 2-core machines that write these pages have run the same
-    code at half their usual speed on some days, every method alike. Each
-    page records this yardstick so that times on pages written on different
-    days compare after scaling by it; within one page they compare as they
-    are. It is the "bare forward, channels_last" row of throughput.md at
-    batch size 1, measured the same way (median of ``repeats``).
+    code at up to half their usual speed on some days. Times within one
+    page compare as they are; across pages written on different days, only
+    roughly after scaling by this yardstick, as a slow day need not slow
+    every method alike (on 2026-12-06 the patch searches slowed more than
+    the forward pass). It is the "bare forward, channels_last" row of
+    throughput.md at batch size 1, measured the same way (median of
+    ``repeats``).
     """
     import torch
 
