@@ -54,13 +54,7 @@ def speed_yardstick(repeats=5, calls=20):
     """
     import torch
 
-    from skanomaly.backbone import EfficientNetLevels, load_backbone
-
-    model = (
-        EfficientNetLevels(load_backbone("tf_efficientnet_lite0"))
-        .eval()
-        .to(memory_format=torch.channels_last)
-    )
+    model = bare_network()
     x = torch.rand(1, 3, 224, 224).to(memory_format=torch.channels_last)
     levels = list(range(len(model.level_names)))
 
@@ -73,8 +67,19 @@ def speed_yardstick(repeats=5, calls=20):
     return (
         f"Speed yardstick: the bare tf_efficientnet_lite0 forward pass ran at "
         f"{rate:.0f} images/s (224 px, batch 1, channels-last) as this page was "
-        "written; scale times by it to compare them with pages written on other days."
+        "written; scaling by it compares times with pages written on other days only roughly."
     )
+
+
+def bare_network(backbone="tf_efficientnet_lite0"):
+    """The detector's network on a CPU without the detector: every level of
+    ``backbone``, in eval mode and channels-last memory layout, the layout
+    the detector runs it in. The "bare forward" rows time it."""
+    import torch
+
+    from skanomaly.backbone import EfficientNetLevels, load_backbone
+
+    return EfficientNetLevels(load_backbone(backbone)).eval().to(memory_format=torch.channels_last)
 
 
 def median_time(function, repeats):

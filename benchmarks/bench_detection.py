@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import threadpoolctl
-from _common import environment, interleaved_median_times, markdown_table, publish
+from _common import bare_network, environment, interleaved_median_times, markdown_table, publish
 from _detection_data import cached_features, load_pools
 from _detection_rules import auroc, gaussian_scores
 
@@ -271,10 +271,9 @@ def throughput_table(repeats, n_images=64, batch_size=16):
     import torch
 
     from skanomaly import EfficientNetGaussianDetector
-    from skanomaly.backbone import EfficientNetLevels, load_backbone
     from skanomaly.datasets import load_elpv
 
-    bare = EfficientNetLevels(load_backbone(L0)).eval().to(memory_format=torch.channels_last)
+    bare = bare_network(L0)
     cells = load_elpv(cell_type="mono", resize=bare.input_size, max_samples=n_images).X
     x = bare.preprocess(torch.from_numpy(cells / 255.0).float().permute(0, 3, 1, 2))
     levels = list(range(len(bare.level_names)))

@@ -34,16 +34,15 @@ def worker(n_images, batch_size):
     """Images/s of the bare forward pass, score_samples, fit and explain, and
     the peak RSS."""
     import torch
-    from _common import median_time, peak_rss_mb
+    from _common import bare_network, median_time, peak_rss_mb
 
     from skanomaly import EfficientNetGaussianDetector
-    from skanomaly.backbone import EfficientNetLevels, load_backbone
     from skanomaly.datasets import load_elpv
 
     cells = load_elpv(cell_type="mono", resize=224, max_samples=n_images).X
     detector = EfficientNetGaussianDetector(batch_size=batch_size).fit(cells)
     # The detector's network on a CPU: channels-last, as bench_throughput times it.
-    network = EfficientNetLevels(load_backbone()).eval().to(memory_format=torch.channels_last)
+    network = bare_network()
     ((_, x),) = network.prepare(torch.from_numpy(cells / 255.0).float().permute(0, 3, 1, 2))
     levels = list(range(len(network.level_names)))
 

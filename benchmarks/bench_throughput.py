@@ -23,7 +23,14 @@ from pathlib import Path
 from unittest import mock
 
 import torch
-from _common import environment, in_calls, interleaved_median_times, markdown_table, publish
+from _common import (
+    bare_network,
+    environment,
+    in_calls,
+    interleaved_median_times,
+    markdown_table,
+    publish,
+)
 from sklearn.base import clone
 
 from skanomaly import EfficientNetGaussianDetector
@@ -62,20 +69,12 @@ def main():
         return run
 
     eager = features
-    channels_last = (
-        EfficientNetLevels(load_backbone(args.backbone))
-        .eval()
-        .to(memory_format=torch.channels_last)
-    )
+    channels_last = bare_network(args.backbone)
     # The network as timm builds it: its strided convolutions copy their
     # input into a padded tensor (Conv2dSame), which the library's
     # inline_same_padding avoids.
     with mock.patch("skanomaly.backbone.inline_same_padding", lambda model: model):
-        timm_padding = (
-            EfficientNetLevels(load_backbone(args.backbone))
-            .eval()
-            .to(memory_format=torch.channels_last)
-        )
+        timm_padding = bare_network(args.backbone)
     variants = [
         ("bare forward, eager", eager, False),
         ("bare forward, channels_last", channels_last, True),
