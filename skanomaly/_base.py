@@ -9,6 +9,7 @@ public entry points and localization.
 """
 
 import os
+import warnings
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -83,8 +84,30 @@ _ROWS_PER_PRODUCT = 256
 
 # Parameters that change what the Gaussians and offset_ were fitted on
 # (feature_settings_): scoring refuses other values. precision and device
-# stay free, so that a model moves between machines.
+# stay free, so that a model moves between machines (another precision
+# than the fit's warns: _check_precision).
 _FEATURE_SETTINGS = ("pooling", "input_size", "keep_aspect", "distance", "image_score")
+
+
+def _check_precision(fitted, current):
+    """Warn where the network now runs in bfloat16 and did not at fit, or
+    the reverse: bfloat16's 8 significant bits move the distances enough to
+    move the scores past ``offset_`` (fitted in float32 and scored in
+    bfloat16, predict flagged up to half of the normal images of a paper
+    type instead of 5%: benchmarks/results/precision.md). float16 keeps 11
+    bits: swapped with float32 on three of those types it moved the share
+    flagged by at most one image in 20 (docs: bfloat16 on a CPU), so the
+    common fit on CUDA, score on a CPU stays quiet. Models saved before it
+    have none."""
+    if fitted is not None and fitted != current and "bfloat16" in (fitted, current):
+        warnings.warn(
+            f"This detector was fitted with its network in {fitted} and now runs it in "
+            f"{current}: the scores move, and offset_ (and any calibration) belong to "
+            f"{fitted} scores, so predict may flag many more normal images. Fit in "
+            f"{current}, or set precision={fitted!r}.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _check_unchanged(fitted, current):
@@ -194,7 +217,9 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
     def _fitted_extractor(self, neighborhood=None):
         _check_unchanged(self.__dict__.get("feature_settings_", {}), self._feature_settings())
         depth = max(self.levels_ + self.spatial_levels_ + self.patch_levels_)
-        return self._extractor(depth, neighborhood)
+        extractor = self._extractor(depth, neighborhood)
+        _check_precision(self.__dict__.get("fit_precision_"), extractor.precision_name)
+        return extractor
 
     def _fitted_neighborhood(self):
         """``patch_neighborhood_``; 1 for models saved before
@@ -250,6 +275,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 "to start over."
             )
         _check_unchanged(self.feature_settings_, self._feature_settings())
+        _check_precision(self.__dict__.get("fit_precision_"), extractor.precision_name)
         state = state.copy()
         self._accumulate(state, source, extractor)
         self._commit(state, extractor, None)
@@ -413,6 +439,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         self.patch_levels_ = state.patch_levels
         self.patch_neighborhood_ = state.patch_neighborhood
         self.feature_settings_ = self._feature_settings()
+        self.fit_precision_ = extractor.precision_name
         self.n_samples_fit_ = state.n_samples
         self.weights_digest_ = extractor.weights_digest
         self._fit_state = state

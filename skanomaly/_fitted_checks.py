@@ -104,6 +104,9 @@ _OPTIONAL = {
     "score_center_": lambda v, d, n: v is not None and _not_array(v, (2,)),
     "score_scale_": lambda v, d, n: v is not None and _not_array(v, (2,)),
     "weights_digest_": lambda v, d, n: _not_a(str, v),
+    "fit_precision_": lambda v, d, n: (
+        _not_a(str, v) or (v not in ("float32", "float16", "bfloat16") and f"{v!r} names no dtype")
+    ),
     "calibration_scores_": lambda v, d, n: _not_array(v, (None,)),
     "pixel_threshold_": lambda v, d, n: _not_number(v),
     "pixel_calibration_": lambda v, d, n: _not_a(dict, v),

@@ -9,6 +9,7 @@ threshold from :mod:`skanomaly.segmentation` and the ONNX graph from
 the estimator.
 """
 
+import warnings
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -313,6 +314,13 @@ class LocalizationMixin:
             any size. Required with ``keep_aspect=True``, whose input size
             depends on the image size.
 
+        Warns
+        -----
+        UserWarning
+            For a detector fitted in bfloat16 (``fit_precision_``): the graph
+            runs the network in float32, which moves the scores against the
+            offset.
+
         Raises
         ------
         sklearn.exceptions.NotFittedError
@@ -333,6 +341,15 @@ class LocalizationMixin:
 
         self._validate_params()
         self._finish_partial_fit()
+        if getattr(self, "fit_precision_", None) == "bfloat16":
+            warnings.warn(
+                "This detector was fitted with its network in bfloat16, and the exported "
+                "graph runs it in float32: its scores move against the offset and any "
+                "calibration it carries, so they may flag many more normal images. Fit in "
+                "float32 before exporting.",
+                UserWarning,
+                stacklevel=2,
+            )
         if maps and not self.spatial_levels_:
             raise ValueError(
                 "maps=True needs the spatial Gaussians, which fit skips for "

@@ -81,7 +81,13 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         Pooling, Gaussians and distances stay in float32 or float64; the
         gradient explain methods run in float32 (a descent on the input has
         no loss scaling). On CUDA, ``"float32"`` also turns off TF32
-        convolutions. The feature cache's key includes it.
+        convolutions. On a CPU, ``"bfloat16"`` and ``"float16"`` warn where
+        oneDNN has no kernels for them there (bfloat16 needs AVX-512 or
+        Arm's BF16): the network would run many times slower than in
+        float32. It may change after ``fit`` (a model moves between
+        machines), but scoring in bfloat16 a model fitted in another dtype
+        (``fit_precision_``), or the reverse, warns: the scores move
+        against ``offset_``. The feature cache's key includes it.
     image_shape : tuple of int, default=None
         ``(height, width)`` or ``(height, width, channels)`` used to read the
         rows of a 2-D ``X`` of flattened images; one entry may be -1.
@@ -241,6 +247,11 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         ``ValueError`` once one of them has been changed with
         :meth:`set_params`, since the Gaussians and ``offset_`` belong to
         those features.
+    fit_precision_ : {"float32", "float16", "bfloat16"}
+        The dtype the network ran in during ``fit`` (``precision`` as
+        resolved on its device). Scoring, :meth:`explain` and the
+        calibrations warn where either it or the dtype the network now runs
+        in is bfloat16 and the other is not.
     patches_ : ndarray of shape (n_patches, n_channels)
         The patch memory: at most 16,384 patch features of the training
         images (float32), times ``patch_coreset``, chosen by greedy k-centre

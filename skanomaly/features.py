@@ -57,10 +57,35 @@ def resolve_device(device):
 
 def autocast_dtype(precision, device):
     """The autocast dtype of forward passes without gradients, or None for
-    strict float32; ``"auto"`` is float16 on CUDA and float32 elsewhere."""
+    strict float32; ``"auto"`` is float16 on CUDA and float32 elsewhere.
+    Warns where a CPU has no oneDNN kernels for the dtype."""
     if precision == "auto":
         precision = "float16" if device.type == "cuda" else "float32"
-    return None if precision == "float32" else getattr(torch, precision)
+    if precision == "float32":
+        return None
+    dtype = getattr(torch, precision)
+    if device.type == "cpu" and not _onednn_supports(dtype):
+        warnings.warn(
+            f"precision={precision!r}: this CPU lacks the instructions of oneDNN's "
+            f"{precision} kernels, so the network runs in PyTorch's fallback kernels, "
+            "many times slower than in float32. Use precision='float32' (what 'auto' "
+            "gives on a CPU).",
+            UserWarning,
+            stacklevel=2,
+        )
+    return dtype
+
+
+def _onednn_supports(dtype):
+    """Whether oneDNN has fast CPU kernels for ``dtype`` here (bfloat16 needs
+    AVX-512 or Arm's BF16, float16 AVX512-FP16 or AMX-FP16). Without them the
+    Lite0 forward pass ran 15-33 times slower than in float32
+    (benchmarks/results/precision.md); True where PyTorch cannot tell."""
+    name = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
+    try:
+        return bool(getattr(torch.ops.mkldnn, name[dtype])())
+    except (AttributeError, RuntimeError):
+        return True
 
 
 def autocast(device, dtype):
@@ -368,6 +393,11 @@ class FeatureExtractor:
     @property
     def level_names(self):
         return self.network.level_names
+
+    @property
+    def precision_name(self):
+        """The dtype of the forward passes without gradient, by name."""
+        return "float32" if self.precision is None else str(self.precision).removeprefix("torch.")
 
     @property
     def weights_digest(self):

@@ -7,6 +7,7 @@ import copy
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +266,19 @@ def test_maps_need_the_spatial_gaussians(cells, tmp_path):
     detector.fit(cells[0][:4])
     with pytest.raises(ValueError, match="maps=True needs the spatial Gaussians"):
         detector.export_onnx(tmp_path / "model.onnx", maps=True)
+
+
+def test_a_bfloat16_fit_warns_that_the_graph_runs_float32(cells, tmp_path):
+    """The graph's float32 scores would not match an offset_ set on
+    bfloat16 ones; a float32 fit exports quietly."""
+    normal = cells[0][:4]
+    detector = EfficientNetGaussianDetector(levels=(0, 1), precision="bfloat16").fit(normal)
+    with pytest.warns(UserWarning, match="fitted with its network in bfloat16, and the exported"):
+        detector.export_onnx(tmp_path / "bfloat16.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        detector.set_params(precision="float32").fit(normal).export_onnx(tmp_path / "f32.onnx")
+    assert (tmp_path / "bfloat16.onnx").exists() and (tmp_path / "f32.onnx").exists()
 
 
 def test_unreadable_or_foreign_onnx_files(tmp_path):
