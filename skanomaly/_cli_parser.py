@@ -148,7 +148,8 @@ def _common(parser):
         choices=PRECISIONS,
         default="auto",
         help="autocast dtype of the network: auto (default; float16 on CUDA, "
-        "float32 on CPUs), float32, float16 or bfloat16",
+        "float32 on CPUs), float32, float16 or bfloat16 (faster on CPUs with "
+        "AVX512-BF16; score in the dtype the model was fitted in)",
     )
     group.add_argument(
         "--batch-size",
