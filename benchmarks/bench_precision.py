@@ -46,7 +46,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import (
+    bare_forward,
     bare_network,
+    cpuinfo,
     environment,
     interleaved_median_times,
     markdown_table,
@@ -59,6 +61,7 @@ from sklearn.metrics import roc_auc_score
 
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly.datasets import load_elpv
+from skanomaly.features import onednn_supports
 
 PRECISIONS = ("float32", "bfloat16")
 IMAGE_SCORES = ("pooled", "pooled+patches")
@@ -68,24 +71,8 @@ PAIRS = (("float32", "float32"), ("bfloat16", "bfloat16"), ("float32", "bfloat16
 
 def bfloat16_flags():
     """The bfloat16 flags of this CPU, as /proc/cpuinfo names them."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(
-                (line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []
-            )
-    except OSError:
-        flags = []
-    found = sorted(flag for flag in flags if "bf16" in flag)
+    found = sorted(flag for flag in (cpuinfo("flags") or "").split() if "bf16" in flag)
     return ", ".join(found) or "none"
-
-
-def bare_forward(network, x, dtype, batch_size):
-    """The bare forward pass of every level over ``x`` in batches, under
-    autocast ``dtype`` (None: float32)."""
-    levels = list(range(len(network.level_names)))
-    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-        for start in range(0, len(x), batch_size):
-            network(x[start : start + batch_size], levels)
 
 
 def throughput(n_images, batch_sizes, repeats):
@@ -102,7 +89,7 @@ def throughput(n_images, batch_sizes, repeats):
         for precision in PRECISIONS:
             dtype = None if precision == "float32" else getattr(torch, precision)
             timed[("bare forward", precision)] = partial(
-                bare_forward, network, x, dtype, batch_size
+                bare_forward, network, x, batch_size, dtype
             )
             for image_score in IMAGE_SCORES:
                 detector = EfficientNetGaussianDetector(
@@ -138,7 +125,7 @@ def bare_rates(batch_sizes, repeats, images=16):
     return {
         batch_size: {
             precision: images
-            / median_time(partial(bare_forward, network, x, dtype, batch_size), repeats)
+            / median_time(partial(bare_forward, network, x, batch_size, dtype), repeats)
             for precision, dtype in (
                 ("float32", None),
                 ("bfloat16", torch.bfloat16),
@@ -233,16 +220,9 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.bare_only:  # a child of capped()
-        mkldnn = torch.ops.mkldnn
-        print(
-            json.dumps(
-                {
-                    "rates": bare_rates(args.batch_sizes, args.repeats),
-                    "bfloat16": "yes" if mkldnn._is_mkldnn_bf16_supported() else "no",
-                    "float16": "yes" if mkldnn._is_mkldnn_fp16_supported() else "no",
-                }
-            )
-        )
+        kernels = {p: onednn_supports(getattr(torch, p)) for p in ("bfloat16", "float16")}
+        rates = bare_rates(args.batch_sizes, args.repeats)
+        print(json.dumps({"rates": rates, **{p: "yes" if k else "no" for p, k in kernels.items()}}))
         return
     started = time.perf_counter()
     speed = throughput(args.n_images, args.batch_sizes, args.repeats)

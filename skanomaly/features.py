@@ -31,6 +31,7 @@ __all__ = [
     "FeatureExtractor",
     "autocast",
     "get_network",
+    "onednn_supports",
     "patch_features",
     "pool",
     "resolve_device",
@@ -64,7 +65,7 @@ def autocast_dtype(precision, device):
     if precision == "float32":
         return None
     dtype = getattr(torch, precision)
-    if device.type == "cpu" and not _onednn_supports(dtype):
+    if device.type == "cpu" and not onednn_supports(dtype):
         warnings.warn(
             f"precision={precision!r}: this CPU lacks the instructions of oneDNN's "
             f"{precision} kernels, so the network runs in PyTorch's fallback kernels, "
@@ -76,12 +77,15 @@ def autocast_dtype(precision, device):
     return dtype
 
 
-def _onednn_supports(dtype):
-    """Whether oneDNN has fast CPU kernels for ``dtype`` here (bfloat16 needs
-    AVX-512 or Arm's BF16, float16 AVX512-FP16 or AMX-FP16). Without them the
-    Lite0 forward pass ran 15-33 times slower than in float32
-    (benchmarks/results/precision.md); True where PyTorch cannot tell."""
+def onednn_supports(dtype):
+    """Whether oneDNN has fast CPU kernels for ``dtype`` (``torch.bfloat16``
+    or ``torch.float16``) on this machine: bfloat16 needs AVX-512 or Arm's
+    BF16, float16 AVX512-FP16 or AMX-FP16. Without them the Lite0 forward
+    pass ran 15-33 times slower than in float32
+    (benchmarks/results/precision.md). True where PyTorch cannot tell."""
     name = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
+    if dtype not in name:
+        raise ValueError(f"onednn_supports takes torch.bfloat16 or torch.float16, not {dtype!r}")
     try:
         return bool(getattr(torch.ops.mkldnn, name[dtype])())
     except (AttributeError, RuntimeError):

@@ -21,6 +21,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from skanomaly import EfficientNetGaussianDetector
+from skanomaly.features import onednn_supports
 
 
 def test_fit_scores_and_labels(fitted, cells):
@@ -367,14 +368,16 @@ def test_partial_fit_in_bfloat16_after_float32_chunks_warns(cells):
 )
 def test_reduced_precision_warns_where_the_cpu_lacks_its_kernels():
     """With oneDNN capped at AVX2, as on CPUs without AVX-512, bfloat16 has
-    no fast kernels: a fit in bfloat16 warns that the network runs many
-    times slower, and the same fit in float32 does not."""
+    no fast kernels (onednn_supports says so): a fit in bfloat16 warns that
+    the network runs many times slower, and the same fit in float32 does not."""
     code = """if True:
         import json, warnings
         import numpy as np
+        import torch
         from skanomaly import EfficientNetGaussianDetector
+        from skanomaly.features import onednn_supports
         X = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-        found = {}
+        found = {"kernels": onednn_supports(torch.bfloat16)}
         for precision in ("float32", "bfloat16"):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -388,11 +391,17 @@ def test_reduced_precision_warns_where_the_cpu_lacks_its_kernels():
     )
     assert run.returncode == 0, run.stderr
     found = json.loads(run.stdout.splitlines()[-1])
+    assert found["kernels"] is False
     assert found["float32"] == []
     # "always" shows it for each extractor fit builds; by default, once.
     assert found["bfloat16"]
     for message in found["bfloat16"]:
         assert "precision='bfloat16'" in message and "slower than in float32" in message
+
+
+def test_onednn_supports_names_the_dtypes_it_checks():
+    with pytest.raises(ValueError, match=r"torch\.bfloat16 or torch\.float16, not torch\.float32"):
+        onednn_supports(torch.float32)
 
 
 def test_pixel_range_for_12_bit_data(fitted, cells):
