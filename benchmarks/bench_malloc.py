@@ -22,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 # The values the Scaling page recommends: no block is too large for the heap,
@@ -34,7 +35,7 @@ def worker(n_images, batch_size):
     """Images/s of the bare forward pass, score_samples, fit and explain, and
     the peak RSS."""
     import torch
-    from _common import bare_network, median_time, peak_rss_mb
+    from _common import bare_forward, bare_network, median_time, peak_rss_mb
 
     from skanomaly import EfficientNetGaussianDetector
     from skanomaly.datasets import load_elpv
@@ -44,15 +45,8 @@ def worker(n_images, batch_size):
     # The detector's network on a CPU: channels-last, as bench_throughput times it.
     network = bare_network()
     ((_, x),) = network.prepare(torch.from_numpy(cells / 255.0).float().permute(0, 3, 1, 2))
-    levels = list(range(len(network.level_names)))
-
-    def forward():
-        with torch.inference_mode():
-            for start in range(0, len(x), batch_size):
-                network(x[start : start + batch_size], levels)
-
     seconds = {
-        "bare forward": median_time(forward, 3),
+        "bare forward": median_time(partial(bare_forward, network, x, batch_size), 3),
         "score_samples": median_time(lambda: detector.score_samples(cells), 3),
         "fit": median_time(lambda: detector.fit(cells), 3),
     }
