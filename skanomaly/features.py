@@ -78,11 +78,35 @@ def autocast_dtype(precision, device):
 
 
 def onednn_supports(dtype):
-    """Whether oneDNN has fast CPU kernels for ``dtype`` (``torch.bfloat16``
-    or ``torch.float16``) on this machine: bfloat16 needs AVX-512 or Arm's
-    BF16, float16 AVX512-FP16 or AMX-FP16. Without them the Lite0 forward
-    pass ran 15-33 times slower than in float32
-    (benchmarks/results/precision.md). True where PyTorch cannot tell."""
+    """Whether oneDNN has fast CPU kernels for ``dtype`` on this machine.
+
+    bfloat16 needs AVX-512 or Arm's BF16, float16 AVX512-FP16 or AMX-FP16.
+    Without them the Lite0 forward pass ran 15-33 times slower than in
+    float32 (benchmarks/results/precision.md), and a detector with that
+    ``precision`` on a CPU warns.
+
+    Parameters
+    ----------
+    dtype : torch.dtype
+        ``torch.bfloat16`` or ``torch.float16``.
+
+    Returns
+    -------
+    supported : bool
+        True where oneDNN has the kernels, or where PyTorch cannot tell.
+
+    Raises
+    ------
+    ValueError
+        For any other dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skanomaly.features import onednn_supports
+    >>> isinstance(onednn_supports(torch.bfloat16), bool)
+    True
+    """
     name = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}
     if dtype not in name:
         raise ValueError(f"onednn_supports takes torch.bfloat16 or torch.float16, not {dtype!r}")
