@@ -185,16 +185,17 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
     score_scale_ = _AfterPartialFit()
 
     # ------------------------------------------------------------------ parts
-    def _extractor(self, depth=None, neighborhood=None):
+    def _extractor(self, depth=None, neighborhood=None, precision=None):
         """The feature extractor of the current parameters (its patch
-        features over ``neighborhood`` where given); its network is shared
-        and checked against the weights the detector was fitted with."""
+        features over ``neighborhood``, its network in ``precision`` where
+        given); its network is shared and checked against the weights the
+        detector was fitted with."""
         extractor = FeatureExtractor(
             self.backbone,
             self.weights,
             depth=depth,
             device=self.device,
-            precision=self.precision,
+            precision=self.precision if precision is None else precision,
             compiled=self.torch_compile,
             batch_size=self.batch_size,
             memory=self.memory,
@@ -214,11 +215,16 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             )
         return extractor
 
-    def _fitted_extractor(self, neighborhood=None):
+    def _fitted_extractor(self, neighborhood=None, precision=None):
+        """:meth:`_extractor` for the fitted levels, refused where the
+        feature settings changed since fit; a ``precision`` given overrides
+        the parameter's and skips the warning about the fit's (the exported
+        graph runs in float32 whatever ``precision`` says, and warns itself)."""
         _check_unchanged(self.__dict__.get("feature_settings_", {}), self._feature_settings())
         depth = max(self.levels_ + self.spatial_levels_ + self.patch_levels_)
-        extractor = self._extractor(depth, neighborhood)
-        _check_precision(self.__dict__.get("fit_precision_"), extractor.precision_name)
+        extractor = self._extractor(depth, neighborhood, precision)
+        if precision is None:
+            _check_precision(self.__dict__.get("fit_precision_"), extractor.precision_name)
         return extractor
 
     def _fitted_neighborhood(self):

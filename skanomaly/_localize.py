@@ -357,7 +357,7 @@ class LocalizationMixin:
             )
         export_onnx(
             path,
-            self._fitted_extractor().network,
+            self._fitted_extractor(precision="float32").network,
             (self.levels_, self.gaussians_),
             # The rule _scores applies, with its fitted statistics.
             score_rule=ScoreRule.of(self),
