@@ -21,6 +21,10 @@ protocol is in ``docs/benchmark_protocol.rst``; the table goes to
     python benchmarks/bench_peers.py [--mvtec ROOT[:cat1,cat2]] [--no-shared]
         [--no-elpv] [--backbones tf_efficientnet_lite0 ...] [--n-train 60]
         [--n-test 40] [--seed 0] [--peers-python ~/.venvs/skanomaly-peers/bin/python]
+        [--variants LABEL ...] [--rows-json PATH]
+
+``benchmarks/bench_peers_seeds.py`` runs it over several seeds and tabulates
+the accuracy of each method across them (``--rows-json``).
 """
 
 import argparse
@@ -37,7 +41,7 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-from _common import environment, markdown_table, peak_rss_mb, publish
+from _common import environment, markdown_table, peak_rss_mb, publish, shell_words
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PEERS_PYTHON = Path.home() / ".venvs" / "skanomaly-peers" / "bin" / "python"
@@ -656,6 +660,17 @@ def main():
         default=10.0,
         help="address-space cap of each anomalib process",
     )
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=list(VARIANTS),
+        choices=list(VARIANTS),
+        metavar="LABEL",
+        help="the rows of skanomaly with other settings to run (their labels); none: --variants",
+    )
+    parser.add_argument(
+        "--rows-json", help="also write each data set's results, method by method, as JSON"
+    )
     parser.add_argument("--out", default=str(HERE / "results" / "peers.md"))
     parser.add_argument("--anomalib-worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-data", help=argparse.SUPPRESS)
@@ -671,7 +686,7 @@ def main():
     import timm
 
     started = time.perf_counter()
-    sections = []
+    sections, records = [], {}
     for backbone in args.backbones:
         resize = timm.create_model(backbone, pretrained=False).pretrained_cfg["input_size"][1:]
         for name, data in load_datasets(args, tuple(resize)):
@@ -690,7 +705,8 @@ def main():
             )
             features = ours.pop("features", None)
             rows = [("skanomaly", f"{backbone} pooled, all levels", ours, "defaults")]
-            for label, params in VARIANTS.items():
+            for label in args.variants:
+                params = VARIANTS[label]
                 variant = in_child(
                     _run_skanomaly,
                     backbone=backbone,
@@ -783,6 +799,10 @@ def main():
             for method, _, result, _ in rows:
                 if "traceback" in result:
                     print(f"{method}: {result.pop('traceback')}", file=sys.stderr)
+            records[f"{name}, {backbone}"] = [
+                {"method": method, "features": features, **result}
+                for method, features, result, _ in rows
+            ]
             sections.append(
                 dataset_table(
                     name,
@@ -797,7 +817,7 @@ def main():
             print(sections[-1] + "\n", flush=True)
 
     total = time.perf_counter() - started
-    command = " ".join(["python benchmarks/bench_peers.py", *sys.argv[1:]])
+    command = shell_words(["python", "benchmarks/bench_peers.py", *sys.argv[1:]])
     text = (
         "## skanomaly and its peers\n\n"
         f"`{command}` (seed {args.seed}), {total / 60:.1f} min in all. "
@@ -809,6 +829,8 @@ def main():
         + f"\n\n{environment()}\n"
     )
     publish(text, args.out)
+    if args.rows_json:
+        Path(args.rows_json).write_text(json.dumps(records, indent=1, default=float))
 
 
 if __name__ == "__main__":
