@@ -44,6 +44,8 @@ _POOL_FACTOR = 4
 # candidates.
 _CENTRES_PER_ROUND = 256
 _CANDIDATE_FACTOR = 4
+# Rows whose gaps each product of a round updates: 8 MB of products at a time.
+_UPDATE_ROWS = 8192
 # Rows of the memory whose leave-one-image-out distances set the threshold.
 _THRESHOLD_SAMPLE = 2048
 # Rows whose distances set the typical normal image's excess (the gate of
@@ -229,9 +231,14 @@ def k_centres(rows, n):
     gaps[0] = -np.inf
     while len(chosen) < n:
         new = _next_centres(rows, norms, gaps, min(_CENTRES_PER_ROUND, n - len(chosen)))
-        # |c|^2 - 2 r.c in one product; |r|^2 is the same for every c.
-        update = torch.addmm(norms[new][None, :], rows, rows[new].T, alpha=-2)
-        torch.minimum(gaps, update.min(dim=1).values + norms, out=gaps)
+        centres, centre_norms = rows[new].T, norms[new][None, :]
+        # In blocks of rows: one product over the whole sample held a
+        # (rows, centres) temporary of 64 MB at PatchCore's sample size.
+        for start in range(0, len(rows), _UPDATE_ROWS):
+            block = slice(start, start + _UPDATE_ROWS)
+            # |c|^2 - 2 r.c in one product; |r|^2 is the same for every c.
+            update = torch.addmm(centre_norms, rows[block], centres, alpha=-2)
+            torch.minimum(gaps[block], update.min(dim=1).values + norms[block], out=gaps[block])
         gaps[new] = -np.inf
         chosen.extend(new.tolist())
     return np.array(chosen, np.int64)

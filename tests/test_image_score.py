@@ -385,17 +385,22 @@ def _greedy_centres(rows, n):
     m=st.integers(2, 60),
     copies=st.integers(1, 8),
     per_round=st.integers(1, 9),
+    update_rows=st.integers(1, 70),
 )
-def test_k_centres_in_rounds_choose_what_the_rule_chooses_one_at_a_time(seed, m, copies, per_round):
+def test_k_centres_in_rounds_choose_what_the_rule_chooses_one_at_a_time(
+    seed, m, copies, per_round, update_rows
+):
     # Rounds of a few centres among a few candidates each. Clusters of near
     # copies fill the candidates with rows that one centre brings close: a
     # round must stop before a row outside its candidates would come next.
+    # Each round updates the gaps in blocks of update_rows rows.
     rng = np.random.default_rng(seed)
     points = rng.normal(size=(m, 3)) * rng.uniform(1, 10, size=(m, 1))
     rows = np.repeat(points, copies, axis=0) + rng.normal(scale=1e-3, size=(m * copies, 3))
     n = max(2, len(rows) // 2)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(skanomaly.patches, "_CENTRES_PER_ROUND", per_round)
+        patch.setattr(skanomaly.patches, "_UPDATE_ROWS", update_rows)
         np.testing.assert_array_equal(k_centres(rows, n), _greedy_centres(rows, n))
 
 
