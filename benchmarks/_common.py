@@ -155,6 +155,16 @@ def shell_words(words):
     return " ".join(quoted)
 
 
+def per_seed(values):
+    """Each seed's value and their mean, ``"a / b / c (mean)"``; a seed
+    without a value (None) shows "—" and stays out of the mean."""
+    import numpy as np
+
+    known = [v for v in values if v is not None]
+    shown = " / ".join("—" if v is None else f"{v:.3f}" for v in values)
+    return shown + (f" ({np.mean(known):.3f})" if known else "")
+
+
 def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]

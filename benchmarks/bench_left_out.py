@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import environment, markdown_table, publish
+from _common import environment, markdown_table, per_seed, publish
 from bench_explain import map_metrics
 from PIL import Image
 from sklearn.metrics import roc_auc_score
@@ -133,10 +133,6 @@ def run(args):
                 map_rows.setdefault(map_row, []).append((pixel, pro))
                 print(f"seed {seed} | {map_row} | {pixel:.3f} / {pro:.3f}", flush=True)
     return image_rows, map_rows
-
-
-def per_seed(values):
-    return " / ".join(f"{v:.3f}" for v in values) + f" ({np.mean(values):.3f})"
 
 
 def page(args, image_rows, map_rows, minutes, command):

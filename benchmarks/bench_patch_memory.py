@@ -32,9 +32,9 @@ import sys
 import time
 
 import numpy as np
-from _common import environment, markdown_table, publish
+from _common import environment, markdown_table, per_seed, publish
 from bench_explain import map_metrics
-from bench_left_out import left_out_tiles, per_seed, split
+from bench_left_out import left_out_tiles, split
 from sklearn.metrics import roc_auc_score
 
 import skanomaly.patches

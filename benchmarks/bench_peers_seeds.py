@@ -21,8 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from _common import environment, markdown_table, publish, shell_words
+from _common import environment, markdown_table, per_seed, publish, shell_words
 
 HERE = Path(__file__).resolve().parent
 METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("au_pro", "AU-PRO"))
@@ -35,14 +34,6 @@ def run_seed(seed, passed, folder):
     command += ["--rows-json", str(rows), "--out", str(Path(folder) / f"peers-{seed}.md")]
     subprocess.run(command + passed, check=True, stdout=subprocess.DEVNULL)
     return json.loads(rows.read_text())
-
-
-def cell(values):
-    """Each seed's value and their mean; "—" where a run gave none."""
-    shown = ["—" if v is None else f"{v:.3f}" for v in values]
-    known = [v for v in values if v is not None]
-    mean = f" ({np.mean(known):.3f})" if known else ""
-    return " / ".join(shown) + mean
 
 
 def reaches(ours, theirs):
@@ -72,12 +63,16 @@ def dataset_table(name, runs):
         for method in methods
         for key, _ in METRICS
     }
-    present = [(k, label) for k, label in METRICS if any(any(values[m, k]) for m in methods)]
+    present = [
+        (k, label)
+        for k, label in METRICS
+        if any(v is not None for m in methods for v in values[m, k])
+    ]
     header = ["method", *(f"{label} (seeds, mean)" for _, label in present)]
     header += [f"skanomaly's {label} at least this row's" for _, label in present]
     lines = []
     for method in methods:
-        line = [method, *(cell(values[method, k]) for k, _ in present)]
+        line = [method, *(per_seed(values[method, k]) for k, _ in present)]
         if method == "skanomaly":
             line += ["—"] * len(present)
         else:
