@@ -5,7 +5,6 @@ import datetime
 import os
 import platform
 import resource
-import shlex
 import statistics
 import time
 from functools import partial
@@ -141,18 +140,6 @@ def publish(text, out=None):
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
-
-
-def shell_words(words):
-    """``words`` as a shell command line, double-quoting where that needs
-    no escapes: the variants' labels hold single quotes."""
-    quoted = []
-    for word in words:
-        if shlex.quote(word) == word or any(c in word for c in '"$`\\!'):
-            quoted.append(shlex.quote(word))
-        else:
-            quoted.append(f'"{word}"')
-    return " ".join(quoted)
 
 
 def per_seed(values):

@@ -33,6 +33,7 @@ import copy
 import json
 import multiprocessing
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-from _common import environment, markdown_table, peak_rss_mb, publish, shell_words
+from _common import environment, markdown_table, peak_rss_mb, publish
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PEERS_PYTHON = Path.home() / ".venvs" / "skanomaly-peers" / "bin" / "python"
@@ -824,7 +825,9 @@ def main():
             print(sections[-1] + "\n", flush=True)
 
     total = time.perf_counter() - started
-    command = shell_words(["python", "benchmarks/bench_peers.py", *sys.argv[1:]])
+    # Quoted, so that the page's command runs as printed (variant labels
+    # hold spaces and quotes).
+    command = shlex.join(["python", "benchmarks/bench_peers.py", *sys.argv[1:]])
     text = (
         "## skanomaly and its peers\n\n"
         f"`{command}` (seed {args.seed}), {total / 60:.1f} min in all. "

@@ -15,13 +15,14 @@ Times are left to the single-seed pages.
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import environment, markdown_table, per_seed, publish, shell_words
+from _common import environment, markdown_table, per_seed, publish
 
 HERE = Path(__file__).resolve().parent
 METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("au_pro", "AU-PRO"))
@@ -96,7 +97,7 @@ def main():
             runs.append(run_seed(seed, args.passed, folder))
     names = list(dict.fromkeys(name for run in runs for name in run))
     sections = [dataset_table(name, [run.get(name, []) for run in runs]) for name in names]
-    command = shell_words(["python", "benchmarks/bench_peers_seeds.py", *sys.argv[1:]])
+    command = shlex.join(["python", "benchmarks/bench_peers_seeds.py", *sys.argv[1:]])
     text = (
         "## skanomaly and its peers over seeds\n\n"
         f"`{command}`, {(time.perf_counter() - started) / 60:.1f} min in all. "
