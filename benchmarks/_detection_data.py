@@ -10,6 +10,7 @@ score rule is evaluated offline.
 
 import argparse
 import hashlib
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -221,7 +222,7 @@ def publish_pool_table(name, doc, title, description, table, seeds):
     # The small factorizations of the score rules run faster on one BLAS thread.
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         text = table(pools, list(pools))
-    command = " ".join([f"python benchmarks/bench_{name}.py", *sys.argv[1:]])
+    command = shlex.join(["python", f"benchmarks/bench_{name}.py", *sys.argv[1:]])
     publish(
         f"## {title}\n\n"
         f"`{command}`, {(time.perf_counter() - started) / 60:.1f} min. Protocol: the module "

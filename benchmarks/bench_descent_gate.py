@@ -37,6 +37,7 @@ metrics on every data set with masks.
 """
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -175,7 +176,7 @@ def page(args, rows, command):
 
 def main(argv=None):
     args = parse_args(argv)
-    command = " ".join(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(sys.argv[1:] if argv is None else argv)
     publish(page(args, run(args), command), None if args.no_write else args.output)
 
 

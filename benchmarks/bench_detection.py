@@ -22,6 +22,7 @@ rounding), so each rule costs no forward pass.
 """
 
 import argparse
+import shlex
 import sys
 import time
 from functools import partial
@@ -352,7 +353,7 @@ def main():
     blas.restore_original_limits()
     sections.append("### Throughput of score_samples\n\n" + throughput_table(args.repeats))
     total = time.perf_counter() - started
-    command = " ".join(["python benchmarks/bench_detection.py", *sys.argv[1:]])
+    command = shlex.join(["python", "benchmarks/bench_detection.py", *sys.argv[1:]])
     text = (
         "## Detection accuracy levers\n\n"
         f"`{command}`, {total / 60:.1f} min (features cached in `{args.cache}`). "

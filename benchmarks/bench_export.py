@@ -14,6 +14,7 @@ and the file's size (the patch memory is a constant of the graph).
 """
 
 import argparse
+import shlex
 import sys
 import tempfile
 from functools import partial
@@ -138,7 +139,7 @@ def main():
     runtime_versions = ", ".join(f"{k} {v}" for k, v in versions.items())
     text = (
         f"### Exported graphs, {args.backbone}, {n} ELPV mono cells at 300x300 px\n\n"
-        f"`python benchmarks/bench_export.py {' '.join(sys.argv[1:])}`. "
+        f"`python benchmarks/bench_export.py {shlex.join(sys.argv[1:])}`. "
         f"Fitted on {args.n_fit} other cells. Median of {args.repeats} repeats after a "
         "warm-up; each repeat times every row of a model in turn, after a 0.5 s pause. "
         "Models were timed one after the other: compare rows of one model; across "

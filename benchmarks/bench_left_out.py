@@ -26,6 +26,7 @@ loading, as it does all its data).
 """
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -192,7 +193,7 @@ def main(argv=None):
     started = time.perf_counter()
     image_rows, map_rows = run(args)
     minutes = (time.perf_counter() - started) / 60
-    command = " ".join(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(sys.argv[1:] if argv is None else argv)
     publish(page(args, image_rows, map_rows, minutes, command), args.output)
 
 

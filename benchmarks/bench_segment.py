@@ -31,6 +31,7 @@ of ``--repeats`` runs. Writes ``benchmarks/results/segment.md``.
 """
 
 import argparse
+import shlex
 import statistics
 import sys
 import time
@@ -255,7 +256,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_data(args)
     rows, per_set = run(args)
-    command = " ".join(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(sys.argv[1:] if argv is None else argv)
     header = [
         "data set",
         "threshold from",
