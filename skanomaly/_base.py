@@ -281,7 +281,16 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 "to start over."
             )
         _check_unchanged(self.feature_settings_, self._feature_settings())
-        _check_precision(self.__dict__.get("fit_precision_"), extractor.precision_name)
+        # Unlike scoring, which only reads the moments, a chunk in another
+        # precision would be added to them: the Gaussians would mix features
+        # of two dtypes and fit_precision_ would name only the last.
+        if extractor.precision_name != self.fit_precision_:
+            raise ValueError(
+                f"partial_fit continues running moments of features computed in "
+                f"{self.fit_precision_}, but the network now runs in "
+                f"{extractor.precision_name}; the moments would mix both. Set "
+                f"precision={self.fit_precision_!r}, or call fit to start over."
+            )
         state = state.copy()
         self._accumulate(state, source, extractor)
         self._commit(state, extractor, None)

@@ -87,7 +87,8 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         float32. It may change after ``fit`` (a model moves between
         machines), but scoring in bfloat16 a model fitted in another dtype
         (``fit_precision_``), or the reverse, warns: the scores move
-        against ``offset_``. The feature cache's key includes it.
+        against ``offset_``; :meth:`partial_fit` refuses any other than
+        the first chunk's. The feature cache's key includes it.
     image_shape : tuple of int, default=None
         ``(height, width)`` or ``(height, width, channels)`` used to read the
         rows of a 2-D ``X`` of flattened images; one entry may be -1.
@@ -432,7 +433,9 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         that :meth:`fit` needs is checked then (a ``ValueError`` at the first
         use). A threshold set by :meth:`calibrate` is dropped and must be set
         again. A chunk with another image size or channel
-        count than the first, or with bad values, is rejected and leaves the
+        count than the first, with bad values, or with the network in
+        another ``precision`` than the first chunk's (``fit_precision_``:
+        the moments would mix two dtypes), is rejected and leaves the
         detector as it was.
 
         Parameters

@@ -354,12 +354,23 @@ def test_scoring_in_bfloat16_after_a_float32_fit_warns(fitted, cells):
     assert not [w for w in caught if "now runs it in" in str(w.message)]
 
 
-def test_partial_fit_in_bfloat16_after_float32_chunks_warns(cells):
-    """The running moments would mix features of both dtypes."""
+@pytest.mark.parametrize("other", ["bfloat16", "float16"])
+def test_partial_fit_in_another_precision_is_refused(cells, other):
+    """The running moments would mix features of both dtypes: refused, and
+    the moments stay as they were, so the stream goes on in the first."""
     normal, _ = cells
     stream = EfficientNetGaussianDetector(levels=(0, 1)).partial_fit(normal[:4])
-    with pytest.warns(UserWarning, match="in float32 and now runs it in bfloat16"):
-        stream.set_params(precision="bfloat16").partial_fit(normal[4:8])
+    before = stream.score_samples(normal[8:10])
+    with pytest.raises(
+        ValueError, match=f"computed in float32, but the network now runs in {other}"
+    ):
+        stream.set_params(precision=other).partial_fit(normal[4:8])
+    assert stream.fit_precision_ == "float32"
+    np.testing.assert_array_equal(
+        stream.set_params(precision="float32").score_samples(normal[8:10]), before
+    )
+    stream.partial_fit(normal[4:8])
+    assert not np.array_equal(stream.score_samples(normal[8:10]), before)
 
 
 @pytest.mark.skipif(
