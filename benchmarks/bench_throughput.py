@@ -3,14 +3,15 @@
 The backbone forward is the speed limit of a feature method: this script
 times, in one run and on the same images, the bare forward pass (eager,
 channels-last, channels-last with timm's own padding copies, which
-``inline_same_padding`` removes, and optionally torch.compile) and the detector's ``fit``,
-``score_samples`` (also with the worst-patch image scores, fitted on other
-cells: the search for an image's worst patch prunes less, down to not at
-all, the nearer its patches lie to the memory, as a training image's do)
-and ``explain`` (the ``"spatial"`` maps, whose forward pass stops at stage
-6, the default descent and the ``"patches"`` maps), at batch size 1 also
-one image per call, as an inspection line calls them, the patch scores and
-maps also with a tenth of the patch memory (``patch_coreset=0.1``), at
+``inline_same_padding`` removes, and optionally torch.compile) and the
+detector's ``fit``, ``score_samples`` with each ``image_score`` (fitted on
+other cells: the search for an image's worst patch prunes less, down to not
+at all, the nearer its patches lie to the memory, as a training image's do;
+the worst-patch scores with their default tenth of the memory and with all
+of it, ``score_coreset=1.0``) and ``explain`` (the ``"spatial"`` maps, whose
+forward pass stops at stage 6, the default descent and the ``"patches"``
+maps, also with a tenth of the patch memory, ``patch_coreset=0.1``), at
+batch size 1 also one image per call, as an inspection line calls them, at
 several batch sizes, and writes a Markdown table.
 
     python benchmarks/bench_throughput.py [--repeats 3] [--compile]
@@ -34,6 +35,7 @@ from _common import (
 from sklearn.base import clone
 
 from skanomaly import EfficientNetGaussianDetector
+from skanomaly._constants import IMAGE_SCORES
 from skanomaly.backbone import EfficientNetLevels, load_backbone
 from skanomaly.datasets import load_elpv
 
@@ -84,6 +86,7 @@ def main():
         variants.append(("bare forward, torch.compile", torch.compile(channels_last), True))
 
     rows = []
+    default = EfficientNetGaussianDetector().image_score
     for batch_size in args.batch_sizes:
         if args.compile:
             # Each batch size gets the compile cache of a process that uses
@@ -93,24 +96,28 @@ def main():
         detector = EfficientNetGaussianDetector(args.backbone, batch_size=batch_size).fit(cells)
         timed = {name: forward(model, batch_size, cl) for name, model, cl in variants}
         timed["fit"] = partial(detector.fit, cells)
-        timed["score_samples"] = partial(detector.score_samples, cells)
-        if batch_size == 1:
-            # An inspection line scores each part as it comes, one call each.
-            timed["score_samples, one image per call"] = partial(
-                in_calls, detector.score_samples, cells, 1
-            )
-        for image_score, coreset in product(("pooled+patches", "patches"), (1.0, 0.1)):
-            patched = EfficientNetGaussianDetector(
+        # Fitted on other cells: the worst-patch search prunes less, down to
+        # not at all, the nearer an image's patches lie to the memory, as a
+        # training image's do.
+        for image_score, coreset in product(IMAGE_SCORES, (0.1, 1.0)):
+            if image_score == "pooled" and coreset < 1:
+                continue
+            scorer = EfficientNetGaussianDetector(
                 args.backbone,
                 batch_size=batch_size,
                 image_score=image_score,
-                patch_neighborhood=3,
                 explain_method="spatial",
-                patch_coreset=coreset,
+                score_coreset=coreset,
             ).fit(others)
             name = f"score_samples, image_score={image_score!r}"
-            name += f", patch_coreset={coreset}" if coreset < 1 else ""
-            timed[name] = partial(patched.score_samples, cells)
+            name += ", score_coreset=1.0" if image_score != "pooled" and coreset == 1 else ""
+            name += " (the default)" if image_score == default else ""
+            timed[name] = partial(scorer.score_samples, cells)
+            if batch_size == 1 and image_score == default:
+                # An inspection line scores each part as it comes, one call each.
+                timed["score_samples (the default), one image per call"] = partial(
+                    in_calls, scorer.score_samples, cells, 1
+                )
         spatial = EfficientNetGaussianDetector(
             args.backbone, batch_size=batch_size, explain_method="spatial"
         ).fit(cells)

@@ -10,6 +10,7 @@ public entry points and localization.
 
 import os
 import warnings
+from functools import partial
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -67,6 +68,7 @@ _DEFERRED = (
     "gaussians_",
     "spatial_gaussians_",
     "patches_",
+    "n_score_patches_",
     "patch_threshold_",
     "patch_excess_",
     "offset_",
@@ -170,11 +172,13 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         "standardize": ["boolean"],
         "image_score": [StrOptions(set(IMAGE_SCORES))],
         "patch_coreset": [Interval(Real, 0, 1, closed="right")],
+        "score_coreset": [Interval(Real, 0, 1, closed="right")],
     }
 
     gaussians_ = _AfterPartialFit()
     spatial_gaussians_ = _AfterPartialFit()
     patches_ = _AfterPartialFit()
+    n_score_patches_ = _AfterPartialFit()
     patch_threshold_ = _AfterPartialFit()
     patch_excess_ = _AfterPartialFit()
     offset_ = _AfterPartialFit()
@@ -406,7 +410,13 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 center, scale = np.zeros(len(gaussians)), np.ones(len(gaussians))
                 rule = ScoreRule(self.distance, self.pooling)
             patches, patch_threshold, patch_excess = (
-                state.patches.memory(coreset=self.patch_coreset)
+                state.patches.memory(
+                    coreset=self.patch_coreset,
+                    score_coreset=self.score_coreset if fused else 1.0,
+                    columns=partial(
+                        _patch_score.score_columns, neighborhood=state.patch_neighborhood
+                    ),
+                )
                 if state.patches is not None
                 else (None, None, None)
             )
@@ -429,6 +439,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             "gaussians_": gaussians,
             "spatial_gaussians_": spatial,
             "patches_": patches,
+            "n_score_patches_": None if patches is None else state.patches.n_score,
             "patch_threshold_": patch_threshold,
             "patch_excess_": patch_excess,
             "offset_": offset,
@@ -602,10 +613,15 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         a pass over the memory each time."""
         memory, index = self.__dict__.get("_patch_index_cache", (None, None))
         if memory is not self.patches_:
-            columns = _patch_score.score_columns(self.patches_, self._fitted_neighborhood())
+            columns = _patch_score.score_columns(self._score_patches(), self._fitted_neighborhood())
             index = PatchIndex(columns)
             self._patch_index_cache = (self.patches_, index)
         return index
+
+    def _score_patches(self):
+        """The rows of ``patches_`` that the image scores search (all of
+        them for models saved before ``score_coreset``)."""
+        return self.patches_[: self.__dict__.get("n_score_patches_") or len(self.patches_)]
 
     # ------------------------------------------------------- fitted attributes
     @property

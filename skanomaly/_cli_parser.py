@@ -287,6 +287,15 @@ def build_parser():
         "keeps 0.1): faster patch scores and maps",
     )
     fit.add_argument(
+        "--score-coreset",
+        type=_share,
+        default=0.1,
+        metavar="SHARE",
+        help="the part of the patch memory that the image scores of --image-score "
+        "search, as a share of its largest (default: 0.1; 1 searches all of it); "
+        "the maps search the whole memory",
+    )
+    fit.add_argument(
         "--augment",
         default=None,
         choices=AUGMENTS,

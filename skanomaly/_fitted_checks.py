@@ -101,6 +101,7 @@ _OPTIONAL = {
     ),
     "patch_neighborhood_": lambda v, d, n: _not_neighborhood(v),
     "patch_excess_": lambda v, d, n: v is not None and _not_number(v, low=0),
+    "n_score_patches_": lambda v, d, n: v is not None and _not_number(v, numbers.Integral, low=1),
     "score_center_": lambda v, d, n: v is not None and _not_array(v, (2,)),
     "score_scale_": lambda v, d, n: v is not None and _not_array(v, (2,)),
     "weights_digest_": lambda v, d, n: _not_a(str, v),

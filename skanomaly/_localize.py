@@ -386,7 +386,7 @@ class LocalizationMixin:
             return None
         return PatchScore(
             self.patch_levels_,
-            self.patches_,
+            self._score_patches(),
             self._fitted_neighborhood(),
             self.score_center_,
             self.score_scale_,

@@ -149,7 +149,7 @@ def _held_out_sample(state, extractor, pooling, with_pooled=True):
         grid = patch_features(
             [maps[level] for level in patch_levels], score_neighborhood(neighborhood)
         )
-        _, memory = state.leave_out(index, [])
+        _, memory = state.leave_out(index, [], score=True)
         memory = score_columns(memory, neighborhood)
         worst.append(worst_patch_distances([grid.reshape(-1, grid.shape[-1]).cpu()], memory))
     return [np.concatenate(level) for level in zip(*rows)], np.concatenate(worst)

@@ -151,7 +151,7 @@ class FitState:
         spatial = [Gaussian.from_moments(m) for m in self.spatial_moments or ()]
         return pooled, spatial
 
-    def leave_out(self, index, spatial_moments):
+    def leave_out(self, index, spatial_moments, score=False):
         """The spatial Gaussians and the patch memory of image ``index`` of
         the sample as if it had not been fitted on: without
         ``spatial_moments``, the moments of its locations at each spatial
@@ -159,14 +159,15 @@ class FitState:
         locations of its augmented views stay, as only the image is kept).
         A single training image loses only its own view's patch rows, so it
         is measured against its augmented views; without views it keeps its
-        patches: there is no other."""
+        patches: there is no other. With ``score``, the memory is the part
+        the image scores search."""
         spatial = [
             Gaussian.from_moments(total.subtract(own))
             for total, own in zip(self.spatial_moments or (), spatial_moments)
         ]
         if self.patches is None:
             return spatial, None
-        return spatial, self.patches.without(self.sample.owners[index])
+        return spatial, self.patches.without(self.sample.owners[index], score)
 
     def copy(self):
         """An independent copy, so that a failed chunk leaves this one as it was."""

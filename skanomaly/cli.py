@@ -102,6 +102,7 @@ def cmd_fit(args):
         image_score=args.image_score,
         patch_neighborhood=args.patch_neighborhood,
         patch_coreset=args.patch_coreset,
+        score_coreset=args.score_coreset,
     )
     _configure(detector, args, progress)
     reader = ImageReader(args.strict)

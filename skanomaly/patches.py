@@ -392,8 +392,10 @@ class PatchReservoir:
         self.n_images = 0
         self.rows = None
         self.owners = None
-        # Indices of the rows in the memory (:meth:`memory` sets them).
+        # Indices of the rows in the memory, and how many of its first rows
+        # the image scores search (:meth:`memory` sets them).
         self.kept = None
+        self.n_score = None
         self.rng = np.random.default_rng(seed)
 
     def add(self, patches):
@@ -411,7 +413,7 @@ class PatchReservoir:
         self.seen += len(rows)
         self.kept = None
 
-    def memory(self, quantile=PATCH_QUANTILE, coreset=1.0):
+    def memory(self, quantile=PATCH_QUANTILE, coreset=1.0, score_coreset=1.0, columns=None):
         """``(rows, threshold, excess)``: the memory, the ``quantile`` of the
         sampled patches' distances to its nearest row of another image (an
         honest normal distance: a patch's own image is left out, as a new
@@ -422,7 +424,12 @@ class PatchReservoir:
         The memory is the sample itself where it holds at most ``size``
         rows, else the ``size`` rows of it that :func:`k_centres` chooses;
         with ``coreset`` < 1, that share of ``size`` (or of the sample,
-        where smaller), chosen the same way. The measured patches come from
+        where smaller), chosen the same way. Its first ``n_score`` rows,
+        ``score_coreset`` times ``size`` or all where fewer, are those that
+        :func:`k_centres` chooses among its rows in the columns that the
+        image scores compare (``columns(rows)``; None: all), moved to the
+        front: the image scores search them alone, a coreset in their own
+        metric. The measured patches come from
         the whole sample either way, as new patches are measured against
         the memory. The threshold rests on 2,048 of them,
         the excess on up to four times as many: an image's mean rests on its
@@ -431,6 +438,12 @@ class PatchReservoir:
         every patch."""
         n = max(1, round(coreset * min(len(self.rows), self.size)))
         self.kept = np.arange(len(self.rows)) if n == len(self.rows) else k_centres(self.rows, n)
+        self.n_score = min(n, max(1, round(score_coreset * self.size)))
+        if self.n_score < n:
+            rows = self.rows[self.kept]
+            first = k_centres(rows if columns is None else columns(rows), self.n_score)
+            rest = np.setdiff1d(np.arange(n), first, assume_unique=True)
+            self.kept = self.kept[np.concatenate([first, rest])]
         sample = self.rng.permutation(len(self.rows))[:_EXCESS_SAMPLE]
         nearest = self._nearest_other_image(sample)
         first = nearest[:_THRESHOLD_SAMPLE]
@@ -460,19 +473,21 @@ class PatchReservoir:
             nearest[start : start + len(block)] = distances.min(dim=1).values.numpy()
         return nearest
 
-    def without(self, owners):
+    def without(self, owners, score=False):
         """The memory's rows that none of the images ``owners`` gave; if that
         leaves none, those that its first did not give; else all of them.
+        With ``score``, of the rows the image scores search only.
         :meth:`memory` must have been called since the last :meth:`add`."""
         if self.kept is None:
             # Which rows the memory holds is only known once it is chosen.
             raise RuntimeError("PatchReservoir.memory() must be called before without().")
-        kept_owners = self.owners[self.kept]
+        kept = self.kept[: self.n_score] if score else self.kept
+        kept_owners = self.owners[kept]
         others = ~np.isin(kept_owners, owners)
         if not others.any():
             others = ~np.isin(kept_owners, owners[:1])
         # One copy of the rows, indexed once.
-        return self.rows[self.kept[others] if others.any() else self.kept]
+        return self.rows[kept[others] if others.any() else kept]
 
     def copy(self):
         new = copy.copy(self)

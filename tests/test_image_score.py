@@ -51,9 +51,10 @@ def _brute_worst(rows, memory):
 
 def _worst_patch(detector, images):
     """Each image's largest distance from a patch to its nearest row of
-    ``patches_`` (the columns the image scores compare), by brute force
-    over the whole distance matrix."""
-    memory = torch.from_numpy(score_columns(detector.patches_, detector.patch_neighborhood_))
+    the first ``n_score_patches_`` of ``patches_`` (the columns the image
+    scores compare), by brute force over the whole distance matrix."""
+    rows = detector.patches_[: detector.n_score_patches_]
+    memory = torch.from_numpy(score_columns(rows, detector.patch_neighborhood_))
     return np.array([_brute_worst(rows, memory) for rows in _patch_rows(detector, images)])
 
 
@@ -310,7 +311,8 @@ def test_worst_patch_alone_scores_and_thresholds_a_few_images(cells):
     with warnings.catch_warnings():
         # Several images measure each other: no warning about the threshold.
         warnings.simplefilter("error", UserWarning)
-        detector = EfficientNetGaussianDetector(**PATCHES).fit(normal[:4])
+        # The whole memory, so that brute force knows each row's image.
+        detector = EfficientNetGaussianDetector(**PATCHES, score_coreset=1.0).fit(normal[:4])
     expected = -_worst_patch(detector, images)
     np.testing.assert_allclose(detector.score_samples(images), expected, rtol=1e-4)
     assert detector.score_center_ is None and detector.score_scale_ is None
@@ -454,6 +456,44 @@ def test_patch_reservoir_measures_each_patch_without_its_own_image():
     lone = PatchReservoir()
     lone.add(images[:1])
     assert lone.memory()[1:] == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("image_score", ["patches", "pooled+patches"])
+def test_image_scores_search_the_k_centre_prefix_and_maps_the_whole_memory(cells, image_score):
+    """score_coreset: the image scores search the memory's first rows, its
+    greedy k-centres; the maps, and the memory's rows, are those of
+    score_coreset=1.0."""
+    normal, defective = cells
+    images = np.concatenate([normal[16:], defective])
+    params = {"image_score": image_score, "explain_method": "patches"}
+    part = EfficientNetGaussianDetector(**params).fit(normal[:4])
+    whole = clone(part).set_params(score_coreset=1.0).fit(normal[:4])
+    n = part.n_score_patches_
+    # 4 images give fewer patches than the memory's 16,384 rows: all are
+    # kept, and a tenth of 16,384 of them are searched: the greedy
+    # k-centres in the columns the image scores compare.
+    assert n == round(0.1 * skanomaly.patches.PATCH_MEMORY_SIZE) < len(part.patches_)
+    assert whole.n_score_patches_ == len(whole.patches_)
+    columns = score_columns(part.patches_, part.patch_neighborhood_)
+    np.testing.assert_array_equal(k_centres(columns, n), np.arange(n))
+    # The same rows, reordered: the k-centres first.
+    np.testing.assert_array_equal(
+        np.unique(part.patches_, axis=0), np.unique(whole.patches_, axis=0)
+    )
+    np.testing.assert_allclose(part.explain(defective[:2]), whole.explain(defective[:2]), rtol=1e-5)
+    worst = _worst_patch(part, images)
+    assert (worst >= _worst_patch(whole, images) - 1e-4).all()
+    assert (worst > _worst_patch(whole, images) + 1e-3).any()
+    scores = part.score_samples(images)
+    if image_score == "patches":
+        np.testing.assert_allclose(scores, -worst, rtol=1e-4)
+    else:
+        # (The sum itself: test_patch_score_adds_the_standardised_worst_patch.)
+        # The training images' worst patches, which standardise it, are
+        # measured against the same rows: farther than against all of them.
+        assert part.score_center_[1] > whole.score_center_[1]
+        np.testing.assert_array_equal(part.score_center_[0], whole.score_center_[0])
+    assert roc_auc_score(np.r_[np.ones(8), -np.ones(8)], scores) > 0.8
 
 
 def test_patch_coreset_is_the_memory_everywhere_it_is_searched(cells):
