@@ -28,18 +28,10 @@ from skanomaly.datasets import load_elpv
 
 # What is exported: (name, detector parameters, maps=).
 MODELS = (
-    ("default (pooled)", {}, False),
+    ("default (the worst patch in a tenth of the memory)", {}, False),
     ("default, maps=True", {"explain_method": "spatial"}, True),
-    (
-        "image_score='pooled+patches', patch_neighborhood=3",
-        {"image_score": "pooled+patches", "patch_neighborhood": 3},
-        False,
-    ),
-    (
-        "image_score='pooled+patches', patch_neighborhood=3, patch_coreset=0.1",
-        {"image_score": "pooled+patches", "patch_neighborhood": 3, "patch_coreset": 0.1},
-        False,
-    ),
+    ("image_score='pooled'", {"image_score": "pooled"}, False),
+    ("score_coreset=1.0 (the whole memory)", {"score_coreset": 1.0}, False),
 )
 
 

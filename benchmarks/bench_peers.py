@@ -49,6 +49,8 @@ DEFAULT_PEERS_PYTHON = Path.home() / ".venvs" / "skanomaly-peers" / "bin" / "pyt
 SKLEARN_PEERS = ("EllipticEnvelope", "IsolationForest", "LocalOutlierFactor")
 # skanomaly with other settings than its defaults, a row each.
 VARIANTS = {
+    # The pooled distances alone, the default before the worst patch joined it.
+    "skanomaly, image_score='pooled'": {"image_score": "pooled"},
     "skanomaly, pooling='max'": {"pooling": "max"},
     "skanomaly, patch_neighborhood=1": {"patch_neighborhood": 1},
     "skanomaly, patch_neighborhood=3": {"patch_neighborhood": 3},
@@ -267,6 +269,14 @@ def raw_pixels(X):
     gray = X.astype(np.float32).mean(axis=3)
     small = [np.asarray(Image.fromarray(g).resize((RAW_SIDE, RAW_SIDE), Image.BOX)) for g in gray]
     return np.stack(small).reshape(len(X), -1) / 255.0
+
+
+def _score_features(params=None):
+    """What the image score of skanomaly with ``params`` reads."""
+    from skanomaly import EfficientNetGaussianDetector
+
+    image_score = EfficientNetGaussianDetector(**(params or {})).image_score
+    return "pooled, all levels" + (" + worst patch" if image_score != "pooled" else "")
 
 
 # ------------------------------------------------------------ child tasks
@@ -712,7 +722,7 @@ def main():
                 seed=args.seed,
             )
             features = ours.pop("features", None)
-            rows = [("skanomaly", f"{backbone} pooled, all levels", ours, "defaults")]
+            rows = [("skanomaly", f"{backbone} {_score_features()}", ours, "defaults")]
             for label in args.variants:
                 params = VARIANTS[label]
                 variant = in_child(
@@ -726,11 +736,10 @@ def main():
                     params=params,
                 )
                 variant.pop("features", None)
-                patches = " + worst patch" if "image_score" in params else ""
                 rows.append(
                     (
                         label,
-                        f"{backbone} pooled, all levels{patches}",
+                        f"{backbone} {_score_features(params)}",
                         variant,
                         "a parameter to select, not the default",
                     )

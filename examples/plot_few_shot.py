@@ -42,7 +42,7 @@ y_test = np.repeat([1, -1], 20)
 # needs the gradient maps of ``explain``, so ``explain_method="spatial"``
 # keeps the fits short.
 settings = {
-    "pooled (max, flips)": {"pooling": "max"},
+    "pooled (max, flips)": {"image_score": "pooled", "pooling": "max"},
     "worst patch (flips)": {"image_score": "patches", "patch_neighborhood": 3},
 }
 ks = [1, 2, 4, 8]

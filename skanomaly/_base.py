@@ -469,7 +469,8 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         self.n_samples_fit_ = state.n_samples
         self.weights_digest_ = extractor.weights_digest
         self._fit_state = state
-        self.__dict__.update(fitted or {})
+        if fitted is not None:
+            self._set_fitted(fitted)
 
     def _finish_partial_fit(self):
         """Compute the Gaussians and the threshold that :meth:`partial_fit`
@@ -477,7 +478,16 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         check_is_fitted(self)
         if "offset_" not in self.__dict__:
             self._check_n_images(self._fit_state.n_samples)
-            self.__dict__.update(self._fitted_parts(self._fit_state, self._fitted_extractor()))
+            self._set_fitted(self._fitted_parts(self._fit_state, self._fitted_extractor()))
+
+    def _set_fitted(self, fitted):
+        """Set the Gaussians and the threshold (``fitted``), and the patch
+        index of a worst-patch score: built now, not by the first score, so
+        that scoring leaves the detector's attributes as they were
+        (scikit-learn's check_dict_unchanged)."""
+        self.__dict__.update(fitted)
+        if self._uses_patches():
+            self._patch_index()
 
     def level_distances(self, X):
         """Mahalanobis distance of each image at each modelled level.

@@ -261,12 +261,13 @@ def build_parser():
     )
     fit.add_argument(
         "--image-score",
-        default="pooled",
+        default="pooled+patches",
         choices=IMAGE_SCORES,
-        help="pooled (default): the pooled features' distances; pooled+patches "
-        "also adds the worst patch's distance to the normal patches (defects a "
-        "few patches wide count more; scoring is about 1.3 times slower on a CPU); "
-        "patches: that distance alone (for few normal images, even one with --augment)",
+        help="pooled+patches (default): the pooled features' distances plus the "
+        "worst patch's distance to the normal patches (defects a few patches wide "
+        "count); pooled: the pooled distances alone (a little faster; fits on 2 "
+        "images); patches: the worst patch's distance alone (for few normal "
+        "images, even one with --augment)",
     )
     fit.add_argument(
         "--patch-neighborhood",

@@ -29,7 +29,9 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
     stage and the conv head; mean pooling by default). One multivariate Gaussian per level is
     fitted on normal images, with Ledoit-Wolf shrinkage of its covariance, and
     an image is scored by its Mahalanobis distances to those Gaussians, summed
-    over the levels (Rippel et al., 2020).
+    over the levels (Rippel et al., 2020), plus, by default, the distance of
+    its worst patch to the nearest normal patch (``image_score``), each
+    standardised by normal images.
 
     Parameters
     ----------
@@ -68,9 +70,9 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         scores, or from the chi-squared reference of Rippel et al. (2020),
         which assumes the features are Gaussian with the fitted parameters
         and the levels independent (each squared distance chi-squared with as
-        many degrees of freedom as channels). The reference needs no data
-        but is only as right as that assumption; ``benchmarks/`` measures
-        both.
+        many degrees of freedom as channels), so it needs
+        ``image_score="pooled"``. The reference needs no data but is only as
+        right as that assumption; ``benchmarks/`` measures both.
     batch_size : int, default=16
         Images per forward pass (and the memory it needs).
     device : {"auto", "cpu", "cuda"} or str, default="auto"
@@ -144,17 +146,22 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         there (``level_center_``, ``level_scale_``): each level counts by how
         unusual the image is, whatever its channel count. Compare it by
         cross-validation.
-    image_score : {"pooled", "pooled+patches", "patches"}, default="pooled"
-        ``"pooled+patches"`` adds PatchCore's image score (Roth et al., 2022),
-        the largest distance of a patch feature to its nearest training
-        patch (``patches_``), so that small defects count, both standardised
-        by 3+ normal images (``score_center_``, ``score_scale_``); ``"patches"``
-        is that distance alone, for few images (1 with ``augment``). It costs
-        about a third of a forward pass on a 2-core CPU. Both compare the
-        patch features of the widest size of ``patch_neighborhood``, the
-        3 x 3 averages by default, as PatchCore does. ``offset_`` comes from
-        up to 16 training images: it flags at least 1 in 17 new normal
-        images.
+    image_score : {"pooled+patches", "pooled", "patches"}, default="pooled+patches"
+        ``"pooled+patches"`` adds PatchCore's image score (Roth et al., 2022)
+        to the pooled distances: the largest distance of a patch feature to
+        its nearest training patch (in the part of ``patches_`` that
+        ``score_coreset`` sets), so that small defects count, both
+        standardised by 3+ normal images (``score_center_``,
+        ``score_scale_``). ``"pooled"`` is the pooled distances alone
+        (Rippel et al.), a little faster and the only score that
+        ``threshold="chi2"`` and :meth:`scores_from_level_distances` serve;
+        it fits on 2 images. ``"patches"`` is the worst patch's distance
+        alone, for few images (1 with ``augment``). Both patch scores
+        compare the patch features of the widest size of
+        ``patch_neighborhood``, the 3 x 3 averages by default, as PatchCore
+        does. Their ``offset_`` comes from up to 16 training images: it
+        flags at least 1 in 17 new normal images (:meth:`calibrate` on more
+        sets a finer threshold).
     patch_coreset : float in (0, 1], default=1.0
         Size of the patch memory (``patches_``) as a share of its largest,
         16,384 rows, or of the sampled training patches where they are
@@ -173,12 +180,13 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         of the memory's largest size, 16,384 rows; the whole memory where it
         holds fewer (fits on fewer than about 3 images at 224 px, or with
         ``patch_coreset`` at most this). These are the memory's first
-        ``n_score_patches_`` rows, the greedy k-centres that
-        ``patch_coreset`` would keep at this size, so the maps still search
-        the whole memory and nothing more is stored. A tenth searches about
-        a tenth of the rows, which kept the image scores' AUROC within 0.004
-        of the whole memory's over five splits of three data sets (see the
-        benchmark pages); 1.0 searches all of it.
+        ``n_score_patches_`` rows: its greedy k-centres in the columns the
+        scores compare, as PatchCore's coreset (it keeps 0.1). The maps
+        still search the whole memory, and nothing more is stored. A tenth
+        keeps ``score_samples`` near the pooled score's speed; against the
+        whole memory it moved the image AUROC by -0.005 to +0.015 on three
+        benchmark sets and by at most 0.001 on the paper types of PIPED
+        (see the benchmark pages). 1.0 searches all of it.
     lam : float, default=0.0
         Weight of the L1 penalty ``lam * ||x - x0||_1`` of the energy that
         :meth:`explain` descends. For ``"descent"`` it is a fraction of the
@@ -372,7 +380,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         npca=None,
         augment=None,
         standardize=False,
-        image_score="pooled",
+        image_score="pooled+patches",
         patch_coreset=1.0,
         score_coreset=0.1,
         lam=0.0,

@@ -278,7 +278,11 @@ class PatchScore:
         memory, not the queries, is cut into chunks: its length is fixed at
         export, the number of images is not.
         """
-        grid = patch_features([maps[level] for level in self.levels], self.neighborhood)
+        grid = patch_features(
+            [maps[level] for level in self.levels],
+            self.neighborhood,
+            upsample=lambda m, size: _resize(m, size, "bilinear"),
+        )
         rows = grid.flatten(1, 2)
         nearest = None
         for start in range(0, len(self.memory), _MEMORY_CHUNK):

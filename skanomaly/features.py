@@ -13,7 +13,7 @@ import os
 import tempfile
 import threading
 import warnings
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -237,7 +237,7 @@ def spatial_moments(maps):
     return moments
 
 
-def patch_features(maps, neighborhood=1):
+def patch_features(maps, neighborhood=1, upsample=None):
     """``(n, h, w, c)`` patch features: the ``(n, c_l, h_l, w_l)`` maps of
     a few levels, each upsampled (bilinear) to the first one's grid, their
     channels side by side.
@@ -248,19 +248,18 @@ def patch_features(maps, neighborhood=1):
     scales the border patches down, in the normal images as in new ones.
     A tuple of sizes puts the features of each side by side: one patch then
     describes its location at several scales, and its distance to a normal
-    patch counts a difference at any of them.
+    patch counts a difference at any of them. ``upsample(map, grid)`` does
+    the bilinear upsampling where given (the exported graph's matrix
+    products, which every runtime computes alike).
     """
     if isinstance(neighborhood, tuple):
-        return torch.cat([patch_features(maps, k) for k in neighborhood], dim=-1)
+        return torch.cat([patch_features(maps, k, upsample) for k in neighborhood], dim=-1)
     if neighborhood > 1:
         maps = [F.avg_pool2d(m, neighborhood, stride=1, padding=neighborhood // 2) for m in maps]
     grid = maps[0].shape[-2:]
-    upsampled = [
-        m
-        if m.shape[-2:] == grid
-        else F.interpolate(m, size=grid, mode="bilinear", align_corners=False)
-        for m in maps
-    ]
+    if upsample is None:
+        upsample = partial(F.interpolate, mode="bilinear", align_corners=False)
+    upsampled = [m if m.shape[-2:] == grid else upsample(m, grid) for m in maps]
     return torch.cat(upsampled, dim=1).permute(0, 2, 3, 1)
 
 

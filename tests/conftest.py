@@ -50,6 +50,13 @@ def fitted(cells):
 
 
 @pytest.fixture(scope="session")
+def pooled_fitted(cells):
+    """The same with the pooled distances alone as its score (Rippel et al.)."""
+    normal, _ = cells
+    return EfficientNetGaussianDetector(image_score="pooled").fit(normal[:16])
+
+
+@pytest.fixture(scope="session")
 def shared_data():
     path = shared_data_dir()
     if path is None:

@@ -33,7 +33,13 @@ BASE = {
     "smoothing": 4.0,
 }
 # Parameters added after the recording, with the values that reproduce it.
-SINCE = {"pooling": "mean", "npca": None, "augment": None, "standardize": False}
+SINCE = {
+    "pooling": "mean",
+    "npca": None,
+    "augment": None,
+    "standardize": False,
+    "image_score": "pooled",
+}
 
 
 def cells():

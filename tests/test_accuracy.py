@@ -9,7 +9,8 @@ from skanomaly import EfficientNetGaussianDetector
 from skanomaly.gaussian import Gaussian, LedoitWolfMoments, ScoreRule
 from skanomaly.localization import pooled_scores
 
-SMALL = {"levels": (0, 2, 4), "explain_method": "reference"}
+# The pooled Gaussians alone: the levers here act on them.
+SMALL = {"levels": (0, 2, 4), "explain_method": "reference", "image_score": "pooled"}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,9 @@ def test_standardize_makes_levels_comparable(cells):
     from skanomaly.threshold import out_of_fold_distances
 
     normal, defective = cells
-    detector = EfficientNetGaussianDetector(standardize=True, levels=(0, 4, 8)).fit(normal[:16])
+    detector = EfficientNetGaussianDetector(
+        standardize=True, levels=(0, 4, 8), image_score="pooled"
+    ).fit(normal[:16])
     state = detector._fit_state
     held_out = out_of_fold_distances(state.moments, state.reservoir.sample())
     z = (held_out - detector.level_center_) / detector.level_scale_

@@ -95,4 +95,6 @@ def test_loky_workers_do_not_oversubscribe(cells, monkeypatch):
     )
     for levels, (_, _, scores) in zip(tasks, results):
         local = EfficientNetGaussianDetector(levels=levels).fit(train).score_samples(test)
-        np.testing.assert_allclose(scores, local, rtol=1e-6)
+        # Another thread count sums in another order; the default scores are
+        # standardised and cross zero, so the error is held to their scale.
+        np.testing.assert_allclose(scores, local, rtol=0, atol=1e-6 * np.abs(local).max())

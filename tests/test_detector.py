@@ -52,8 +52,9 @@ def test_ledoit_wolf_matches_sklearn_on_real_features(fitted, cells):
         assert abs(shrinkage - reference.shrinkage_) < 1e-6
 
 
-def test_score_is_minus_summed_mahalanobis(fitted, cells):
+def test_score_is_minus_summed_mahalanobis(pooled_fitted, cells):
     _, defective = cells
+    fitted = pooled_fitted
     distances = fitted.level_distances(defective)
     features = fitted.pooled_features(defective)
     for j, name in enumerate(fitted.level_names_):
@@ -87,7 +88,9 @@ def out_of_fold_offset(detector, features, sample_index, n_folds=5):
 
 def test_threshold_is_a_percentile_of_out_of_fold_scores(cells):
     normal, _ = cells
-    detector = EfficientNetGaussianDetector(levels=(0, 1, 2, 3), contamination=0.25)
+    detector = EfficientNetGaussianDetector(
+        levels=(0, 1, 2, 3), contamination=0.25, image_score="pooled"
+    )
     labels = detector.fit_predict(normal)
     np.testing.assert_array_equal(labels, detector.predict(normal))
     features = detector.pooled_features(normal)
@@ -280,7 +283,8 @@ def test_identical_training_images_are_refused(copies):
         EfficientNetGaussianDetector(levels=(0, 1)).fit(copies)
 
 
-def test_negative_level_distances_and_empty_pixel_calibration_are_refused(fitted, cells):
+def test_negative_level_distances_and_empty_pixel_calibration_are_refused(pooled_fitted, cells):
+    fitted = pooled_fitted
     distances = fitted.level_distances(cells[1][:2])
     with pytest.raises(ValueError, match="never negative"):
         fitted.scores_from_level_distances(-distances)
@@ -305,7 +309,7 @@ def test_failed_fit_keeps_the_previous_model(fitted, cells):
         {"input_size": 96},
         {"keep_aspect": True},
         {"distance": "squared"},
-        {"image_score": "pooled+patches"},
+        {"image_score": "pooled"},
     ],
 )
 def test_changed_feature_parameter_after_fit_is_refused(fitted, cells, params):
@@ -466,7 +470,11 @@ def test_chi2_threshold_is_the_gaussian_reference(cells, distance):
 
     normal, _ = cells
     detector = EfficientNetGaussianDetector(
-        levels=(0, 3), distance=distance, threshold="chi2", contamination=0.1
+        levels=(0, 3),
+        distance=distance,
+        threshold="chi2",
+        contamination=0.1,
+        image_score="pooled",
     ).fit(normal[:8])
     dims = 32 + 40
     if distance == "squared":

@@ -88,7 +88,9 @@ def test_partial_fit_cannot_continue_a_loaded_model(fitted, cells):
 def test_threshold_sample_is_bounded(cells, monkeypatch):
     monkeypatch.setattr(skanomaly.threshold, "RESERVOIR_SIZE", 10)
     normal, _ = cells
-    detector = EfficientNetGaussianDetector(levels=(0, 1), contamination=0.2).fit(normal)
+    detector = EfficientNetGaussianDetector(
+        levels=(0, 1), contamination=0.2, image_score="pooled"
+    ).fit(normal)
     sample = detector._fit_state.reservoir.sample()
     assert sample[0].shape[0] == 10 and detector._fit_state.reservoir.seen == len(normal)
     features = detector.pooled_features(normal)
