@@ -50,26 +50,23 @@ USED_FREE, USED_PER_CLASS = 100, 5
 FITS = [
     (
         {},
-        "pooled (default)",
+        "pooled+patches (default), k=(1, 3)",
         {
             "descent (default, k=(1, 3))": {},
             "spatial": {"explain_method": "spatial"},
             "patches, k=(1, 3)": {"explain_method": "patches"},
         },
     ),
-    ({"pooling": "max"}, "pooled, pooling='max'", {}),
+    ({"image_score": "pooled"}, "pooled", {}),
+    ({"image_score": "pooled", "pooling": "max"}, "pooled, pooling='max'", {}),
+    ({"patch_neighborhood": 1}, "pooled+patches, k=1", {"descent, k=1": {}}),
     (
-        {"image_score": "pooled+patches", "patch_neighborhood": 1},
-        "pooled+patches, k=1",
-        {"descent, k=1": {}},
-    ),
-    (
-        {"image_score": "pooled+patches", "patch_neighborhood": 3},
+        {"patch_neighborhood": 3},
         "pooled+patches, k=3",
         {"descent, k=3": {}, "patches, k=3 (PatchCore's map)": {"explain_method": "patches"}},
     ),
     ({"image_score": "patches", "patch_neighborhood": 3}, "patches, k=3", {}),
-    ({"image_score": "pooled+patches"}, "pooled+patches, k=(1, 3)", {}),
+    ({"score_coreset": 1.0}, "pooled+patches, k=(1, 3), score_coreset=1.0", {}),
 ]
 
 

@@ -111,9 +111,9 @@ def main():
             ).fit(others)
             name = f"score_samples, image_score={image_score!r}"
             name += ", score_coreset=1.0" if image_score != "pooled" and coreset == 1 else ""
-            name += " (the default)" if image_score == default else ""
+            name += " (the default)" if image_score == default and coreset < 1 else ""
             timed[name] = partial(scorer.score_samples, cells)
-            if batch_size == 1 and image_score == default:
+            if batch_size == 1 and image_score == default and coreset < 1:
                 # An inspection line scores each part as it comes, one call each.
                 timed["score_samples (the default), one image per call"] = partial(
                     in_calls, scorer.score_samples, cells, 1
