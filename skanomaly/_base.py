@@ -504,6 +504,16 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         """
         return np.concatenate(self._map_pooled(X, self._distances, "Scoring"))
 
+    def _scores_and_level_distances(self, X):
+        """:meth:`score_samples` and :meth:`level_distances` of ``X`` from one
+        pass over the images (the command line's report shows both)."""
+
+        def both(pooled, *worst):
+            return self._scores(pooled, *worst), self._distances(pooled)
+
+        parts = self._map_pooled(X, both, "Scoring", worst=self._uses_patches())
+        return tuple(np.concatenate(part) for part in zip(*parts))
+
     def scores_from_level_distances(self, distances):
         """``score_samples`` from :meth:`level_distances`, without a second pass.
 

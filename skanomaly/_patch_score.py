@@ -56,7 +56,9 @@ def check_image_score(image_score, threshold, n_images=None):
         raise ValueError(
             f"image_score={image_score!r} standardises each training image's "
             "scores against the other images, so it needs at least 3 normal "
-            f"images; got {n_images}. Use image_score='patches' for fewer."
+            f"images; got {n_images}. For fewer, use image_score='pooled' (the "
+            "pooled Gaussians alone) or 'patches' (the worst patch alone); on the "
+            "command line, --image-score."
         )
 
 

@@ -133,7 +133,7 @@ def explain_and_report(
         _write_image(shrink_image(image, THUMB_SIDE), out_dir / "thumbnails" / name)
         thumbnails.append(f"thumbnails/{name}")
 
-    # The levels play no part in the worst patch alone: no second pass for them.
+    # The levels play no part in the worst patch alone: no bars for them.
     kept, scores, distances = score_files(
         detector,
         files,

@@ -285,13 +285,7 @@ def score_files(detector, files, reader, progress, on_image=None, with_levels=Fa
                     paths.append(path)
             if images:
                 if with_levels:
-                    chunk_distances = detector.level_distances(images)
-                    # The patch score needs its own pass over the images.
-                    chunk_scores = (
-                        detector.score_samples(images)
-                        if detector.image_score != "pooled"
-                        else detector.scores_from_level_distances(chunk_distances)
-                    )
+                    chunk_scores, chunk_distances = detector._scores_and_level_distances(images)
                     distances.append(chunk_distances)
                 else:
                     chunk_scores = detector.score_samples(images)

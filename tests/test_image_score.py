@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
@@ -17,6 +18,7 @@ from skanomaly import EfficientNetGaussianDetector
 from skanomaly._patch_score import score_columns, score_neighborhood
 from skanomaly.explain_report import _level_values
 from skanomaly.features import patch_features
+from skanomaly.inspection import ImageReader, score_files
 from skanomaly.patches import (
     PatchIndex,
     PatchReservoir,
@@ -210,6 +212,30 @@ def test_report_bars_show_the_worst_patch_part(fused, cells):
     np.testing.assert_allclose(values[:, -1], expected, rtol=1e-4, atol=1e-4)
     mean, std = fused.level_reference_
     np.testing.assert_allclose(values[:, :-1], (fused.level_distances(defective) - mean) / std)
+
+
+def test_report_reads_scores_and_level_distances_in_one_pass(fused, cells, tmp_path, monkeypatch):
+    # The command line's report shows both; a fused score once took a
+    # second pass over the images for them.
+    images = cells[1][:4]
+    files = []
+    for i, image in enumerate(images):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(image).save(files[-1])
+    passes = []
+    original = type(fused)._map_pooled
+    monkeypatch.setattr(
+        type(fused),
+        "_map_pooled",
+        lambda self, *args, **kwargs: passes.append(1) or original(self, *args, **kwargs),
+    )
+    _, scores, distances = score_files(
+        fused, files, ImageReader(strict=True), False, with_levels=True
+    )
+    assert len(passes) == 1
+    monkeypatch.undo()
+    np.testing.assert_allclose(scores, fused.score_samples(images), rtol=1e-5)
+    np.testing.assert_allclose(distances, fused.level_distances(images), rtol=1e-5)
 
 
 def test_patch_score_threshold_and_labels_follow_the_fused_score(fused, cells):
