@@ -178,8 +178,8 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         Size of the part of the patch memory that the worst-patch image
         scores (``image_score`` other than ``"pooled"``) search, as a share
         of the memory's largest size, 16,384 rows; the whole memory where it
-        holds fewer (a fit on 1 or 2 images at 224 px without ``augment``, or with
-        ``patch_coreset`` at most this). These are the memory's first
+        holds fewer (a fit on 1 or 2 images at 224 px without ``augment``,
+        or with ``patch_coreset`` at most this). These are the memory's first
         ``n_score_patches_`` rows: its greedy k-centres in the columns the
         scores compare, as PatchCore's coreset (it keeps 0.1). The maps
         still search the whole memory, and nothing more is stored. A tenth
