@@ -9,7 +9,9 @@ and scores seed 0's test split. k = 1 needs augmented views (a Gaussian
 needs two samples; the patch threshold needs another view to measure the
 image against), so the ``patches`` column without ``augment`` starts at
 k = 2. Lite0 at 224 px, ``patch_neighborhood=3``, ``explain_method="spatial"``
-(explain is not measured).
+(explain is not measured). The last column is the detector's defaults
+(``image_score="pooled+patches"``), which standardise each training image's
+scores against the others and so refuse fewer than 3 images.
 
 - image AUROC of ``score_samples``, mean over the draws;
 - the share of the test split's normal images that ``predict`` flags at
@@ -38,12 +40,16 @@ SHOTS = (1, 2, 4, 8)
 N_DRAWS = 3
 # (column, parameters); the first is the baseline.
 CONFIGS = [
-    ("pooled, max pooling, augment='flips'", {"pooling": "max", "augment": "flips"}),
+    (
+        "pooled, max pooling, augment='flips'",
+        {"image_score": "pooled", "pooling": "max", "augment": "flips"},
+    ),
     (
         "patches, augment='flips'",
         {"image_score": "patches", "patch_neighborhood": 3, "augment": "flips"},
     ),
     ("patches", {"image_score": "patches", "patch_neighborhood": 3}),
+    ("defaults", {}),
 ]
 
 

@@ -55,8 +55,7 @@ VARIANTS = {
     "skanomaly, patch_neighborhood=1": {"patch_neighborhood": 1},
     "skanomaly, patch_neighborhood=3": {"patch_neighborhood": 3},
     # The image scores compare the 3 x 3 patch features of the default
-    # patch_neighborhood=(1, 3), so these rows' maps are the default's.
-    "skanomaly, image_score='pooled+patches'": {"image_score": "pooled+patches"},
+    # patch_neighborhood=(1, 3), so the next rows' maps are the default's.
     "skanomaly, image_score='pooled+patches', input_size=320": {
         "image_score": "pooled+patches",
         "input_size": 320,
