@@ -21,7 +21,7 @@ scores against the others and so refuse fewer than 3 images.
 
 The worst patch alone was chosen for few shots on the magnetic tiles,
 cookies and ELPV (a trial on cached features, the same data); PIPED, used
-for nothing, shows whether it holds. About 20 minutes.
+for nothing, shows whether it holds. About 10 to 20 minutes.
 
     python benchmarks/bench_fewshot.py [--out benchmarks/results/fewshot.md]
 """
