@@ -489,27 +489,31 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         if self._uses_patches():
             self._patch_index()
 
-    def level_distances(self, X):
+    def level_distances(self, X, return_scores=False):
         """Mahalanobis distance of each image at each modelled level.
 
         Parameters
         ----------
         X : array-like or list
             Images, as for :meth:`fit`.
+        return_scores : bool, default=False
+            Also return :meth:`score_samples` of ``X``, from the same pass
+            over the images: a score that uses the worst patch cannot be
+            made from the distances alone
+            (:meth:`scores_from_level_distances`).
 
         Returns
         -------
         distances : ndarray of shape (n, n_levels)
             Columns follow ``level_names_``.
+        scores : ndarray of shape (n,)
+            Only with ``return_scores``: :meth:`score_samples` of ``X``.
         """
-        return np.concatenate(self._map_pooled(X, self._distances, "Scoring"))
-
-    def _scores_and_level_distances(self, X):
-        """:meth:`score_samples` and :meth:`level_distances` of ``X`` from one
-        pass over the images (the command line's report shows both)."""
+        if not return_scores:
+            return np.concatenate(self._map_pooled(X, self._distances, "Scoring"))
 
         def both(pooled, *worst):
-            return self._scores(pooled, *worst), self._distances(pooled)
+            return self._distances(pooled), self._scores(pooled, *worst)
 
         parts = self._map_pooled(X, both, "Scoring", worst=self._uses_patches())
         return tuple(np.concatenate(part) for part in zip(*parts))

@@ -285,7 +285,9 @@ def score_files(detector, files, reader, progress, on_image=None, with_levels=Fa
                     paths.append(path)
             if images:
                 if with_levels:
-                    chunk_scores, chunk_distances = detector._scores_and_level_distances(images)
+                    chunk_distances, chunk_scores = detector.level_distances(
+                        images, return_scores=True
+                    )
                     distances.append(chunk_distances)
                 else:
                     chunk_scores = detector.score_samples(images)

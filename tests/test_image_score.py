@@ -238,6 +238,16 @@ def test_report_reads_scores_and_level_distances_in_one_pass(fused, cells, tmp_p
     np.testing.assert_allclose(distances, fused.level_distances(images), rtol=1e-5)
 
 
+@pytest.mark.parametrize("image_score", ["pooled", "patches"])
+def test_level_distances_return_the_scores_of_every_image_score(cells, image_score):
+    normal, defective = cells
+    detector = EfficientNetGaussianDetector(image_score=image_score, explain_method="spatial")
+    detector.fit(normal[:16])
+    distances, scores = detector.level_distances(defective, return_scores=True)
+    np.testing.assert_allclose(distances, detector.level_distances(defective), rtol=1e-6)
+    np.testing.assert_allclose(scores, detector.score_samples(defective), rtol=1e-6)
+
+
 def test_patch_score_threshold_and_labels_follow_the_fused_score(fused, cells):
     normal, _ = cells
     scores = fused.score_samples(normal[16:])
