@@ -19,7 +19,7 @@ a single validation split to stay fast; with more data, use several.
 # %%
 # Which levels?
 # -------------
-# 16 normal cells to fit, 8 normal and 8 defective ones to validate.
+# 16 normal cells to fit, 16 normal and 16 defective ones to validate.
 import tempfile
 
 import matplotlib.pyplot as plt
@@ -33,10 +33,10 @@ from skanomaly.metrics import masks_image_roc_auc_scorer, pro_scorer
 cells = load_elpv(max_samples=300)
 rng = np.random.default_rng(0)
 normal = np.flatnonzero(cells.y == 1)
-defective = rng.choice(np.flatnonzero(cells.y == -1), size=8, replace=False)
-index = np.concatenate([normal[:24], defective])
+defective = rng.choice(np.flatnonzero(cells.y == -1), size=16, replace=False)
+index = np.concatenate([normal[:32], defective])
 X, y = cells.X[index], cells.y[index]
-split = [(np.arange(16), np.arange(16, 32))]  # fit on the first 16 (normal)
+split = [(np.arange(16), np.arange(16, 48))]  # fit on the first 16 (normal)
 
 # %%
 # Levels are given by name (or index, 0 = ``stem`` ... 8 = ``head`` for
@@ -102,17 +102,17 @@ def paste_scratches(images, rng, n_scratches=2, width=3.0, darkness=0.3):
 data_dir = shared_data_dir()
 if data_dir is not None and (data_dir / "magnetic_tile").is_dir():
     source = "magnetic tiles (real defects)"
-    good = load_magnetic_tile(classes="Free", max_per_class=18, resize=224)
+    good = load_magnetic_tile(classes="Free", max_per_class=22, resize=224)
     bad = load_magnetic_tile(
-        classes=["Blowhole", "Break", "Crack", "Fray"], max_per_class=1, resize=224
+        classes=["Blowhole", "Break", "Crack", "Fray"], max_per_class=2, resize=224
     )
     X_loc = np.concatenate([good.X, bad.X])
     masks = np.concatenate([good.masks, bad.masks])
-    n_fit = 16  # the first 16 Free tiles; 2 Free and 4 defective to validate
+    n_fit = 16  # the first 16 Free tiles; 6 Free and 8 defective to validate
 else:
     source = "ELPV cells with synthetic scratches"
-    clean = cells.X[normal[24:42]]
-    scratched, scratch_masks = paste_scratches(cells.X[normal[42:46]], rng)
+    clean = cells.X[normal[32:54]]
+    scratched, scratch_masks = paste_scratches(cells.X[normal[54:62]], rng)
     X_loc = np.concatenate([clean, scratched])
     masks = np.concatenate([np.zeros(clean.shape[:3], dtype=bool), scratch_masks])
     n_fit = 16
