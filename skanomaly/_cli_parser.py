@@ -11,6 +11,7 @@ from ._constants import (
     AUGMENTS,
     EXPLAIN_METHODS,
     IMAGE_SCORES,
+    PATCH_NEIGHBORHOOD,
     PATCH_NEIGHBORHOOD_SCALES,
     PATCH_NEIGHBORHOODS,
     POOLINGS,
@@ -272,7 +273,7 @@ def build_parser():
     fit.add_argument(
         "--patch-neighborhood",
         type=_neighborhood,
-        default=(1, 3),
+        default=PATCH_NEIGHBORHOOD,
         help="side of the square of feature-map locations averaged into each "
         "patch feature of the maps; sides such as 1,3 (the default) put the "
         "features of each side by side; the image scores of --image-score "

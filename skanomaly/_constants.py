@@ -20,6 +20,9 @@ PATCH_LEVELS = ("stage3", "stage5")
 # by side, one patch at several scales (skanomaly.features.patch_features).
 PATCH_NEIGHBORHOODS = (1, 3, 5)
 PATCH_NEIGHBORHOOD_SCALES = ((1, 3), (1, 5), (3, 5), (1, 3, 5))
+# The default: single locations for the maps' detail, 3 x 3 averages for the
+# image scores (benchmarks/results/explain.md, fusion.md).
+PATCH_NEIGHBORHOOD = (1, 3)
 
 # Autocast dtypes of EfficientNetGaussianDetector(precision=...).
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")

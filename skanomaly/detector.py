@@ -16,6 +16,7 @@ import numpy as np
 
 from ._base import BaseFeatureGaussianDetector
 from ._compat import _fit_context
+from ._constants import PATCH_NEIGHBORHOOD
 from ._localize import LocalizationMixin
 
 __all__ = ["EfficientNetGaussianDetector"]
@@ -388,7 +389,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         n_steps=5,
         step_size=0.05,
         smoothing=4.0,
-        patch_neighborhood=(1, 3),
+        patch_neighborhood=PATCH_NEIGHBORHOOD,
     ):
         self.backbone = backbone
         self.weights = weights

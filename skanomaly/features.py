@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_memory
 
-from ._constants import PATCH_LEVELS, SPATIAL_LEVELS
+from ._constants import PATCH_LEVELS, PATCH_NEIGHBORHOOD, SPATIAL_LEVELS
 from ._progress import progress
 from .backbone import EfficientNetLevels, load_backbone
 from .gaussian import LedoitWolfMoments
@@ -381,7 +381,7 @@ class FeatureExtractor:
         :class:`~skanomaly.backbone.EfficientNetLevels`).
     pooling : {"mean", "max"}, default="mean"
         How each level's feature maps become one vector (:func:`pool`).
-    patch_neighborhood : int or tuple of int, default=1
+    patch_neighborhood : int or tuple of int, default=(1, 3)
         Locations averaged into each patch feature, or the sizes whose
         features are put side by side (:func:`patch_features`).
     """
@@ -401,7 +401,7 @@ class FeatureExtractor:
         input_size=None,
         keep_aspect=False,
         pooling="mean",
-        patch_neighborhood=1,
+        patch_neighborhood=PATCH_NEIGHBORHOOD,
     ):
         self.device = resolve_device(device)
         # Cached summaries hold every level, so that detectors with other
