@@ -513,7 +513,8 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             return np.concatenate(self._map_pooled(X, self._distances, "Scoring"))
 
         def both(pooled, *worst):
-            return self._distances(pooled), self._scores(pooled, *worst)
+            distances = self._distances(pooled)
+            return distances, self._scores(pooled, *worst, distances=distances)
 
         parts = self._map_pooled(X, both, "Scoring", worst=self._uses_patches())
         return tuple(np.concatenate(part) for part in zip(*parts))
@@ -552,7 +553,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 f"distances has {distances.shape[1]} columns, but the detector models "
                 f"{len(self.levels_)} levels ({', '.join(self.level_names_)})."
             )
-        return -combine_levels(distances, ScoreRule.of(self))
+        return self._scores(None, distances=distances)
 
     def pooled_features(self, X):
         """Globally pooled backbone features of each modelled level (``pooling``).
@@ -580,13 +581,18 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         """Whether the fitted score uses the worst patch (older models: no)."""
         return getattr(self, "feature_settings_", {}).get("image_score", "pooled") != "pooled"
 
-    def _scores(self, pooled, worst=None):
+    def _scores(self, pooled, worst=None, distances=None):
+        """Scores of the images of ``pooled``, their level ``distances``
+        where the caller has them already (then ``pooled`` is not read), and
+        their ``worst`` patch distances where the score uses them."""
         if self.image_score == "patches" and worst is not None:
             return -worst
-        distances = combine_levels(self._distances(pooled), ScoreRule.of(self))
+        if distances is None:
+            distances = self._distances(pooled)
+        combined = combine_levels(distances, ScoreRule.of(self))
         if worst is None:
-            return -distances
-        return _patch_score.fused_scores(distances, worst, self.score_center_, self.score_scale_)
+            return -combined
+        return _patch_score.fused_scores(combined, worst, self.score_center_, self.score_scale_)
 
     def _map_pooled(self, X, function, desc, worst=False):
         """``function(pooled)`` over groups of up to ``_ROWS_PER_PRODUCT``
