@@ -83,13 +83,19 @@ def rgb_image(image):
     """An 8-bit RGB copy of the PIL ``image``, whatever its mode.
 
     16-bit grayscale is scaled to 8 bits (PIL's own conversion would clip
-    it), palettes are expanded, CMYK is converted with Pillow's formula
+    it), 32-bit float grayscale from [0, 1], as float arrays are, and
+    refused outside it (PIL's conversion would clip it to 0..255, a white
+    or black image), palettes are expanded, CMYK is converted with Pillow's formula
     (without an ICC profile), and an alpha channel is dropped: the stored
     colours are used, as for RGBA arrays.
     """
     if image.mode in _SIXTEEN_BIT:
         gray = np.clip(np.asarray(image) / 257.0, 0, 255).round().astype(np.uint8)
         image = Image.fromarray(gray)
+    elif image.mode == "F":
+        values = np.asarray(image)
+        low, scale = _value_map(values, "The 32-bit float image", None)
+        image = Image.fromarray(np.round((values - low) * scale * 255).astype(np.uint8))
     elif image.mode in ("P", "PA"):
         # Converting a palette with transparency straight to RGB warns; the
         # colours are the same through RGBA.
