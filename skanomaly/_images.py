@@ -83,14 +83,17 @@ def rgb_image(image):
     """An 8-bit RGB copy of the PIL ``image``, whatever its mode.
 
     16-bit grayscale is scaled to 8 bits (PIL's own conversion would clip
-    it), 32-bit float grayscale from [0, 1], as float arrays are, and
+    it; 32-bit integers outside 0..65535 are refused), 32-bit float grayscale from [0, 1], as float arrays are, and
     refused outside it (PIL's conversion would clip it to 0..255, a white
     or black image), palettes are expanded, CMYK is converted with Pillow's formula
     (without an ICC profile), and an alpha channel is dropped: the stored
     colours are used, as for RGBA arrays.
     """
     if image.mode in _SIXTEEN_BIT:
-        gray = np.clip(np.asarray(image) / 257.0, 0, 255).round().astype(np.uint8)
+        values = np.asarray(image)
+        # Mode "I" also holds 32-bit integers, which /257 would clip.
+        _value_map(values, "The 16-bit image", (0, 65535))
+        gray = (values / 257.0).round().astype(np.uint8)
         image = Image.fromarray(gray)
     elif image.mode == "F":
         values = np.asarray(image)

@@ -89,10 +89,13 @@ def test_16_bit_gray_is_scaled_to_8_bits(tmp_path):
         np.testing.assert_array_equal(_pixels(path), np.repeat(gray[..., None], 3, -1))
 
 
-def test_float_gray_is_read_from_0_1_and_refused_outside_it(tmp_path):
+def test_float_gray_is_read_from_0_1_and_wider_values_are_refused(tmp_path):
     gray = np.arange(24 * 32).reshape(24, 32) % 256
     Image.fromarray((gray / 255).astype(np.float32), mode="F").save(tmp_path / "f.tif")
     np.testing.assert_array_equal(_pixels(tmp_path / "f.tif"), np.repeat(gray[..., None], 3, -1))
+    Image.fromarray((gray * 1000).astype(np.int32), mode="I").save(tmp_path / "i32.tif")
+    with pytest.raises(ValueError, match=r"i32.tif.*outside the pixel range \[0, 65535\]"):
+        _pixels(tmp_path / "i32.tif")
     for name, values in (("counts.tif", gray * 100.0), ("nan.tif", np.full((4, 4), np.nan))):
         Image.fromarray(values.astype(np.float32), mode="F").save(tmp_path / name)
         with pytest.raises(ValueError, match=rf"{name}.*(outside the pixel range \[0, 1\]|NaN)"):
