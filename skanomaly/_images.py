@@ -83,11 +83,12 @@ def rgb_image(image):
     """An 8-bit RGB copy of the PIL ``image``, whatever its mode.
 
     16-bit grayscale is scaled to 8 bits (PIL's own conversion would clip
-    it; 32-bit integers outside 0..65535 are refused), 32-bit float grayscale from [0, 1], as float arrays are, and
-    refused outside it (PIL's conversion would clip it to 0..255, a white
-    or black image), palettes are expanded, CMYK is converted with Pillow's formula
-    (without an ICC profile), and an alpha channel is dropped: the stored
-    colours are used, as for RGBA arrays.
+    it; 32-bit integers outside 0..65535 are refused). 32-bit float
+    grayscale is read from [0, 1], as float arrays are, and refused outside
+    it (PIL's conversion would clip it to 0..255: raw counts became a white
+    image, [0, 1] a black one). Palettes are expanded, CMYK is converted
+    with Pillow's formula (without an ICC profile), and an alpha channel is
+    dropped: the stored colours are used, as for RGBA arrays.
     """
     if image.mode in _SIXTEEN_BIT:
         values = np.asarray(image)
