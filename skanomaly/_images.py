@@ -315,6 +315,11 @@ class ImageSource:
                 f"paths; got {type(X).__name__}."
             )
         if isinstance(X, (list, tuple)):
+            if any(isinstance(x, (str, os.PathLike)) for x in X):
+                raise TypeError(
+                    "X mixes image paths with arrays or other objects; pass a list "
+                    "of paths only, or of image arrays only."
+                )
             arrays = [_as_numeric(x) for x in X]
             if arrays and len({a.shape for a in arrays}) > 1:
                 self._images = [_check_one_image(a, i) for i, a in enumerate(arrays)]

@@ -70,6 +70,11 @@ def test_bad_values_are_refused(X, error):
         ImageSource(X)
 
 
+def test_lists_mixing_paths_and_arrays_are_refused(tmp_path):
+    with pytest.raises(TypeError, match="mixes image paths with arrays"):
+        ImageSource([np.zeros((8, 8, 3), np.uint8), str(tmp_path / "a.png")])
+
+
 def test_mixed_lists_become_rgb():
     gray = np.full((5, 7), 255, np.uint8)
     rgba = np.zeros((9, 4, 4), np.uint8)
