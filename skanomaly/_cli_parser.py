@@ -405,6 +405,35 @@ def build_parser():
     _region_options(explain, "the explained images")
     _common(explain)
 
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="measure a fitted model on folders of normal and defective images",
+        description=(
+            "Score a folder of normal images and one of defective images (every file "
+            "must be readable) and print the image AUROC, the average precision and "
+            "the shares of each folder that the model's threshold flags; with "
+            "--masks, also the pixel AUROC and AU-PRO of the heat maps (slower: every "
+            "image is explained)."
+        ),
+    )
+    _model_argument(evaluate, model_help)
+    evaluate.add_argument("normal", metavar="NORMAL_DIR", help="folder of normal images")
+    evaluate.add_argument("anomalous", metavar="DEFECT_DIR", help="folder of defective images")
+    evaluate.add_argument(
+        "--masks",
+        metavar="MASK_DIR",
+        default=None,
+        help="folder of the defective images' masks, nonzero on defects: the mask of "
+        "name.png is name<SUFFIX> with any image extension",
+    )
+    evaluate.add_argument(
+        "--mask-suffix",
+        default="",
+        metavar="SUFFIX",
+        help="what mask names add to their image's name, such as _mask (default: nothing)",
+    )
+    _common(evaluate)
+
     demo = sub.add_parser(
         "demo",
         help="fit, score and explain real solar-cell images, and write a report",

@@ -28,6 +28,7 @@ from .inspection import (
     ImageReader,
     calibrate_on_files,
     collect_images,
+    evaluate_labelled,
     fit_on_files,
     format_table,
     score_files,
@@ -222,6 +223,36 @@ def cmd_explain(args):
     return 1 if reader.skipped else 0
 
 
+def cmd_evaluate(args):
+    """``skanomaly evaluate``: accuracy on labelled folders."""
+    from .datasets import load_folder
+
+    detector = _load_model(args)
+    _configure(detector, args, _progress_default(args))
+    with _usage_errors():
+        data = load_folder(args.normal, args.anomalous, args.masks, mask_suffix=args.mask_suffix)
+        result = evaluate_labelled(detector, data.X, data.y, data.masks)
+    print(
+        f"Evaluated on {result['n_normal']} normal and {result['n_anomalous']} defective "
+        f"image(s): image AUROC {result['image_auroc']:.3f}, average precision "
+        f"{result['average_precision']:.3f}"
+    )
+    n_normal, n_anomalous = result["n_normal"], result["n_anomalous"]
+    print(
+        f"At the model's threshold (anomaly_score > {-detector.offset_:.4g}): "
+        f"{round(result['normal_flagged'] * n_normal)}/{n_normal} normal images flagged "
+        f"(false-alarm rate {result['normal_flagged']:.1%}), "
+        f"{round(result['anomalous_flagged'] * n_anomalous)}/{n_anomalous} defective ones "
+        f"(recall {result['anomalous_flagged']:.1%})"
+    )
+    if "au_pro" in result:
+        print(
+            f"Heat maps: pixel AUROC {result['pixel_auroc']:.3f}, AU-PRO (FPR <= 0.3) "
+            f"{result['au_pro']:.3f}"
+        )
+    return 0
+
+
 def cmd_demo(args):
     """``skanomaly demo``: fit, score and explain real solar cells."""
     from .detector import EfficientNetGaussianDetector
@@ -275,6 +306,7 @@ _COMMANDS = {
     "calibrate": cmd_calibrate,
     "score": cmd_score,
     "explain": cmd_explain,
+    "evaluate": cmd_evaluate,
     "demo": cmd_demo,
     "export": cmd_export,
 }

@@ -18,6 +18,7 @@ from test_image_files import _bomb_png, _save_rotated
 import skanomaly
 from skanomaly.cli import main
 from skanomaly.inspection import REGION_COLUMNS
+from skanomaly.metrics import image_roc_auc, pixel_roc_auc
 
 # Shallow levels keep the tests fast. Modelled alone, they separate these
 # small cells with mean pooling (image AUROC 0.96 on all 16 test cells) but
@@ -552,15 +553,47 @@ def test_no_command_prints_help(capsys):
     assert "usage:" in capsys.readouterr().err
 
 
+def test_evaluate_reports_the_accuracy_on_labelled_folders(model, cells, tmp_path, capsys):
+    normal, defective = cells
+    _write(normal[12:16], tmp_path / "good", "good")
+    _write(defective[:4], tmp_path / "bad", "bad")
+    # Stand-in masks (ELPV has image labels only): the upper half of each cell.
+    masks = np.zeros((4, *defective.shape[1:3]), bool)
+    masks[:, : masks.shape[1] // 2] = True
+    (tmp_path / "masks").mkdir()
+    for i, mask in enumerate(masks):
+        Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "masks" / f"bad{i:02d}_m.png")
+    argv = ["evaluate", str(model), str(tmp_path / "good"), str(tmp_path / "bad")]
+    assert main([*argv, "--masks", str(tmp_path / "masks"), "--mask-suffix", "_m"]) == 0
+    out = capsys.readouterr().out
+    detector = skanomaly.load(model)
+    X, y = np.concatenate([normal[12:16], defective[:4]]), np.repeat([1, -1], 4)
+    scores = detector.score_samples(X)
+    assert f"image AUROC {image_roc_auc(y, scores):.3f}" in out
+    flagged = scores < detector.offset_
+    assert f"{flagged[:4].sum()}/4 normal images flagged" in out
+    assert f"{flagged[4:].sum()}/4 defective ones" in out
+    all_masks = np.concatenate([np.zeros_like(masks), masks])
+    maps = detector.explain(X)
+    assert f"pixel AUROC {pixel_roc_auc(all_masks, maps):.3f}" in out
+    # Without masks, no maps; a defective image without its mask is refused.
+    assert main(argv) == 0
+    assert "Heat maps" not in capsys.readouterr().out
+    assert main([*argv, "--masks", str(tmp_path / "masks")]) == 2
+    assert "has no mask" in _one_error_line(capsys)
+
+
 # -------------------------------------------------------------------- help
-@pytest.mark.parametrize("command", [[], ["fit"], ["calibrate"], ["score"], ["explain"], ["demo"]])
+@pytest.mark.parametrize(
+    "command", [[], ["fit"], ["calibrate"], ["score"], ["explain"], ["evaluate"], ["demo"]]
+)
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: skanomaly")
-    if command in (["score"], ["explain"]):
+    if command in (["score"], ["explain"], ["evaluate"]):
         text = " ".join(out.split())
         assert "never code" in text and "--trust-pickle" in text
 
