@@ -15,6 +15,8 @@ import sys
 import traceback
 from pathlib import Path
 
+import numpy as np
+
 from . import persistence
 from ._cli_parser import build_parser
 from ._console import ImageReadError, UsageError, one_line_warnings, say, warn
@@ -39,6 +41,9 @@ from .inspection import (
 )
 
 __all__ = ["main"]
+
+# Misjudged images that ``evaluate`` lists by name.
+_MAX_LISTED = 10
 
 
 def _progress_default(args):
@@ -245,6 +250,19 @@ def cmd_evaluate(args):
         f"{round(result['anomalous_flagged'] * n_anomalous)}/{n_anomalous} defective ones "
         f"(recall {result['anomalous_flagged']:.1%})"
     )
+    # The images to look at: the normal ones flagged, most anomalous first,
+    # then the defective ones missed, least anomalous first.
+    scores, flagged = result["scores"], result["flagged"]
+    false_alarms = np.flatnonzero(flagged & (data.y == 1))
+    missed = np.flatnonzero(~flagged & (data.y == -1))
+    wrong = np.r_[
+        false_alarms[np.argsort(scores[false_alarms])], missed[np.argsort(-scores[missed])]
+    ]
+    for index in wrong[:_MAX_LISTED]:
+        kind = "false alarm" if data.y[index] == 1 else "missed"
+        print(f"  {kind}: {data.filenames[index]} (anomaly_score {-scores[index]:.4g})")
+    if len(wrong) > _MAX_LISTED:
+        print(f"  ... and {len(wrong) - _MAX_LISTED} more")
     if "au_pro" in result:
         print(
             f"Heat maps: pixel AUROC {result['pixel_auroc']:.3f}, AU-PRO (FPR <= 0.3) "

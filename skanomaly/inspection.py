@@ -393,10 +393,11 @@ def evaluate_labelled(detector, X, y, masks=None):
     ``n_normal``, ``n_anomalous``, ``image_auroc``, ``average_precision``
     (of the anomalous class), ``normal_flagged`` and ``anomalous_flagged``
     (the shares that ``predict`` flags: false alarms and recall at the
-    model's threshold) and, with boolean ``masks`` (all False for normal
-    images), ``pixel_auroc`` and ``au_pro`` (up to a false-positive rate of
-    0.3, as in MVTec AD) of :meth:`explain`'s maps. ``y`` is +1 for normal
-    images and -1 for anomalous ones; both must be present."""
+    model's threshold), ``scores`` and ``flagged`` (per image) and, with
+    boolean ``masks`` (all False for normal images), ``pixel_auroc`` and
+    ``au_pro`` (up to a false-positive rate of 0.3, as in MVTec AD) of
+    :meth:`explain`'s maps. ``y`` is +1 for normal images and -1 for
+    anomalous ones; both must be present."""
     from sklearn.metrics import average_precision_score
 
     from .metrics import image_roc_auc, pixel_roc_auc, pro_score
@@ -410,6 +411,8 @@ def evaluate_labelled(detector, X, y, masks=None):
         "average_precision": float(average_precision_score(y == -1, -scores)),
         "normal_flagged": float(flagged[y == 1].mean()),
         "anomalous_flagged": float(flagged[y == -1].mean()),
+        "scores": scores,
+        "flagged": flagged,
     }
     if masks is not None:
         maps = detector.explain(X)

@@ -573,6 +573,8 @@ def test_evaluate_reports_the_accuracy_on_labelled_folders(model, cells, tmp_pat
     flagged = scores < detector.offset_
     assert f"{flagged[:4].sum()}/4 normal images flagged" in out
     assert f"{flagged[4:].sum()}/4 defective ones" in out
+    assert out.count("false alarm: ") == flagged[:4].sum()
+    assert out.count("missed: ") == (~flagged[4:]).sum()
     all_masks = np.concatenate([np.zeros_like(masks), masks])
     maps = detector.explain(X)
     assert f"pixel AUROC {pixel_roc_auc(all_masks, maps):.3f}" in out
