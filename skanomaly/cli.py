@@ -15,8 +15,6 @@ import sys
 import traceback
 from pathlib import Path
 
-import numpy as np
-
 from . import persistence
 from ._cli_parser import build_parser
 from ._console import ImageReadError, UsageError, one_line_warnings, say, warn
@@ -31,6 +29,7 @@ from .inspection import (
     calibrate_on_files,
     collect_images,
     evaluate_labelled,
+    evaluation_report,
     fit_on_files,
     format_table,
     score_files,
@@ -41,9 +40,6 @@ from .inspection import (
 )
 
 __all__ = ["main"]
-
-# Misjudged images that ``evaluate`` lists by name.
-_MAX_LISTED = 10
 
 
 def _progress_default(args):
@@ -237,37 +233,7 @@ def cmd_evaluate(args):
     with _usage_errors():
         data = load_folder(args.normal, args.anomalous, args.masks, mask_suffix=args.mask_suffix)
         result = evaluate_labelled(detector, data.X, data.y, data.masks)
-    print(
-        f"Evaluated on {result['n_normal']} normal and {result['n_anomalous']} defective "
-        f"image(s): image AUROC {result['image_auroc']:.3f}, average precision "
-        f"{result['average_precision']:.3f}"
-    )
-    n_normal, n_anomalous = result["n_normal"], result["n_anomalous"]
-    print(
-        f"At the model's threshold (anomaly_score > {-detector.offset_:.4g}): "
-        f"{round(result['normal_flagged'] * n_normal)}/{n_normal} normal images flagged "
-        f"(false-alarm rate {result['normal_flagged']:.1%}), "
-        f"{round(result['anomalous_flagged'] * n_anomalous)}/{n_anomalous} defective ones "
-        f"(recall {result['anomalous_flagged']:.1%})"
-    )
-    # The images to look at: the normal ones flagged, most anomalous first,
-    # then the defective ones missed, least anomalous first.
-    scores, flagged = result["scores"], result["flagged"]
-    false_alarms = np.flatnonzero(flagged & (data.y == 1))
-    missed = np.flatnonzero(~flagged & (data.y == -1))
-    wrong = np.r_[
-        false_alarms[np.argsort(scores[false_alarms])], missed[np.argsort(-scores[missed])]
-    ]
-    for index in wrong[:_MAX_LISTED]:
-        kind = "false alarm" if data.y[index] == 1 else "missed"
-        print(f"  {kind}: {data.filenames[index]} (anomaly_score {-scores[index]:.4g})")
-    if len(wrong) > _MAX_LISTED:
-        print(f"  ... and {len(wrong) - _MAX_LISTED} more")
-    if "au_pro" in result:
-        print(
-            f"Heat maps: pixel AUROC {result['pixel_auroc']:.3f}, AU-PRO (FPR <= 0.3) "
-            f"{result['au_pro']:.3f}"
-        )
+    print(evaluation_report(result, data.y, data.filenames, -detector.offset_))
     return 0
 
 

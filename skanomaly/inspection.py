@@ -421,6 +421,42 @@ def evaluate_labelled(detector, X, y, masks=None):
     return result
 
 
+def evaluation_report(result, y, filenames, threshold, max_listed=10):
+    """The lines ``skanomaly evaluate`` prints for an :func:`evaluate_labelled`
+    ``result``: the image metrics, the counts flagged at ``threshold`` (on
+    ``anomaly_score``), then up to ``max_listed`` misjudged images by name:
+    the normal ones flagged, most anomalous first, then the defective ones
+    missed, least anomalous first; and the map metrics if measured."""
+    scores, flagged = result["scores"], result["flagged"]
+    false_alarms = np.flatnonzero(flagged & (y == 1))
+    missed = np.flatnonzero(~flagged & (y == -1))
+    n_normal, n_anomalous = result["n_normal"], result["n_anomalous"]
+    lines = [
+        f"Evaluated on {n_normal} normal and {n_anomalous} defective image(s): image AUROC "
+        f"{result['image_auroc']:.3f}, average precision {result['average_precision']:.3f}",
+        f"At the model's threshold (anomaly_score > {threshold:.4g}): {len(false_alarms)}/"
+        f"{n_normal} normal images flagged (false-alarm rate {result['normal_flagged']:.1%}), "
+        f"{n_anomalous - len(missed)}/{n_anomalous} defective ones "
+        f"(recall {result['anomalous_flagged']:.1%})",
+    ]
+    wrong = np.r_[
+        false_alarms[np.argsort(scores[false_alarms])], missed[np.argsort(-scores[missed])]
+    ]
+    lines += [
+        f"  {'false alarm' if y[i] == 1 else 'missed'}: {filenames[i]} "
+        f"(anomaly_score {-scores[i]:.4g})"
+        for i in wrong[:max_listed]
+    ]
+    if len(wrong) > max_listed:
+        lines.append(f"  ... and {len(wrong) - max_listed} more")
+    if "au_pro" in result:
+        lines.append(
+            f"Heat maps: pixel AUROC {result['pixel_auroc']:.3f}, "
+            f"AU-PRO (FPR <= 0.3) {result['au_pro']:.3f}"
+        )
+    return "\n".join(lines)
+
+
 def summary(rows, threshold):
     """One line: how many images were scored and how many are anomalous."""
     n_bad = sum(r["label"] == "anomalous" for r in rows)
