@@ -138,8 +138,9 @@ def _neighborhood(text):
     return value
 
 
-def _common(parser):
-    """Options shared by every subcommand."""
+def _common(parser, strict=True):
+    """Options shared by every subcommand; ``--strict`` only by those that
+    skip unreadable images."""
     group = parser.add_argument_group("common options")
     group.add_argument(
         "--device", default="auto", help="where the network runs: auto (default), cpu or cuda"
@@ -165,11 +166,12 @@ def _common(parser):
         default=None,
         help="progress bars on stderr (default: on when stderr is a terminal)",
     )
-    group.add_argument(
-        "--strict",
-        action="store_true",
-        help="stop at the first unreadable image (exit 1) instead of skipping it",
-    )
+    if strict:
+        group.add_argument(
+            "--strict",
+            action="store_true",
+            help="stop at the first unreadable image (exit 1) instead of skipping it",
+        )
     group.add_argument(
         "-v", "--verbose", action="store_true", help="show full tracebacks on errors"
     )
@@ -410,15 +412,31 @@ def build_parser():
         help="measure a fitted model on folders of normal and defective images",
         description=(
             "Score a folder of normal images and one of defective images (every file "
-            "must be readable) and print the image AUROC, the average precision and "
-            "the shares of each folder that the model's threshold flags; with "
-            "--masks, also the pixel AUROC and AU-PRO of the heat maps (slower: every "
-            "image is explained)."
+            "must be readable), or the test split of an MVTec AD category, and print "
+            "the image AUROC, the average precision, the shares of each kind that the "
+            "model's threshold flags and the images it misjudged; with masks, also "
+            "the pixel AUROC and AU-PRO of the heat maps (slower: every image is "
+            "explained)."
         ),
     )
     _model_argument(evaluate, model_help)
-    evaluate.add_argument("normal", metavar="NORMAL_DIR", help="folder of normal images")
-    evaluate.add_argument("anomalous", metavar="DEFECT_DIR", help="folder of defective images")
+    evaluate.add_argument(
+        "normal", metavar="NORMAL_DIR", nargs="?", default=None, help="folder of normal images"
+    )
+    evaluate.add_argument(
+        "anomalous",
+        metavar="DEFECT_DIR",
+        nargs="?",
+        default=None,
+        help="folder of defective images",
+    )
+    evaluate.add_argument(
+        "--mvtec",
+        metavar="CATEGORY_DIR",
+        default=None,
+        help="instead of the two folders: an MVTec AD category folder, whose test/ "
+        "split (every defect type) and ground_truth/ masks are evaluated",
+    )
     evaluate.add_argument(
         "--masks",
         metavar="MASK_DIR",
@@ -432,7 +450,8 @@ def build_parser():
         metavar="SUFFIX",
         help="what mask names add to their image's name, such as _mask (default: nothing)",
     )
-    _common(evaluate)
+    # It never skips an image: a labelled set with a hole measures something else.
+    _common(evaluate, strict=False)
 
     demo = sub.add_parser(
         "demo",

@@ -226,14 +226,24 @@ def cmd_explain(args):
 
 def cmd_evaluate(args):
     """``skanomaly evaluate``: accuracy on labelled folders."""
-    from .datasets import load_folder
+    from .datasets import load_folder, load_mvtec_ad
 
+    folders = args.normal is not None and args.anomalous is not None
+    if folders == (args.mvtec is not None) or (args.mvtec and args.masks):
+        raise UsageError("give NORMAL_DIR and DEFECT_DIR (and --masks), or --mvtec alone")
     detector = _load_model(args)
     _configure(detector, args, _progress_default(args))
     with _usage_errors():
-        data = load_folder(args.normal, args.anomalous, args.masks, mask_suffix=args.mask_suffix)
-        result = evaluate_labelled(detector, data.X, data.y, data.masks)
-    print(evaluation_report(result, data.y, data.filenames, -detector.offset_))
+        if folders:
+            data = load_folder(
+                args.normal, args.anomalous, args.masks, mask_suffix=args.mask_suffix
+            )
+            X, y, masks = data.X, data.y, data.masks
+        else:
+            data = load_mvtec_ad(args.mvtec)
+            X, y, masks = data.X_test, data.y_test, data.masks_test
+        result = evaluate_labelled(detector, X, y, masks)
+    print(evaluation_report(result, y, data.filenames, -detector.offset_))
     return 0
 
 

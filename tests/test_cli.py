@@ -17,6 +17,7 @@ from test_image_files import _bomb_png, _save_rotated
 
 import skanomaly
 from skanomaly.cli import main
+from skanomaly.datasets import load_mvtec_ad
 from skanomaly.inspection import REGION_COLUMNS
 from skanomaly.metrics import image_roc_auc, pixel_roc_auc
 
@@ -583,6 +584,36 @@ def test_evaluate_reports_the_accuracy_on_labelled_folders(model, cells, tmp_pat
     assert "Heat maps" not in capsys.readouterr().out
     assert main([*argv, "--masks", str(tmp_path / "masks")]) == 2
     assert "has no mask" in _one_error_line(capsys)
+
+
+def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
+    normal, defective = cells
+    category = tmp_path / "cells"
+    _write(normal[:3], category / "train" / "good", "")
+    _write(normal[12:16], category / "test" / "good", "")
+    for kind, images in (("crack", defective[:2]), ("dark", defective[2:4])):
+        _write(images, category / "test" / kind, "")
+        for i in range(len(images)):
+            mask = np.zeros(images.shape[1:3], np.uint8)
+            mask[i::3] = 255
+            folder = category / "ground_truth" / kind
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask).save(folder / f"{i:02d}_mask.png")
+    assert main(["evaluate", str(model), "--mvtec", str(category)]) == 0
+    out = capsys.readouterr().out
+    data = load_mvtec_ad(category)
+    detector = skanomaly.load(model)
+    scores = detector.score_samples(data.X_test)
+    assert "4 normal and 4 defective image(s)" in out
+    assert f"image AUROC {image_roc_auc(data.y_test, scores):.3f}" in out
+    maps = detector.explain(data.X_test)
+    assert f"pixel AUROC {pixel_roc_auc(data.masks_test, maps):.3f}" in out
+    # --mvtec replaces the folders and --masks.
+    for extra in (["a", "b"], ["--masks", "m"]):
+        assert main(["evaluate", str(model), *extra, "--mvtec", str(category)]) == 2
+        assert "--mvtec alone" in _one_error_line(capsys)
+    assert main(["evaluate", str(model), str(category)]) == 2
+    assert "NORMAL_DIR and DEFECT_DIR" in _one_error_line(capsys)
 
 
 # -------------------------------------------------------------------- help
