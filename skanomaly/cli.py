@@ -238,12 +238,12 @@ def cmd_evaluate(args):
             data = load_folder(
                 args.normal, args.anomalous, args.masks, mask_suffix=args.mask_suffix
             )
-            X, y, masks = data.X, data.y, data.masks
+            X, y, masks, kinds = data.X, data.y, data.masks, None
         else:
             data = load_mvtec_ad(args.mvtec)
-            X, y, masks = data.X_test, data.y_test, data.masks_test
+            X, y, masks, kinds = data.X_test, data.y_test, data.masks_test, data.defect_type
         result = evaluate_labelled(detector, X, y, masks)
-    print(evaluation_report(result, y, data.filenames, -detector.offset_))
+    print(evaluation_report(result, y, data.filenames, -detector.offset_, kinds))
     return 0
 
 

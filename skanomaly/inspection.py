@@ -421,12 +421,14 @@ def evaluate_labelled(detector, X, y, masks=None):
     return result
 
 
-def evaluation_report(result, y, filenames, threshold, max_listed=10):
+def evaluation_report(result, y, filenames, threshold, defect_type=None, max_listed=10):
     """The lines ``skanomaly evaluate`` prints for an :func:`evaluate_labelled`
     ``result``: the image metrics, the counts flagged at ``threshold`` (on
-    ``anomaly_score``), then up to ``max_listed`` misjudged images by name:
-    the normal ones flagged, most anomalous first, then the defective ones
-    missed, least anomalous first; and the map metrics if measured."""
+    ``anomaly_score``), with each image's ``defect_type`` (``"good"`` for
+    normal ones) the same per type, then up to ``max_listed`` misjudged
+    images by name: the normal ones flagged, most anomalous first, then the
+    defective ones missed, least anomalous first; and the map metrics if
+    measured."""
     scores, flagged = result["scores"], result["flagged"]
     false_alarms = np.flatnonzero(flagged & (y == 1))
     missed = np.flatnonzero(~flagged & (y == -1))
@@ -439,6 +441,8 @@ def evaluation_report(result, y, filenames, threshold, max_listed=10):
         f"{n_anomalous - len(missed)}/{n_anomalous} defective ones "
         f"(recall {result['anomalous_flagged']:.1%})",
     ]
+    if defect_type is not None:
+        lines += _per_defect_type(scores, flagged, y, defect_type)
     wrong = np.r_[
         false_alarms[np.argsort(scores[false_alarms])], missed[np.argsort(-scores[missed])]
     ]
@@ -455,6 +459,21 @@ def evaluation_report(result, y, filenames, threshold, max_listed=10):
             f"AU-PRO (FPR <= 0.3) {result['au_pro']:.3f}"
         )
     return "\n".join(lines)
+
+
+def _per_defect_type(scores, flagged, y, defect_type):
+    """One line per defect type: its images against the normal ones."""
+    from .metrics import image_roc_auc
+
+    lines = []
+    for kind in np.unique(defect_type[y == -1]):
+        both = (y == 1) | (defect_type == kind)
+        ours = defect_type == kind
+        lines.append(
+            f"  {kind} ({ours.sum()} image(s)): image AUROC "
+            f"{image_roc_auc(y[both], scores[both]):.3f}, recall {flagged[ours].mean():.1%}"
+        )
+    return lines
 
 
 def summary(rows, threshold):

@@ -606,6 +606,12 @@ def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
     scores = detector.score_samples(data.X_test)
     assert "4 normal and 4 defective image(s)" in out
     assert f"image AUROC {image_roc_auc(data.y_test, scores):.3f}" in out
+    flagged = scores < detector.offset_
+    for kind in ("crack", "dark"):
+        both = data.defect_type != ("dark" if kind == "crack" else "crack")
+        auroc = image_roc_auc(data.y_test[both], scores[both])
+        recall = flagged[data.defect_type == kind].mean()
+        assert f"  {kind} (2 image(s)): image AUROC {auroc:.3f}, recall {recall:.1%}" in out
     maps = detector.explain(data.X_test)
     assert f"pixel AUROC {pixel_roc_auc(data.masks_test, maps):.3f}" in out
     # --mvtec replaces the folders and --masks.
