@@ -390,14 +390,12 @@ def format_table(rows):
 
 def evaluate_labelled(detector, X, y, masks=None):
     """How well a fitted ``detector`` separates labelled images: a dict of
-    ``n_normal``, ``n_anomalous``, ``image_auroc``, ``average_precision``
-    (of the anomalous class), ``normal_flagged`` and ``anomalous_flagged``
-    (the shares that ``predict`` flags: false alarms and recall at the
-    model's threshold), ``scores`` and ``flagged`` (per image) and, with
-    boolean ``masks`` (all False for normal images), ``pixel_auroc`` and
-    ``au_pro`` (up to a false-positive rate of 0.3, as in MVTec AD) of
-    :meth:`explain`'s maps. ``y`` is +1 for normal images and -1 for
-    anomalous ones; both must be present."""
+    ``image_auroc``, ``average_precision`` (of the anomalous class),
+    ``scores`` and ``flagged`` (per image: what ``predict`` flags at the
+    model's threshold) and, with boolean ``masks`` (all False for normal
+    images), ``pixel_auroc`` and ``au_pro`` (up to a false-positive rate of
+    0.3, as in MVTec AD) of :meth:`explain`'s maps. ``y`` is +1 for normal
+    images and -1 for anomalous ones; both must be present."""
     from sklearn.metrics import average_precision_score
 
     from .metrics import image_roc_auc, pixel_roc_auc, pro_score
@@ -405,12 +403,8 @@ def evaluate_labelled(detector, X, y, masks=None):
     scores = detector.score_samples(X)
     flagged = scores < detector.offset_
     result = {
-        "n_normal": int((y == 1).sum()),
-        "n_anomalous": int((y == -1).sum()),
         "image_auroc": image_roc_auc(y, scores),
         "average_precision": float(average_precision_score(y == -1, -scores)),
-        "normal_flagged": float(flagged[y == 1].mean()),
-        "anomalous_flagged": float(flagged[y == -1].mean()),
         "scores": scores,
         "flagged": flagged,
     }
@@ -432,14 +426,15 @@ def evaluation_report(result, y, filenames, threshold, defect_type=None, max_lis
     scores, flagged = result["scores"], result["flagged"]
     false_alarms = np.flatnonzero(flagged & (y == 1))
     missed = np.flatnonzero(~flagged & (y == -1))
-    n_normal, n_anomalous = result["n_normal"], result["n_anomalous"]
+    n_normal, n_anomalous = int((y == 1).sum()), int((y == -1).sum())
+    n_found = n_anomalous - len(missed)
     lines = [
         f"Evaluated on {n_normal} normal and {n_anomalous} defective image(s): image AUROC "
         f"{result['image_auroc']:.3f}, average precision {result['average_precision']:.3f}",
         f"At the model's threshold (anomaly_score > {threshold:.4g}): {len(false_alarms)}/"
-        f"{n_normal} normal images flagged (false-alarm rate {result['normal_flagged']:.1%}), "
-        f"{n_anomalous - len(missed)}/{n_anomalous} defective ones "
-        f"(recall {result['anomalous_flagged']:.1%})",
+        f"{n_normal} normal images flagged (false-alarm rate "
+        f"{len(false_alarms) / n_normal:.1%}), {n_found}/{n_anomalous} defective ones "
+        f"(recall {n_found / n_anomalous:.1%})",
     ]
     if defect_type is not None:
         lines += _per_defect_type(scores, flagged, y, defect_type)
