@@ -229,7 +229,11 @@ def cmd_evaluate(args):
     from .datasets import load_folder, load_mvtec_ad
 
     folders = args.normal is not None and args.anomalous is not None
-    if folders == (args.mvtec is not None) or (args.mvtec and args.masks):
+    if args.mvtec is None:
+        unusable = not folders
+    else:
+        unusable = any((args.normal, args.anomalous, args.masks, args.mask_suffix))
+    if unusable:
         raise UsageError("give NORMAL_DIR and DEFECT_DIR (and --masks), or --mvtec alone")
     detector = _load_model(args)
     _configure(detector, args, _progress_default(args))

@@ -615,7 +615,7 @@ def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
     maps = detector.explain(data.X_test)
     assert f"pixel AUROC {pixel_roc_auc(data.masks_test, maps):.3f}" in out
     # --mvtec replaces the folders and --masks.
-    for extra in (["a", "b"], ["--masks", "m"]):
+    for extra in (["a", "b"], ["a"], ["--masks", "m"], ["--mask-suffix", "_m"]):
         assert main(["evaluate", str(model), *extra, "--mvtec", str(category)]) == 2
         assert "--mvtec alone" in _one_error_line(capsys)
     assert main(["evaluate", str(model), str(category)]) == 2
