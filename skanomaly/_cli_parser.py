@@ -416,7 +416,7 @@ def build_parser():
             "the image AUROC, the average precision, the shares of each kind that the "
             "model's threshold flags and the images it misjudged; with masks, also "
             "the pixel AUROC and AU-PRO of the heat maps (slower: every image is "
-            "explained)."
+            "explained). With -o, also an HTML report to look at them."
         ),
     )
     _model_argument(evaluate, model_help)
@@ -449,6 +449,16 @@ def build_parser():
         default="",
         metavar="SUFFIX",
         help="what mask names add to their image's name, such as _mask (default: nothing)",
+    )
+    evaluate.add_argument(
+        "-o",
+        "--output",
+        metavar="OUTDIR",
+        default=None,
+        help="also write OUTDIR/index.html, a report that opens from disk: every image "
+        "with its ground truth and score, a histogram of the scores of each kind "
+        "against the threshold, and heat maps of the defective images and false "
+        "alarms (ground-truth masks outlined)",
     )
     # It never skips an image: a labelled set with a hole measures something else.
     _common(evaluate, strict=False)

@@ -21,8 +21,10 @@ from ._console import ImageReadError, UsageError, one_line_warnings, say, warn
 from .explain_report import (
     explain_and_report,
     explain_regions,
+    prepare_outdir,
     require_pixel_threshold,
     run_demo,
+    write_evaluation_report,
 )
 from .inspection import (
     ImageReader,
@@ -235,8 +237,11 @@ def cmd_evaluate(args):
         unusable = any((args.normal, args.anomalous, args.masks, args.mask_suffix))
     if unusable:
         raise UsageError("give NORMAL_DIR and DEFECT_DIR (and --masks), or --mvtec alone")
+    if args.output is not None:
+        prepare_outdir(args.output)  # before the evaluation, which takes a while
     detector = _load_model(args)
-    _configure(detector, args, _progress_default(args))
+    progress = _progress_default(args)
+    _configure(detector, args, progress)
     with _usage_errors():
         if folders:
             data = load_folder(
@@ -248,6 +253,19 @@ def cmd_evaluate(args):
             X, y, masks, kinds = data.X_test, data.y_test, data.masks_test, data.defect_type
         result = evaluate_labelled(detector, X, y, masks)
     print(evaluation_report(result, y, data.filenames, -detector.offset_, kinds))
+    if args.output is not None:
+        index = write_evaluation_report(
+            detector,
+            X,
+            y,
+            data.filenames,
+            result,
+            args.output,
+            defect_type=kinds,
+            masks=masks,
+            progress=progress,
+        )
+        print(f"Report: {index.resolve()}")
     return 0
 
 

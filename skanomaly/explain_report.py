@@ -38,11 +38,14 @@ __all__ = [
     "prepare_outdir",
     "require_pixel_threshold",
     "run_demo",
+    "write_evaluation_report",
 ]
 
 # Longest side, in pixels, of the images in the report.
 OVERLAY_SIDE = 384
 THUMB_SIDE = 128
+# Ground-truth outlines: magenta, which the heat maps' colormap never shows.
+TRUTH_COLOR = (255, 0, 255)
 
 
 # ----------------------------------------------------------------- report
@@ -156,7 +159,9 @@ def explain_and_report(
 
     order = np.argsort(scores, kind="stable")  # most anomalous first
     chosen = [i for i in order if explain_all or rows[i]["label"] == "anomalous"][:max_explain]
-    found = _explain(detector, [kept[i] for i in chosen], reader, progress, threshold, min_area)
+    found = _explain(
+        detector, [kept[i] for i in chosen], reader.read, progress, threshold, min_area
+    )
     explained = dict(zip(chosen, found, strict=True))
     scale = _draw_overlays(explained, kept, rows, out_dir)
     write_csv(rows, out_dir / "scores.csv")
@@ -175,8 +180,74 @@ def explain_regions(detector, files, reader, rows, threshold, *, progress=False,
     order of ``files``.
     """
     chosen = [i for i, row in enumerate(rows) if row["label"] == "anomalous"]
-    found = _explain(detector, [files[i] for i in chosen], reader, progress, threshold, min_area)
+    found = _explain(
+        detector, [files[i] for i in chosen], reader.read, progress, threshold, min_area
+    )
     return _region_rows(dict(zip(chosen, found, strict=True)), rows)
+
+
+def write_evaluation_report(
+    detector, X, y, filenames, result, out_dir, *, defect_type=None, masks=None, progress=False
+):
+    """Write the report of a labelled evaluation in ``out_dir``.
+
+    ``result`` is :func:`~skanomaly.inspection.evaluate_labelled`'s for the
+    images ``X`` (labels ``y``, +1 normal, -1 defective; their
+    ``filenames``). The report lists every image with its ground truth
+    (``defect_type`` per image where given, else "defective"; "false
+    alarm" or "missed" added where the model misjudged it), shows a
+    histogram of the anomaly scores of each kind against the threshold
+    and the evaluation's summary lines, and draws a heat map of each
+    defective image and each false alarm, with the ``masks`` outlined in
+    :data:`TRUTH_COLOR` where given. The maps are ``result["maps"]`` where it
+    has them, else explained here. ``out_dir`` also receives
+    ``scores.csv``.
+
+    Returns
+    -------
+    index : pathlib.Path
+        The written ``index.html``.
+    """
+    from .inspection import evaluation_report
+    from .report import score_histogram
+
+    out_dir = prepare_outdir(out_dir)
+    threshold = _pixel_threshold(detector, required=False)
+    rows = score_rows(filenames, result["scores"], detector.offset_)
+    for i, row in enumerate(rows):
+        name = _safe_name(i, filenames[i])
+        _write_image(shrink_image(X[i], THUMB_SIDE), out_dir / "thumbnails" / name)
+        row["thumbnail"], row["overlay"] = f"thumbnails/{name}", None
+        row["regions"] = row["defect_area"] = None
+        kind = (
+            "normal" if y[i] == 1 else "defective" if defect_type is None else str(defect_type[i])
+        )
+        # Where the model and the truth disagree, the column says so.
+        if result["flagged"][i] == (y[i] == 1):
+            kind += ", false alarm" if y[i] == 1 else ", missed"
+        row["truth"] = kind
+    chosen = np.flatnonzero((y == -1) | result["flagged"])
+    if "maps" in result:
+        found = [_entry(X[i], result["maps"][i], threshold, 1) for i in chosen]
+    else:
+        found = _explain(detector, chosen, X.__getitem__, progress, threshold, 1)
+    if masks is not None:
+        for i, entry in zip(chosen, found, strict=True):
+            entry["truth"] = _shrunk_mask(masks[i], entry["image"].shape[:2])
+    scale = _draw_overlays(dict(zip(chosen, found)), filenames, rows, out_dir)
+    write_csv(rows, out_dir / "scores.csv")
+    anomaly = -result["scores"]
+    figure = score_histogram(
+        [("normal", anomaly[y == 1], "#3572b0"), ("defective", anomaly[y == -1], "#c0392b")],
+        -detector.offset_,
+    )
+    # The misjudged images are not listed: the table shows them.
+    report = evaluation_report(result, y, filenames, -detector.offset_, defect_type, 0)
+    summary = report.splitlines()
+    if masks is not None:
+        summary.append("Magenta outlines: the defects' ground-truth masks.")
+    title = "skanomaly evaluation"
+    return _write_index(detector, out_dir, rows, title, scale, threshold, None, summary, figure)
 
 
 def require_pixel_threshold(detector):
@@ -275,38 +346,41 @@ def _write_image(array, path):
         raise UsageError(first_line(exc)) from exc
 
 
-def _explain(detector, paths, reader, progress, threshold, min_area):
-    """One dict per path, None for the images that could not be read again:
-    ``image``, ``map`` and ``mask`` at overlay size and ``table``, the
+def _explain(detector, items, read, progress, threshold, min_area):
+    """One :func:`_entry` per item, None for the images that ``read(item)``
+    could not read (again: None)."""
+    found = []
+    with progress_bar(enabled=progress, total=len(items), desc="Explaining") as bar:
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start : start + CHUNK]
+            # Read again rather than kept from scoring, which bounds memory; a
+            # file that became unreadable meanwhile is skipped.
+            images = [read(item) for item in chunk]
+            readable = [image for image in images if image is not None]
+            explained = iter(detector.explain(readable) if readable else ())
+            found += [
+                None if image is None else _entry(image, next(explained), threshold, min_area)
+                for image in images
+            ]
+            bar.update(len(chunk))
+    return found
+
+
+def _entry(image, anomaly_map, threshold, min_area):
+    """``image``, ``map`` and ``mask`` at overlay size and ``table``, the
     regions at the image's size (``mask`` and ``table`` None without a
     ``threshold``)."""
     from .segmentation import masks_from_maps, region_table
 
-    found = []
-    with progress_bar(enabled=progress, total=len(paths), desc="Explaining") as bar:
-        for start in range(0, len(paths), CHUNK):
-            chunk = paths[start : start + CHUNK]
-            # Read again rather than kept from scoring, which bounds memory; a
-            # file that became unreadable meanwhile is skipped.
-            images = [reader.read(path) for path in chunk]
-            readable = [image for image in images if image is not None]
-            explained = iter(detector.explain(readable) if readable else ())
-            for image in images:
-                if image is None:
-                    found.append(None)
-                    continue
-                anomaly_map = next(explained)
-                entry = {"mask": None, "table": None}
-                entry["image"], entry["map"] = _shrunk(image, anomaly_map)
-                if threshold is not None:
-                    # Regions at the image's own size, so that areas and
-                    # boxes are in its pixels; the mask is shrunk to draw.
-                    entry["table"] = region_table([anomaly_map], threshold, min_area)
-                    mask = masks_from_maps([anomaly_map], threshold, min_area)[0]
-                    entry["mask"] = _shrunk_mask(mask, entry["image"].shape[:2])
-                found.append(entry)
-            bar.update(len(chunk))
-    return found
+    entry = {"mask": None, "table": None}
+    entry["image"], entry["map"] = _shrunk(image, anomaly_map)
+    if threshold is not None:
+        # Regions at the image's own size, so that areas and boxes are in
+        # its pixels; the mask is shrunk to draw.
+        entry["table"] = region_table([anomaly_map], threshold, min_area)
+        mask = masks_from_maps([anomaly_map], threshold, min_area)[0]
+        entry["mask"] = _shrunk_mask(mask, entry["image"].shape[:2])
+    return entry
 
 
 def _shrunk(image, anomaly_map):
@@ -326,9 +400,10 @@ def _shrunk_mask(mask, shape):
 
 def _draw_overlays(explained, kept, rows, out_dir):
     """Write an overlay per ``explained[i]`` on one color scale, with its
-    regions outlined, link it in ``rows[i]`` with the regions' number and
-    area, and return the scale ``(vmin, vmax)`` (None if nothing was
-    explained)."""
+    regions outlined (and its ground-truth mask, an entry's ``truth`` at
+    overlay size, in :data:`TRUTH_COLOR`), link it in ``rows[i]`` with the
+    regions' number and area, and return the scale ``(vmin, vmax)`` (None
+    if nothing was explained)."""
     # Plotting imports scipy, which `skanomaly --help` need not wait for.
     from .plotting import overlay_heatmap
     from .segmentation import draw_outlines
@@ -342,6 +417,8 @@ def _draw_overlays(explained, kept, rows, out_dir):
     for i, entry in explained.items():
         name = _safe_name(i, kept[i])
         overlay = overlay_heatmap(entry["image"], entry["map"], vmin=vmin, vmax=vmax)
+        if entry.get("truth") is not None:
+            overlay = draw_outlines(overlay, entry["truth"], color=TRUTH_COLOR)
         if entry["mask"] is not None:
             overlay = draw_outlines(overlay, entry["mask"])
             rows[i]["regions"] = len(entry["table"]["region"])
@@ -351,7 +428,9 @@ def _draw_overlays(explained, kept, rows, out_dir):
     return vmin, vmax
 
 
-def _write_index(detector, out_dir, rows, title, scale, threshold, caption):
+def _write_index(
+    detector, out_dir, rows, title, scale, threshold, caption, summary=(), figure=None
+):
     notes = [
         f"Model: {detector.backbone}, {detector.n_samples_fit_} training images, "
         f"contamination {detector.contamination:g}."
@@ -373,7 +452,8 @@ def _write_index(detector, out_dir, rows, title, scale, threshold, caption):
             rows,
             threshold=-detector.offset_,
             title=title or "skanomaly report",
-            notes=" ".join(notes),
+            notes=[*summary, " ".join(notes)],
+            figure=figure,
         )
     except OSError as exc:
         raise UsageError(

@@ -393,9 +393,10 @@ def evaluate_labelled(detector, X, y, masks=None):
     ``image_auroc``, ``average_precision`` (of the anomalous class),
     ``scores`` and ``flagged`` (per image: what ``predict`` flags at the
     model's threshold) and, with boolean ``masks`` (all False for normal
-    images), ``pixel_auroc`` and ``au_pro`` (up to a false-positive rate of
-    0.3, as in MVTec AD) of :meth:`explain`'s maps. ``y`` is +1 for normal
-    images and -1 for anomalous ones; both must be present."""
+    images), :meth:`explain`'s ``maps`` and their ``pixel_auroc`` and
+    ``au_pro`` (up to a false-positive rate of 0.3, as in MVTec AD). ``y``
+    is +1 for normal images and -1 for anomalous ones; both must be
+    present."""
     from sklearn.metrics import average_precision_score
 
     from .metrics import image_roc_auc, pixel_roc_auc, pro_score
@@ -409,7 +410,7 @@ def evaluate_labelled(detector, X, y, masks=None):
         "flagged": flagged,
     }
     if masks is not None:
-        maps = detector.explain(X)
+        result["maps"] = maps = detector.explain(X)
         result["pixel_auroc"] = pixel_roc_auc(masks, maps)
         result["au_pro"] = pro_score(masks, maps, max_fpr=0.3)
     return result
@@ -446,7 +447,7 @@ def evaluation_report(result, y, filenames, threshold, defect_type=None, max_lis
         f"(anomaly_score {-scores[i]:.4g})"
         for i in wrong[:max_listed]
     ]
-    if len(wrong) > max_listed:
+    if 0 < max_listed < len(wrong):
         lines.append(f"  ... and {len(wrong) - max_listed} more")
     if "au_pro" in result:
         lines.append(

@@ -10,9 +10,11 @@ import math
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
+
 from ._files import atomic_write
 
-__all__ = ["write_report"]
+__all__ = ["score_histogram", "write_report"]
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em; color: #222; }
@@ -30,6 +32,7 @@ tr.anomalous { background: #ffe3e0; }
 tr.anomalous td.label { color: #b00020; font-weight: bold; }
 img { display: block; max-width: 160px; max-height: 160px; }
 svg.levels { display: block; }
+svg.histogram { display: block; margin-top: 0.8em; font-size: 12px; }
 span.level { font-size: 0.85em; color: #555; white-space: nowrap; }
 span.none { color: #999; font-size: 0.9em; }
 #load-status.failed { color: #b00020; font-weight: bold; }
@@ -137,6 +140,87 @@ def _level_bars(levels, top):
     )
 
 
+# The score histogram: plot area and margins in pixels, and bins.
+_HIST_WIDTH, _HIST_HEIGHT, _HIST_LEFT, _HIST_BOTTOM, _HIST_TOP = 560, 150, 10, 34, 22
+_HIST_BINS = 30
+
+
+def score_histogram(groups, threshold):
+    """An inline SVG histogram of anomaly scores: one semi-transparent
+    colour per group, on shared bins, with the threshold as a dashed line.
+
+    Parameters
+    ----------
+    groups : list of (str, array-like, str)
+        ``(name, anomaly scores, CSS colour)`` per group; non-finite scores
+        are left out.
+    threshold : float
+        The anomaly-score threshold: images above it are flagged.
+
+    Returns
+    -------
+    svg : str
+    """
+    groups = [(n, np.asarray(v, float), c) for n, v, c in groups]
+    groups = [(n, v[np.isfinite(v)], c) for n, v, c in groups]
+    values = np.concatenate([v for _, v, _ in groups] + [[threshold]])
+    low, high = float(values.min()), float(values.max())
+    high = high if high > low else low + 1.0
+    edges = np.linspace(low, high, _HIST_BINS + 1)
+    counts = [np.histogram(v, edges)[0] for _, v, _ in groups]
+    tallest = max(1, *(int(c.max(initial=0)) for c in counts))
+    bar = _HIST_WIDTH / _HIST_BINS
+
+    def x_of(value):
+        return _HIST_LEFT + (value - low) / (high - low) * _HIST_WIDTH
+
+    parts = []
+    for (name, _, color), count in zip(groups, counts):
+        for b in np.flatnonzero(count):
+            height = count[b] / tallest * (_HIST_HEIGHT - _HIST_TOP)
+            parts.append(
+                f'<rect x="{_HIST_LEFT + b * bar:.1f}" y="{_HIST_HEIGHT - height:.1f}" '
+                f'width="{bar:.1f}" height="{height:.1f}" fill="{color}" fill-opacity="0.55">'
+                f"<title>{html.escape(name)}: {count[b]} image(s) between "
+                f"{_fmt(edges[b])} and {_fmt(edges[b + 1])}</title></rect>"
+            )
+    x = x_of(threshold)
+    parts.append(
+        f'<line x1="{x:.1f}" y1="{_HIST_TOP - 14}" x2="{x:.1f}" y2="{_HIST_HEIGHT}" '
+        'stroke="#222" stroke-dasharray="4 3"/>'
+        f'<text x="{x + 4:.1f}" y="{_HIST_TOP - 4}">threshold {_fmt(threshold)}</text>'
+    )
+    base = _HIST_HEIGHT
+    parts.append(
+        f'<line x1="{_HIST_LEFT}" y1="{base}" x2="{_HIST_LEFT + _HIST_WIDTH}" y2="{base}" '
+        'stroke="#888"/>'
+        f'<text x="{_HIST_LEFT}" y="{base + 14}">{_fmt(low)}</text>'
+        f'<text x="{_HIST_LEFT + _HIST_WIDTH}" y="{base + 14}" text-anchor="end">'
+        f"{_fmt(high)}</text>"
+        f'<text x="{_HIST_LEFT + _HIST_WIDTH / 2}" y="{base + 28}" text-anchor="middle">'
+        "anomaly score</text>"
+    )
+    legend = []
+    for i, (name, v, color) in enumerate(groups):
+        x0 = _HIST_LEFT + _HIST_WIDTH - 150
+        legend.append(
+            f'<rect x="{x0}" y="{4 + 14 * i}" width="10" height="10" fill="{color}" '
+            f'fill-opacity="0.55"/><text x="{x0 + 14}" y="{13 + 14 * i}">'
+            f"{html.escape(name)} ({len(v)})</text>"
+        )
+    label = html.escape(
+        "Histogram of anomaly scores: "
+        + ", ".join(f"{n} ({len(v)} images)" for n, v, _ in groups)
+        + f"; threshold {_fmt(threshold)}",
+        quote=True,
+    )
+    width, height = _HIST_LEFT * 2 + _HIST_WIDTH, _HIST_HEIGHT + _HIST_BOTTOM
+    return (
+        f'<svg class="histogram" width="{width}" height="{height}" role="img" '
+        f'aria-label="{label}">{"".join(parts)}{"".join(legend)}</svg>'
+    )
+
+
 def _count(value):
     """A number cell that sorts below 0 when empty (an image not explained)."""
     if value is None:
@@ -144,7 +228,7 @@ def _count(value):
     return f'<td class="num" data-value="{value}">{value}</td>'
 
 
-def write_report(out_dir, records, threshold, title="skanomaly report", notes=None):
+def write_report(out_dir, records, threshold, title="skanomaly report", notes=None, figure=None):
     """Write ``out_dir/index.html`` listing ``records``.
 
     Parameters
@@ -165,8 +249,10 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
         The anomaly-score threshold: images above it are anomalous.
     title : str, default="skanomaly report"
         Page title and heading.
-    notes : str, default=None
-        A line of text under the heading.
+    notes : str or list of str, default=None
+        Text under the heading, one paragraph per string.
+    figure : str, default=None
+        Markup (such as :func:`score_histogram`'s SVG) shown above the table.
 
     Returns
     -------
@@ -246,7 +332,7 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
         f"{n_maps} heat map(s). Click a column header to sort.",
     ]
     if notes:
-        meta.append(html.escape(notes))
+        meta += [html.escape(n) for n in ([notes] if isinstance(notes, str) else notes)]
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -257,6 +343,7 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
 <body data-threshold="{threshold!r}">
 <h1>{html.escape(title)}</h1>
 {"".join(f'<p class="meta">{m}</p>' for m in meta)}
+{figure or ""}
 <p id="load-status"></p>
 <table id="scores">
 <thead><tr>{"".join(cells)}</tr></thead>

@@ -565,7 +565,8 @@ def test_evaluate_reports_the_accuracy_on_labelled_folders(model, cells, tmp_pat
     for i, mask in enumerate(masks):
         Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "masks" / f"bad{i:02d}_m.png")
     argv = ["evaluate", str(model), str(tmp_path / "good"), str(tmp_path / "bad")]
-    assert main([*argv, "--masks", str(tmp_path / "masks"), "--mask-suffix", "_m"]) == 0
+    with_masks = [*argv, "--masks", str(tmp_path / "masks"), "--mask-suffix", "_m"]
+    assert main([*with_masks, "-o", str(tmp_path / "report")]) == 0
     out = capsys.readouterr().out
     detector = skanomaly.load(model)
     X, y = np.concatenate([normal[12:16], defective[:4]]), np.repeat([1, -1], 4)
@@ -579,6 +580,26 @@ def test_evaluate_reports_the_accuracy_on_labelled_folders(model, cells, tmp_pat
     all_masks = np.concatenate([np.zeros_like(masks), masks])
     maps = detector.explain(X)
     assert f"pixel AUROC {pixel_roc_auc(all_masks, maps):.3f}" in out
+    # The report: a heat map for each defective image and each false alarm,
+    # the misjudged ones named in the ground-truth column, the histogram.
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert f"Report: {(tmp_path / 'report' / 'index.html').resolve()}" in out
+    overlays = sorted(p.name for p in (tmp_path / "report" / "overlays").iterdir())
+    assert len(overlays) == 4 + flagged[:4].sum()
+    assert page.count("normal, false alarm</td>") == flagged[:4].sum()
+    assert page.count("defective, missed</td>") == (~flagged[4:]).sum()
+    assert page.count("<td>normal</td>") == (~flagged[:4]).sum()
+    assert "normal (4)" in page and "defective (4)" in page and "Magenta outlines" in page
+    with open(tmp_path / "report" / "scores.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 8
+    # The masks are outlined in magenta on the defective images' overlays.
+    drawn = np.asarray(Image.open(tmp_path / "report" / "overlays" / overlays[-1]))
+    magenta = (drawn == (255, 0, 255)).all(axis=-1)
+    assert magenta.any()
+    # An output that cannot be a folder is refused before any evaluation.
+    (tmp_path / "a file").write_text("")
+    assert main([*with_masks, "-o", str(tmp_path / "a file")]) == 2
+    assert "not a folder" in _one_error_line(capsys)
     # Without masks, no maps; a defective image without its mask is refused.
     assert main(argv) == 0
     assert "Heat maps" not in capsys.readouterr().out
@@ -599,7 +620,7 @@ def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
             folder = category / "ground_truth" / kind
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(mask).save(folder / f"{i:02d}_mask.png")
-    assert main(["evaluate", str(model), "--mvtec", str(category)]) == 0
+    assert main(["evaluate", str(model), "--mvtec", str(category), "-o", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     data = load_mvtec_ad(category)
     detector = skanomaly.load(model)
@@ -612,6 +633,10 @@ def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
         auroc = image_roc_auc(data.y_test[both], scores[both])
         recall = flagged[data.defect_type == kind].mean()
         assert f"  {kind} (2 image(s)): image AUROC {auroc:.3f}, recall {recall:.1%}" in out
+        # The report names each image's defect type, and its summary each type's line.
+        page = (tmp_path / "r" / "index.html").read_text()
+        assert page.count(f"<td>{kind}") == 2
+        assert f"{kind} (2 image(s)): image AUROC {auroc:.3f}" in page
     maps = detector.explain(data.X_test)
     assert f"pixel AUROC {pixel_roc_auc(data.masks_test, maps):.3f}" in out
     # --mvtec replaces the folders and --masks.

@@ -3,6 +3,7 @@
 import contextlib
 import errno
 import os
+import re
 import stat
 
 import numpy as np
@@ -14,7 +15,7 @@ import skanomaly.report
 from skanomaly._console import UsageError
 from skanomaly._files import atomic_write, write_png
 from skanomaly.inspection import score_rows, write_csv
-from skanomaly.report import write_report
+from skanomaly.report import score_histogram, write_report
 
 FULL_DISK = OSError(errno.ENOSPC, "No space left on device")
 
@@ -127,3 +128,28 @@ def test_write_png_is_atomic(tmp_path, monkeypatch):
     with Image.open(path) as image:
         assert image.size == (5, 4) and image.getextrema() == (0, 0)
     assert _only(tmp_path, "map.png")
+
+
+def test_score_histogram_counts_every_finite_score_once():
+    svg = score_histogram(
+        [("normal", [0.0, 0.1, 0.2, 5.0], "#00f"), ("defective", [4.0, 9.0, np.nan], "#f00")],
+        threshold=3.0,
+    )
+    counts = {"normal": 0, "defective": 0}
+    for name, n in re.findall(r"<title>(\w+): (\d+) image\(s\) between", svg):
+        counts[name] += int(n)
+    assert counts == {"normal": 4, "defective": 2}
+    assert "normal (4)" in svg and "defective (2)" in svg
+    assert "threshold 3" in svg
+    # The threshold line lies between the scores around it, on the shared axis.
+    x = float(re.search(r'<line x1="([\d.]+)" y1="\d+" x2="[\d.]+" y2="\d+" stroke="#222"', svg)[1])
+    bars = [float(v) for v in re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width', svg)]
+    assert min(bars) < x < max(bars)
+
+
+def test_a_report_shows_its_figure_and_every_note(tmp_path):
+    svg = score_histogram([("normal", [1.0, 2.0], "#00f")], threshold=1.5)
+    page = write_report(tmp_path, _rows(2), 1.5, notes=["first <b>", "second"], figure=svg)
+    text = page.read_text()
+    assert svg in text
+    assert '<p class="meta">first &lt;b&gt;</p>' in text and '<p class="meta">second</p>' in text
