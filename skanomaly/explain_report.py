@@ -30,7 +30,7 @@ from .inspection import (
     write_csv,
     write_regions_csv,
 )
-from .report import write_report
+from .report import score_histogram, write_report
 
 __all__ = [
     "explain_and_report",
@@ -46,6 +46,8 @@ OVERLAY_SIDE = 384
 THUMB_SIDE = 128
 # Ground-truth outlines: magenta, which the heat maps' colormap never shows.
 TRUTH_COLOR = (255, 0, 255)
+# The score histogram's colours of the kinds of images other than normal.
+_KIND_COLORS = ("#c0392b", "#e67e22", "#8e44ad", "#16a085", "#7f6000")
 
 
 # ----------------------------------------------------------------- report
@@ -109,7 +111,9 @@ def explain_and_report(
     distance against a normal image's (``level_reference_``). ``regions``
     names a CSV file for the region table of the explained images.
     ``display`` replaces the file names shown and ``truth`` adds a
-    ground-truth column, one entry per file each.
+    ground-truth column, one entry per file each. Above the table, a
+    histogram shows the anomaly scores against the threshold, one colour
+    per ground truth where given.
 
     Returns
     -------
@@ -167,7 +171,9 @@ def explain_and_report(
     write_csv(rows, out_dir / "scores.csv")
     if regions is not None:
         write_regions_csv(_region_rows(explained, rows), regions)
-    return rows, _write_index(detector, out_dir, rows, title, scale, threshold, caption)
+    figure = _score_figure(-scores, truths, -detector.offset_)
+    index = _write_index(detector, out_dir, rows, title, scale, threshold, caption, figure=figure)
+    return rows, index
 
 
 def explain_regions(detector, files, reader, rows, threshold, *, progress=False, min_area=1):
@@ -209,7 +215,6 @@ def write_evaluation_report(
         The written ``index.html``.
     """
     from .inspection import evaluation_report
-    from .report import score_histogram
 
     out_dir = prepare_outdir(out_dir)
     threshold = _pixel_threshold(detector, required=False)
@@ -236,11 +241,8 @@ def write_evaluation_report(
             entry["truth"] = _shrunk_mask(masks[i], entry["image"].shape[:2])
     scale = _draw_overlays(dict(zip(chosen, found)), filenames, rows, out_dir)
     write_csv(rows, out_dir / "scores.csv")
-    anomaly = -result["scores"]
-    figure = score_histogram(
-        [("normal", anomaly[y == 1], "#3572b0"), ("defective", anomaly[y == -1], "#c0392b")],
-        -detector.offset_,
-    )
+    kinds = np.where(y == 1, "normal", "defective")
+    figure = _score_figure(-result["scores"], kinds, -detector.offset_)
     # The misjudged images are not listed: the table shows them.
     report = evaluation_report(result, y, filenames, -detector.offset_, defect_type, 0)
     summary = report.splitlines()
@@ -364,6 +366,22 @@ def _explain(detector, items, read, progress, threshold, min_area):
             ]
             bar.update(len(chunk))
     return found
+
+
+def _score_figure(anomaly, kinds, threshold):
+    """:func:`~skanomaly.report.score_histogram` of the ``anomaly`` scores:
+    one group per distinct ground truth of ``kinds`` (normal in blue), or
+    one group of all images where ``kinds`` is None."""
+    if kinds is None:
+        return score_histogram([("images", anomaly, "#777777")], threshold)
+    kinds = np.asarray(kinds)
+    names = sorted(set(kinds.tolist()), key=lambda k: (k != "normal", k))
+    others = iter(_KIND_COLORS)
+    groups = [
+        (k, anomaly[kinds == k], "#3572b0" if k == "normal" else next(others, "#777777"))
+        for k in names
+    ]
+    return score_histogram(groups, threshold)
 
 
 def _entry(image, anomaly_map, threshold, min_area):

@@ -166,6 +166,8 @@ def test_explain_all_writes_overlays_and_report(report):
         assert f'src="{link.parent.name}/{link.name}"' in page
     assert "http" not in page.replace("http-equiv", "")  # no external resources
     assert len(_read_csv(report / "scores.csv")) == 6
+    # Without ground truth, the histogram has one group: every image.
+    assert 'class="histogram"' in page and "images (6)" in page
 
 
 def test_explain_regions_outlines_and_level_bars(report, folders):
@@ -714,6 +716,7 @@ def test_demo_small(tmp_path, capsys):
     assert str(out / "index.html") in printed
     page = (out / "index.html").read_text(encoding="utf-8")
     assert page.count("<tr") == 5 and "Ground truth" in page
+    assert "normal (2)" in page and "defective (2)" in page  # the histogram's groups
     assert 1 <= len(list((out / "overlays").glob("*.png"))) <= 2
     assert np.isfinite([float(r["anomaly_score"]) for r in _read_csv(out / "scores.csv")]).all()
 
