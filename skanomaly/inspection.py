@@ -419,8 +419,9 @@ def evaluate_labelled(detector, X, y, masks=None):
 def evaluation_report(result, y, filenames, threshold, defect_type=None, max_listed=10):
     """The lines ``skanomaly evaluate`` prints for an :func:`evaluate_labelled`
     ``result``: the image metrics, the counts flagged at ``threshold`` (on
-    ``anomaly_score``), with each image's ``defect_type`` (``"good"`` for
-    normal ones) the same per type, then up to ``max_listed`` misjudged
+    ``anomaly_score``) and at the two thresholds that flag every defective
+    image and no normal one, with each image's ``defect_type`` (``"good"``
+    for normal ones) the counts per type, then up to ``max_listed`` misjudged
     images by name: the normal ones flagged, most anomalous first, then the
     defective ones missed, least anomalous first; and the map metrics if
     measured."""
@@ -436,6 +437,7 @@ def evaluation_report(result, y, filenames, threshold, defect_type=None, max_lis
         f"{n_normal} normal images flagged (false-alarm rate "
         f"{len(false_alarms) / n_normal:.1%}), {n_found}/{n_anomalous} defective ones "
         f"(recall {n_found / n_anomalous:.1%})",
+        _operating_points(-scores, y),
     ]
     if defect_type is not None:
         lines += _per_defect_type(scores, flagged, y, defect_type)
@@ -455,6 +457,20 @@ def evaluation_report(result, y, filenames, threshold, defect_type=None, max_lis
             f"AU-PRO (FPR <= 0.3) {result['au_pro']:.3f}"
         )
     return "\n".join(lines)
+
+
+def _operating_points(anomaly, y):
+    """The line on the two thresholds an inspection weighs: the highest that
+    flags every defective image, and the lowest that flags no normal one."""
+    normal, defective = anomaly[y == 1], anomaly[y == -1]
+    catch_all, quiet = defective.min(), normal.max()
+    n_alarms, n_caught = int((normal >= catch_all).sum()), int((defective > quiet).sum())
+    return (
+        f"A threshold just below {catch_all:.4g} would flag every defective image and "
+        f"{n_alarms}/{len(normal)} normal ones ({n_alarms / len(normal):.1%}); one at "
+        f"{quiet:.4g} no normal image and {n_caught}/{len(defective)} defective ones "
+        f"({n_caught / len(defective):.1%})"
+    )
 
 
 def _per_defect_type(scores, flagged, y, defect_type):

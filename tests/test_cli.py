@@ -578,6 +578,14 @@ def test_evaluate_reports_the_accuracy_on_labelled_folders(model, cells, tmp_pat
     assert f"{flagged[:4].sum()}/4 normal images flagged" in out
     assert f"{flagged[4:].sum()}/4 defective ones" in out
     assert out.count("false alarm: ") == flagged[:4].sum()
+    anomaly = -scores
+    catch_all, quiet = anomaly[4:].min(), anomaly[:4].max()
+    n_alarms, n_caught = (anomaly[:4] >= catch_all).sum(), (anomaly[4:] > quiet).sum()
+    assert (
+        f"A threshold just below {catch_all:.4g} would flag every defective image and "
+        f"{n_alarms}/4 normal ones ({n_alarms / 4:.1%}); one at {quiet:.4g} no normal image "
+        f"and {n_caught}/4 defective ones ({n_caught / 4:.1%})"
+    ) in out
     assert out.count("missed: ") == (~flagged[4:]).sum()
     all_masks = np.concatenate([np.zeros_like(masks), masks])
     maps = detector.explain(X)
