@@ -138,6 +138,15 @@ def _neighborhood(text):
     return value
 
 
+def _method_option(parser, why=""):
+    parser.add_argument(
+        "--method",
+        default=None,
+        choices=EXPLAIN_METHODS,
+        help=f"override the model's explain method{why}",
+    )
+
+
 def _common(parser, strict=True):
     """Options shared by every subcommand; ``--strict`` only by those that
     skip unreadable images."""
@@ -397,12 +406,7 @@ def build_parser():
         metavar="N",
         help="explain at most the N most anomalous of them",
     )
-    explain.add_argument(
-        "--method",
-        default=None,
-        choices=EXPLAIN_METHODS,
-        help="override the model's explain method",
-    )
+    _method_option(explain)
     explain.add_argument("--title", default=None, help="title of the report")
     _region_options(explain, "the explained images")
     _common(explain)
@@ -460,6 +464,7 @@ def build_parser():
         "against the threshold, and heat maps of the defective images and false "
         "alarms (ground-truth masks outlined)",
     )
+    _method_option(evaluate, ", to compare the methods' maps on the same masks")
     # It never skips an image: a labelled set with a hole measures something else.
     _common(evaluate, strict=False)
 

@@ -76,6 +76,11 @@ def _check_device(detector):
         raise UsageError(f"--device: {exc}") from exc
 
 
+def _override_method(detector, args):
+    if args.method is not None:
+        detector.set_params(explain_method=args.method)
+
+
 def _configure(detector, args, progress=False):
     """Apply the common options to ``detector`` and check its device."""
     params = {"device": args.device, "precision": args.precision, "progress": progress}
@@ -196,8 +201,7 @@ def cmd_score(args):
 def cmd_explain(args):
     """``skanomaly explain``: scores, heat maps and an HTML report."""
     detector = _load_model(args)
-    if args.method is not None:
-        detector.set_params(explain_method=args.method)
+    _override_method(detector, args)
     files = collect_images(args.paths)
     _configure(detector, args)
     reader = ImageReader(args.strict)
@@ -240,6 +244,7 @@ def cmd_evaluate(args):
     if args.output is not None:
         prepare_outdir(args.output)  # before the evaluation, which takes a while
     detector = _load_model(args)
+    _override_method(detector, args)
     progress = _progress_default(args)
     _configure(detector, args, progress)
     with _usage_errors():

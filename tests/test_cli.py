@@ -649,6 +649,10 @@ def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
         assert f"{kind} (2 image(s)): image AUROC {auroc:.3f}" in page
     maps = detector.explain(data.X_test)
     assert f"pixel AUROC {pixel_roc_auc(data.masks_test, maps):.3f}" in out
+    # --method measures another explain method's maps.
+    assert main(["evaluate", str(model), "--mvtec", str(category), "--method", "spatial"]) == 0
+    spatial = detector.set_params(explain_method="spatial").explain(data.X_test)
+    assert f"pixel AUROC {pixel_roc_auc(data.masks_test, spatial):.3f}" in capsys.readouterr().out
     # --mvtec replaces the folders and --masks.
     for extra in (["a", "b"], ["a"], ["--masks", "m"], ["--mask-suffix", "_m"]):
         assert main(["evaluate", str(model), *extra, "--mvtec", str(category)]) == 2
