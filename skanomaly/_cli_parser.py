@@ -265,6 +265,21 @@ def build_parser():
         "spatial is the fastest)",
     )
     fit.add_argument(
+        "--input-size",
+        type=_positive_int,
+        default=None,
+        metavar="PIXELS",
+        help="side of the square each image is resized to for the network, at least "
+        "32 (default: the backbone's, 224 for Lite0); larger sees smaller defects "
+        "and costs more",
+    )
+    fit.add_argument(
+        "--keep-aspect",
+        action="store_true",
+        help="resize each image to as many pixels as that square in its own aspect "
+        "ratio instead of stretching it",
+    )
+    fit.add_argument(
         "--pooling",
         default="mean",
         choices=POOLINGS,

@@ -106,6 +106,8 @@ def cmd_fit(args):
         levels=args.levels,
         contamination=args.contamination,
         explain_method=args.explain_method,
+        input_size=args.input_size,
+        keep_aspect=args.keep_aspect,
         pooling=args.pooling,
         augment=args.augment,
         image_score=args.image_score,

@@ -757,6 +757,26 @@ def test_fit_with_the_patch_score_and_its_report(folders, tmp_path):
     assert page.count("<title>worst patch: ") == len(rows) > 0
 
 
+def test_fit_input_size_and_keep_aspect(folders, tmp_path, capsys):
+    path = tmp_path / "small.skanomaly"
+    argv = ["fit", str(folders / "normal"), "-o", str(path), *FAST, "--image-score", "pooled"]
+    assert main([*argv, "--input-size", "96", "--keep-aspect"]) == 0
+    detector = skanomaly.load(path)
+    assert detector.input_size == 96 and detector.keep_aspect
+    images = [np.asarray(Image.open(p)) for p in sorted((folders / "check").iterdir())]
+    expected = (
+        skanomaly.EfficientNetGaussianDetector(
+            levels=(0, 1, 2, 3), image_score="pooled", input_size=96, keep_aspect=True
+        )
+        .fit([np.asarray(Image.open(p)) for p in sorted((folders / "normal").iterdir())])
+        .score_samples(images)
+    )
+    np.testing.assert_allclose(detector.score_samples(images), expected, rtol=1e-5)
+    capsys.readouterr()
+    assert main([*argv, "--input-size", "16"]) == 2
+    assert "input_size" in _one_error_line(capsys)
+
+
 def test_calibrate_sets_both_thresholds_from_more_normal_images(model, cells, tmp_path, capsys):
     normal, _ = cells
     paths = _write(normal[15:], tmp_path / "more", "good")  # not in the fit
