@@ -62,6 +62,7 @@ def _number_in(low, high, low_included):
 _contamination = _number_in(0, 0.5, low_included=False)
 _fraction = _number_in(0, 0.5, low_included=True)
 _share = _number_in(0, 1, low_included=False)
+_sigma = _number_in(0, float("inf"), low_included=True)
 
 
 def _rate(text):
@@ -138,12 +139,20 @@ def _neighborhood(text):
     return value
 
 
-def _method_option(parser, why=""):
+def _map_options(parser, why=""):
+    """``--method`` and ``--smoothing``: the model's map settings, overridden."""
     parser.add_argument(
         "--method",
         default=None,
         choices=EXPLAIN_METHODS,
         help=f"override the model's explain method{why}",
+    )
+    parser.add_argument(
+        "--smoothing",
+        type=_sigma,
+        default=None,
+        metavar="SIGMA",
+        help="override the model's blur of the maps, in pixels of the network input",
     )
 
 
@@ -278,6 +287,14 @@ def build_parser():
         action="store_true",
         help="resize each image to as many pixels as that square in its own aspect "
         "ratio instead of stretching it",
+    )
+    fit.add_argument(
+        "--smoothing",
+        type=_sigma,
+        default=4.0,
+        metavar="SIGMA",
+        help="blur of the maps (Gaussian sigma), in pixels of the network input "
+        "(default: 4, PatchCore's; 2 can outline specks and thin scratches better)",
     )
     fit.add_argument(
         "--pooling",
@@ -421,7 +438,7 @@ def build_parser():
         metavar="N",
         help="explain at most the N most anomalous of them",
     )
-    _method_option(explain)
+    _map_options(explain)
     explain.add_argument("--title", default=None, help="title of the report")
     _region_options(explain, "the explained images")
     _common(explain)
@@ -479,7 +496,7 @@ def build_parser():
         "against the threshold, and heat maps of the defective images and false "
         "alarms (ground-truth masks outlined)",
     )
-    _method_option(evaluate, ", to compare the methods' maps on the same masks")
+    _map_options(evaluate, ", to compare the methods' maps on the same masks")
     # It never skips an image: a labelled set with a hole measures something else.
     _common(evaluate, strict=False)
 

@@ -76,9 +76,12 @@ def _check_device(detector):
         raise UsageError(f"--device: {exc}") from exc
 
 
-def _override_method(detector, args):
+def _override_maps(detector, args):
+    """Apply ``--method`` and ``--smoothing`` where given."""
     if args.method is not None:
         detector.set_params(explain_method=args.method)
+    if args.smoothing is not None:
+        detector.set_params(smoothing=args.smoothing)
 
 
 def _configure(detector, args, progress=False):
@@ -106,6 +109,7 @@ def cmd_fit(args):
         levels=args.levels,
         contamination=args.contamination,
         explain_method=args.explain_method,
+        smoothing=args.smoothing,
         input_size=args.input_size,
         keep_aspect=args.keep_aspect,
         pooling=args.pooling,
@@ -203,7 +207,7 @@ def cmd_score(args):
 def cmd_explain(args):
     """``skanomaly explain``: scores, heat maps and an HTML report."""
     detector = _load_model(args)
-    _override_method(detector, args)
+    _override_maps(detector, args)
     files = collect_images(args.paths)
     _configure(detector, args)
     reader = ImageReader(args.strict)
@@ -246,7 +250,7 @@ def cmd_evaluate(args):
     if args.output is not None:
         prepare_outdir(args.output)  # before the evaluation, which takes a while
     detector = _load_model(args)
-    _override_method(detector, args)
+    _override_maps(detector, args)
     progress = _progress_default(args)
     _configure(detector, args, progress)
     with _usage_errors():

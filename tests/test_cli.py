@@ -649,9 +649,10 @@ def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
         assert f"{kind} (2 image(s)): image AUROC {auroc:.3f}" in page
     maps = detector.explain(data.X_test)
     assert f"pixel AUROC {pixel_roc_auc(data.masks_test, maps):.3f}" in out
-    # --method measures another explain method's maps.
-    assert main(["evaluate", str(model), "--mvtec", str(category), "--method", "spatial"]) == 0
-    spatial = detector.set_params(explain_method="spatial").explain(data.X_test)
+    # --method and --smoothing measure other maps.
+    other = ["--method", "spatial", "--smoothing", "0"]
+    assert main(["evaluate", str(model), "--mvtec", str(category), *other]) == 0
+    spatial = detector.set_params(explain_method="spatial", smoothing=0).explain(data.X_test)
     assert f"pixel AUROC {pixel_roc_auc(data.masks_test, spatial):.3f}" in capsys.readouterr().out
     # --mvtec replaces the folders and --masks.
     for extra in (["a", "b"], ["a"], ["--masks", "m"], ["--mask-suffix", "_m"]):
@@ -757,12 +758,12 @@ def test_fit_with_the_patch_score_and_its_report(folders, tmp_path):
     assert page.count("<title>worst patch: ") == len(rows) > 0
 
 
-def test_fit_input_size_and_keep_aspect(folders, tmp_path, capsys):
+def test_fit_input_size_keep_aspect_and_smoothing(folders, tmp_path, capsys):
     path = tmp_path / "small.skanomaly"
     argv = ["fit", str(folders / "normal"), "-o", str(path), *FAST, "--image-score", "pooled"]
-    assert main([*argv, "--input-size", "96", "--keep-aspect"]) == 0
+    assert main([*argv, "--input-size", "96", "--keep-aspect", "--smoothing", "2"]) == 0
     detector = skanomaly.load(path)
-    assert detector.input_size == 96 and detector.keep_aspect
+    assert detector.input_size == 96 and detector.keep_aspect and detector.smoothing == 2
     images = [np.asarray(Image.open(p)) for p in sorted((folders / "check").iterdir())]
     expected = (
         skanomaly.EfficientNetGaussianDetector(
