@@ -136,9 +136,7 @@ def explain_and_report(
     thumbnails = []
 
     def thumbnail(index, path, image):
-        name = _safe_name(index, path)
-        _write_image(shrink_image(image, THUMB_SIDE), out_dir / "thumbnails" / name)
-        thumbnails.append(f"thumbnails/{name}")
+        thumbnails.append(_write_thumbnail(out_dir, index, path, image))
 
     # The levels play no part in the worst patch alone: no bars for them.
     kept, scores, distances = score_files(
@@ -220,17 +218,9 @@ def write_evaluation_report(
     threshold = _pixel_threshold(detector, required=False)
     rows = score_rows(filenames, result["scores"], detector.offset_)
     for i, row in enumerate(rows):
-        name = _safe_name(i, filenames[i])
-        _write_image(shrink_image(X[i], THUMB_SIDE), out_dir / "thumbnails" / name)
-        row["thumbnail"], row["overlay"] = f"thumbnails/{name}", None
-        row["regions"] = row["defect_area"] = None
-        kind = (
-            "normal" if y[i] == 1 else "defective" if defect_type is None else str(defect_type[i])
-        )
-        # Where the model and the truth disagree, the column says so.
-        if result["flagged"][i] == (y[i] == 1):
-            kind += ", false alarm" if y[i] == 1 else ", missed"
-        row["truth"] = kind
+        row["thumbnail"] = _write_thumbnail(out_dir, i, filenames[i], X[i])
+        row["overlay"] = row["regions"] = row["defect_area"] = None
+        row["truth"] = _truth(y[i], result["flagged"][i], defect_type, i)
     chosen = np.flatnonzero((y == -1) | result["flagged"])
     if "maps" in result:
         found = [_entry(X[i], result["maps"][i], threshold, 1) for i in chosen]
@@ -250,6 +240,15 @@ def write_evaluation_report(
         summary.append("Magenta outlines: the defects' ground-truth masks.")
     title = "skanomaly evaluation"
     return _write_index(detector, out_dir, rows, title, scale, threshold, None, summary, figure)
+
+
+def _truth(label, flagged, defect_type, i):
+    """The ground-truth column of image ``i``: its kind, and the model's
+    mistake where it made one."""
+    kind = "normal" if label == 1 else "defective" if defect_type is None else defect_type[i]
+    if flagged == (label == 1):
+        return f"{kind}, {'false alarm' if label == 1 else 'missed'}"
+    return str(kind)
 
 
 def require_pixel_threshold(detector):
@@ -339,6 +338,13 @@ def _lookup(files, values, kept):
         return None
     by_path = {str(p): value for p, value in zip(files, values, strict=True)}
     return [by_path[str(p)] for p in kept]
+
+
+def _write_thumbnail(out_dir, index, path, image):
+    """Write the thumbnail of image ``index`` and return its link."""
+    name = _safe_name(index, path)
+    _write_image(shrink_image(image, THUMB_SIDE), out_dir / "thumbnails" / name)
+    return f"thumbnails/{name}"
 
 
 def _write_image(array, path):
