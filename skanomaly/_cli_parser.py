@@ -3,6 +3,7 @@ subcommands, options, their types and help texts. :mod:`skanomaly.cli` runs
 what it parses."""
 
 import argparse
+import math
 import re
 
 from . import __version__, persistence
@@ -62,7 +63,17 @@ def _number_in(low, high, low_included):
 _contamination = _number_in(0, 0.5, low_included=False)
 _fraction = _number_in(0, 0.5, low_included=True)
 _share = _number_in(0, 1, low_included=False)
-_sigma = _number_in(0, float("inf"), low_included=True)
+_sigma = _number_in(0, math.inf, low_included=True)
+
+
+def _finite(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def _rate(text):
@@ -368,11 +379,11 @@ def build_parser():
             "not fitted on (collected later, or kept apart): about --fpr of new "
             "normal images are then flagged and about --pixel-fpr of their pixels "
             "outlined. More images allow smaller rates: with n images, about "
-            "1 / (n + 1) at least."
+            "1 / (n + 1) at least. Or set the image threshold itself with --threshold."
         ),
     )
     _model_argument(calibrate, model_help)
-    calibrate.add_argument("normal", nargs="+", metavar="NORMAL_DIR", help=paths_help)
+    calibrate.add_argument("normal", nargs="*", metavar="NORMAL_DIR", help=paths_help)
     calibrate.add_argument(
         "-o",
         "--output",
@@ -389,6 +400,15 @@ def build_parser():
         help="share of new normal images to flag, in (0, 1) (default: the model's contamination)",
     )
     _pixel_fpr(calibrate, "from these images' maps")
+    calibrate.add_argument(
+        "--threshold",
+        type=_finite,
+        default=None,
+        metavar="ANOMALY_SCORE",
+        help="instead of images: flag the images whose anomaly_score is above this value "
+        "(such as a threshold that 'skanomaly evaluate' reports); the pixel threshold "
+        "is kept",
+    )
     _common(calibrate)
 
     score = sub.add_parser(

@@ -146,12 +146,17 @@ def cmd_fit(args):
 
 
 def cmd_calibrate(args):
-    """``skanomaly calibrate``: both thresholds from held-out normal images."""
+    """``skanomaly calibrate``: both thresholds from held-out normal images,
+    or the image threshold as given."""
+    if (args.threshold is None) == (not args.normal):
+        raise UsageError("give NORMAL_DIR (normal images to calibrate on) or --threshold, not both")
     detector = _load_model(args)
-    files = collect_images(args.normal)
     output = Path(args.output or args.model)
     with _usage_errors():
         persistence.check_writable(output)
+    if args.threshold is not None:
+        return _set_threshold(detector, args.threshold, output)
+    files = collect_images(args.normal)
     progress = _progress_default(args)
     _configure(detector, args, progress)
     fpr = detector.contamination if args.fpr is None else args.fpr
@@ -170,6 +175,18 @@ def cmd_calibrate(args):
         f"model written to {output}"
     )
     return 1 if reader.skipped else 0
+
+
+def _set_threshold(detector, threshold, output):
+    """``calibrate --threshold``: the image threshold as given."""
+    detector.offset_ = -threshold
+    with _usage_errors():
+        persistence.save(detector, output)
+    print(
+        f"Threshold on anomaly_score set to {threshold:.4g}; pixel threshold kept; "
+        f"model written to {output}"
+    )
+    return 0
 
 
 def cmd_score(args):

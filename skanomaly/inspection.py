@@ -460,14 +460,19 @@ def evaluation_report(result, y, filenames, threshold, defect_type=None, max_lis
 
 
 def _operating_points(anomaly, y):
-    """The line on the two thresholds an inspection weighs: the highest that
-    flags every defective image, and the lowest that flags no normal one."""
+    """The line on the two thresholds an inspection weighs: one that flags
+    every defective image, and one that flags no normal image, each the
+    loosest, halfway to the next score so that it can be typed back
+    (``calibrate --threshold``) as printed."""
     normal, defective = anomaly[y == 1], anomaly[y == -1]
-    catch_all, quiet = defective.min(), normal.max()
-    n_alarms, n_caught = int((normal >= catch_all).sum()), int((defective > quiet).sum())
+    lowest, highest = defective.min(), normal.max()
+    below, above = anomaly[anomaly < lowest], anomaly[anomaly > highest]
+    catch_all = (lowest + (below.max() if below.size else lowest - 1)) / 2
+    quiet = (highest + (above.min() if above.size else highest + 1)) / 2
+    n_alarms, n_caught = int((normal > catch_all).sum()), int((defective > quiet).sum())
     return (
-        f"A threshold just below {catch_all:.4g} would flag every defective image and "
-        f"{n_alarms}/{len(normal)} normal ones ({n_alarms / len(normal):.1%}); one at "
+        f"A threshold of {catch_all:.4g} would flag every defective image and "
+        f"{n_alarms}/{len(normal)} normal ones ({n_alarms / len(normal):.1%}); one of "
         f"{quiet:.4g} no normal image and {n_caught}/{len(defective)} defective ones "
         f"({n_caught / len(defective):.1%})"
     )

@@ -578,14 +578,20 @@ def test_evaluate_reports_the_accuracy_on_labelled_folders(model, cells, tmp_pat
     assert f"{flagged[:4].sum()}/4 normal images flagged" in out
     assert f"{flagged[4:].sum()}/4 defective ones" in out
     assert out.count("false alarm: ") == flagged[:4].sum()
+    # The two operating points, as printed, flag what the line says.
     anomaly = -scores
-    catch_all, quiet = anomaly[4:].min(), anomaly[:4].max()
-    n_alarms, n_caught = (anomaly[:4] >= catch_all).sum(), (anomaly[4:] > quiet).sum()
-    assert (
-        f"A threshold just below {catch_all:.4g} would flag every defective image and "
-        f"{n_alarms}/4 normal ones ({n_alarms / 4:.1%}); one at {quiet:.4g} no normal image "
-        f"and {n_caught}/4 defective ones ({n_caught / 4:.1%})"
-    ) in out
+    found = re.search(
+        r"A threshold of (\S+) would flag every defective image and (\d)/4 normal ones "
+        r"\(.*\); one of (\S+) no normal image and (\d)/4 defective ones",
+        out,
+    )
+    catch_all, n_alarms, quiet, n_caught = found.groups()
+    assert (anomaly[4:] > float(catch_all)).all()
+    assert (anomaly[:4] > float(catch_all)).sum() == int(n_alarms)
+    assert not (anomaly[:4] > float(quiet)).any()
+    assert (anomaly[4:] > float(quiet)).sum() == int(n_caught)
+    assert int(n_alarms) == (anomaly[:4] >= anomaly[4:].min()).sum()
+    assert int(n_caught) == (anomaly[4:] > anomaly[:4].max()).sum()
     assert out.count("missed: ") == (~flagged[4:]).sum()
     all_masks = np.concatenate([np.zeros_like(masks), masks])
     maps = detector.explain(X)
@@ -804,6 +810,28 @@ def test_calibrate_sets_both_thresholds_from_more_normal_images(model, cells, tm
     with pytest.warns(UserWarning, match="Calibrate on more images"):
         expected = skanomaly.load(model).calibrate(images, fpr=0.05)
     assert skanomaly.load(in_place).offset_ == pytest.approx(expected.offset_, rel=1e-6)
+
+
+def test_calibrate_sets_the_threshold_as_given(model, cells, tmp_path, capsys):
+    normal, defective = cells
+    out = tmp_path / "strict.skanomaly"
+    before = skanomaly.load(model)
+    images = np.concatenate([normal[12:16], defective[:4]])
+    anomaly = -before.score_samples(images)
+    threshold = float(np.sort(anomaly)[3])  # flags the 4 highest
+    argv = ["calibrate", str(model), "--threshold", repr(threshold), "-o", str(out)]
+    assert main(argv) == 0
+    assert f"set to {threshold:.4g}" in capsys.readouterr().out
+    after = skanomaly.load(out)
+    assert after.offset_ == -threshold
+    assert after.pixel_threshold_ == before.pixel_threshold_
+    np.testing.assert_array_equal(after.predict(images), np.where(anomaly > threshold, -1, 1))
+    # Images or a threshold, one of them.
+    for extra in ([], [str(tmp_path), "--threshold", "1"]):
+        assert main(["calibrate", str(model), *extra]) == 2
+        assert "NORMAL_DIR" in _one_error_line(capsys)
+    assert main(["calibrate", str(model), "--threshold", "nan"]) == 2
+    assert "finite" in _one_error_line(capsys)
 
 
 def test_calibrate_needs_readable_images(model, tmp_path, capsys):
