@@ -460,10 +460,11 @@ def evaluation_report(result, y, filenames, threshold, defect_type=None, max_lis
 
 
 def _operating_points(anomaly, y):
-    """The line on the two thresholds an inspection weighs: one that flags
-    every defective image, and one that flags no normal image, each the
-    loosest, halfway to the next score so that it can be typed back
-    (``calibrate --threshold``) as printed."""
+    """The line on the two thresholds an inspection weighs: the one that
+    flags every defective image and the fewest normal ones, and the one
+    that flags no normal image and the most defective ones; each halfway
+    between two scores, so that it can be typed back as printed
+    (``calibrate --threshold``)."""
     normal, defective = anomaly[y == 1], anomaly[y == -1]
     lowest, highest = defective.min(), normal.max()
     below, above = anomaly[anomaly < lowest], anomaly[anomaly > highest]
