@@ -359,6 +359,8 @@ def test_scoring_in_bfloat16_after_a_float32_fit_warns(fitted, cells):
 
 
 @pytest.mark.parametrize("other", ["bfloat16", "float16"])
+# CPUs without the dtype's oneDNN kernels also warn that it runs slowly.
+@pytest.mark.filterwarnings("ignore:precision=.*this CPU lacks:UserWarning")
 def test_partial_fit_in_another_precision_is_refused(cells, other):
     """The running moments would mix features of both dtypes: refused, and
     the moments stay as they were, so the stream goes on in the first."""
