@@ -388,18 +388,19 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def evaluate_labelled(detector, X, y, masks=None):
+def evaluate_labelled(detector, X, y, masks=None, defect_type=None):
     """How well a fitted ``detector`` separates labelled images: a dict of
     ``image_auroc``, ``average_precision`` (of the anomalous class),
     ``scores`` and ``flagged`` (per image: what ``predict`` flags at the
     model's threshold) and, with boolean ``masks`` (all False for normal
     images), :meth:`explain`'s ``maps`` and their ``pixel_auroc`` and
-    ``au_pro`` (up to a false-positive rate of 0.3, as in MVTec AD). ``y``
-    is +1 for normal images and -1 for anomalous ones; both must be
-    present."""
+    ``au_pro`` (up to a false-positive rate of 0.3, as in MVTec AD); with
+    each image's ``defect_type`` too, ``maps_per_type``: the two for each
+    type, on its images and the normal ones. ``y`` is +1 for normal images
+    and -1 for anomalous ones; both must be present."""
     from sklearn.metrics import average_precision_score
 
-    from .metrics import image_roc_auc, pixel_roc_auc, pro_score
+    from .metrics import image_roc_auc
 
     scores = detector.score_samples(X)
     flagged = scores < detector.offset_
@@ -411,9 +412,25 @@ def evaluate_labelled(detector, X, y, masks=None):
     }
     if masks is not None:
         result["maps"] = maps = detector.explain(X)
-        result["pixel_auroc"] = pixel_roc_auc(masks, maps)
-        result["au_pro"] = pro_score(masks, maps, max_fpr=0.3)
+        result["pixel_auroc"], result["au_pro"] = _map_metrics(masks, maps)
+        if defect_type is not None:
+            result["maps_per_type"] = {
+                kind: _map_metrics(*_subset((y == 1) | (defect_type == kind), masks, maps))
+                for kind in np.unique(defect_type[y == -1])
+            }
     return result
+
+
+def _map_metrics(masks, maps):
+    """Pixel AUROC and AU-PRO (FPR <= 0.3, as in MVTec AD) of ``maps``."""
+    from .metrics import pixel_roc_auc, pro_score
+
+    return pixel_roc_auc(masks, maps), pro_score(masks, maps, max_fpr=0.3)
+
+
+def _subset(keep, *sequences):
+    """The items of each array or list of ``sequences`` where ``keep``."""
+    return [[items[i] for i in np.flatnonzero(keep)] for items in sequences]
 
 
 def evaluation_report(result, y, filenames, threshold, defect_type=None, max_listed=10):
@@ -440,7 +457,7 @@ def evaluation_report(result, y, filenames, threshold, defect_type=None, max_lis
         _operating_points(-scores, y),
     ]
     if defect_type is not None:
-        lines += _per_defect_type(scores, flagged, y, defect_type)
+        lines += _per_defect_type(scores, flagged, y, defect_type, result.get("maps_per_type"))
     wrong = np.r_[
         false_alarms[np.argsort(scores[false_alarms])], missed[np.argsort(-scores[missed])]
     ]
@@ -479,18 +496,23 @@ def _operating_points(anomaly, y):
     )
 
 
-def _per_defect_type(scores, flagged, y, defect_type):
-    """One line per defect type: its images against the normal ones."""
+def _per_defect_type(scores, flagged, y, defect_type, maps_per_type=None):
+    """One line per defect type: its images against the normal ones, and
+    its maps' metrics where measured."""
     from .metrics import image_roc_auc
 
     lines = []
     for kind in np.unique(defect_type[y == -1]):
         both = (y == 1) | (defect_type == kind)
         ours = defect_type == kind
-        lines.append(
+        line = (
             f"  {kind} ({ours.sum()} image(s)): image AUROC "
             f"{image_roc_auc(y[both], scores[both]):.3f}, recall {flagged[ours].mean():.1%}"
         )
+        if maps_per_type is not None:
+            pixel_auroc, au_pro = maps_per_type[kind]
+            line += f", pixel AUROC {pixel_auroc:.3f}, AU-PRO {au_pro:.3f}"
+        lines.append(line)
     return lines
 
 

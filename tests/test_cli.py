@@ -19,7 +19,7 @@ import skanomaly
 from skanomaly.cli import main
 from skanomaly.datasets import load_mvtec_ad
 from skanomaly.inspection import REGION_COLUMNS
-from skanomaly.metrics import image_roc_auc, pixel_roc_auc
+from skanomaly.metrics import image_roc_auc, pixel_roc_auc, pro_score
 
 # Shallow levels keep the tests fast. Modelled alone, they separate these
 # small cells with mean pooling (image AUROC 0.96 on all 16 test cells) but
@@ -655,6 +655,13 @@ def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
         assert f"{kind} (2 image(s)): image AUROC {auroc:.3f}" in page
     maps = detector.explain(data.X_test)
     assert f"pixel AUROC {pixel_roc_auc(data.masks_test, maps):.3f}" in out
+    # Each type's maps on its images and the normal ones.
+    for kind, other in (("crack", "dark"), ("dark", "crack")):
+        keep = np.flatnonzero(data.defect_type != other)
+        pixel = pixel_roc_auc(data.masks_test[keep], maps[keep])
+        au_pro = pro_score(data.masks_test[keep], maps[keep], max_fpr=0.3)
+        line = next(line for line in out.splitlines() if line.startswith(f"  {kind} ("))
+        assert line.endswith(f", pixel AUROC {pixel:.3f}, AU-PRO {au_pro:.3f}")
     # --method and --smoothing measure other maps.
     other = ["--method", "spatial", "--smoothing", "0"]
     assert main(["evaluate", str(model), "--mvtec", str(category), *other]) == 0
