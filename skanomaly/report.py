@@ -165,15 +165,26 @@ def score_histogram(groups, threshold):
     groups = [(n, v[np.isfinite(v)], c) for n, v, c in groups]
     values = np.concatenate([v for _, v, _ in groups] + [[threshold]])
     low, high = float(values.min()), float(values.max())
-    high = high if high > low else low + 1.0
-    edges = np.linspace(low, high, _HIST_BINS + 1)
+    edges = np.linspace(low, high if high > low else low + 1.0, _HIST_BINS + 1)
+    label = html.escape(
+        "Histogram of anomaly scores: "
+        + ", ".join(f"{n} ({len(v)} images)" for n, v, _ in groups)
+        + f"; threshold {_fmt(threshold)}",
+        quote=True,
+    )
+    width, height = _HIST_LEFT * 2 + _HIST_WIDTH, _HIST_HEIGHT + _HIST_BOTTOM
+    return (
+        f'<svg class="histogram" width="{width}" height="{height}" role="img" '
+        f'aria-label="{label}">{_histogram_bars(groups, edges)}'
+        f"{_histogram_axis(edges, threshold)}{_histogram_legend(groups)}</svg>"
+    )
+
+
+def _histogram_bars(groups, edges):
+    """Each group's bars, on one height scale."""
     counts = [np.histogram(v, edges)[0] for _, v, _ in groups]
     tallest = max(1, *(int(c.max(initial=0)) for c in counts))
     bar = _HIST_WIDTH / _HIST_BINS
-
-    def x_of(value):
-        return _HIST_LEFT + (value - low) / (high - low) * _HIST_WIDTH
-
     parts = []
     for (name, _, color), count in zip(groups, counts):
         for b in np.flatnonzero(count):
@@ -184,40 +195,33 @@ def score_histogram(groups, threshold):
                 f"<title>{html.escape(name)}: {count[b]} image(s) between "
                 f"{_fmt(edges[b])} and {_fmt(edges[b + 1])}</title></rect>"
             )
-    x = x_of(threshold)
-    parts.append(
-        f'<line x1="{x:.1f}" y1="{_HIST_TOP - 14}" x2="{x:.1f}" y2="{_HIST_HEIGHT}" '
+    return "".join(parts)
+
+
+def _histogram_axis(edges, threshold):
+    """The score axis with its ends, and the threshold's dashed line."""
+    low, high, base = edges[0], edges[-1], _HIST_HEIGHT
+    x = _HIST_LEFT + (threshold - low) / (high - low) * _HIST_WIDTH
+    right, middle = _HIST_LEFT + _HIST_WIDTH, _HIST_LEFT + _HIST_WIDTH / 2
+    return (
+        f'<line x1="{x:.1f}" y1="{_HIST_TOP - 14}" x2="{x:.1f}" y2="{base}" '
         'stroke="#222" stroke-dasharray="4 3"/>'
         f'<text x="{x + 4:.1f}" y="{_HIST_TOP - 4}">threshold {_fmt(threshold)}</text>'
-    )
-    base = _HIST_HEIGHT
-    parts.append(
-        f'<line x1="{_HIST_LEFT}" y1="{base}" x2="{_HIST_LEFT + _HIST_WIDTH}" y2="{base}" '
-        'stroke="#888"/>'
+        f'<line x1="{_HIST_LEFT}" y1="{base}" x2="{right}" y2="{base}" stroke="#888"/>'
         f'<text x="{_HIST_LEFT}" y="{base + 14}">{_fmt(low)}</text>'
-        f'<text x="{_HIST_LEFT + _HIST_WIDTH}" y="{base + 14}" text-anchor="end">'
-        f"{_fmt(high)}</text>"
-        f'<text x="{_HIST_LEFT + _HIST_WIDTH / 2}" y="{base + 28}" text-anchor="middle">'
-        "anomaly score</text>"
+        f'<text x="{right}" y="{base + 14}" text-anchor="end">{_fmt(high)}</text>'
+        f'<text x="{middle}" y="{base + 28}" text-anchor="middle">anomaly score</text>'
     )
-    legend = []
-    for i, (name, v, color) in enumerate(groups):
-        x0 = _HIST_LEFT + _HIST_WIDTH - 150
-        legend.append(
-            f'<rect x="{x0}" y="{4 + 14 * i}" width="10" height="10" fill="{color}" '
-            f'fill-opacity="0.55"/><text x="{x0 + 14}" y="{13 + 14 * i}">'
-            f"{html.escape(name)} ({len(v)})</text>"
-        )
-    label = html.escape(
-        "Histogram of anomaly scores: "
-        + ", ".join(f"{n} ({len(v)} images)" for n, v, _ in groups)
-        + f"; threshold {_fmt(threshold)}",
-        quote=True,
-    )
-    width, height = _HIST_LEFT * 2 + _HIST_WIDTH, _HIST_HEIGHT + _HIST_BOTTOM
-    return (
-        f'<svg class="histogram" width="{width}" height="{height}" role="img" '
-        f'aria-label="{label}">{"".join(parts)}{"".join(legend)}</svg>'
+
+
+def _histogram_legend(groups):
+    """One swatch per group, with its name and number of images."""
+    left = _HIST_LEFT + _HIST_WIDTH - 150
+    return "".join(
+        f'<rect x="{left}" y="{4 + 14 * i}" width="10" height="10" fill="{color}" '
+        f'fill-opacity="0.55"/><text x="{left + 14}" y="{13 + 14 * i}">'
+        f"{html.escape(name)} ({len(v)})</text>"
+        for i, (name, v, color) in enumerate(groups)
     )
 
 
