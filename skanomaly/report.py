@@ -27,7 +27,7 @@ th.nosort { cursor: default; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; }
 th[aria-sort="descending"]::after { content: " \\25BC"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.path { font-family: ui-monospace, monospace; font-size: 0.9em; word-break: break-all; max-width: 28em; }
+td.path { font-family: ui-monospace, monospace; font-size: 0.9em; overflow-wrap: anywhere; min-width: 12em; max-width: 28em; }
 tr.anomalous { background: #ffe3e0; }
 tr.anomalous td.label { color: #b00020; font-weight: bold; }
 img { display: block; max-width: 160px; max-height: 160px; }
@@ -140,8 +140,10 @@ def _level_bars(levels, top):
     )
 
 
-# The score histogram: plot area and margins in pixels, and bins.
+# The score histogram: plot area and margins in pixels (the legend to the
+# right of the plot, where no bar reaches), and bins.
 _HIST_WIDTH, _HIST_HEIGHT, _HIST_LEFT, _HIST_BOTTOM, _HIST_TOP = 560, 150, 10, 34, 22
+_HIST_LEGEND = 170
 _HIST_BINS = 30
 
 
@@ -172,7 +174,7 @@ def score_histogram(groups, threshold):
         + f"; threshold {_fmt(threshold)}",
         quote=True,
     )
-    width, height = _HIST_LEFT * 2 + _HIST_WIDTH, _HIST_HEIGHT + _HIST_BOTTOM
+    width, height = _HIST_LEFT * 2 + _HIST_WIDTH + _HIST_LEGEND, _HIST_HEIGHT + _HIST_BOTTOM
     return (
         f'<svg class="histogram" width="{width}" height="{height}" role="img" '
         f'aria-label="{label}">{_histogram_bars(groups, edges)}'
@@ -216,10 +218,10 @@ def _histogram_axis(edges, threshold):
 
 def _histogram_legend(groups):
     """One swatch per group, with its name and number of images."""
-    left = _HIST_LEFT + _HIST_WIDTH - 150
+    left = _HIST_LEFT * 2 + _HIST_WIDTH
     return "".join(
-        f'<rect x="{left}" y="{4 + 14 * i}" width="10" height="10" fill="{color}" '
-        f'fill-opacity="0.55"/><text x="{left + 14}" y="{13 + 14 * i}">'
+        f'<rect x="{left}" y="{_HIST_TOP + 14 * i}" width="10" height="10" fill="{color}" '
+        f'fill-opacity="0.55"/><text x="{left + 14}" y="{_HIST_TOP + 9 + 14 * i}">'
         f"{html.escape(name)} ({len(v)})</text>"
         for i, (name, v, color) in enumerate(groups)
     )
