@@ -280,7 +280,7 @@ def cmd_evaluate(args):
             data = load_mvtec_ad(args.mvtec)
             X, y, masks, kinds = data.X_test, data.y_test, data.masks_test, data.defect_type
         result = evaluate_labelled(detector, X, y, masks, kinds)
-    print(evaluation_report(result, y, data.filenames, -detector.offset_, kinds))
+    print(evaluation_report(result, y, data.filenames, -detector.offset_))
     if args.output is not None:
         index = write_evaluation_report(
             detector,

@@ -234,7 +234,7 @@ def write_evaluation_report(
     kinds = np.where(y == 1, "normal", "defective")
     figure = _score_figure(-result["scores"], kinds, -detector.offset_)
     # The misjudged images are not listed: the table shows them.
-    report = evaluation_report(result, y, filenames, -detector.offset_, defect_type, 0)
+    report = evaluation_report(result, y, filenames, -detector.offset_, 0)
     summary = report.splitlines()
     if masks is not None:
         summary.append("Magenta outlines: the defects' ground-truth masks.")

@@ -394,10 +394,11 @@ def evaluate_labelled(detector, X, y, masks=None, defect_type=None):
     ``scores`` and ``flagged`` (per image: what ``predict`` flags at the
     model's threshold) and, with boolean ``masks`` (all False for normal
     images), :meth:`explain`'s ``maps`` and their ``pixel_auroc`` and
-    ``au_pro`` (up to a false-positive rate of 0.3, as in MVTec AD); with
-    each image's ``defect_type`` too, ``maps_per_type``: the two for each
-    type, on its images and the normal ones. ``y`` is +1 for normal images
-    and -1 for anomalous ones; both must be present."""
+    ``au_pro`` (up to a false-positive rate of 0.3, as in MVTec AD). With
+    each image's ``defect_type``, ``per_type`` holds the same for each
+    type, on its images and the normal ones: ``n_images``, ``image_auroc``,
+    ``recall`` and, with masks, ``pixel_auroc`` and ``au_pro``. ``y`` is +1
+    for normal images and -1 for anomalous ones; both must be present."""
     from sklearn.metrics import average_precision_score
 
     from .metrics import image_roc_auc
@@ -411,14 +412,31 @@ def evaluate_labelled(detector, X, y, masks=None, defect_type=None):
         "flagged": flagged,
     }
     if masks is not None:
-        result["maps"] = maps = detector.explain(X)
-        result["pixel_auroc"], result["au_pro"] = _map_metrics(masks, maps)
-        if defect_type is not None:
-            result["maps_per_type"] = {
-                kind: _map_metrics(*_subset((y == 1) | (defect_type == kind), masks, maps))
-                for kind in np.unique(defect_type[y == -1])
-            }
+        result["maps"] = detector.explain(X)
+        result["pixel_auroc"], result["au_pro"] = _map_metrics(masks, result["maps"])
+    if defect_type is not None:
+        result["per_type"] = {
+            kind: _type_metrics(result, y, defect_type == kind, masks)
+            for kind in np.unique(defect_type[y == -1])
+        }
     return result
+
+
+def _type_metrics(result, y, ours, masks):
+    """The metrics of the images of one defect type (``ours``) against the
+    normal ones."""
+    from .metrics import image_roc_auc
+
+    both = (y == 1) | ours
+    metrics = {
+        "n_images": int(ours.sum()),
+        "image_auroc": image_roc_auc(y[both], result["scores"][both]),
+        "recall": float(result["flagged"][ours].mean()),
+    }
+    if masks is not None:
+        pixel_auroc, au_pro = _map_metrics(*_subset(both, masks, result["maps"]))
+        metrics.update(pixel_auroc=pixel_auroc, au_pro=au_pro)
+    return metrics
 
 
 def _map_metrics(masks, maps):
@@ -433,12 +451,12 @@ def _subset(keep, *sequences):
     return [[items[i] for i in np.flatnonzero(keep)] for items in sequences]
 
 
-def evaluation_report(result, y, filenames, threshold, defect_type=None, max_listed=10):
+def evaluation_report(result, y, filenames, threshold, max_listed=10):
     """The lines ``skanomaly evaluate`` prints for an :func:`evaluate_labelled`
     ``result``: the image metrics, the counts flagged at ``threshold`` (on
     ``anomaly_score``) and at the two thresholds that flag every defective
-    image and no normal one, with each image's ``defect_type`` (``"good"``
-    for normal ones) the counts per type, then up to ``max_listed`` misjudged
+    image and no normal one, the metrics of each defect type where the
+    result has them, then up to ``max_listed`` misjudged
     images by name: the normal ones flagged, most anomalous first, then the
     defective ones missed, least anomalous first; and the map metrics if
     measured."""
@@ -456,8 +474,7 @@ def evaluation_report(result, y, filenames, threshold, defect_type=None, max_lis
         f"(recall {n_found / n_anomalous:.1%})",
         _operating_points(-scores, y),
     ]
-    if defect_type is not None:
-        lines += _per_defect_type(scores, flagged, y, defect_type, result.get("maps_per_type"))
+    lines += [_type_line(kind, metrics) for kind, metrics in result.get("per_type", {}).items()]
     wrong = np.r_[
         false_alarms[np.argsort(scores[false_alarms])], missed[np.argsort(-scores[missed])]
     ]
@@ -496,24 +513,15 @@ def _operating_points(anomaly, y):
     )
 
 
-def _per_defect_type(scores, flagged, y, defect_type, maps_per_type=None):
-    """One line per defect type: its images against the normal ones, and
-    its maps' metrics where measured."""
-    from .metrics import image_roc_auc
-
-    lines = []
-    for kind in np.unique(defect_type[y == -1]):
-        both = (y == 1) | (defect_type == kind)
-        ours = defect_type == kind
-        line = (
-            f"  {kind} ({ours.sum()} image(s)): image AUROC "
-            f"{image_roc_auc(y[both], scores[both]):.3f}, recall {flagged[ours].mean():.1%}"
-        )
-        if maps_per_type is not None:
-            pixel_auroc, au_pro = maps_per_type[kind]
-            line += f", pixel AUROC {pixel_auroc:.3f}, AU-PRO {au_pro:.3f}"
-        lines.append(line)
-    return lines
+def _type_line(kind, metrics):
+    """The line of one defect type's :func:`_type_metrics`."""
+    line = (
+        f"  {kind} ({metrics['n_images']} image(s)): image AUROC "
+        f"{metrics['image_auroc']:.3f}, recall {metrics['recall']:.1%}"
+    )
+    if "au_pro" in metrics:
+        line += f", pixel AUROC {metrics['pixel_auroc']:.3f}, AU-PRO {metrics['au_pro']:.3f}"
+    return line
 
 
 def summary(rows, threshold):
