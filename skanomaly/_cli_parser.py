@@ -44,47 +44,38 @@ def _positive_int(text):
     return value
 
 
-def _number_in(low, high, low_included):
-    """An argparse type for a float in ``[low, high]`` (or ``(low, high]``)."""
-    interval = f"{'[' if low_included else '('}{low:g}, {high:g}]"
+def _float_type(accepts, expected):
+    """An argparse type for a float that ``accepts(value)``; text that is no
+    number is refused with the rest, as ``expected``."""
 
     def parse(text):
         try:
             value = float(text)
         except ValueError:
-            value = float("nan")
-        if not (low <= value <= high and (low_included or value > low)):
-            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text!r}")
+            value = math.nan
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
 
     return parse
 
 
+def _number_in(low, high, low_included):
+    """An argparse type for a float in ``[low, high]`` (or ``(low, high]``)."""
+    interval = f"{'[' if low_included else '('}{low:g}, {high:g}]"
+    return _float_type(
+        lambda v: low <= v <= high and (low_included or v > low), f"a number in {interval}"
+    )
+
+
 _contamination = _number_in(0, 0.5, low_included=False)
 _fraction = _number_in(0, 0.5, low_included=True)
 _share = _number_in(0, 1, low_included=False)
-_sigma = _number_in(0, math.inf, low_included=True)
-
-
-def _finite(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def _rate(text):
-    """A false-positive rate, in (0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
-    return value
+# A blur in pixels: any finite size, 0 for none.
+_sigma = _float_type(lambda v: 0 <= v < math.inf, "a number >= 0")
+_finite = _float_type(math.isfinite, "a finite number")
+# A false-positive rate.
+_rate = _float_type(lambda v: 0 < v < 1, "a number in (0, 1)")
 
 
 def _region_file(text):
