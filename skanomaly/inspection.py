@@ -496,21 +496,35 @@ def evaluation_report(result, y, filenames, threshold, max_listed=10):
 def _operating_points(anomaly, y):
     """The line on the two thresholds an inspection weighs: the one that
     flags every defective image and the fewest normal ones, and the one
-    that flags no normal image and the most defective ones; each halfway
-    between two scores, so that it can be typed back as printed
-    (``calibrate --threshold``)."""
+    that flags no normal image and the most defective ones; each printed
+    between two scores (:func:`_between`), so that it can be typed back as
+    printed (``calibrate --threshold``)."""
     normal, defective = anomaly[y == 1], anomaly[y == -1]
     lowest, highest = defective.min(), normal.max()
     below, above = anomaly[anomaly < lowest], anomaly[anomaly > highest]
-    catch_all = (lowest + (below.max() if below.size else lowest - 1)) / 2
-    quiet = (highest + (above.min() if above.size else highest + 1)) / 2
-    n_alarms, n_caught = int((normal > catch_all).sum()), int((defective > quiet).sum())
+    catch_all = _between(below.max() if below.size else lowest - 1, lowest)
+    quiet = _between(highest, above.min() if above.size else highest + 1)
+    n_alarms = int((normal > float(catch_all)).sum())
+    n_caught = int((defective > float(quiet)).sum())
     return (
-        f"A threshold of {catch_all:.4g} would flag every defective image and "
+        f"A threshold of {catch_all} would flag every defective image and "
         f"{n_alarms}/{len(normal)} normal ones ({n_alarms / len(normal):.1%}); one of "
-        f"{quiet:.4g} no normal image and {n_caught}/{len(defective)} defective ones "
+        f"{quiet} no normal image and {n_caught}/{len(defective)} defective ones "
         f"({n_caught / len(defective):.1%})"
     )
+
+
+def _between(low, high):
+    """The midpoint of two different scores written with the fewest
+    significant digits (at least 4) whose value still lies strictly between
+    them: close scores need more digits than 4, or the threshold typed back
+    would fall on one of them."""
+    middle = (low + high) / 2
+    for digits in range(4, 18):
+        text = f"{middle:.{digits}g}"
+        if low < float(text) < high:
+            return text
+    return repr(float(middle))
 
 
 def _type_line(kind, metrics):

@@ -18,7 +18,7 @@ from test_image_files import _bomb_png, _save_rotated
 import skanomaly
 from skanomaly.cli import main
 from skanomaly.datasets import load_mvtec_ad
-from skanomaly.inspection import REGION_COLUMNS
+from skanomaly.inspection import REGION_COLUMNS, _operating_points
 from skanomaly.metrics import image_roc_auc, pixel_roc_auc, pro_score
 
 # Shallow levels keep the tests fast. Modelled alone, they separate these
@@ -621,6 +621,23 @@ def test_evaluate_reports_the_accuracy_on_labelled_folders(model, cells, tmp_pat
     assert "Heat maps" not in capsys.readouterr().out
     assert main([*argv, "--masks", str(tmp_path / "masks")]) == 2
     assert "has no mask" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "normal, defective",
+    [([1.0, 2.0], [3.0, 4.0]), ([1.0, 1.000012341], [1.000012344, 5.0]), ([7e-9, 1e-8], [2e-8])],
+)
+def test_operating_points_typed_back_fall_between_the_scores(normal, defective):
+    # Scores closer than 4 significant digits: the printed thresholds get
+    # the digits they need to flag what the line says.
+    anomaly = np.array([*normal, *defective])
+    y = np.repeat([1, -1], [len(normal), len(defective)])
+    line = _operating_points(anomaly, y)
+    found = re.search(r"threshold of (\S+) would .* one of (\S+) no normal", line)
+    catch_all, quiet = map(float, found.groups())
+    assert max(normal) < catch_all < min(defective) and quiet == catch_all
+    assert f"0/{len(normal)} normal ones" in line
+    assert f"{len(defective)}/{len(defective)} defective ones" in line
 
 
 def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
