@@ -7,6 +7,7 @@ headers, and no external resources: it opens from disk, with no server.
 
 import html
 import math
+from numbers import Real
 from pathlib import Path
 from urllib.parse import quote
 
@@ -154,16 +155,23 @@ def score_histogram(groups, threshold):
     Parameters
     ----------
     groups : list of (str, array-like, str)
-        ``(name, anomaly scores, CSS colour)`` per group; non-finite scores
-        are left out.
+        ``(name, anomaly scores, CSS colour)`` per group, at least one;
+        non-finite scores are left out.
     threshold : float
-        The anomaly-score threshold: images above it are flagged.
+        The anomaly-score threshold: images above it are flagged. Finite:
+        the axis spans it.
 
     Returns
     -------
     svg : str
     """
-    groups = [(n, np.asarray(v, float), c) for n, v, c in groups]
+    if isinstance(threshold, bool) or not isinstance(threshold, Real):
+        raise TypeError(f"threshold must be a number; got {type(threshold).__name__}.")
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be finite; got {threshold}.")
+    if not groups:
+        raise ValueError("groups is empty: give at least one (name, scores, colour).")
+    groups = [(n, np.asarray(v, float), html.escape(c, quote=True)) for n, v, c in groups]
     groups = [(n, v[np.isfinite(v)], c) for n, v, c in groups]
     values = np.concatenate([v for _, v, _ in groups] + [[threshold]])
     low, high = float(values.min()), float(values.max())

@@ -147,6 +147,20 @@ def test_score_histogram_counts_every_finite_score_once():
     assert min(bars) < x < max(bars)
 
 
+@pytest.mark.parametrize(
+    "groups, threshold, error, match",
+    [
+        ([("normal", [1.0], "#00f")], np.nan, ValueError, "threshold must be finite; got nan"),
+        ([("normal", [1.0], "#00f")], np.inf, ValueError, "threshold must be finite"),
+        ([("normal", [1.0], "#00f")], "1.5", TypeError, "threshold must be a number; got str"),
+        ([], 1.0, ValueError, "groups is empty"),
+    ],
+)
+def test_score_histogram_refuses_what_it_cannot_draw(groups, threshold, error, match):
+    with pytest.raises(error, match=match):
+        score_histogram(groups, threshold)
+
+
 def test_a_report_shows_its_figure_and_every_note(tmp_path):
     svg = score_histogram([("normal", [1.0, 2.0], "#00f")], threshold=1.5)
     page = write_report(tmp_path, _rows(2), 1.5, notes=["first <b>", "second"], figure=svg)
