@@ -277,7 +277,7 @@ def cmd_evaluate(args):
             )
             X, y, masks, kinds = data.X, data.y, data.masks, None
         else:
-            data = load_mvtec_ad(args.mvtec)
+            data = load_mvtec_ad(args.mvtec, train=False)
             X, y, masks, kinds = data.X_test, data.y_test, data.masks_test, data.defect_type
         result = evaluate_labelled(detector, X, y, masks, kinds)
     print(evaluation_report(result, y, data.filenames, -detector.offset_))

@@ -643,7 +643,7 @@ def test_operating_points_typed_back_fall_between_the_scores(normal, defective):
 def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
     normal, defective = cells
     category = tmp_path / "cells"
-    _write(normal[:3], category / "train" / "good", "")
+    # No train/ folder: the evaluation reads the test split alone.
     _write(normal[12:16], category / "test" / "good", "")
     for kind, images in (("crack", defective[:2]), ("dark", defective[2:4])):
         _write(images, category / "test" / kind, "")
@@ -655,7 +655,7 @@ def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
             Image.fromarray(mask).save(folder / f"{i:02d}_mask.png")
     assert main(["evaluate", str(model), "--mvtec", str(category), "-o", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    data = load_mvtec_ad(category)
+    data = load_mvtec_ad(category, train=False)
     detector = skanomaly.load(model)
     scores = detector.score_samples(data.X_test)
     assert "4 normal and 4 defective image(s)" in out

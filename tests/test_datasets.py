@@ -136,6 +136,24 @@ def test_mvtec_ad_return_X_y(mvtec_ad):
     np.testing.assert_array_equal(y_test, [-1, -1, 1, -1])
 
 
+def test_mvtec_ad_test_split_alone(mvtec_ad):
+    # The training images are not read: an unreadable one goes unnoticed,
+    # and a category without train/ loads.
+    (mvtec_ad / "widget" / "train" / "good" / "003.png").write_bytes(b"not a png")
+    data = load_mvtec_ad(mvtec_ad, "widget", train=False)
+    assert data.X_train is None and data.filenames_train is None
+    shutil.rmtree(mvtec_ad / "widget" / "train")
+    X_train, X_test, y_test = load_mvtec_ad(mvtec_ad / "widget", train=False, return_X_y=True)
+    assert X_train is None
+    np.testing.assert_array_equal(X_test, data.X_test)
+    np.testing.assert_array_equal(y_test, [-1, -1, 1, -1])
+    np.testing.assert_array_equal(data.masks_test[0], expected_mask())
+    with pytest.raises(FileNotFoundError, match="train"):
+        load_mvtec_ad(mvtec_ad / "widget")
+    with pytest.raises(ValueError, match="train"):
+        load_mvtec_ad(mvtec_ad / "widget", train="no")
+
+
 @pytest.mark.parametrize("resize, size", [(8, (8, 8)), ((8, 10), (8, 10))])
 def test_mvtec_ad_resize(mvtec_ad, resize, size):
     data = load_mvtec_ad(mvtec_ad, "widget", resize=resize)

@@ -25,14 +25,15 @@ from ._common import (
 __all__ = ["load_mvtec_3d_rgb", "load_mvtec_ad"]
 
 
-def _category_folder(root, category):
-    """The folder of ``category`` in ``root`` (``root`` itself if None)."""
+def _category_folder(root, category, marker="train"):
+    """The folder of ``category`` in ``root`` (``root`` itself if None, which
+    must then hold the ``marker`` folder of a category)."""
     folder = Path(root) if category is None else Path(root) / category
     if not folder.is_dir():
         raise FileNotFoundError(f"Data folder {str(folder)!r} does not exist.")
-    if category is None and not (folder / "train").is_dir():
+    if category is None and not (folder / marker).is_dir():
         raise FileNotFoundError(
-            f"Folder {str(folder)!r} has no train/ folder; if it holds one folder "
+            f"Folder {str(folder)!r} has no {marker}/ folder; if it holds one folder "
             "per category, pass category=."
         )
     return folder
@@ -59,8 +60,11 @@ def _test_samples(test_folder, image_folder, mask_folder, mask_stem):
     return samples, defect_types
 
 
-@validate_params({"root": PATH, "category": [str, None]}, prefer_skip_nested_validation=True)
-def load_mvtec_ad(root, category=None, *, resize=None, return_X_y=False):
+@validate_params(
+    {"root": PATH, "category": [str, None], "train": ["boolean"]},
+    prefer_skip_nested_validation=True,
+)
+def load_mvtec_ad(root, category=None, *, resize=None, return_X_y=False, train=True):
     """Load one category of the MVTec AD data set.
 
     The layout is MVTec's: ``<category>/train/good/*.png`` holds the normal
@@ -83,6 +87,10 @@ def load_mvtec_ad(root, category=None, *, resize=None, return_X_y=False):
         neighbour). By default images keep their size.
     return_X_y : bool, default=False
         Return ``(X_train, X_test, y_test)`` instead of a Bunch.
+    train : bool, default=True
+        Read the normal training images. With False, ``train/`` is neither
+        read nor required, and ``X_train`` and ``filenames_train`` are None:
+        evaluating a fitted model needs the test split alone.
 
     Returns
     -------
@@ -90,7 +98,7 @@ def load_mvtec_ad(root, category=None, *, resize=None, return_X_y=False):
         With keys:
 
         X_train : ndarray of shape (n_train, H, W, 3) or list of ndarray
-            The normal training images, uint8 RGB.
+            The normal training images, uint8 RGB; None with ``train=False``.
         X_test : ndarray of shape (n_test, H, W, 3) or list of ndarray
             The test images, sorted by defect type and then file name.
         y_test : ndarray of shape (n_test,)
@@ -102,7 +110,7 @@ def load_mvtec_ad(root, category=None, *, resize=None, return_X_y=False):
         filenames : ndarray of shape (n_test,)
             Path of each test image.
         filenames_train : ndarray of shape (n_train,)
-            Path of each training image.
+            Path of each training image; None with ``train=False``.
         category : str
             The category name.
 
@@ -129,8 +137,8 @@ def load_mvtec_ad(root, category=None, *, resize=None, return_X_y=False):
     (209, 256, 256, 3)
     """
     size = check_resize(resize)
-    folder = _category_folder(root, category)
-    train = images_in(folder / "train" / "good")
+    folder = _category_folder(root, category, "train" if train else "test")
+    train_files = images_in(folder / "train" / "good") if train else None
     ground_truth = folder / "ground_truth"
     samples, defect_types = _test_samples(
         folder / "test",
@@ -148,7 +156,9 @@ def load_mvtec_ad(root, category=None, *, resize=None, return_X_y=False):
                     f"Mask file {str(stray[0])!r} has no image: there is no test "
                     f"folder {str(folder / 'test' / defect)!r}."
                 )
-    X_train, _ = load_samples([(p, None) for p in train], size, with_masks=False)
+    X_train = None
+    if train:
+        X_train, _ = load_samples([(p, None) for p in train_files], size, with_masks=False)
     X_test, masks_test = load_samples(samples, size)
     y_test, defect_type = outlier_labels(defect_types)
     if return_X_y:
@@ -160,7 +170,7 @@ def load_mvtec_ad(root, category=None, *, resize=None, return_X_y=False):
         masks_test=masks_test,
         defect_type=defect_type,
         filenames=filenames(p for p, _ in samples),
-        filenames_train=filenames(train),
+        filenames_train=filenames(train_files) if train else None,
         category=category if category is not None else folder.resolve().name,
     )
 
