@@ -71,11 +71,11 @@ def _number_in(low, high, low_included):
 _contamination = _number_in(0, 0.5, low_included=False)
 _fraction = _number_in(0, 0.5, low_included=True)
 _share = _number_in(0, 1, low_included=False)
-# A blur in pixels: any finite size, 0 for none.
-_sigma = _float_type(lambda v: 0 <= v < math.inf, "a number >= 0")
+# A blur in pixels or an L1 weight: any finite size, 0 for none.
+_nonnegative = _float_type(lambda v: 0 <= v < math.inf, "a number >= 0")
 _finite = _float_type(math.isfinite, "a finite number")
-# A false-positive rate.
-_rate = _float_type(lambda v: 0 < v < 1, "a number in (0, 1)")
+# A false-positive rate, or NPCA's share of the variance.
+_open_share = _float_type(lambda v: 0 < v < 1, "a number in (0, 1)")
 
 
 def _region_file(text):
@@ -108,7 +108,7 @@ def _pixel_fpr(parser, source):
     """``--pixel-fpr``, the pixel threshold's rate, set ``source``."""
     parser.add_argument(
         "--pixel-fpr",
-        type=_rate,
+        type=_open_share,
         default=0.01,
         metavar="RATE",
         help="share of the pixels of normal images that the defect masks and "
@@ -142,7 +142,8 @@ def _neighborhood(text):
 
 
 def _map_options(parser, why=""):
-    """``--method`` and ``--smoothing``: the model's map settings, overridden."""
+    """``--method``, ``--smoothing`` and ``--lam``: the model's map settings,
+    overridden."""
     parser.add_argument(
         "--method",
         default=None,
@@ -151,10 +152,16 @@ def _map_options(parser, why=""):
     )
     parser.add_argument(
         "--smoothing",
-        type=_sigma,
+        type=_nonnegative,
         default=None,
         metavar="SIGMA",
         help="override the model's blur of the maps, in pixels of the network input",
+    )
+    parser.add_argument(
+        "--lam",
+        type=_nonnegative,
+        default=None,
+        help="override the model's L1 weight of the descents (--lam of fit)",
     )
 
 
@@ -292,11 +299,18 @@ def build_parser():
     )
     fit.add_argument(
         "--smoothing",
-        type=_sigma,
+        type=_nonnegative,
         default=4.0,
         metavar="SIGMA",
         help="blur of the maps (Gaussian sigma), in pixels of the network input "
         "(default: 4, PatchCore's; 2 can outline specks and thin scratches better)",
+    )
+    fit.add_argument(
+        "--lam",
+        type=_nonnegative,
+        default=0.0,
+        help="L1 weight of the descent maps, a share of each image's largest gradient: "
+        "0 (default) dense maps, 0.1 sparse ones, 1 or more the prior map unchanged",
     )
     fit.add_argument(
         "--pooling",
@@ -304,6 +318,20 @@ def build_parser():
         choices=POOLINGS,
         help="how each level's feature maps are pooled: mean (default, "
         "Rippel et al.) or max (small defects weigh more)",
+    )
+    fit.add_argument(
+        "--npca",
+        type=_open_share,
+        default=None,
+        metavar="SHARE",
+        help="leave out of each level's distance its directions of most variance, as "
+        "many as hold this share of it (NPCA, Rippel et al.; default: keep all)",
+    )
+    fit.add_argument(
+        "--standardize",
+        action="store_true",
+        help="standardise each level's distance by the training images' out-of-fold "
+        "distances there before summing, so that each level counts alike",
     )
     fit.add_argument(
         "--image-score",
@@ -385,7 +413,7 @@ def build_parser():
     )
     calibrate.add_argument(
         "--fpr",
-        type=_rate,
+        type=_open_share,
         default=None,
         metavar="RATE",
         help="share of new normal images to flag, in (0, 1) (default: the model's contamination)",

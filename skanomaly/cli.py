@@ -77,11 +77,9 @@ def _check_device(detector):
 
 
 def _override_maps(detector, args):
-    """Apply ``--method`` and ``--smoothing`` where given."""
-    if args.method is not None:
-        detector.set_params(explain_method=args.method)
-    if args.smoothing is not None:
-        detector.set_params(smoothing=args.smoothing)
+    """Apply ``--method``, ``--smoothing`` and ``--lam`` where given."""
+    given = {"explain_method": args.method, "smoothing": args.smoothing, "lam": args.lam}
+    detector.set_params(**{k: v for k, v in given.items() if v is not None})
 
 
 def _configure(detector, args, progress=False):
@@ -110,9 +108,12 @@ def cmd_fit(args):
         contamination=args.contamination,
         explain_method=args.explain_method,
         smoothing=args.smoothing,
+        lam=args.lam,
         input_size=args.input_size,
         keep_aspect=args.keep_aspect,
         pooling=args.pooling,
+        npca=args.npca,
+        standardize=args.standardize,
         augment=args.augment,
         image_score=args.image_score,
         patch_neighborhood=args.patch_neighborhood,

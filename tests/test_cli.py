@@ -684,6 +684,11 @@ def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
     assert main(["evaluate", str(model), "--mvtec", str(category), *other]) == 0
     spatial = detector.set_params(explain_method="spatial", smoothing=0).explain(data.X_test)
     assert f"pixel AUROC {pixel_roc_auc(data.masks_test, spatial):.3f}" in capsys.readouterr().out
+    # --lam too: at 1 the descent leaves its prior map.
+    assert main(["evaluate", str(model), "--mvtec", str(category), "--lam", "1"]) == 0
+    sparse = skanomaly.load(model).set_params(lam=1.0).explain(data.X_test)
+    assert f"pixel AUROC {pixel_roc_auc(data.masks_test, sparse):.3f}" in capsys.readouterr().out
+    assert pixel_roc_auc(data.masks_test, sparse) != pixel_roc_auc(data.masks_test, maps)
     # --mvtec replaces the folders and --masks.
     for extra in (["a", "b"], ["a"], ["--masks", "m"], ["--mask-suffix", "_m"]):
         assert main(["evaluate", str(model), *extra, "--mvtec", str(category)]) == 2
@@ -788,16 +793,23 @@ def test_fit_with_the_patch_score_and_its_report(folders, tmp_path):
     assert page.count("<title>worst patch: ") == len(rows) > 0
 
 
-def test_fit_input_size_keep_aspect_and_smoothing(folders, tmp_path, capsys):
+def test_fit_resolution_map_and_level_options(folders, tmp_path, capsys):
     path = tmp_path / "small.skanomaly"
     argv = ["fit", str(folders / "normal"), "-o", str(path), *FAST, "--image-score", "pooled"]
-    assert main([*argv, "--input-size", "96", "--keep-aspect", "--smoothing", "2"]) == 0
+    options = ["--input-size", "96", "--keep-aspect", "--smoothing", "2", "--lam", "0.1"]
+    assert main([*argv, *options, "--npca", "0.5", "--standardize"]) == 0
     detector = skanomaly.load(path)
     assert detector.input_size == 96 and detector.keep_aspect and detector.smoothing == 2
+    assert detector.lam == 0.1
     images = [np.asarray(Image.open(p)) for p in sorted((folders / "check").iterdir())]
     expected = (
         skanomaly.EfficientNetGaussianDetector(
-            levels=(0, 1, 2, 3), image_score="pooled", input_size=96, keep_aspect=True
+            levels=(0, 1, 2, 3),
+            image_score="pooled",
+            input_size=96,
+            keep_aspect=True,
+            npca=0.5,
+            standardize=True,
         )
         .fit([np.asarray(Image.open(p)) for p in sorted((folders / "normal").iterdir())])
         .score_samples(images)
@@ -806,6 +818,9 @@ def test_fit_input_size_keep_aspect_and_smoothing(folders, tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--input-size", "16"]) == 2
     assert "input_size" in _one_error_line(capsys)
+    for option, value in (("--npca", "1"), ("--lam", "-1"), ("--lam", "inf")):
+        assert main([*argv, option, value]) == 2
+        assert f"argument {option}: expected a number" in _one_error_line(capsys)
 
 
 def test_calibrate_sets_both_thresholds_from_more_normal_images(model, cells, tmp_path, capsys):
