@@ -444,26 +444,28 @@ class PatchReservoir:
             first = k_centres(rows if columns is None else columns(rows), self.n_score)
             rest = np.setdiff1d(np.arange(n), first, assume_unique=True)
             self.kept = self.kept[np.concatenate([first, rest])]
+        memory = self.rows[self.kept]
         sample = self.rng.permutation(len(self.rows))[:_EXCESS_SAMPLE]
-        nearest = self._nearest_other_image(sample)
+        nearest = self._nearest_other_image(sample, memory)
         first = nearest[:_THRESHOLD_SAMPLE]
         first = first[np.isfinite(first)]
         # One image only: no other image to measure against.
         if not len(first):
-            return self.rows[self.kept], 0.0, 0.0
+            return memory, 0.0, 0.0
         threshold = float(np.quantile(first, quantile))
         finite = np.isfinite(nearest)
         excess = np.clip(nearest[finite] - threshold, 0, None)
         owners = self.owners[sample][finite]
         images, counts = np.unique(owners, return_counts=True)
         per_image = np.bincount(owners, excess)[images] / counts
-        return self.rows[self.kept], threshold, float(np.median(per_image))
+        return memory, threshold, float(np.median(per_image))
 
-    def _nearest_other_image(self, sample):
-        """Each ``sample`` row's distance to its nearest memory row from
-        another image (inf where there is none), in blocks of 2,048 rows."""
+    def _nearest_other_image(self, sample, memory):
+        """Each ``sample`` row's distance to its nearest ``memory`` row (the
+        sample's rows ``kept``) from another image (inf where there is none),
+        in blocks of 2,048 rows."""
         rows, kept_owners = torch.from_numpy(self.rows), self.owners[self.kept]
-        memory = rows[torch.from_numpy(self.kept)]
+        memory = torch.from_numpy(memory)
         nearest = np.empty(len(sample), np.float32)
         for start in range(0, len(sample), _THRESHOLD_SAMPLE):
             block = sample[start : start + _THRESHOLD_SAMPLE]
