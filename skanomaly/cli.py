@@ -21,6 +21,7 @@ from ._console import ImageReadError, UsageError, one_line_warnings, say, warn
 from .explain_report import (
     explain_and_report,
     explain_regions,
+    optional_pixel_threshold,
     prepare_outdir,
     require_pixel_threshold,
     run_demo,
@@ -280,7 +281,11 @@ def cmd_evaluate(args):
         else:
             data = load_mvtec_ad(args.mvtec, train=False)
             X, y, masks, kinds = data.X_test, data.y_test, data.masks_test, data.defect_type
-        result = evaluate_labelled(detector, X, y, masks, kinds)
+        # The pixel threshold outlines the report's regions and, with masks,
+        # counts the defects they find.
+        wanted = masks is not None or args.output is not None
+        pixel_threshold = optional_pixel_threshold(detector) if wanted else None
+        result = evaluate_labelled(detector, X, y, masks, kinds, pixel_threshold)
     print(evaluation_report(result, y, data.filenames, -detector.offset_))
     if args.output is not None:
         index = write_evaluation_report(

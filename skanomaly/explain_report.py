@@ -35,6 +35,7 @@ from .report import score_histogram, write_report
 __all__ = [
     "explain_and_report",
     "explain_regions",
+    "optional_pixel_threshold",
     "prepare_outdir",
     "require_pixel_threshold",
     "run_demo",
@@ -197,7 +198,8 @@ def write_evaluation_report(
 
     ``result`` is :func:`~skanomaly.inspection.evaluate_labelled`'s for the
     images ``X`` (labels ``y``, +1 normal, -1 defective; their
-    ``filenames``). The report lists every image with its ground truth
+    ``filenames``); regions are outlined at its ``pixel_threshold``, where
+    it has one. The report lists every image with its ground truth
     (``defect_type`` per image where given, else "defective"; "false
     alarm" or "missed" added where the model misjudged it), shows a
     histogram of the anomaly scores of each kind against the threshold
@@ -215,7 +217,7 @@ def write_evaluation_report(
     from .inspection import evaluation_report
 
     out_dir = prepare_outdir(out_dir)
-    threshold = _pixel_threshold(detector, required=False)
+    threshold = result.get("pixel_threshold")
     rows = score_rows(filenames, result["scores"], detector.offset_)
     for i, row in enumerate(rows):
         row["thumbnail"] = _write_thumbnail(out_dir, i, filenames[i], X[i])
@@ -255,6 +257,12 @@ def require_pixel_threshold(detector):
     """The detector's pixel threshold for its maps; :class:`UsageError` if
     it has none."""
     return _pixel_threshold(detector, required=True)
+
+
+def optional_pixel_threshold(detector):
+    """The detector's pixel threshold for its maps; None, with a warning,
+    if it has none."""
+    return _pixel_threshold(detector, required=False)
 
 
 def _pixel_threshold(detector, required):

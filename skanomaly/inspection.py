@@ -388,20 +388,25 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def evaluate_labelled(detector, X, y, masks=None, defect_type=None):
+def evaluate_labelled(detector, X, y, masks=None, defect_type=None, pixel_threshold=None):
     """How well a fitted ``detector`` separates labelled images: a dict of
     ``image_auroc``, ``average_precision`` (of the anomalous class),
     ``scores`` and ``flagged`` (per image: what ``predict`` flags at the
     model's threshold) and, with boolean ``masks`` (all False for normal
     images), :meth:`explain`'s ``maps`` and their ``pixel_auroc`` and
-    ``au_pro`` (up to a false-positive rate of 0.3, as in MVTec AD). With
+    ``au_pro`` (up to a false-positive rate of 0.3, as in MVTec AD), and
+    with the model's ``pixel_threshold`` too, the
+    :func:`~skanomaly.metrics.region_hits` of the maps at it (``regions``,
+    per image). A given ``pixel_threshold`` is kept in the result, for the
+    report's outlines. With
     each image's ``defect_type``, ``per_type`` holds the same for each
     type, on its images and the normal ones: ``n_images``, ``image_auroc``,
-    ``recall`` and, with masks, ``pixel_auroc`` and ``au_pro``. ``y`` is +1
+    ``recall`` and, with masks, ``pixel_auroc`` and ``au_pro``, and
+    ``defects`` and ``found`` with the regions. ``y`` is +1
     for normal images and -1 for anomalous ones; both must be present."""
     from sklearn.metrics import average_precision_score
 
-    from .metrics import image_roc_auc
+    from .metrics import image_roc_auc, region_hits
 
     scores = detector.score_samples(X)
     flagged = scores < detector.offset_
@@ -414,6 +419,10 @@ def evaluate_labelled(detector, X, y, masks=None, defect_type=None):
     if masks is not None:
         result["maps"] = detector.explain(X)
         result["pixel_auroc"], result["au_pro"] = _map_metrics(masks, result["maps"])
+        if pixel_threshold is not None:
+            result["regions"] = region_hits(masks, result["maps"], pixel_threshold)
+    if pixel_threshold is not None:
+        result["pixel_threshold"] = pixel_threshold
     if defect_type is not None:
         result["per_type"] = {
             kind: _type_metrics(result, y, defect_type == kind, masks)
@@ -436,6 +445,8 @@ def _type_metrics(result, y, ours, masks):
     if masks is not None:
         pixel_auroc, au_pro = _map_metrics(*_subset(both, masks, result["maps"]))
         metrics.update(pixel_auroc=pixel_auroc, au_pro=au_pro)
+    if "regions" in result:
+        metrics.update({k: int(result["regions"][k][ours].sum()) for k in ("defects", "found")})
     return metrics
 
 
@@ -490,7 +501,22 @@ def evaluation_report(result, y, filenames, threshold, max_listed=10):
             f"Heat maps: pixel AUROC {result['pixel_auroc']:.3f}, "
             f"AU-PRO (FPR <= 0.3) {result['au_pro']:.3f}"
         )
+    if "regions" in result:
+        lines.append(_regions_line(result["regions"], result["pixel_threshold"], y))
     return "\n".join(lines)
+
+
+def _regions_line(regions, threshold, y):
+    """The line on the regions that the maps outline at the pixel threshold."""
+    defects, found = int(regions["defects"].sum()), int(regions["found"].sum())
+    false = regions["false_regions"]
+    share = f" ({found / defects:.1%})" if defects else ""
+    return (
+        f"Regions at the model's pixel threshold (map > {threshold:.4g}): {found}/{defects} "
+        f"defects found{share}; {int(false.sum())} region(s) outside every defect, "
+        f"{int(false[y == 1].sum())} of them on {int((false[y == 1] > 0).sum())}/"
+        f"{int((y == 1).sum())} normal images"
+    )
 
 
 def _operating_points(anomaly, y):
@@ -535,6 +561,8 @@ def _type_line(kind, metrics):
     )
     if "au_pro" in metrics:
         line += f", pixel AUROC {metrics['pixel_auroc']:.3f}, AU-PRO {metrics['au_pro']:.3f}"
+    if "found" in metrics:
+        line += f", defects found {metrics['found']}/{metrics['defects']}"
     return line
 
 

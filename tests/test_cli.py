@@ -19,7 +19,7 @@ import skanomaly
 from skanomaly.cli import main
 from skanomaly.datasets import load_mvtec_ad
 from skanomaly.inspection import REGION_COLUMNS, _operating_points
-from skanomaly.metrics import image_roc_auc, pixel_roc_auc, pro_score
+from skanomaly.metrics import image_roc_auc, pixel_roc_auc, pro_score, region_hits
 
 # Shallow levels keep the tests fast. Modelled alone, they separate these
 # small cells with mean pooling (image AUROC 0.96 on all 16 test cells) but
@@ -596,6 +596,16 @@ def test_evaluate_reports_the_accuracy_on_labelled_folders(model, cells, tmp_pat
     all_masks = np.concatenate([np.zeros_like(masks), masks])
     maps = detector.explain(X)
     assert f"pixel AUROC {pixel_roc_auc(all_masks, maps):.3f}" in out
+    # The defects that the regions at the model's pixel threshold find.
+    hits = region_hits(all_masks, maps, detector.pixel_threshold_)
+    found, defects, false = hits["found"].sum(), hits["defects"].sum(), hits["false_regions"]
+    assert defects == 4 and false.sum() > 0
+    assert (
+        f"Regions at the model's pixel threshold (map > {detector.pixel_threshold_:.4g}): "
+        f"{found}/{defects} defects found ({found / defects:.1%}); {false.sum()} region(s) "
+        f"outside every defect, {false[:4].sum()} of them on {(false[:4] > 0).sum()}/4 "
+        "normal images"
+    ) in out
     # The report: a heat map for each defective image and each false alarm,
     # the misjudged ones named in the ground-truth column, the histogram.
     page = (tmp_path / "report" / "index.html").read_text()
@@ -677,8 +687,13 @@ def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
         keep = np.flatnonzero(data.defect_type != other)
         pixel = pixel_roc_auc(data.masks_test[keep], maps[keep])
         au_pro = pro_score(data.masks_test[keep], maps[keep], max_fpr=0.3)
+        hits = region_hits(data.masks_test, maps, detector.pixel_threshold_)
+        ours = data.defect_type == kind
+        found, defects = hits["found"][ours].sum(), hits["defects"][ours].sum()
         line = next(line for line in out.splitlines() if line.startswith(f"  {kind} ("))
-        assert line.endswith(f", pixel AUROC {pixel:.3f}, AU-PRO {au_pro:.3f}")
+        assert line.endswith(
+            f", pixel AUROC {pixel:.3f}, AU-PRO {au_pro:.3f}, defects found {found}/{defects}"
+        )
     # --method and --smoothing measure other maps.
     other = ["--method", "spatial", "--smoothing", "0"]
     assert main(["evaluate", str(model), "--mvtec", str(category), *other]) == 0

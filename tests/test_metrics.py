@@ -24,6 +24,7 @@ from skanomaly.metrics import (
     pixel_roc_auc_scorer,
     pro_score,
     pro_scorer,
+    region_hits,
 )
 
 
@@ -274,6 +275,63 @@ def test_pixel_roc_auc_list_of_different_sizes():
     )
     assert pixel_roc_auc(masks, maps) == pytest.approx(expected)
     assert pixel_roc_auc(masks, [1 - m for m in maps]) == pytest.approx(1 - expected)
+
+
+# --- region_hits --------------------------------------------------------------
+
+
+def reference_hits(mask, anomaly_map, threshold, min_area):
+    """Defects, defects found and false regions of one image, region by region."""
+    defects = skimage_label(mask, connectivity=2)
+    found = skimage_label(anomaly_map > threshold, connectivity=2)
+    kept = [found == k for k in range(1, found.max() + 1) if (found == k).sum() >= min_area]
+    flagged = np.any(kept, axis=0) if kept else np.zeros_like(mask)
+    hits = sum(bool((flagged & (defects == k)).any()) for k in range(1, defects.max() + 1))
+    return defects.max(), hits, sum(not (region & mask).any() for region in kept)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=masks_and_maps(max_side=7), threshold=st.floats(-1, 1.5), min_area=st.integers(1, 4))
+def test_region_hits_match_a_region_by_region_count(data, threshold, min_area):
+    masks, maps = data
+    hits = region_hits(masks, maps, threshold, min_area)
+    expected = [reference_hits(*pair, threshold, min_area) for pair in zip(masks, maps)]
+    assert [tuple(int(hits[k][i]) for k in hits) for i in range(len(masks))] == expected
+    assert all(v.dtype == np.int64 for v in hits.values())
+
+
+def test_region_hits_of_images_of_different_sizes_and_normal_ones():
+    masks = [np.zeros((6, 5), bool), np.zeros((3, 9), bool)]
+    masks[1][0, 0] = masks[1][2, 8] = True
+    maps = [np.zeros((6, 5)), np.zeros((3, 9))]
+    maps[0][2:4, 2] = 1.0  # one region on a normal image
+    maps[1][1, 1] = maps[1][0, 5] = 1.0  # touches the first defect diagonally; a false one
+    hits = region_hits(masks, maps, 0.5)
+    assert {k: v.tolist() for k, v in hits.items()} == {
+        "defects": [0, 2],
+        "found": [0, 0],
+        "false_regions": [1, 2],
+    }
+    maps[1][0, 0] = 1.0  # now on the first defect, one region with the diagonal pixel
+    hits = region_hits(masks, maps, 0.5)
+    assert hits["found"].tolist() == [0, 1] and hits["false_regions"].tolist() == [1, 1]
+    # min_area leaves out the single-pixel false region, not the two-pixel ones.
+    assert region_hits(masks, maps, 0.5, min_area=2)["false_regions"].tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"threshold": np.nan}, ValueError, "threshold"),
+        ({"threshold": 0.5, "min_area": 0}, ValueError, "min_area"),
+        ({"threshold": "0.5"}, ValueError, "threshold"),
+    ],
+)
+def test_region_hits_bad_parameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        region_hits(np.zeros((1, 2, 2), bool), np.zeros((1, 2, 2)), **kwargs)
+    with pytest.raises(ValueError, match="2 masks but 1 anomaly maps"):
+        region_hits(np.zeros((2, 2, 2), bool), np.zeros((1, 2, 2)), 0.5)
 
 
 # --- image level -------------------------------------------------------------

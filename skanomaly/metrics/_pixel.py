@@ -7,8 +7,9 @@ from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from .._map_checks import check_masks_and_maps, require_both_classes
+from ..segmentation import masks_from_maps
 
-__all__ = ["pixel_roc_auc", "pro_score"]
+__all__ = ["pixel_roc_auc", "pro_score", "region_hits"]
 
 # Connected components of a ground-truth mask use 8-connectivity, as the
 # official MVTec AD evaluation code does (``label(gt, np.ones((3, 3)))``):
@@ -238,3 +239,70 @@ def pro_score(masks, maps, max_fpr=0.3, num_thresholds=None):
         x = np.append(x, max_fpr)
         y = np.append(y, y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0))
     return float(np.trapezoid(y, x) / max_fpr)
+
+
+def region_hits(masks, maps, threshold, min_area=1):
+    """How many defects the regions of the maps above ``threshold`` find, and
+    how many of those regions lie outside every defect, per image.
+
+    The defects are the 8-connected regions of each mask, as for
+    :func:`pro_score`; the found regions are those of
+    :func:`skanomaly.segmentation.masks_from_maps` (pixels strictly above
+    ``threshold``, 8-connected, at least ``min_area`` pixels), what
+    :meth:`~skanomaly.EfficientNetGaussianDetector.segment` returns at
+    ``pixel_threshold_``. A defect is found when one of its pixels lies in a
+    found region. Unlike pixel ROC AUC and AU-PRO, which sweep every
+    threshold, this measures the one an inspection runs at: how many
+    defects an operator would be shown, and how many regions would send
+    them to look at a normal part of the image.
+
+    Parameters
+    ----------
+    masks : array-like of shape (n_images, H, W) or list of (H, W) arrays
+        Ground truth, True (or 1) where a pixel is anomalous; all False for
+        a normal image.
+    maps : array-like of shape (n_images, H, W) or list of (H, W) arrays
+        Anomaly maps, with the same shapes as ``masks``.
+    threshold : float
+        Map values strictly above it are flagged.
+    min_area : int, default=1
+        Smaller found regions are left out.
+
+    Returns
+    -------
+    hits : dict of str to ndarray of shape (n_images,), int64
+        ``"defects"``, the regions of each mask; ``"found"``, how many of
+        them a found region overlaps; ``"false_regions"``, the found regions
+        that overlap no defect pixel (in a normal image, every one).
+
+    Raises
+    ------
+    ValueError
+        If shapes differ, a map holds NaN or infinity, a mask is not
+        boolean-like, ``threshold`` is not finite or ``min_area`` not a
+        positive integer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skanomaly.metrics import region_hits
+    >>> masks = np.zeros((2, 8, 8), dtype=bool)
+    >>> masks[0, 1:3, 1:3] = masks[0, 5:7, 5:7] = True  # two defects
+    >>> maps = np.zeros((2, 8, 8))
+    >>> maps[0, 2, 2] = maps[1, 4, 4] = 1.0  # one on a defect, one on a normal image
+    >>> {k: v.tolist() for k, v in region_hits(masks, maps, threshold=0.5).items()}
+    {'defects': [2, 0], 'found': [1, 0], 'false_regions': [0, 1]}
+    """
+    masks, maps = check_masks_and_maps(masks, maps)
+    found = masks_from_maps(maps, threshold, min_area)
+    counts = np.array([_hits(*pair) for pair in zip(masks, found, strict=True)], np.int64)
+    return dict(zip(("defects", "found", "false_regions"), counts.reshape(-1, 3).T))
+
+
+def _hits(mask, found):
+    """``(defects, defects found, found regions outside every defect)`` of
+    one image."""
+    defects, n_defects = ndimage.label(mask, structure=_REGION_STRUCTURE)
+    regions, n_regions = ndimage.label(found, structure=_REGION_STRUCTURE)
+    both = mask & found
+    return n_defects, np.unique(defects[both]).size, n_regions - np.unique(regions[both]).size
