@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from _common import environment, markdown_table, publish
 from bench_explain import check_data, data_arguments, data_sets
-from scipy import ndimage
 
 from skanomaly import EfficientNetGaussianDetector
+from skanomaly.metrics import region_hits
 from skanomaly.segmentation import map_sample, masks_from_maps, pixel_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,15 +100,11 @@ def out_of_fold_check(fit, batch_size, fpr=FPRS[0]):
     return rates
 
 
-def region_recall(truths, predicted):
+def region_recall(truths, maps, threshold):
     """The share of the 8-connected regions of the ``truths`` masks that a
-    pixel of ``predicted`` overlaps."""
-    hit = total = 0
-    for truth, found in zip(truths, predicted):
-        labels, n = ndimage.label(truth, structure=np.ones((3, 3), bool))
-        total += n
-        hit += len(np.unique(labels[found & (labels > 0)]))
-    return hit / max(total, 1)
+    region of ``maps > threshold`` overlaps."""
+    hits = region_hits(truths, maps, threshold)
+    return hits["found"].sum() / max(hits["defects"].sum(), 1)
 
 
 def mean_iou(truths, predicted):
@@ -170,7 +166,7 @@ def run(args):
                     threshold,
                     realized,
                     with_region,
-                    region_recall(defect_truths, predicted),
+                    region_recall(defect_truths, defect_maps, threshold),
                     mean_iou(defect_truths, predicted),
                 ]
                 rows.append(row)
