@@ -398,7 +398,8 @@ def build_parser():
             "not fitted on (collected later, or kept apart): about --fpr of new "
             "normal images are then flagged and about --pixel-fpr of their pixels "
             "outlined. More images allow smaller rates: with n images, about "
-            "1 / (n + 1) at least. Or set the image threshold itself with --threshold."
+            "1 / (n + 1) at least. Or set the thresholds themselves, without images, "
+            "with --threshold and --pixel-threshold."
         ),
     )
     _model_argument(calibrate, model_help)
@@ -426,7 +427,16 @@ def build_parser():
         metavar="ANOMALY_SCORE",
         help="instead of images: flag the images whose anomaly_score is above this value "
         "(such as a threshold that 'skanomaly evaluate' reports); the pixel threshold "
-        "is kept",
+        "is kept unless --pixel-threshold is given too",
+    )
+    calibrate.add_argument(
+        "--pixel-threshold",
+        type=_finite,
+        default=None,
+        metavar="MAP_VALUE",
+        help="instead of images: outline the pixels whose map value is above this value "
+        "(such as the one that 'skanomaly evaluate --masks' reports), for the model's "
+        "maps; the image threshold is kept unless --threshold is given too",
     )
     _common(calibrate)
 

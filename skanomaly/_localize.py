@@ -81,10 +81,14 @@ class LocalizationMixin:
 
     # ------------------------------------------------------------------- masks
     @validate_params(
-        {"X": ["array-like", None], "fpr": [Interval(Real, 0, 1, closed="neither")]},
+        {
+            "X": ["array-like", None],
+            "fpr": [Interval(Real, 0, 1, closed="neither")],
+            "threshold": [Interval(Real, None, None, closed="neither"), None],
+        },
         prefer_skip_nested_validation=True,
     )
-    def calibrate_pixels(self, X=None, fpr=0.01):
+    def calibrate_pixels(self, X=None, fpr=0.01, *, threshold=None):
         """Set the pixel threshold of :meth:`segment` from normal images.
 
         ``pixel_threshold_`` becomes the conformal ``1 - fpr`` quantile of
@@ -92,7 +96,7 @@ class LocalizationMixin:
         about a fraction ``fpr`` of the pixels of new normal images is
         flagged. No defective image is needed. :meth:`segment` and
         :meth:`regions` call it with ``X=None`` when the threshold is
-        missing.
+        missing. With ``threshold``, it becomes that value instead.
 
         Parameters
         ----------
@@ -105,6 +109,12 @@ class LocalizationMixin:
             spatial Gaussians.
         fpr : float in (0, 1), default=0.01
             Target share of normal pixels above the threshold.
+        threshold : float, default=None
+            The threshold itself, for the current map settings, without
+            images: one chosen on labelled images, such as the lowest that
+            outlines no region on normal ones, which ``skanomaly evaluate``
+            prints. ``pixel_calibration_`` records ``source="given"`` and
+            ``fpr=None``. ``X`` must then be None.
 
         Returns
         -------
@@ -118,8 +128,8 @@ class LocalizationMixin:
             If the detector is not fitted, or ``X`` is None for a detector
             without its training sample (loaded from a model file).
         ValueError
-            If ``X`` is empty, or ``fpr`` is not in (0, 1)
-            (``InvalidParameterError``).
+            If ``X`` is empty or given with ``threshold``, ``fpr`` is not in
+            (0, 1), or ``threshold`` is not finite (``InvalidParameterError``).
 
         Notes
         -----
@@ -131,6 +141,8 @@ class LocalizationMixin:
         """
         self._validate_params()
         self._finish_partial_fit()
+        if threshold is not None:
+            return self._set_pixel_threshold(X, threshold)
         if X is None:
             samples, source = self._training_map_samples(), "training"
         else:
@@ -146,6 +158,22 @@ class LocalizationMixin:
             "fpr": float(fpr),
             "n_images": len(samples),
             "source": source,
+            **self._map_settings(),
+        }
+        return self
+
+    def _set_pixel_threshold(self, X, threshold):
+        """``calibrate_pixels(threshold=...)``: the value as given."""
+        if X is not None:
+            raise ValueError(
+                "calibrate_pixels got both X and threshold: the threshold is set as "
+                "given, from no images; pass one of them."
+            )
+        self.pixel_threshold_ = float(threshold)
+        self.pixel_calibration_ = {
+            "fpr": None,
+            "n_images": 0,
+            "source": "given",
             **self._map_settings(),
         }
         return self
@@ -247,7 +275,8 @@ class LocalizationMixin:
             raise NotFittedError(
                 "pixel_threshold_ was set for other maps ("
                 + ", ".join(f"{k}={calibration[k]!r}" for k in changed)
-                + "); call calibrate_pixels(X_normal) again for these settings."
+                + "); call calibrate_pixels(X_normal), or calibrate_pixels(threshold=...) "
+                "with a value chosen for these maps, again for these settings."
             )
         raise NotFittedError(
             "This detector has no pixel threshold, and the training images it is set "

@@ -149,15 +149,19 @@ def cmd_fit(args):
 
 def cmd_calibrate(args):
     """``skanomaly calibrate``: both thresholds from held-out normal images,
-    or the image threshold as given."""
-    if (args.threshold is None) == (not args.normal):
-        raise UsageError("give NORMAL_DIR (normal images to calibrate on) or --threshold, not both")
+    or either as given."""
+    given = args.threshold is not None or args.pixel_threshold is not None
+    if given == bool(args.normal):
+        raise UsageError(
+            "give NORMAL_DIR (normal images to calibrate on) or --threshold and/or "
+            "--pixel-threshold, not both"
+        )
     detector = _load_model(args)
     output = Path(args.output or args.model)
     with _usage_errors():
         persistence.check_writable(output)
-    if args.threshold is not None:
-        return _set_threshold(detector, args.threshold, output)
+    if given:
+        return _set_thresholds(detector, args.threshold, args.pixel_threshold, output)
     files = collect_images(args.normal)
     progress = _progress_default(args)
     _configure(detector, args, progress)
@@ -179,15 +183,23 @@ def cmd_calibrate(args):
     return 1 if reader.skipped else 0
 
 
-def _set_threshold(detector, threshold, output):
-    """``calibrate --threshold``: the image threshold as given."""
-    detector.offset_ = -threshold
+def _set_thresholds(detector, threshold, pixel_threshold, output):
+    """``calibrate --threshold/--pixel-threshold``: the thresholds as given,
+    the other kept."""
+    said = []
+    if threshold is None:
+        said.append("threshold on anomaly_score kept")
+    else:
+        detector.offset_ = -threshold
+        said.append(f"threshold on anomaly_score set to {threshold!r}")
+    if pixel_threshold is None:
+        said.append("pixel threshold kept")
+    else:
+        detector.calibrate_pixels(threshold=pixel_threshold)
+        said.append(f"pixel threshold set to {pixel_threshold!r} for the model's maps")
     with _usage_errors():
         persistence.save(detector, output)
-    print(
-        f"Threshold on anomaly_score set to {threshold:.4g}; pixel threshold kept; "
-        f"model written to {output}"
-    )
+    print(f"{'; '.join(said).capitalize()}; model written to {output}")
     return 0
 
 

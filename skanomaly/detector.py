@@ -316,7 +316,8 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         :meth:`regions` when missing) at a pixel false-positive rate.
     pixel_calibration_ : dict
         How ``pixel_threshold_`` was set: ``fpr``, ``n_images``, ``source``
-        ("training" or "held-out") and the map parameters it holds for.
+        ("training", "held-out", or "given" to ``calibrate_pixels(threshold=...)``,
+        with ``fpr`` None) and the map parameters it holds for.
     n_samples_fit_ : int
         Number of training images (without their augmented views).
     weights_digest_ : str

@@ -471,7 +471,14 @@ def _write_index(
         notes.append(f"Heat maps share one color scale ({scale[0]:.3g} to {scale[1]:.3g}).")
     if threshold is not None:
         calibration = getattr(detector, "pixel_calibration_", None) or {}
-        fpr = f" (normal-pixel false-positive rate {calibration['fpr']:g})" if calibration else ""
+        fpr = ""
+        if calibration:
+            rate = calibration["fpr"]
+            fpr = (
+                " (set as given)"
+                if rate is None
+                else f" (normal-pixel false-positive rate {rate:g})"
+            )
         notes.append(
             f"White outlines: regions above the pixel threshold {threshold:.4g}{fpr}; "
             "areas in pixels of the image."

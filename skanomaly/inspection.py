@@ -394,8 +394,12 @@ def evaluate_labelled(detector, X, y, masks=None, defect_type=None, pixel_thresh
     ``scores`` and ``flagged`` (per image: what ``predict`` flags at the
     model's threshold) and, with boolean ``masks`` (all False for normal
     images), :meth:`explain`'s ``maps`` and their ``pixel_auroc`` and
-    ``au_pro`` (up to a false-positive rate of 0.3, as in MVTec AD), and
-    with the model's ``pixel_threshold`` too, the
+    ``au_pro`` (up to a false-positive rate of 0.3, as in MVTec AD),
+    ``quiet_pixel_threshold`` (the lowest pixel threshold that outlines no
+    region on the normal images, written with the digits it needs; see
+    :func:`_between`) and ``quiet_regions``, the
+    :func:`~skanomaly.metrics.region_hits` of the maps at it, and with the
+    model's ``pixel_threshold`` too, the
     :func:`~skanomaly.metrics.region_hits` of the maps at it (``regions``,
     per image). A given ``pixel_threshold`` is kept in the result, for the
     report's outlines. With
@@ -419,6 +423,9 @@ def evaluate_labelled(detector, X, y, masks=None, defect_type=None, pixel_thresh
     if masks is not None:
         result["maps"] = detector.explain(X)
         result["pixel_auroc"], result["au_pro"] = _map_metrics(masks, result["maps"])
+        quiet = _quiet_pixel_threshold(result["maps"], y)
+        result["quiet_pixel_threshold"] = quiet
+        result["quiet_regions"] = region_hits(masks, result["maps"], quiet)
         if pixel_threshold is not None:
             result["regions"] = region_hits(masks, result["maps"], pixel_threshold)
     if pixel_threshold is not None:
@@ -429,6 +436,15 @@ def evaluate_labelled(detector, X, y, masks=None, defect_type=None, pixel_thresh
             for kind in np.unique(defect_type[y == -1])
         }
     return result
+
+
+def _quiet_pixel_threshold(maps, y):
+    """The lowest pixel threshold that outlines no region on the normal
+    images (``y == 1``): between their highest map value and the next one
+    of any map, as the shortest float that parses back to itself."""
+    highest = max(float(maps[i].max()) for i in np.flatnonzero(y == 1))
+    above = np.concatenate([m[m > highest] for m in maps])
+    return float(_between(highest, above.min() if above.size else highest + max(abs(highest), 1)))
 
 
 def _type_metrics(result, y, ours, masks):
@@ -503,19 +519,37 @@ def evaluation_report(result, y, filenames, threshold, max_listed=10):
         )
     if "regions" in result:
         lines.append(_regions_line(result["regions"], result["pixel_threshold"], y))
+    if "quiet_regions" in result:
+        lines.append(_quiet_line(result["quiet_regions"], result["quiet_pixel_threshold"], y))
     return "\n".join(lines)
+
+
+def _quiet_line(regions, threshold, y):
+    """The line on the lowest pixel threshold that outlines nothing on the
+    normal images, as typed back (``calibrate --pixel-threshold``)."""
+    defects, found = int(regions["defects"].sum()), int(regions["found"].sum())
+    share = f" ({found / defects:.1%})" if defects else ""
+    return (
+        f"A pixel threshold of {threshold!r} would outline no region on the "
+        f"{int((y == 1).sum())} normal images and find {found}/{defects} defects{share}, "
+        f"with {int(regions['false_regions'].sum())} region(s) outside every defect"
+    )
 
 
 def _regions_line(regions, threshold, y):
     """The line on the regions that the maps outline at the pixel threshold."""
     defects, found = int(regions["defects"].sum()), int(regions["found"].sum())
-    false = regions["false_regions"]
+    false, on_normal = regions["false_regions"], regions["false_regions"][y == 1]
     share = f" ({found / defects:.1%})" if defects else ""
+    where = (
+        f"{int(on_normal.sum())} of them on {int((on_normal > 0).sum())}/{len(on_normal)}"
+        if on_normal.any()
+        else f"none on the {len(on_normal)}"
+    )
     return (
-        f"Regions at the model's pixel threshold (map > {threshold:.4g}): {found}/{defects} "
+        f"Regions at the model's pixel threshold (map > {threshold:.6g}): {found}/{defects} "
         f"defects found{share}; {int(false.sum())} region(s) outside every defect, "
-        f"{int(false[y == 1].sum())} of them on {int((false[y == 1] > 0).sum())}/"
-        f"{int((y == 1).sum())} normal images"
+        f"{where} normal images"
     )
 
 

@@ -18,7 +18,7 @@ from test_image_files import _bomb_png, _save_rotated
 import skanomaly
 from skanomaly.cli import main
 from skanomaly.datasets import load_mvtec_ad
-from skanomaly.inspection import REGION_COLUMNS, _operating_points
+from skanomaly.inspection import REGION_COLUMNS, _operating_points, _quiet_line, _regions_line
 from skanomaly.metrics import image_roc_auc, pixel_roc_auc, pro_score, region_hits
 
 # Shallow levels keep the tests fast. Modelled alone, they separate these
@@ -596,15 +596,37 @@ def test_evaluate_reports_the_accuracy_on_labelled_folders(model, cells, tmp_pat
     all_masks = np.concatenate([np.zeros_like(masks), masks])
     maps = detector.explain(X)
     assert f"pixel AUROC {pixel_roc_auc(all_masks, maps):.3f}" in out
+    # The lowest pixel threshold that outlines nothing on the normal images,
+    # as typed back: between their highest map value and the next one.
+    found = re.search(
+        r"A pixel threshold of (\S+) would outline no region on the 4 normal images and "
+        r"find (\d+)/(\d+) defects .*, with (\d+) region\(s\) outside every defect",
+        out,
+    )
+    quiet = float(found[1])
+    highest = maps[:4].max()
+    assert highest < quiet and not ((maps > highest) & (maps <= quiet)).any()
+    hits = region_hits(all_masks, maps, quiet)
+    assert [int(v) for v in found.groups()[1:]] == [
+        hits["found"].sum(),
+        hits["defects"].sum(),
+        hits["false_regions"].sum(),
+    ]
+    assert not hits["false_regions"][:4].any()
     # The defects that the regions at the model's pixel threshold find.
     hits = region_hits(all_masks, maps, detector.pixel_threshold_)
     found, defects, false = hits["found"].sum(), hits["defects"].sum(), hits["false_regions"]
     assert defects == 4 and false.sum() > 0
     assert (
-        f"Regions at the model's pixel threshold (map > {detector.pixel_threshold_:.4g}): "
+        f"Regions at the model's pixel threshold (map > {detector.pixel_threshold_:.6g}): "
         f"{found}/{defects} defects found ({found / defects:.1%}); {false.sum()} region(s) "
-        f"outside every defect, {false[:4].sum()} of them on {(false[:4] > 0).sum()}/4 "
-        "normal images"
+        "outside every defect, "
+        + (
+            f"{false[:4].sum()} of them on {(false[:4] > 0).sum()}/4"
+            if false[:4].any()
+            else "none on the 4"
+        )
+        + " normal images"
     ) in out
     # The report: a heat map for each defective image and each false alarm,
     # the misjudged ones named in the ground-truth column, the histogram.
@@ -648,6 +670,29 @@ def test_operating_points_typed_back_fall_between_the_scores(normal, defective):
     assert max(normal) < catch_all < min(defective) and quiet == catch_all
     assert f"0/{len(normal)} normal ones" in line
     assert f"{len(defective)}/{len(defective)} defective ones" in line
+
+
+def test_region_lines_name_the_false_regions_on_normal_images():
+    y = np.array([1, 1, 1, -1])
+    regions = {
+        k: np.array(v)
+        for k, v in {
+            "defects": [0, 0, 0, 2],
+            "found": [0, 0, 0, 1],
+            "false_regions": [2, 0, 1, 3],
+        }.items()
+    }
+    line = _regions_line(regions, 1.5, y)
+    assert line == (
+        "Regions at the model's pixel threshold (map > 1.5): 1/2 defects found (50.0%); "
+        "6 region(s) outside every defect, 3 of them on 2/3 normal images"
+    )
+    regions["false_regions"] = np.array([0, 0, 0, 3])
+    assert _regions_line(regions, 1.5, y).endswith(", none on the 3 normal images")
+    assert _quiet_line(regions, 2.25, y) == (
+        "A pixel threshold of 2.25 would outline no region on the 3 normal images and find "
+        "1/2 defects (50.0%), with 3 region(s) outside every defect"
+    )
 
 
 def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
@@ -875,17 +920,38 @@ def test_calibrate_sets_the_threshold_as_given(model, cells, tmp_path, capsys):
     threshold = float(np.sort(anomaly)[3])  # flags the 4 highest
     argv = ["calibrate", str(model), "--threshold", repr(threshold), "-o", str(out)]
     assert main(argv) == 0
-    assert f"set to {threshold:.4g}" in capsys.readouterr().out
+    assert f"Threshold on anomaly_score set to {threshold!r}; pixel threshold kept" in (
+        capsys.readouterr().out
+    )
     after = skanomaly.load(out)
     assert after.offset_ == -threshold
     assert after.pixel_threshold_ == before.pixel_threshold_
     np.testing.assert_array_equal(after.predict(images), np.where(anomaly > threshold, -1, 1))
-    # Images or a threshold, one of them.
-    for extra in ([], [str(tmp_path), "--threshold", "1"]):
+    # The pixel threshold as given, for the model's maps; the image one kept.
+    maps = before.explain(images[4:])
+    pixel = float(np.quantile(maps, 0.9))
+    argv = ["calibrate", str(out), "--pixel-threshold", repr(pixel)]
+    assert main(argv) == 0
+    assert f"Threshold on anomaly_score kept; pixel threshold set to {pixel!r}" in (
+        capsys.readouterr().out
+    )
+    after = skanomaly.load(out)
+    assert after.offset_ == -threshold and after.pixel_threshold_ == pixel
+    assert after.pixel_calibration_["source"] == "given"
+    np.testing.assert_array_equal(after.segment(images[4:]), maps > pixel)
+    assert main([*argv, "--threshold", "0.5"]) == 0
+    assert skanomaly.load(out).offset_ == -0.5
+    # Images or thresholds, one of them.
+    for extra in (
+        [],
+        [str(tmp_path), "--threshold", "1"],
+        [str(tmp_path), "--pixel-threshold", "1"],
+    ):
         assert main(["calibrate", str(model), *extra]) == 2
         assert "NORMAL_DIR" in _one_error_line(capsys)
-    assert main(["calibrate", str(model), "--threshold", "nan"]) == 2
-    assert "finite" in _one_error_line(capsys)
+    for option in ("--threshold", "--pixel-threshold"):
+        assert main(["calibrate", str(model), option, "nan"]) == 2
+        assert "finite" in _one_error_line(capsys)
 
 
 def test_calibrate_needs_readable_images(model, tmp_path, capsys):

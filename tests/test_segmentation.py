@@ -1,6 +1,8 @@
 """Defect masks, regions and the pixel threshold (segment, regions,
 calibrate_pixels): pure functions on synthetic maps, then real weights."""
 
+import copy
+
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
@@ -352,6 +354,33 @@ def test_model_files_keep_the_pixel_threshold(fitted, blotched, tmp_path):
     loaded.calibrate_pixels(_crops(4, seed=5))
     assert loaded.pixel_calibration_["source"] == "held-out"
     assert loaded.segment(image[None]).any()
+
+
+def test_a_pixel_threshold_as_given(fitted, blotched, tmp_path):
+    image, _ = blotched
+    fitted = copy.deepcopy(fitted)  # the module's detector keeps its settings
+    anomaly_map = fitted.explain(image[None])
+    value = float(np.median(anomaly_map))
+    assert fitted.calibrate_pixels(threshold=value) is fitted
+    assert fitted.pixel_threshold_ == value
+    assert fitted.pixel_calibration_["source"] == "given"
+    assert fitted.pixel_calibration_["fpr"] is None
+    np.testing.assert_array_equal(fitted.segment(image[None]), anomaly_map > value)
+    # Model files keep it; it belongs to the maps it was given for, and a
+    # fitted detector does not replace it from its training sample.
+    path = tmp_path / "model.skanomaly"
+    skanomaly.save(fitted, path)
+    assert skanomaly.load(path).pixel_calibration_ == fitted.pixel_calibration_
+    fitted.set_params(smoothing=2.0)
+    with pytest.raises(NotFittedError, match=r"smoothing=4\.0.*calibrate_pixels\(threshold="):
+        fitted.segment(image[None])
+    with pytest.raises(ValueError, match="both X and threshold"):
+        fitted.calibrate_pixels(image[None], threshold=value)
+    for bad in (np.nan, np.inf, "1"):
+        with pytest.raises(ValueError, match="'threshold' parameter"):
+            fitted.calibrate_pixels(threshold=bad)
+    with pytest.raises(NotFittedError):
+        EfficientNetGaussianDetector().calibrate_pixels(threshold=value)
 
 
 def test_without_threshold_or_training_sample(fitted, blotched, tmp_path):
