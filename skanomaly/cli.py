@@ -199,7 +199,8 @@ def _set_thresholds(detector, threshold, pixel_threshold, output):
         said.append(f"pixel threshold set to {pixel_threshold!r} for the model's maps")
     with _usage_errors():
         persistence.save(detector, output)
-    print(f"{'; '.join(said).capitalize()}; model written to {output}")
+    said = "; ".join(said)
+    print(f"{said[0].upper()}{said[1:]}; model written to {output}")
     return 0
 
 

@@ -389,25 +389,25 @@ def format_table(rows):
 
 
 def evaluate_labelled(detector, X, y, masks=None, defect_type=None, pixel_threshold=None):
-    """How well a fitted ``detector`` separates labelled images: a dict of
-    ``image_auroc``, ``average_precision`` (of the anomalous class),
-    ``scores`` and ``flagged`` (per image: what ``predict`` flags at the
-    model's threshold) and, with boolean ``masks`` (all False for normal
-    images), :meth:`explain`'s ``maps`` and their ``pixel_auroc`` and
-    ``au_pro`` (up to a false-positive rate of 0.3, as in MVTec AD),
-    ``quiet_pixel_threshold`` (the lowest pixel threshold that outlines no
-    region on the normal images, written with the digits it needs; see
-    :func:`_between`) and ``quiet_regions``, the
-    :func:`~skanomaly.metrics.region_hits` of the maps at it, and with the
-    model's ``pixel_threshold`` too, the
-    :func:`~skanomaly.metrics.region_hits` of the maps at it (``regions``,
-    per image). A given ``pixel_threshold`` is kept in the result, for the
-    report's outlines. With
-    each image's ``defect_type``, ``per_type`` holds the same for each
-    type, on its images and the normal ones: ``n_images``, ``image_auroc``,
-    ``recall`` and, with masks, ``pixel_auroc`` and ``au_pro``, and
-    ``defects`` and ``found`` with the regions. ``y`` is +1
-    for normal images and -1 for anomalous ones; both must be present."""
+    """How well a fitted ``detector`` separates labelled images (``y``: +1
+    normal, -1 anomalous; both must be present). A dict of:
+
+    - ``image_auroc``, ``average_precision`` (of the anomalous class),
+      ``scores`` and ``flagged`` (per image: what ``predict`` flags at the
+      model's threshold);
+    - with boolean ``masks`` (all False for normal images), :meth:`explain`'s
+      ``maps``, their ``pixel_auroc`` and ``au_pro`` (up to a false-positive
+      rate of 0.3, as in MVTec AD), ``quiet_pixel_threshold`` (the lowest
+      pixel threshold that outlines no region on the normal images, see
+      :func:`_between`) and ``quiet_regions``, the
+      :func:`~skanomaly.metrics.region_hits` of the maps at it;
+    - with a ``pixel_threshold`` (the model's, kept for the report's
+      outlines), and masks, ``regions``: the region hits at it;
+    - with each image's ``defect_type``, ``per_type``: for each type, on its
+      images and the normal ones, ``n_images``, ``image_auroc``, ``recall``
+      and, with masks, ``pixel_auroc`` and ``au_pro``, and ``defects`` and
+      ``found`` with the regions.
+    """
     from sklearn.metrics import average_precision_score
 
     from .metrics import image_roc_auc, region_hits
