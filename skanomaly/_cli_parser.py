@@ -262,6 +262,13 @@ def build_parser():
         "bundled weights, works offline)",
     )
     fit.add_argument(
+        "--weights",
+        default=None,
+        metavar="STATE_DICT",
+        help="a state dict file of --backbone (timm or lukemelas key names): its own "
+        "weights offline, where none are bundled; the model file refers to it",
+    )
+    fit.add_argument(
         "--levels",
         type=_levels,
         default="all",

@@ -102,9 +102,13 @@ def cmd_fit(args):
     output = Path(args.output)
     with _usage_errors():
         persistence.check_writable(output)
+    # Before the images are read, which takes a while.
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise UsageError(f"--weights: {args.weights!r} is not a file")
     progress = _progress_default(args)
     detector = EfficientNetGaussianDetector(
         args.backbone,
+        weights=args.weights,
         levels=args.levels,
         contamination=args.contamination,
         explain_method=args.explain_method,

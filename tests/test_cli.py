@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from test_image_files import _bomb_png, _save_rotated
 
 import skanomaly
+from skanomaly.backbone import load_backbone
 from skanomaly.cli import main
 from skanomaly.datasets import load_mvtec_ad
 from skanomaly.inspection import REGION_COLUMNS, _operating_points, _quiet_line, _regions_line
@@ -881,6 +883,25 @@ def test_fit_resolution_map_and_level_options(folders, tmp_path, capsys):
     for option, value in (("--npca", "1"), ("--lam", "-1"), ("--lam", "inf")):
         assert main([*argv, option, value]) == 2
         assert f"argument {option}: expected a number" in _one_error_line(capsys)
+
+
+def test_fit_with_a_weights_file(folders, tmp_path, capsys):
+    # The bundled Lite0 weights as a state dict file: the same model.
+    weights = tmp_path / "lite0.pth"
+    torch.save(load_backbone("tf_efficientnet_lite0").state_dict(), weights)
+    path = tmp_path / "weights.skanomaly"
+    argv = ["fit", str(folders / "normal"), "-o", str(path), *FAST, "--image-score", "pooled"]
+    assert main([*argv, "--weights", str(weights)]) == 0
+    detector = skanomaly.load(path)
+    assert detector.weights == str(weights)
+    images = [np.asarray(Image.open(p)) for p in sorted((folders / "check").iterdir())]
+    expected = skanomaly.EfficientNetGaussianDetector(levels=(0, 1, 2, 3), image_score="pooled")
+    expected.fit([np.asarray(Image.open(p)) for p in sorted((folders / "normal").iterdir())])
+    np.testing.assert_allclose(detector.score_samples(images), expected.score_samples(images))
+    capsys.readouterr()
+    assert main([*argv, "--weights", str(tmp_path / "nope.pth")]) == 2
+    line = _one_error_line(capsys)
+    assert "--weights" in line and "nope.pth" in line
 
 
 def test_calibrate_sets_both_thresholds_from_more_normal_images(model, cells, tmp_path, capsys):
