@@ -388,6 +388,13 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+# The exact pixel metrics sort every pixel of the set at once, tens of bytes
+# each (about 1.4 GB at the peak for this many); past it, both are binned
+# image by image on a grid of thresholds, within about 1e-5 of exact.
+_EXACT_PIXELS = 20_000_000
+_GRID = 10_000
+
+
 def evaluate_labelled(detector, X, y, masks=None, defect_type=None, pixel_threshold=None):
     """How well a fitted ``detector`` separates labelled images (``y``: +1
     normal, -1 anomalous; both must be present). A dict of:
@@ -397,7 +404,8 @@ def evaluate_labelled(detector, X, y, masks=None, defect_type=None, pixel_thresh
       model's threshold);
     - with boolean ``masks`` (all False for normal images), :meth:`explain`'s
       ``maps``, their ``pixel_auroc`` and ``au_pro`` (up to a false-positive
-      rate of 0.3, as in MVTec AD), ``quiet_pixel_threshold`` (the lowest
+      rate of 0.3, as in MVTec AD; ``num_thresholds`` of the grid they were
+      binned on, None where exact), ``quiet_pixel_threshold`` (the lowest
       pixel threshold that outlines no region on the normal images, see
       :func:`_between`) and ``quiet_regions``, the
       :func:`~skanomaly.metrics.region_hits` of the maps at it;
@@ -422,7 +430,11 @@ def evaluate_labelled(detector, X, y, masks=None, defect_type=None, pixel_thresh
     }
     if masks is not None:
         result["maps"] = detector.explain(X)
-        result["pixel_auroc"], result["au_pro"] = _map_metrics(masks, result["maps"])
+        n_pixels = sum(np.size(mask) for mask in masks)
+        result["num_thresholds"] = _GRID if n_pixels > _EXACT_PIXELS else None
+        result["pixel_auroc"], result["au_pro"] = _map_metrics(
+            masks, result["maps"], result["num_thresholds"]
+        )
         quiet = _quiet_pixel_threshold(result["maps"], y)
         result["quiet_pixel_threshold"] = quiet
         result["quiet_regions"] = region_hits(masks, result["maps"], quiet)
@@ -459,18 +471,23 @@ def _type_metrics(result, y, ours, masks):
         "recall": float(result["flagged"][ours].mean()),
     }
     if masks is not None:
-        pixel_auroc, au_pro = _map_metrics(*_subset(both, masks, result["maps"]))
+        subset = _subset(both, masks, result["maps"])
+        pixel_auroc, au_pro = _map_metrics(*subset, result["num_thresholds"])
         metrics.update(pixel_auroc=pixel_auroc, au_pro=au_pro)
     if "regions" in result:
         metrics.update({k: int(result["regions"][k][ours].sum()) for k in ("defects", "found")})
     return metrics
 
 
-def _map_metrics(masks, maps):
-    """Pixel AUROC and AU-PRO (FPR <= 0.3, as in MVTec AD) of ``maps``."""
+def _map_metrics(masks, maps, num_thresholds):
+    """Pixel AUROC and AU-PRO (FPR <= 0.3, as in MVTec AD) of ``maps``, on a
+    grid of ``num_thresholds`` (None: exact)."""
     from .metrics import pixel_roc_auc, pro_score
 
-    return pixel_roc_auc(masks, maps), pro_score(masks, maps, max_fpr=0.3)
+    return (
+        pixel_roc_auc(masks, maps, num_thresholds),
+        pro_score(masks, maps, max_fpr=0.3, num_thresholds=num_thresholds),
+    )
 
 
 def _subset(keep, *sequences):
@@ -513,9 +530,11 @@ def evaluation_report(result, y, filenames, threshold, max_listed=10):
     if 0 < max_listed < len(wrong):
         lines.append(f"  ... and {len(wrong) - max_listed} more")
     if "au_pro" in result:
+        grid = result["num_thresholds"]
         lines.append(
             f"Heat maps: pixel AUROC {result['pixel_auroc']:.3f}, "
             f"AU-PRO (FPR <= 0.3) {result['au_pro']:.3f}"
+            + (f" (on a grid of {grid:,} thresholds, for so many pixels)" if grid else "")
         )
     if "regions" in result:
         lines.append(_regions_line(result["regions"], result["pixel_threshold"], y))

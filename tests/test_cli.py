@@ -697,7 +697,7 @@ def test_region_lines_name_the_false_regions_on_normal_images():
     )
 
 
-def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
+def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys, monkeypatch):
     normal, defective = cells
     category = tmp_path / "cells"
     # No train/ folder: the evaluation reads the test split alone.
@@ -751,6 +751,16 @@ def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys):
     sparse = skanomaly.load(model).set_params(lam=1.0).explain(data.X_test)
     assert f"pixel AUROC {pixel_roc_auc(data.masks_test, sparse):.3f}" in capsys.readouterr().out
     assert pixel_roc_auc(data.masks_test, sparse) != pixel_roc_auc(data.masks_test, maps)
+    # Past a pixel budget, the map metrics are binned image by image.
+    monkeypatch.setattr("skanomaly.inspection._EXACT_PIXELS", 1000)
+    assert main(["evaluate", str(model), "--mvtec", str(category)]) == 0
+    binned = pixel_roc_auc(data.masks_test, maps, num_thresholds=10_000)
+    binned_pro = pro_score(data.masks_test, maps, max_fpr=0.3, num_thresholds=10_000)
+    assert (
+        f"pixel AUROC {binned:.3f}, AU-PRO (FPR <= 0.3) {binned_pro:.3f} "
+        "(on a grid of 10,000 thresholds, for so many pixels)"
+    ) in capsys.readouterr().out
+    monkeypatch.undo()
     # --mvtec replaces the folders and --masks.
     for extra in (["a", "b"], ["a"], ["--masks", "m"], ["--mask-suffix", "_m"]):
         assert main(["evaluate", str(model), *extra, "--mvtec", str(category)]) == 2

@@ -266,6 +266,29 @@ def test_pixel_roc_auc_matches_sklearn():
     assert isinstance(pixel_roc_auc(masks, maps), float)
 
 
+@settings(max_examples=100, deadline=None)
+@given(data=masks_and_maps(max_side=6), levels=st.integers(2, 6))
+def test_pixel_roc_auc_grid_is_exact_on_grid_values(data, levels):
+    masks, maps = data
+    # Scores on the grid linspace(0, levels - 1, levels), both ends present.
+    maps = np.floor(np.abs(maps)) % levels
+    maps.flat[:2] = [0, levels - 1]
+    exact = pixel_roc_auc(masks, maps)
+    assert pixel_roc_auc(masks, maps, num_thresholds=levels) == pytest.approx(exact, abs=1e-12)
+
+
+def test_pixel_roc_auc_grid_approximates_exact_image_by_image():
+    rng = np.random.default_rng(6)
+    masks = [rng.random((40, 50)) > 0.8, rng.random((30, 20)) > 0.9]
+    maps = [(rng.random(m.shape) + 0.6 * m).astype(np.float32) for m in masks]
+    exact = pixel_roc_auc(masks, maps)
+    assert pixel_roc_auc(masks, maps, num_thresholds=10_000) == pytest.approx(exact, abs=1e-5)
+    assert pixel_roc_auc(masks, [np.full(m.shape, 3.0) for m in masks], num_thresholds=10) == 0.5
+    for bad in (1, 10.0, True):
+        with pytest.raises(ValueError, match="num_thresholds"):
+            pixel_roc_auc(masks, maps, num_thresholds=bad)
+
+
 def test_pixel_roc_auc_list_of_different_sizes():
     rng = np.random.default_rng(5)
     masks = [rng.random((4, 6)) > 0.5, rng.random((7, 3)) > 0.5]
