@@ -389,8 +389,9 @@ def format_table(rows):
 
 
 # The exact pixel metrics sort every pixel of the set at once, tens of bytes
-# each (about 1.4 GB at the peak for this many); past it, both are binned
-# image by image on a grid of thresholds, within about 1e-5 of exact.
+# each; past this many pixels both are binned image by image on a grid of
+# thresholds, which bounds the memory at a negligible difference
+# (benchmarks/results/pixel_metrics.md).
 _EXACT_PIXELS = 20_000_000
 _GRID = 10_000
 
