@@ -95,6 +95,11 @@ def _region_options(parser, which):
         "per region above the model's pixel threshold, with its area, "
         "bounding box, peak and mean map value",
     )
+    _min_area(parser)
+
+
+def _min_area(parser):
+    """``--min-area``: the smallest region that counts."""
     parser.add_argument(
         "--min-area",
         type=_positive_int,
@@ -553,6 +558,7 @@ def build_parser():
         "alarms (ground-truth masks outlined)",
     )
     _map_options(evaluate, ", to compare the methods' maps on the same masks")
+    _min_area(evaluate)
     # It never skips an image: a labelled set with a hole measures something else.
     _common(evaluate, strict=False)
 

@@ -302,7 +302,7 @@ def cmd_evaluate(args):
         # counts the defects they find.
         wanted = masks is not None or args.output is not None
         pixel_threshold = optional_pixel_threshold(detector) if wanted else None
-        result = evaluate_labelled(detector, X, y, masks, kinds, pixel_threshold)
+        result = evaluate_labelled(detector, X, y, masks, kinds, pixel_threshold, args.min_area)
     print(evaluation_report(result, y, data.filenames, -detector.offset_))
     if args.output is not None:
         index = write_evaluation_report(

@@ -198,8 +198,8 @@ def write_evaluation_report(
 
     ``result`` is :func:`~skanomaly.inspection.evaluate_labelled`'s for the
     images ``X`` (labels ``y``, +1 normal, -1 defective; their
-    ``filenames``); regions are outlined at its ``pixel_threshold``, where
-    it has one. The report lists every image with its ground truth
+    ``filenames``); regions of its ``min_area`` or more pixels are outlined
+    at its ``pixel_threshold``, where it has one. The report lists every image with its ground truth
     (``defect_type`` per image where given, else "defective"; "false
     alarm" or "missed" added where the model misjudged it), shows a
     histogram of the anomaly scores of each kind against the threshold
@@ -217,7 +217,7 @@ def write_evaluation_report(
     from .inspection import evaluation_report
 
     out_dir = prepare_outdir(out_dir)
-    threshold = result.get("pixel_threshold")
+    threshold, min_area = result.get("pixel_threshold"), result.get("min_area", 1)
     rows = score_rows(filenames, result["scores"], detector.offset_)
     for i, row in enumerate(rows):
         row["thumbnail"] = _write_thumbnail(out_dir, i, filenames[i], X[i])
@@ -225,9 +225,9 @@ def write_evaluation_report(
         row["truth"] = _truth(y[i], result["flagged"][i], defect_type, i)
     chosen = np.flatnonzero((y == -1) | result["flagged"])
     if "maps" in result:
-        found = [_entry(X[i], result["maps"][i], threshold, 1) for i in chosen]
+        found = [_entry(X[i], result["maps"][i], threshold, min_area) for i in chosen]
     else:
-        found = _explain(detector, chosen, X.__getitem__, progress, threshold, 1)
+        found = _explain(detector, chosen, X.__getitem__, progress, threshold, min_area)
     if masks is not None:
         for i, entry in zip(chosen, found, strict=True):
             entry["truth"] = _shrunk_mask(masks[i], entry["image"].shape[:2])

@@ -396,7 +396,9 @@ _EXACT_PIXELS = 20_000_000
 _GRID = 10_000
 
 
-def evaluate_labelled(detector, X, y, masks=None, defect_type=None, pixel_threshold=None):
+def evaluate_labelled(
+    detector, X, y, masks=None, defect_type=None, pixel_threshold=None, min_area=1
+):
     """How well a fitted ``detector`` separates labelled images (``y``: +1
     normal, -1 anomalous; both must be present). A dict of:
 
@@ -412,6 +414,8 @@ def evaluate_labelled(detector, X, y, masks=None, defect_type=None, pixel_thresh
       :func:`~skanomaly.metrics.region_hits` of the maps at it;
     - with a ``pixel_threshold`` (the model's, kept for the report's
       outlines), and masks, ``regions``: the region hits at it;
+    - ``min_area``: regions of fewer pixels are left out of all of these
+      (and of the report's outlines);
     - with each image's ``defect_type``, ``per_type``: for each type, on its
       images and the normal ones, ``n_images``, ``image_auroc``, ``recall``
       and, with masks, ``pixel_auroc`` and ``au_pro``, and ``defects`` and
@@ -436,13 +440,14 @@ def evaluate_labelled(detector, X, y, masks=None, defect_type=None, pixel_thresh
         result["pixel_auroc"], result["au_pro"] = _map_metrics(
             masks, result["maps"], result["num_thresholds"]
         )
-        quiet = _quiet_pixel_threshold(result["maps"], y)
+        quiet = _quiet_pixel_threshold(result["maps"], y, min_area)
         result["quiet_pixel_threshold"] = quiet
-        result["quiet_regions"] = region_hits(masks, result["maps"], quiet)
+        result["quiet_regions"] = region_hits(masks, result["maps"], quiet, min_area)
         if pixel_threshold is not None:
-            result["regions"] = region_hits(masks, result["maps"], pixel_threshold)
+            result["regions"] = region_hits(masks, result["maps"], pixel_threshold, min_area)
     if pixel_threshold is not None:
         result["pixel_threshold"] = pixel_threshold
+    result["min_area"] = min_area
     if defect_type is not None:
         result["per_type"] = {
             kind: _type_metrics(result, y, defect_type == kind, masks)
@@ -451,13 +456,33 @@ def evaluate_labelled(detector, X, y, masks=None, defect_type=None, pixel_thresh
     return result
 
 
-def _quiet_pixel_threshold(maps, y):
-    """The lowest pixel threshold that outlines no region on the normal
-    images (``y == 1``): between their highest map value and the next one
-    of any map, as the shortest float that parses back to itself."""
-    highest = max(float(maps[i].max()) for i in np.flatnonzero(y == 1))
-    above = np.concatenate([m[m > highest] for m in maps])
-    return float(_between(highest, above.min() if above.size else highest + max(abs(highest), 1)))
+def _quiet_pixel_threshold(maps, y, min_area):
+    """The lowest pixel threshold that outlines no region of ``min_area``
+    pixels or more on the normal images (``y == 1``): between the highest of
+    their :func:`_quiet_value` and the next value of any map, as the
+    shortest float that parses back to itself."""
+    lowest = max(_quiet_value(maps[i], min_area) for i in np.flatnonzero(y == 1))
+    above = np.concatenate([m[m > lowest] for m in maps])
+    return float(_between(lowest, above.min() if above.size else lowest + max(abs(lowest), 1)))
+
+
+def _quiet_value(anomaly_map, min_area):
+    """The lowest value of ``anomaly_map`` above which it has no region of
+    ``min_area`` pixels or more: its maximum for single pixels, else found
+    by bisection, as regions only shrink while the threshold rises."""
+    from .segmentation import masks_from_maps
+
+    if min_area == 1:
+        return float(anomaly_map.max())
+    values = np.unique(anomaly_map)
+    low, high = 0, len(values) - 1  # nothing lies above values[-1]
+    while low < high:
+        middle = (low + high) // 2
+        if masks_from_maps([anomaly_map], values[middle], min_area)[0].any():
+            low = middle + 1
+        else:
+            high = middle
+    return float(values[high])
 
 
 def _type_metrics(result, y, ours, masks):
@@ -537,27 +562,31 @@ def evaluation_report(result, y, filenames, threshold, max_listed=10):
             f"AU-PRO (FPR <= 0.3) {result['au_pro']:.3f}"
             + (f" (on a grid of {grid:,} thresholds, for so many pixels)" if grid else "")
         )
+    sized = "" if result.get("min_area", 1) == 1 else f" of {result['min_area']}+ pixels"
     if "regions" in result:
-        lines.append(_regions_line(result["regions"], result["pixel_threshold"], y))
+        lines.append(_regions_line(result["regions"], result["pixel_threshold"], y, sized))
     if "quiet_regions" in result:
-        lines.append(_quiet_line(result["quiet_regions"], result["quiet_pixel_threshold"], y))
+        quiet = result["quiet_pixel_threshold"]
+        lines.append(_quiet_line(result["quiet_regions"], quiet, y, sized))
     return "\n".join(lines)
 
 
-def _quiet_line(regions, threshold, y):
+def _quiet_line(regions, threshold, y, sized=""):
     """The line on the lowest pixel threshold that outlines nothing on the
-    normal images, as typed back (``calibrate --pixel-threshold``)."""
+    normal images, as typed back (``calibrate --pixel-threshold``); the
+    regions ``sized`` (" of N+ pixels") where a minimum area applies."""
     defects, found = int(regions["defects"].sum()), int(regions["found"].sum())
     share = f" ({found / defects:.1%})" if defects else ""
     return (
-        f"A pixel threshold of {threshold!r} would outline no region on the "
+        f"A pixel threshold of {threshold!r} would outline no region{sized} on the "
         f"{int((y == 1).sum())} normal images and find {found}/{defects} defects{share}, "
         f"with {int(regions['false_regions'].sum())} region(s) outside every defect"
     )
 
 
-def _regions_line(regions, threshold, y):
-    """The line on the regions that the maps outline at the pixel threshold."""
+def _regions_line(regions, threshold, y, sized=""):
+    """The line on the regions (``sized`` as for :func:`_quiet_line`) that
+    the maps outline at the pixel threshold."""
     defects, found = int(regions["defects"].sum()), int(regions["found"].sum())
     false, on_normal = regions["false_regions"], regions["false_regions"][y == 1]
     share = f" ({found / defects:.1%})" if defects else ""
@@ -567,7 +596,7 @@ def _regions_line(regions, threshold, y):
         else f"none on the {len(on_normal)}"
     )
     return (
-        f"Regions at the model's pixel threshold (map > {threshold:.6g}): {found}/{defects} "
+        f"Regions{sized} at the model's pixel threshold (map > {threshold:.6g}): {found}/{defects} "
         f"defects found{share}; {int(false.sum())} region(s) outside every defect, "
         f"{where} normal images"
     )

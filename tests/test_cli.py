@@ -20,8 +20,15 @@ import skanomaly
 from skanomaly.backbone import load_backbone
 from skanomaly.cli import main
 from skanomaly.datasets import load_mvtec_ad
-from skanomaly.inspection import REGION_COLUMNS, _operating_points, _quiet_line, _regions_line
+from skanomaly.inspection import (
+    REGION_COLUMNS,
+    _operating_points,
+    _quiet_line,
+    _quiet_pixel_threshold,
+    _regions_line,
+)
 from skanomaly.metrics import image_roc_auc, pixel_roc_auc, pro_score, region_hits
+from skanomaly.segmentation import masks_from_maps
 
 # Shallow levels keep the tests fast. Modelled alone, they separate these
 # small cells with mean pooling (image AUROC 0.96 on all 16 test cells) but
@@ -697,6 +704,23 @@ def test_region_lines_name_the_false_regions_on_normal_images():
     )
 
 
+@pytest.mark.parametrize("min_area, expected", [(1, 9.0), (2, 5.0), (3, 3.0), (4, 0.0)])
+def test_quiet_pixel_threshold_leaves_no_region_of_the_minimum_area(min_area, expected):
+    normal = np.zeros((6, 6))
+    normal[1, 1:4] = 5.0  # three pixels
+    normal[1, 1] = 3.0  # ...of which two above 3
+    normal[4, 4] = 9.0  # one pixel
+    normal[0, 5] = 1.0
+    defective = np.full((6, 6), 7.0)
+    maps, y = [normal, defective], np.array([1, -1])
+    quiet = _quiet_pixel_threshold(maps, y, min_area)
+    # Just above the expected value, below the next value of any map.
+    following = min((v for m in maps for v in m.ravel() if v > expected), default=np.inf)
+    assert expected < quiet < following
+    assert not masks_from_maps([normal], quiet, min_area)[0].any()
+    assert masks_from_maps([normal], np.nextafter(expected, -np.inf), min_area)[0].any()
+
+
 def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys, monkeypatch):
     normal, defective = cells
     category = tmp_path / "cells"
@@ -751,6 +775,15 @@ def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys, monkeypatch)
     sparse = skanomaly.load(model).set_params(lam=1.0).explain(data.X_test)
     assert f"pixel AUROC {pixel_roc_auc(data.masks_test, sparse):.3f}" in capsys.readouterr().out
     assert pixel_roc_auc(data.masks_test, sparse) != pixel_roc_auc(data.masks_test, maps)
+    # --min-area leaves smaller regions out of the counts.
+    assert main(["evaluate", str(model), "--mvtec", str(category), "--min-area", "40"]) == 0
+    out = capsys.readouterr().out
+    hits = region_hits(data.masks_test, maps, detector.pixel_threshold_, min_area=40)
+    assert "Regions of 40+ pixels at the model's pixel threshold" in out
+    assert f": {hits['found'].sum()}/{hits['defects'].sum()} defects found" in out
+    found = re.search(r"A pixel threshold of (\S+) would outline no region of 40\+ pixels", out)
+    quiet = float(found[1])
+    assert not np.any(masks_from_maps(list(maps[data.y_test == 1]), quiet, 40))
     # Past a pixel budget, the map metrics are binned image by image.
     monkeypatch.setattr("skanomaly.inspection._EXACT_PIXELS", 1000)
     assert main(["evaluate", str(model), "--mvtec", str(category)]) == 0
