@@ -199,12 +199,12 @@ def write_evaluation_report(
     ``result`` is :func:`~skanomaly.inspection.evaluate_labelled`'s for the
     images ``X`` (labels ``y``, +1 normal, -1 defective; their
     ``filenames``); regions of its ``min_area`` or more pixels are outlined
-    at its ``pixel_threshold``, where it has one. The report lists every image with its ground truth
-    (``defect_type`` per image where given, else "defective"; "false
-    alarm" or "missed" added where the model misjudged it), shows a
-    histogram of the anomaly scores of each kind against the threshold
-    and the evaluation's summary lines, and draws a heat map of each
-    defective image and each false alarm, with the ``masks`` outlined in
+    at its ``pixel_threshold``, where it has one. The report lists every
+    image with its ground truth (``defect_type`` per image where given, else
+    "defective"; "false alarm" or "missed" added where the model misjudged
+    it), shows a histogram of the anomaly scores of each kind against the
+    threshold and the evaluation's summary lines, and draws a heat map of
+    each defective image and each false alarm, with the ``masks`` outlined in
     :data:`TRUTH_COLOR` where given. The maps are ``result["maps"]`` where it
     has them, else explained here. ``out_dir`` also receives
     ``scores.csv``.
