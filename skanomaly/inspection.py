@@ -462,8 +462,7 @@ def _quiet_pixel_threshold(maps, y, min_area):
     their :func:`_quiet_value` and the next value of any map, as the
     shortest float that parses back to itself."""
     lowest = max(_quiet_value(maps[i], min_area) for i in np.flatnonzero(y == 1))
-    above = np.concatenate([m[m > lowest] for m in maps])
-    return float(_between(lowest, above.min() if above.size else lowest + max(abs(lowest), 1)))
+    return float(_just_above(lowest, np.concatenate([m[m > lowest] for m in maps])))
 
 
 def _quiet_value(anomaly_map, min_area):
@@ -610,9 +609,9 @@ def _operating_points(anomaly, y):
     printed (``calibrate --threshold``)."""
     normal, defective = anomaly[y == 1], anomaly[y == -1]
     lowest, highest = defective.min(), normal.max()
-    below, above = anomaly[anomaly < lowest], anomaly[anomaly > highest]
+    below = anomaly[anomaly < lowest]
     catch_all = _between(below.max() if below.size else lowest - 1, lowest)
-    quiet = _between(highest, above.min() if above.size else highest + 1)
+    quiet = _just_above(highest, anomaly[anomaly > highest])
     n_alarms = int((normal > float(catch_all)).sum())
     n_caught = int((defective > float(quiet)).sum())
     return (
@@ -621,6 +620,14 @@ def _operating_points(anomaly, y):
         f"{quiet} no normal image and {n_caught}/{len(defective)} defective ones "
         f"({n_caught / len(defective):.1%})"
     )
+
+
+def _just_above(low, above):
+    """A threshold just above ``low``, as :func:`_between` prints it: below
+    the smallest of ``above`` (the values larger than ``low``), or where
+    there is none, below ``low`` plus its magnitude (at least 1), a step
+    that a float that large does not lose."""
+    return _between(low, above.min() if above.size else low + max(abs(low), 1))
 
 
 def _between(low, high):
