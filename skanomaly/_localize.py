@@ -142,7 +142,12 @@ class LocalizationMixin:
         self._validate_params()
         self._finish_partial_fit()
         if threshold is not None:
-            return self._set_pixel_threshold(X, threshold)
+            if X is not None:
+                raise ValueError(
+                    "calibrate_pixels got both X and threshold: the threshold is set as "
+                    "given, from no images; pass one of them."
+                )
+            return self._set_pixel_threshold(float(threshold), None, 0, "given")
         if X is None:
             samples, source = self._training_map_samples(), "training"
         else:
@@ -153,27 +158,18 @@ class LocalizationMixin:
                 map_sample(m) for i in range(0, len(X), 16) for m in self.explain(X[i : i + 16])
             ]
             source = "held-out"
-        self.pixel_threshold_ = pixel_threshold(samples, fpr)
-        self.pixel_calibration_ = {
-            "fpr": float(fpr),
-            "n_images": len(samples),
-            "source": source,
-            **self._map_settings(),
-        }
-        return self
+        return self._set_pixel_threshold(
+            pixel_threshold(samples, fpr), float(fpr), len(samples), source
+        )
 
-    def _set_pixel_threshold(self, X, threshold):
-        """``calibrate_pixels(threshold=...)``: the value as given."""
-        if X is not None:
-            raise ValueError(
-                "calibrate_pixels got both X and threshold: the threshold is set as "
-                "given, from no images; pass one of them."
-            )
-        self.pixel_threshold_ = float(threshold)
+    def _set_pixel_threshold(self, value, fpr, n_images, source):
+        """Set ``pixel_threshold_`` to ``value`` and record how it was set,
+        for the current map settings (``pixel_calibration_``)."""
+        self.pixel_threshold_ = value
         self.pixel_calibration_ = {
-            "fpr": None,
-            "n_images": 0,
-            "source": "given",
+            "fpr": fpr,
+            "n_images": n_images,
+            "source": source,
             **self._map_settings(),
         }
         return self
