@@ -217,7 +217,7 @@ def write_evaluation_report(
     from .inspection import evaluation_report
 
     out_dir = prepare_outdir(out_dir)
-    threshold, min_area = result.get("pixel_threshold"), result.get("min_area", 1)
+    threshold, min_area = result.get("pixel_threshold"), result["min_area"]
     rows = score_rows(filenames, result["scores"], detector.offset_)
     for i, row in enumerate(rows):
         row["thumbnail"] = _write_thumbnail(out_dir, i, filenames[i], X[i])

@@ -561,7 +561,7 @@ def evaluation_report(result, y, filenames, threshold, max_listed=10):
             f"AU-PRO (FPR <= 0.3) {result['au_pro']:.3f}"
             + (f" (on a grid of {grid:,} thresholds, for so many pixels)" if grid else "")
         )
-    sized = "" if result.get("min_area", 1) == 1 else f" of {result['min_area']}+ pixels"
+    sized = "" if result["min_area"] == 1 else f" of {result['min_area']}+ pixels"
     if "regions" in result:
         lines.append(_regions_line(result["regions"], result["pixel_threshold"], y, sized))
     if "quiet_regions" in result:
