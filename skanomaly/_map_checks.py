@@ -1,16 +1,25 @@
 """Checks of the masks and anomaly maps that every metric, and the segmentation
-functions, receive (outside :mod:`skanomaly.metrics`, whose import loads
-scipy.stats, so that segmenting does not pay for it)."""
+functions, receive, and the regions both count (outside
+:mod:`skanomaly.metrics`, whose import loads scipy.stats, so that segmenting
+does not pay for it)."""
 
 import numpy as np
+from scipy import ndimage
 
 __all__ = [
+    "REGION_STRUCTURE",
     "check_maps",
     "check_masks",
     "check_masks_and_maps",
+    "label_regions",
     "missing_class",
     "require_both_classes",
 ]
+
+# A region is an 8-connected component, as in the official MVTec AD
+# evaluation code (``label(gt, np.ones((3, 3)))``): pixels touching only at a
+# corner belong to the same defect, and to the same found region.
+REGION_STRUCTURE = np.ones((3, 3), dtype=bool)
 
 
 def _as_image_list(images, name):
@@ -120,3 +129,8 @@ def require_both_classes(masks, metric):
         raise ValueError(
             f"The masks contain {missing}; {metric} needs both anomalous and normal pixels."
         )
+
+
+def label_regions(mask):
+    """``(labels, n)`` of the regions of a boolean ``(H, W)`` mask."""
+    return ndimage.label(mask, structure=REGION_STRUCTURE)

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._compat import Interval, validate_params
-from ._map_checks import check_maps
+from ._map_checks import REGION_STRUCTURE, check_maps, label_regions
 
 __all__ = [
     "REGION_FIELDS",
@@ -31,7 +31,6 @@ __all__ = [
     "region_table",
 ]
 
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 # Pixels of one map that calibration keeps. The maps are smooth (computed at
 # the network's input size, 224 x 224 for Lite0, blurred and resized), so
 # evenly spaced pixels describe a large map as well as all of them do, and
@@ -135,7 +134,7 @@ def pixel_threshold(samples, fpr):
 def _regions(anomaly_map, threshold, min_area):
     """The labels of the regions of ``anomaly_map > threshold`` of at least
     ``min_area`` pixels, and the label numbers kept."""
-    labels, n = ndimage.label(anomaly_map > threshold, structure=_EIGHT_CONNECTED)
+    labels, n = label_regions(anomaly_map > threshold)
     area = np.bincount(labels.ravel(), minlength=n + 1)
     small = area < min_area
     small[0] = True
@@ -289,7 +288,7 @@ def outline(mask, width=1, frame=True):
     # width is at least 1: for iterations < 1 scipy erodes until nothing
     # changes, which would outline the whole region.
     inner = ndimage.binary_erosion(
-        mask, structure=_EIGHT_CONNECTED, iterations=width, border_value=int(not frame)
+        mask, structure=REGION_STRUCTURE, iterations=width, border_value=int(not frame)
     )
     return mask & ~inner
 

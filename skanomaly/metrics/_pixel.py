@@ -3,18 +3,12 @@
 import numbers
 
 import numpy as np
-from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from .._map_checks import check_masks_and_maps, require_both_classes
+from .._map_checks import check_masks_and_maps, label_regions, require_both_classes
 from ..segmentation import masks_from_maps
 
 __all__ = ["pixel_roc_auc", "pro_score", "region_hits"]
-
-# Connected components of a ground-truth mask use 8-connectivity, as the
-# official MVTec AD evaluation code does (``label(gt, np.ones((3, 3)))``):
-# pixels touching only at a corner belong to the same defect region.
-_REGION_STRUCTURE = np.ones((3, 3), dtype=bool)
 
 
 def pixel_roc_auc(masks, maps, num_thresholds=None):
@@ -120,7 +114,7 @@ def _region_weights(mask):
     Returns the weights in raveled order of ``mask[mask]``, and the number of
     regions.
     """
-    labels, n_regions = ndimage.label(mask, structure=_REGION_STRUCTURE)
+    labels, n_regions = label_regions(mask)
     areas = np.bincount(labels.ravel(), minlength=n_regions + 1)
     # Label 0 (normal pixels) never indexes in; its slot only keeps the
     # lookup aligned with the labels.
@@ -340,7 +334,7 @@ def region_hits(masks, maps, threshold, min_area=1):
 def _hits(mask, found):
     """``(defects, defects found, found regions outside every defect)`` of
     one image."""
-    defects, n_defects = ndimage.label(mask, structure=_REGION_STRUCTURE)
-    regions, n_regions = ndimage.label(found, structure=_REGION_STRUCTURE)
+    defects, n_defects = label_regions(mask)
+    regions, n_regions = label_regions(found)
     both = mask & found
     return n_defects, np.unique(defects[both]).size, n_regions - np.unique(regions[both]).size
