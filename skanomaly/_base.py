@@ -141,6 +141,23 @@ def _check_features_vary(gaussians, names):
         )
 
 
+def _warn_one_image_folds(sample):
+    """Warn where the out-of-fold threshold of the pooled score rests on
+    Gaussians of one image each (2 images without augmented views): such a
+    Gaussian has no spread, so each image's held-out distance is 0 and
+    ``offset_`` flags every image, normal or not."""
+    if len(sample[0]) == 2 and (sample[0].ndim == 2 or sample[0].shape[1] == 1):
+        warnings.warn(
+            "offset_ comes from 2 training images, each measured against a Gaussian "
+            "of the other one alone, which has no spread, so predict flags every "
+            "image. Set the threshold with calibrate() (skanomaly calibrate on the "
+            "command line) on held-out normal images, fit on 3 or more images or "
+            "with augment=, or rank by score_samples.",
+            UserWarning,
+            stacklevel=6,
+        )
+
+
 class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator):
     """Base class of the detectors: fitting, scoring and thresholds.
 
@@ -396,9 +413,8 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             held_out = reference = None
             fused = self.image_score != "pooled"
             if self.threshold == "out_of_fold" or self.standardize or fused:
-                held_out = out_of_fold_distances(
-                    state.moments, state.reservoir.sample(), npca=state.npca
-                )
+                sample = state.reservoir.sample()
+                held_out = out_of_fold_distances(state.moments, sample, npca=state.npca)
                 # What a new normal image's distances are like, level by
                 # level (the report measures images against it).
                 reference = np.stack(level_standardization(held_out))
@@ -434,6 +450,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             elif self.threshold == "chi2":
                 offset = chi2_offset([g.n_features for g in gaussians], rule, self.contamination)
             else:
+                _warn_one_image_folds(sample)
                 offset = percentile_offset(-combine_levels(held_out, rule), self.contamination)
         return {
             "gaussians_": gaussians,

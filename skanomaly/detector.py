@@ -156,7 +156,8 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         ``score_scale_``). ``"pooled"`` is the pooled distances alone
         (Rippel et al.), a little faster and the only score that
         ``threshold="chi2"`` and :meth:`scores_from_level_distances` serve;
-        it fits on 2 images. ``"patches"`` is the worst patch's distance
+        it fits on 2 images, though its ``offset_`` then flags every image
+        (``fit`` warns; :meth:`calibrate` sets one). ``"patches"`` is the worst patch's distance
         alone, for few images (1 with ``augment``). Both patch scores
         compare the patch features of the widest size of
         ``patch_neighborhood``, the 3 x 3 averages by default, as PatchCore

@@ -1,5 +1,7 @@
 """Pooling, NPCA and augmentation (issue 13), on real weights and cells."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -43,6 +45,20 @@ def test_one_image_fits_with_augmented_views(cells):
     assert all(g.shrinkage > 0 for g in detector.gaussians_)
     scores = detector.score_samples(np.concatenate([normal[1:9], defective]))
     assert np.all(np.isfinite(scores)) and np.isfinite(detector.offset_)
+
+
+def test_two_images_warn_that_their_threshold_flags_everything(cells):
+    # Each image's held-out Gaussian is the other image alone, with no
+    # spread: every held-out distance is 0, and so is the threshold.
+    normal, defective = cells
+    with pytest.warns(UserWarning, match="flags every image"):
+        two = EfficientNetGaussianDetector(**SMALL).fit(normal[:2])
+    assert (two.predict(np.concatenate([normal[2:10], defective])) == -1).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        EfficientNetGaussianDetector(**SMALL).fit(normal[:3])
+        EfficientNetGaussianDetector(**SMALL, augment="flips").fit(normal[:2])
+        EfficientNetGaussianDetector(**SMALL, threshold="chi2").fit(normal[:2])
 
 
 def test_augmented_views_enter_the_gaussians_and_leave_folds_together(cells):
