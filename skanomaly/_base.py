@@ -279,7 +279,11 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             self._fit(X, partial=True)
             return
         source = self._source(X, reset=False)
-        if source.image_shape != state.image_shape:
+        # A list of images or paths may mix sizes, as fit's may; arrays of
+        # one shape say what the stream holds, and another shape is a mistake.
+        if None not in (source.image_shape, state.image_shape) and (
+            source.image_shape != state.image_shape
+        ):
             raise ValueError(
                 f"partial_fit got images of shape {source.image_shape}, but the "
                 f"first chunk had {state.image_shape}; all chunks must agree."

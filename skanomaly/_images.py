@@ -246,6 +246,8 @@ def _check_one_image(image, index):
             f"{where} has shape {image.shape}; each image must be (H, W) or "
             "(H, W, C) with C in 1, 3 or 4."
         )
+    if 0 in image.shape[:2]:
+        raise ValueError(f"{where} has no pixels: shape {image.shape}.")
     return image
 
 
@@ -298,6 +300,9 @@ class ImageSource:
                 "X is a single path; pass a list of image paths (e.g. [path]) "
                 "or an array of images."
             )
+        if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "UO":
+            # The file names of the loaders, or a column of a table.
+            X = X.tolist()
         if isinstance(X, (list, tuple)) and X and all(isinstance(x, (str, os.PathLike)) for x in X):
             self._paths = [Path(x) for x in X]
             missing = [str(p) for p in self._paths if not p.is_file()]
@@ -321,7 +326,9 @@ class ImageSource:
                     "of paths only, or of image arrays only."
                 )
             arrays = [_as_numeric(x) for x in X]
-            if arrays and len({a.shape for a in arrays}) > 1:
+            # Images of different sizes, or of different dtypes (stacked,
+            # uint8 and float images would share one range), go one by one.
+            if arrays and len({(a.shape, a.dtype) for a in arrays}) > 1:
                 self._images = [_check_one_image(a, i) for i, a in enumerate(arrays)]
                 self._maps = [
                     _value_map(a, f"image {i} of X", pixel_range)

@@ -75,8 +75,9 @@ class FitState:
         The modelled levels, the levels with spatial Gaussians and those
         whose patch features are kept.
     image_shape : tuple or None
-        The ``(H, W, C)`` of the first chunk's array, which later chunks
-        must share (None for lists of images).
+        The ``(H, W, C)`` of the first chunk's array, which later array
+        chunks must share (None for lists of images or paths, which may mix
+        sizes, as may any later list).
     n_views : int, default=1
         Views of each image (1 + its augmented copies).
     npca : float, default=None

@@ -460,8 +460,9 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         matrix inverses once, and chunks may hold a single image: the count
         that :meth:`fit` needs is checked then (a ``ValueError`` at the first
         use). A threshold set by :meth:`calibrate` is dropped and must be set
-        again. A chunk with another image size or channel
-        count than the first, with bad values, or with the network in
+        again. An array chunk with another image size or channel count
+        than the first array chunk (lists of images or paths may mix sizes,
+        as for :meth:`fit`), a chunk with bad values, or one with the network in
         another ``precision`` than the first chunk's (``fit_precision_``:
         the moments would mix two dtypes), is rejected and leaves the
         detector as it was.

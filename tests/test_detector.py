@@ -233,6 +233,7 @@ GOOD = np.full((3, 32, 32, 3), 128, np.uint8)
         # Small enough to pass for 8 grayscale images 3 pixels wide.
         (np.zeros((8, 8, 3), np.uint8), ValueError, "X\\[np.newaxis\\]"),
         (np.zeros((3, 0, 8)), ValueError, "no pixels"),
+        ([GOOD[0], GOOD[0, :0]], ValueError, "image 1 of X has no pixels"),
         ("img.png", TypeError, "single path"),
         (None, TypeError, "NoneType"),
         (["missing1.png", "missing2.png"], FileNotFoundError, "missing1.png"),

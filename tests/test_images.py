@@ -85,6 +85,29 @@ def test_mixed_lists_become_rgb():
     assert float(images[0].min()) == 1.0 and float(images[2].max()) == 0.5
 
 
+def test_images_of_different_dtypes_keep_their_own_ranges():
+    # Stacked, the uint8 image's 200 would be read against the float one's [0, 1].
+    bright = np.full((6, 6, 3), 200, np.uint8)
+    ((_, images),) = ImageSource([bright, bright / 255.0]).batches(2)
+    np.testing.assert_allclose(images[0].numpy(), images[1].numpy(), rtol=1e-6)
+
+
+def test_arrays_of_paths_and_of_images_read_as_lists(tmp_path):
+    from PIL import Image
+
+    paths = []
+    for i, value in enumerate((10, 240)):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.full((5, 7, 3), value, np.uint8)).save(paths[-1])
+    # The loaders' file names are such an array.
+    source = ImageSource(np.array(paths))
+    assert len(source) == 2 and source.image(1)[0].max() == 240
+    ragged = np.empty(2, dtype=object)
+    ragged[:] = [np.zeros((4, 4, 3), np.uint8), np.zeros((6, 5), np.uint8)]
+    ((_, images),) = ImageSource(ragged).batches(2)
+    assert [tuple(i.shape) for i in images] == [(3, 4, 4), (3, 6, 5)]
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_the_callers_pixels_are_never_written_to(dtype):
     # torch shares a float32 array's memory rather than copying it: scaling

@@ -69,6 +69,19 @@ def test_rejected_chunk_leaves_the_model_as_it_was(cells, bad, match):
     assert detector.n_samples_fit_ == 12
 
 
+def test_partial_fit_takes_lists_after_arrays_and_arrays_after_lists(cells):
+    # Lists may mix sizes, as fit's may; only array chunks are held to the
+    # first array chunk's shape.
+    normal, _ = cells
+    chunks = [list(normal[:3]), normal[3:6], [normal[6], normal[7, :40]], normal[8:10]]
+    detector = EfficientNetGaussianDetector(levels=(0, 3), image_score="pooled")
+    for chunk in chunks:
+        detector.partial_fit(chunk)
+    assert detector.n_samples_fit_ == 10 and np.isfinite(detector.offset_)
+    with pytest.raises(ValueError, match="shape"):
+        detector.partial_fit(normal[10:12, :40])
+
+
 @pytest.mark.parametrize("params", [{"pooling": "max"}, {"input_size": 96}, {"keep_aspect": True}])
 def test_partial_fit_refuses_chunks_of_other_features(cells, params):
     normal, _ = cells
