@@ -235,6 +235,16 @@ def _histogram_legend(groups):
     )
 
 
+def _number(value):
+    """``value`` as the page's script reads it back with ``parseFloat``:
+    every digit of a Python or numpy float (whose repr would read
+    ``np.float64(...)``), infinities spelled as JavaScript spells them."""
+    value = float(value)
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)
+
+
 def _count(value):
     """A number cell that sorts below 0 when empty (an image not explained)."""
     if value is None:
@@ -321,8 +331,8 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
             f"<td>{_img(r.get('thumbnail'), r['path'])}</td>",
             f"<td>{_img(r.get('overlay'), 'heat map of ' + r['path'])}</td>",
             f'<td class="path">{html.escape(r["path"])}</td>',
-            f'<td class="num" data-value="{r["anomaly_score"]!r}">{_fmt(r["anomaly_score"])}</td>',
-            f'<td class="num" data-value="{r["decision"]!r}">{_fmt(r["decision"])}</td>',
+            f'<td class="num" data-value="{_number(r["anomaly_score"])}">{_fmt(r["anomaly_score"])}</td>',
+            f'<td class="num" data-value="{_number(r["decision"])}">{_fmt(r["decision"])}</td>',
             f'<td class="label">{html.escape(label)}</td>',
         ]
         if has_regions:
@@ -331,7 +341,7 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
             levels = r.get("levels")
             if levels:
                 row.append(
-                    f'<td data-value="{max(v for _, v in levels)!r}">'
+                    f'<td data-value="{_number(max(v for _, v in levels))}">'
                     f"{_level_bars(levels, top)}</td>"
                 )
             else:
@@ -354,7 +364,7 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
 <title>{html.escape(title)}</title>
 <style>{_CSS}</style>
 </head>
-<body data-threshold="{threshold!r}">
+<body data-threshold="{_number(threshold)}">
 <h1>{html.escape(title)}</h1>
 {"".join(f'<p class="meta">{m}</p>' for m in meta)}
 {figure or ""}

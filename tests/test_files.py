@@ -167,3 +167,14 @@ def test_a_report_shows_its_figure_and_every_note(tmp_path):
     text = page.read_text()
     assert svg in text
     assert '<p class="meta">first &lt;b&gt;</p>' in text and '<p class="meta">second</p>' in text
+
+
+def test_a_report_writes_numpy_and_infinite_numbers_as_its_script_reads_them(tmp_path):
+    rows = _rows(2)
+    rows[0].update(anomaly_score=np.float64(1.25), decision=np.float32(-0.5))
+    rows[1].update(anomaly_score=np.inf, decision=-np.inf)
+    text = write_report(tmp_path, rows, np.float64(1.5)).read_text()
+    # parseFloat reads "np.float64(1.25)" and "inf" as NaN, which unsorts the table.
+    assert "np." not in text and 'data-value="inf"' not in text
+    assert 'data-threshold="1.5"' in text and 'data-value="1.25"' in text
+    assert 'data-value="-0.5"' in text and 'data-value="Infinity"' in text
