@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from . import _patch_score
 from ._augment import AugmentedSource, n_views
 from ._calibration import CalibrationMixin
-from ._compat import HasMethods, Interval, StrOptions, validate_data
+from ._compat import HasMethods, Interval, StrOptions, validate_data, validate_params
 from ._constants import AUGMENTS, IMAGE_SCORES, PATCH_LEVELS, POOLINGS, PRECISIONS
 from ._images import ImageSource
 from ._stream import FitState
@@ -181,7 +181,8 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         "progress": ["boolean"],
         "torch_compile": ["boolean"],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
-        "input_size": [Interval(Integral, 32, None, closed="left"), None],
+        # 4096 px squares already take about 0.5 GB of feature maps per image.
+        "input_size": [Interval(Integral, 32, 4096, closed="both"), None],
         "keep_aspect": ["boolean"],
         "pooling": [StrOptions(set(POOLINGS))],
         "npca": [Interval(Real, 0, 1, closed="neither"), None],
@@ -229,10 +230,10 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         expected = getattr(self, "weights_digest_", None)
         if expected is not None and extractor.weights_digest != expected:
             raise ValueError(
-                f"This detector was fitted with other weights for {self.backbone!r} "
-                f"(SHA-256 {expected[:12]}...) than the ones loaded now "
+                f"This detector was fitted with other weights (SHA-256 {expected[:12]}...) "
+                f"than those loaded now for backbone={self.backbone!r} "
                 f"({extractor.weights_digest[:12]}...); its Gaussians do not apply. "
-                "Refit it, or load the original weights with weights=."
+                "Refit it, or set backbone and weights= back to those of the fit."
             )
         return extractor
 
@@ -510,6 +511,9 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         if self._uses_patches():
             self._patch_index()
 
+    @validate_params(
+        {"X": ["array-like"], "return_scores": ["boolean"]}, prefer_skip_nested_validation=True
+    )
     def level_distances(self, X, return_scores=False):
         """Mahalanobis distance of each image at each modelled level.
 

@@ -299,8 +299,8 @@ def build_parser():
         type=_positive_int,
         default=None,
         metavar="PIXELS",
-        help="side of the square each image is resized to for the network, at least "
-        "32 (default: the backbone's, 224 for Lite0); larger sees smaller defects "
+        help="side of the square each image is resized to for the network, 32 to "
+        "4096 (default: the backbone's, 224 for Lite0); larger sees smaller defects "
         "and costs more",
     )
     fit.add_argument(

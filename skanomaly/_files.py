@@ -14,9 +14,26 @@ import stat
 from operator import attrgetter
 from pathlib import Path
 
-__all__ = ["IMAGE_EXTENSIONS", "as_path", "atomic_write", "list_images", "write_png"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "as_path",
+    "atomic_write",
+    "check_folder",
+    "list_images",
+    "write_png",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def check_folder(folder, what="Folder"):
+    """``folder`` as a path, refused unless it is a folder (a
+    ``FileNotFoundError`` that says whether it is a file or missing)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        reason = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"{what} {str(folder)!r} {reason}.")
+    return folder
 
 
 def list_images(folder):
@@ -45,9 +62,7 @@ def list_images(folder):
     FileNotFoundError
         If ``folder`` is not a folder.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Folder {str(folder)!r} does not exist.")
+    folder = check_folder(folder)
     files = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
     images = sorted(
         (p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS), key=attrgetter("name")

@@ -153,9 +153,11 @@ class LocalizationMixin:
         else:
             if len(X) == 0:
                 raise ValueError("calibrate_pixels got an empty X: pass normal images.")
+            # Checked whole first, so that an error describes X, not a chunk of it.
+            n_images = len(self._source(X, reset=False))
             # In chunks, so that only a sample of each map stays in memory.
             samples = [
-                map_sample(m) for i in range(0, len(X), 16) for m in self.explain(X[i : i + 16])
+                map_sample(m) for i in range(0, n_images, 16) for m in self.explain(X[i : i + 16])
             ]
             source = "held-out"
         return self._set_pixel_threshold(
@@ -309,6 +311,10 @@ class LocalizationMixin:
         return samples
 
     # ------------------------------------------------------------------ export
+    @validate_params(
+        {"path": "no_validation", "maps": ["boolean"], "image_size": "no_validation"},
+        prefer_skip_nested_validation=True,
+    )
     def export_onnx(self, path, *, maps=False, image_size=None):
         """Write the detector as one ONNX graph, for runtimes without Python.
 
@@ -353,8 +359,8 @@ class LocalizationMixin:
         FileNotFoundError
             If the folder of ``path`` does not exist.
         TypeError
-            If ``path`` is not a str or path-like, or ``image_size`` not a
-            pair.
+            If ``path`` is not a str or path-like, ``maps`` not a bool, or
+            ``image_size`` not a pair.
         ValueError
             For ``maps`` without spatial Gaussians
             (``explain_method="reference"``), ``keep_aspect`` without

@@ -113,9 +113,9 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         per candidate. An unwritable folder gives a warning and no cache.
     input_size : int, default=None
         Side, in pixels, of the square every image is resized to before the
-        network (for scores and maps alike); None takes the backbone's
-        pretrained input size (224 for Lite0). Larger inputs see smaller
-        details and cost more.
+        network (for scores and maps alike), 32 to 4096; None takes the
+        backbone's pretrained input size (224 for Lite0). Larger inputs see
+        smaller details and cost more.
     keep_aspect : bool, default=False
         Resize each image to as many pixels as an ``input_size`` square in
         its own aspect ratio (sides in multiples of 8) instead of stretching

@@ -9,6 +9,7 @@ bars. It knows nothing of Gaussians or thresholds.
 
 import contextlib
 import copy
+import numbers
 import os
 import tempfile
 import threading
@@ -220,6 +221,8 @@ def pool(maps, pooling="mean"):
     locations moves as much as one covering the whole image. The one
     implementation for scoring and for the gradient-based explain methods.
     """
+    if pooling not in ("mean", "max"):
+        raise ValueError(f"pooling must be 'mean' or 'max'; got {pooling!r}.")
     if pooling == "max":
         # The same values as maps.amax(dim=(-2, -1)), several times faster
         # on channels-last maps (and differentiable the same way).
@@ -254,6 +257,11 @@ def patch_features(maps, neighborhood=1, upsample=None):
     """
     if isinstance(neighborhood, tuple):
         return torch.cat([patch_features(maps, k, upsample) for k in neighborhood], dim=-1)
+    # An even square has no centre: its average would belong to no location.
+    if not isinstance(neighborhood, numbers.Integral) or neighborhood < 1 or neighborhood % 2 == 0:
+        raise ValueError(
+            f"neighborhood must be an odd positive integer or a tuple of them; got {neighborhood!r}."
+        )
     if neighborhood > 1:
         maps = [F.avg_pool2d(m, neighborhood, stride=1, padding=neighborhood // 2) for m in maps]
     grid = maps[0].shape[-2:]

@@ -54,10 +54,18 @@ class LedoitWolfMoments:
     def update(self, X):
         """Add the rows of ``X`` (n, n_features)."""
         X = np.asarray(X, dtype=np.float64)
-        if self.shift is None:
-            self.shift = X.mean(axis=0)
-        Y = X - self.shift
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(
+                f"X must be (n, {self.n_features}) rows of features; got shape {X.shape}."
+            )
+        shift = X.mean(axis=0) if self.shift is None else self.shift
+        Y = X - shift
         sqnorm = np.einsum("ij,ij->i", Y, Y)
+        # A NaN or infinity anywhere makes its row's norm one; refused
+        # before anything is added, so the moments stay usable.
+        if not np.isfinite(sqnorm).all():
+            raise ValueError("X contains NaN or infinity.")
+        self.shift = shift
         self.n_samples += X.shape[0]
         self.sum += Y.sum(axis=0)
         self.sum_outer += Y.T @ Y
@@ -133,6 +141,8 @@ class LedoitWolfMoments:
     def ledoit_wolf(self):
         """Mean, shrunk covariance and shrinkage, as ``sklearn.covariance.LedoitWolf``."""
         n, p = self.n_samples, self.n_features
+        if not n:
+            raise ValueError("The moments hold no samples: update() them with rows first.")
         m = self.sum / n
         emp_cov = self.sum_outer / n - np.outer(m, m)
         location = self.shift + m
@@ -251,6 +261,8 @@ def combine_levels(distances, rule="mahalanobis"):
                 for v in (center, scale)
             )
         distances = (distances - center) / scale
+    if rule not in ("mahalanobis", "squared"):
+        raise ValueError(f"The distance rule must be 'mahalanobis' or 'squared'; got {rule!r}.")
     if rule == "squared":
         distances = distances**2
     return distances.sum(-1)

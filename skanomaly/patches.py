@@ -102,6 +102,8 @@ def nearest_patches(queries, memory, k=1, chunk=1024, memory_norms=None):
         raise ValueError(
             f"memory must be 2-D with at least k={k} rows; got shape {tuple(memory.shape)}."
         )
+    if not isinstance(chunk, numbers.Integral) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer; got {chunk!r}.")
     if queries.ndim < 1 or queries.shape[-1] != memory.shape[1]:
         raise ValueError(
             f"queries have shape {tuple(queries.shape)}; their last axis must be "
@@ -143,6 +145,8 @@ def worst_patch_distances(images, memory):
         If ``memory`` is not a non-empty finite 2-D array, or an image's rows
         are not finite ``(p, c)`` with ``p >= 1`` and the memory's ``c``.
     """
+    if not len(images):
+        raise ValueError("images is empty: pass each image's (p, c) patch rows.")
     index = memory if isinstance(memory, PatchIndex) else PatchIndex(memory)
     images = [
         _checked_rows(rows, f"images[{i}]", index.rows.shape[1])[0].to(index.rows.dtype)
@@ -220,10 +224,9 @@ def k_centres(rows, n):
     subsample would drop, are kept first. Costs one pass over ``rows`` per
     chosen row, done in matrix products of up to ``_CENTRES_PER_ROUND``.
     """
-    rows = torch.as_tensor(rows)
-    if rows.ndim != 2 or not 1 <= n <= len(rows):
-        raise ValueError(f"Cannot choose {n} of rows of shape {tuple(rows.shape)}.")
-    norms = rows.square().sum(1)
+    rows, norms = _checked_rows(rows, "rows")
+    if not isinstance(n, numbers.Integral) or not 1 <= n <= len(rows):
+        raise ValueError(f"Cannot choose {n!r} of rows of shape {tuple(rows.shape)}.")
     chosen = [0]
     # Squared distance of each row to its nearest chosen row, by
     # |r - c|^2 = |r|^2 + |c|^2 - 2 r.c.

@@ -68,9 +68,12 @@ def map_sample(anomaly_map, size=MAP_SAMPLE_SIZE):
     Raises
     ------
     ValueError
-        If ``size`` is not a positive integer (``InvalidParameterError``).
+        If ``anomaly_map`` holds NaN or infinity, or ``size`` is not a
+        positive integer (``InvalidParameterError``).
     """
     flat = np.asarray(anomaly_map, dtype=np.float32).ravel()
+    if not np.isfinite(flat).all():
+        raise ValueError("anomaly_map contains NaN or infinity.")
     return flat[:: max(1, -(-flat.size // size))]
 
 
@@ -271,13 +274,17 @@ def outline(mask, width=1, frame=True):
 
     Raises
     ------
+    TypeError
+        If ``mask`` is not of a bool, integer or float dtype.
     ValueError
         If ``mask`` is not 2-D, holds floats other than 0 and 1, or
         ``width`` is not a positive integer (``InvalidParameterError``).
     """
     mask = np.asarray(mask)
+    if mask.dtype.kind not in "buif":
+        raise TypeError(f"mask has dtype {mask.dtype}; it must be bool, integer or 0/1 float.")
     # Cast as it is, a map of scores would outline every non-zero pixel.
-    if mask.dtype.kind in "fc" and not np.isin(mask, (0, 1)).all():
+    if mask.dtype.kind == "f" and not np.isin(mask, (0, 1)).all():
         raise ValueError(
             "mask holds values other than 0 and 1, like an anomaly map; "
             "outline its regions with a boolean mask such as anomaly_map > threshold."

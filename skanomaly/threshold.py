@@ -199,9 +199,25 @@ def level_standardization(distances):
     return center, np.where(scale > 0, scale, 1.0)
 
 
+def _checked_scores(scores, name="scores"):
+    """``scores`` as a 1-D float array, refused unless non-empty and finite."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 1 or not len(scores):
+        raise ValueError(f"{name} must be a non-empty 1-D array; got shape {scores.shape}.")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    return scores
+
+
+def _check_share(value, name):
+    if not 0 < value < 1:
+        raise ValueError(f"{name} must lie strictly between 0 and 1; got {value!r}.")
+
+
 def percentile_offset(scores, contamination):
     """The threshold below which ``contamination`` of ``scores`` fall."""
-    return float(np.percentile(scores, 100.0 * contamination))
+    _check_share(contamination, "contamination")
+    return float(np.percentile(_checked_scores(scores), 100.0 * contamination))
 
 
 def chi2_offset(dims, rule, contamination, n_draws=200_000):
@@ -215,6 +231,7 @@ def chi2_offset(dims, rule, contamination, n_draws=200_000):
     :class:`~skanomaly.gaussian.ScoreRule`), have no closed form and are
     drawn (seeded).
     """
+    _check_share(contamination, "contamination")
     standardized = getattr(rule, "center", None) is not None
     if getattr(rule, "distance", rule) == "squared" and not standardized:
         return -float(stats.chi2.ppf(1 - contamination, sum(dims)))
@@ -231,7 +248,8 @@ def conformal_offset(scores, fpr):
     ``fpr`` below ``1 / (n + 1)`` cannot be reached: a warning says so and
     the lowest score is used.
     """
-    scores = np.sort(scores)
+    _check_share(fpr, "fpr")
+    scores = np.sort(_checked_scores(scores))
     n = len(scores)
     if fpr < 1 / (n + 1):
         warnings.warn(
@@ -248,5 +266,6 @@ def conformal_offset(scores, fpr):
 def conformal_p_values(calibration_scores, scores):
     """``(1 + #{calibration scores <= score}) / (n + 1)`` for each score;
     ``calibration_scores`` sorted."""
+    calibration_scores = _checked_scores(calibration_scores, "calibration_scores")
     below = np.searchsorted(calibration_scores, scores, side="right")
     return (1 + below) / (len(calibration_scores) + 1)

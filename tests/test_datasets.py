@@ -389,6 +389,13 @@ def test_load_folder_with_masks(folders):
     np.testing.assert_array_equal(data.masks[4], expected_mask((0, 0)))
 
 
+def test_load_folder_says_a_file_is_no_folder(folders):
+    with pytest.raises(FileNotFoundError, match=r"n0\.png' is a file, not a folder"):
+        load_folder(folders / "normal" / "n0.png")
+    with pytest.raises(FileNotFoundError, match="missing' does not exist"):
+        load_folder(folders / "missing")
+
+
 def test_load_folder_without_masks(folders):
     data = load_folder(folders / "normal", folders / "anomalous", resize=(4, 5))
     assert data.X.shape == (5, 4, 5, 3)

@@ -269,6 +269,7 @@ def test_unreadable_file_is_named(tmp_path):
         ({"backbone": "resnet50"}, "timm EfficientNet"),
         ({"image_shape": (0, 4)}, "image_shape"),
         ({"pixel_range": (1, 0)}, "pixel_range"),
+        ({"input_size": 10**9}, "input_size"),
     ],
 )
 def test_invalid_parameters(params, match):
@@ -292,6 +293,12 @@ def test_negative_level_distances_and_empty_pixel_calibration_are_refused(pooled
     for empty in (cells[0][:0], []):
         with pytest.raises(ValueError, match="empty X"):
             copy.deepcopy(fitted).calibrate_pixels(empty)
+    # One image without its batch axis is described as the caller passed it,
+    # not as the first chunk of 16 rows that calibration explains.
+    with pytest.raises(ValueError, match=r"X has shape \(64, 64, 3\)"):
+        copy.deepcopy(fitted).calibrate_pixels(cells[0][0])
+    with pytest.raises(TypeError, match="return_scores"):
+        fitted.level_distances(cells[1][:2], return_scores="no")
 
 
 def test_failed_fit_keeps_the_previous_model(fitted, cells):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .._files import IMAGE_EXTENSIONS, list_images
+from .._files import IMAGE_EXTENSIONS, check_folder, list_images
 from .._images import open_image, rgb_image
 
 __all__ = [
@@ -70,9 +70,7 @@ def data_root(root, name):
                 f"shared/data/{name} beside the repository folder."
             )
         root = base / name
-    if not root.is_dir():
-        raise FileNotFoundError(f"Data folder {str(root)!r} does not exist.")
-    return root
+    return check_folder(root, "Data folder")
 
 
 def check_resize(resize):
@@ -118,9 +116,7 @@ def images_in(folder, *, allow_empty=False):
 
 def subfolders(folder, *, allow_empty=False):
     """The names of the folders in ``folder``, sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Folder {str(folder)!r} does not exist.")
+    folder = check_folder(folder)
     names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not names and not allow_empty:
         raise ValueError(f"Folder {str(folder)!r} holds no subfolders.")

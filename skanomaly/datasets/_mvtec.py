@@ -11,6 +11,7 @@ from pathlib import Path
 from sklearn.utils import Bunch
 
 from .._compat import validate_params
+from .._files import check_folder
 from ._common import (
     PATH,
     check_resize,
@@ -28,9 +29,7 @@ __all__ = ["load_mvtec_3d_rgb", "load_mvtec_ad"]
 def _category_folder(root, category, marker="train"):
     """The folder of ``category`` in ``root`` (``root`` itself if None, which
     must then hold the ``marker`` folder of a category)."""
-    folder = Path(root) if category is None else Path(root) / category
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Data folder {str(folder)!r} does not exist.")
+    folder = check_folder(Path(root) if category is None else Path(root) / category, "Data folder")
     if category is None and not (folder / marker).is_dir():
         raise FileNotFoundError(
             f"Folder {str(folder)!r} has no {marker}/ folder; if it holds one folder "

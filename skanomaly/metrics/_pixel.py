@@ -96,11 +96,10 @@ def _check_num_thresholds(num_thresholds):
 def _threshold_grid(maps, num_thresholds):
     """``num_thresholds`` evenly spaced thresholds from the lowest score of
     ``maps`` to the highest."""
-    return np.linspace(
-        min(float(anomaly_map.min()) for anomaly_map in maps if anomaly_map.size),
-        max(float(anomaly_map.max()) for anomaly_map in maps if anomaly_map.size),
-        num_thresholds,
-    )
+    low = min(float(anomaly_map.min()) for anomaly_map in maps if anomaly_map.size)
+    high = max(float(anomaly_map.max()) for anomaly_map in maps if anomaly_map.size)
+    # Spaced over the halves: the span of two finite floats can overflow.
+    return 2 * np.linspace(low / 2, high / 2, num_thresholds)
 
 
 def _bins(thresholds, values):
