@@ -27,7 +27,14 @@ _MODEL_NOTE = (
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line, via :class:`UsageError`."""
+    """argparse that reports usage errors as one line, via :class:`UsageError`,
+    and reads negative numbers in e-notation (``--threshold -1e-3``, as the
+    thresholds are printed) as values, not as options."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # argparse's own pattern (Python 3.11/3.12) knows -2 and -2.5 only.
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def error(self, message):
         raise UsageError(f"{message} (see '{self.prog} --help')")
@@ -230,7 +237,8 @@ def build_parser():
         ),
         epilog=(
             "Exit codes: 0 success, 1 some images were unreadable and skipped, "
-            "2 usage or fatal error. Start with: skanomaly demo"
+            "2 usage or fatal error, 130 interrupted, 141 output pipe closed. "
+            "Start with: skanomaly demo"
         ),
     )
     parser.add_argument("--version", action="version", version=f"skanomaly {__version__}")

@@ -31,9 +31,12 @@ def check_folder(folder, what="Folder"):
     ``FileNotFoundError`` that says whether it is a file or missing)."""
     folder = Path(folder)
     if not folder.is_dir():
-        reason = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise FileNotFoundError(f"{what} {str(folder)!r} {reason}.")
+        raise FileNotFoundError(f"{what} {str(folder)!r} {_why_not_a_folder(folder)}.")
     return folder
+
+
+def _why_not_a_folder(path):
+    return "is a file, not a folder" if path.exists() else "does not exist"
 
 
 def list_images(folder):
@@ -125,7 +128,8 @@ def check_writable(path, what):
         raise IsADirectoryError(f"cannot write {what} to {str(path)!r}: it is a folder")
     if not path.parent.is_dir():
         raise FileNotFoundError(
-            f"cannot write {what} {str(path)!r}: folder {str(path.parent)!r} does not exist"
+            f"cannot write {what} {str(path)!r}: folder {str(path.parent)!r} "
+            f"{_why_not_a_folder(path.parent)}"
         )
     return path
 
@@ -145,7 +149,8 @@ def atomic_write(path, mode="wb", **kwargs):
     path : str or path-like
         The file to write. A symbolic link is followed: the file it points
         to is replaced and the link kept. An existing file keeps its
-        permissions.
+        permissions. A pipe or a device (such as ``/dev/stdout``) is
+        written directly, as a stream: nothing replaces it.
     mode : {"wb", "w"}, default="wb"
         Binary or text.
     **kwargs
@@ -164,6 +169,12 @@ def atomic_write(path, mode="wb", **kwargs):
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w'; got {mode!r}")
+    if _is_stream(path):
+        # A pipe or a device (/dev/stdout) is written as it is: renaming a
+        # file over it would replace the device node or the pipe itself.
+        with open(path, mode, **kwargs) as handle:
+            yield handle
+        return
     target = Path(os.path.realpath(path))
     temporary, descriptor = _temporary_beside(target)
     try:
@@ -179,6 +190,15 @@ def atomic_write(path, mode="wb", **kwargs):
             os.unlink(temporary)
         raise
     _sync_folder(target.parent)
+
+
+def _is_stream(path):
+    """Whether ``path`` is a pipe, a character device or a socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
 def write_png(array, path):

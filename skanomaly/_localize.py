@@ -23,6 +23,7 @@ from ._constants import (
     PATCH_NEIGHBORHOODS,
     SPATIAL_LEVELS,
 )
+from ._progress import progress
 from .features import resolve_levels, spatial_moments
 from .gaussian import ScoreRule
 from .localization import Explainer
@@ -69,15 +70,21 @@ class LocalizationMixin:
         """
         self._validate_params()
         self._finish_partial_fit()
-        maps = self._explainer().explain(
+        maps = self._maps(X)
+        return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
+
+    def _maps(self, X, reduce=None):
+        """The :meth:`explain` maps of ``X`` as a list, or what ``reduce``
+        makes of each."""
+        return self._explainer().explain(
             self._fitted_extractor(),
             self._source(X, reset=False),
             (self.levels_, self.gaussians_),
             (self.spatial_levels_, self.spatial_gaussians_),
             self._patch_memory(self.patches_),
             rule=ScoreRule.of(self),
+            reduce=reduce,
         )
-        return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
 
     # ------------------------------------------------------------------- masks
     @validate_params(
@@ -153,12 +160,8 @@ class LocalizationMixin:
         else:
             if len(X) == 0:
                 raise ValueError("calibrate_pixels got an empty X: pass normal images.")
-            # Checked whole first, so that an error describes X, not a chunk of it.
-            n_images = len(self._source(X, reset=False))
-            # In chunks, so that only a sample of each map stays in memory.
-            samples = [
-                map_sample(m) for i in range(0, n_images, 16) for m in self.explain(X[i : i + 16])
-            ]
+            # Only a sample of each map stays in memory.
+            samples = self._maps(X, reduce=map_sample)
             source = "held-out"
         return self._set_pixel_threshold(
             pixel_threshold(samples, fpr), float(fpr), len(samples), source
@@ -294,7 +297,10 @@ class LocalizationMixin:
             )
         extractor, explainer = self._fitted_extractor(), self._explainer()
         samples = []
-        for index, x0 in enumerate(state.sample.inputs):
+        inputs = progress(
+            state.sample.inputs, enabled=extractor.show_progress, desc="Pixel threshold"
+        )
+        for index, x0 in enumerate(inputs):
             x0 = x0[None].to(extractor.device)
             levels = self.spatial_levels_
             own = spatial_moments(extractor.maps(x0, levels)) if levels else []

@@ -12,6 +12,8 @@ import functools
 import hashlib
 import importlib
 import math
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -140,10 +142,21 @@ def _load_state_dict(path):
         raise FileNotFoundError(f"Weights file {str(path)!r} does not exist.")
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except pickle.UnpicklingError as exc:
+        if not zipfile.is_zipfile(path):
+            raise ValueError(
+                f"Weights file {str(path)!r} is not a PyTorch file (torch.save writes one)."
+            ) from exc
+        # A torch.save file refused by weights_only: torch's message goes on
+        # to suggest weights_only=False, which would run what the file holds.
         raise ValueError(
-            f"Could not read weights file {str(path)!r} as a PyTorch state dict "
-            f"with weights_only=True: {exc}"
+            f"Weights file {str(path)!r} holds Python objects besides tensors, which are "
+            "not loaded: save the weights with torch.save(model.state_dict(), path)."
+        ) from exc
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"Could not read weights file {str(path)!r} as a PyTorch state dict: {reason}"
         ) from exc
     if isinstance(state_dict, dict) and "state_dict" in state_dict:
         state_dict = state_dict["state_dict"]

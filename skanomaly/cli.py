@@ -3,7 +3,8 @@
 Run ``skanomaly --help`` (or ``python -m skanomaly --help``) for usage. Exit
 codes: 0 success, 1 some images could not be read and were skipped (or
 ``--strict`` stopped at the first), 2 usage or fatal error (missing path,
-empty folder, bad option, unusable model file, unwritable output).
+empty folder, bad option, unusable model file, unwritable output), 130
+interrupted, 141 the reader of the output closed it (``| head``).
 
 This module runs what :mod:`skanomaly._cli_parser` parses: the work on image files
 is :mod:`skanomaly.inspection`'s and :mod:`skanomaly.explain_report`'s, model
@@ -11,6 +12,7 @@ files are :mod:`skanomaly.persistence`'s.
 """
 
 import contextlib
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -61,6 +63,26 @@ def _usage_errors():
         raise UsageError(str(exc)) from exc
 
 
+def _check_output(path, what, model=None, images=()):
+    """Refuse, before any work, an output ``path`` that cannot be written,
+    or that names the ``model`` file or one of the input ``images`` (which
+    it would replace)."""
+    from ._files import IMAGE_EXTENSIONS, check_writable
+
+    if not str(path):
+        raise UsageError(f"the path of {what} is empty")
+    with _usage_errors():
+        path = check_writable(path, what)
+    if not path.is_file():
+        return
+    # Only images are read as inputs, so only an image name can be one.
+    inputs = list(images) if path.suffix.lower() in IMAGE_EXTENSIONS else []
+    for source in ([model] if model is not None else []) + inputs:
+        if Path(source).is_file() and os.path.samefile(path, source):
+            kind = "the model file" if source is model else "one of the input images"
+            raise UsageError(f"cannot write {what} to {str(path)!r}: it is {kind}")
+
+
 def _load_model(args):
     """The fitted detector in the model file of ``args``, or a usage error."""
     with _usage_errors():
@@ -102,6 +124,7 @@ def cmd_fit(args):
     output = Path(args.output)
     with _usage_errors():
         persistence.check_writable(output)
+    _check_output(output, "the model file", images=files)
     # Before the images are read, which takes a while.
     if args.weights is not None and not Path(args.weights).is_file():
         raise UsageError(f"--weights: {args.weights!r} is not a file")
@@ -167,6 +190,7 @@ def cmd_calibrate(args):
     if given:
         return _set_thresholds(detector, args.threshold, args.pixel_threshold, output)
     files = collect_images(args.normal)
+    _check_output(output, "the model file", images=files)
     progress = _progress_default(args)
     _configure(detector, args, progress)
     fpr = detector.contamination if args.fpr is None else args.fpr
@@ -214,11 +238,17 @@ def cmd_score(args):
     files = collect_images(args.paths)
     _configure(detector, args)
     # Checked before the scoring, which may take long.
+    if args.csv is not None and args.csv != "-":
+        _check_output(args.csv, "the CSV file", args.model, files)
+    if args.regions is not None and args.regions != "-":
+        _check_output(args.regions, "the regions CSV file", args.model, files)
     threshold = require_pixel_threshold(detector) if args.regions else None
     reader = ImageReader(args.strict)
     progress = _progress_default(args)
     kept, scores, _ = score_files(detector, files, reader, progress)
     reader.report()
+    if not kept:
+        raise UsageError("no image could be read; nothing written")
     rows = score_rows(kept, scores, detector.offset_)
     if args.regions:
         regions = explain_regions(
@@ -235,8 +265,6 @@ def cmd_score(args):
         print(summary(rows, -detector.offset_))
     if args.regions and args.csv != "-":
         print(f"{len(regions)} region(s) written to {args.regions}")
-    if not kept:
-        warn("no image could be read")
     return 1 if reader.skipped else 0
 
 
@@ -246,6 +274,8 @@ def cmd_explain(args):
     _override_maps(detector, args)
     files = collect_images(args.paths)
     _configure(detector, args)
+    if args.regions is not None and args.regions != "-":
+        _check_output(args.regions, "the regions CSV file", args.model, files)
     reader = ImageReader(args.strict)
     rows, index = explain_and_report(
         detector,
@@ -283,6 +313,8 @@ def cmd_evaluate(args):
         unusable = any((args.normal, args.anomalous, args.masks, args.mask_suffix))
     if unusable:
         raise UsageError("give NORMAL_DIR and DEFECT_DIR (and --masks), or --mvtec alone")
+    if folders and os.path.realpath(args.normal) == os.path.realpath(args.anomalous):
+        raise UsageError("NORMAL_DIR and DEFECT_DIR are the same folder")
     if args.output is not None:
         prepare_outdir(args.output)  # before the evaluation, which takes a while
     detector = _load_model(args)
@@ -296,8 +328,16 @@ def cmd_evaluate(args):
             )
             X, y, masks, kinds = data.X, data.y, data.masks, None
         else:
+            if not (Path(args.mvtec) / "test").is_dir():
+                raise UsageError(
+                    f"--mvtec: {args.mvtec!r} has no test/ folder; give the folder of one "
+                    "category, which holds test/ (and ground_truth/)"
+                )
             data = load_mvtec_ad(args.mvtec, train=False)
             X, y, masks, kinds = data.X_test, data.y_test, data.masks_test, data.defect_type
+            for label, missing in ((1, "test/good"), (-1, "a defect folder in test/")):
+                if not (y == label).any():
+                    raise UsageError(f"--mvtec: no images in {missing}; evaluation needs both")
         # The pixel threshold outlines the report's regions and, with masks,
         # counts the defects they find.
         wanted = masks is not None or args.output is not None
@@ -342,16 +382,18 @@ def cmd_demo(args):
 
 def cmd_export(args):
     """``skanomaly export``: the model as an ONNX graph."""
-    from ._files import check_writable
-
-    with _usage_errors():
-        check_writable(args.output, "the ONNX file")
+    _check_output(args.output, "the ONNX file", model=args.model)
     if Path(args.model).suffix.lower() == ".onnx":
         raise UsageError(
             f"{args.model!r} is an ONNX file; MODEL is a model file written by "
             "'skanomaly fit', which export turns into ONNX"
         )
     detector = _load_model(args)
+    if detector.keep_aspect and args.image_size is None:
+        raise UsageError(
+            "the model resizes each image in its own aspect ratio (fit --keep-aspect), "
+            "so its graph is for one image size: give it with --image-size HEIGHT WIDTH"
+        )
     # The graph is traced on the CPU, whatever device the model names.
     detector.set_params(device="cpu", progress=False)
     try:
@@ -406,6 +448,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         say("skanomaly: interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader of the output left (| head): stop quietly, as a
+        # program killed by SIGPIPE does, and keep Python from reporting the
+        # flush at exit that would fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except Exception as exc:
         if verbose:
             traceback.print_exc()

@@ -273,10 +273,24 @@ def _pixel_threshold(detector, required):
     try:
         return detector.resolve_pixel_threshold()
     except NotFittedError as exc:
-        message = (
-            f"the model has no pixel threshold for these maps ({first_line(exc)}); "
-            "'skanomaly fit' sets one"
-        )
+        calibration = getattr(detector, "pixel_calibration_", None) or {}
+        params = detector.get_params()
+        changed = [k for k in calibration if k in params and calibration[k] != params[k]]
+        if changed:
+            # Only --method, --smoothing and --lam change the maps of a loaded model.
+            settings = ", ".join(f"{k}={calibration[k]!r}" for k in changed)
+            message = (
+                f"the model's pixel threshold was set for its own maps ({settings}), not "
+                "for those that --method, --smoothing or --lam ask for; leave those out, "
+                "or fit a model with them (skanomaly fit --explain-method, --smoothing, "
+                "--lam)"
+            )
+        else:
+            message = (
+                "the model has no pixel threshold; 'skanomaly calibrate MODEL "
+                "NORMAL_DIR' sets one from normal images, or "
+                "'skanomaly calibrate MODEL --pixel-threshold MAP_VALUE' as given"
+            )
         if required:
             raise UsageError(f"regions need a pixel threshold: {message}") from exc
         warn(f"no region outlines: {message}")
@@ -510,8 +524,9 @@ def _demo_split(labels, proba, n_train, n_test, seed):
     n_test = min(n_test, len(defective))
     if n_train + n_test > len(normal):
         raise UsageError(f"--n-train + --n-test must be at most {len(normal)} normal cells")
-    if n_train < 2:
-        raise UsageError("--n-train must be at least 2")
+    # The default image score standardises each training cell against the others.
+    if n_train < 3:
+        raise UsageError("--n-train must be at least 3")
     return normal[:n_train], normal[n_train : n_train + n_test], defective[:n_test]
 
 

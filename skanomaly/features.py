@@ -525,11 +525,19 @@ class FeatureExtractor:
 
         return summarize, torch.device("cpu")
 
-    def batches(self, source):
+    def batches(self, source, desc="Explaining"):
         """Yield ``(positions, x, sizes)`` per batch of one input size: the
         images' positions in ``source``, the preprocessed input on the
-        device and each image's ``(H, W)``."""
-        for start, images in source.batches(self.batch_size, self.device):
+        device and each image's ``(H, W)``; with a progress bar named
+        ``desc`` where the extractor shows progress."""
+        n_batches = -(-len(source) // self.batch_size)
+        for start, images in progress(
+            source.batches(self.batch_size, self.device),
+            enabled=self.show_progress,
+            total=n_batches,
+            desc=desc,
+            unit="batch",
+        ):
             for positions, x in self.network.prepare(images):
                 sizes = [tuple(images[i].shape[-2:]) for i in positions]
                 yield [start + i for i in positions], x, sizes

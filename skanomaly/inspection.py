@@ -351,7 +351,11 @@ def _write_table(write, rows, target):
         write(rows, sys.stdout)
         return
     try:
-        with atomic_write(target, "w", newline="", encoding="utf-8") as handle:
+        # A file name that is not UTF-8 (its bytes are surrogates in Python)
+        # goes into the file as those bytes, so that it names the file still.
+        with atomic_write(
+            target, "w", newline="", encoding="utf-8", errors="surrogateescape"
+        ) as handle:
             write(rows, handle)
     except OSError as exc:
         raise UsageError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from exc

@@ -216,8 +216,9 @@ class Explainer:
         self.lam = float(lam)
         self.smoothing = float(smoothing)
 
-    def explain(self, extractor, source, pooled, spatial, patches, *, rule):
-        """Maps of every image of ``source``, at its own size.
+    def explain(self, extractor, source, pooled, spatial, patches, *, rule, reduce=None):
+        """Maps of every image of ``source``, at its own size, or what
+        ``reduce`` makes of each (so that only that stays in memory).
 
         Parameters
         ----------
@@ -238,10 +239,12 @@ class Explainer:
             gate).
         rule : str
             The score rule (:func:`~skanomaly.gaussian.combine_levels`).
+        reduce : callable, default=None
+            Applied to each map as it is made; None keeps the maps.
 
         Returns
         -------
-        list of ndarray of shape (H_i, W_i), float32
+        list of ndarray of shape (H_i, W_i), float32, or of what ``reduce`` returns
         """
         results = [None] * len(source)
         for positions, x0, sizes in extractor.batches(source):
@@ -250,7 +253,8 @@ class Explainer:
                 m = m[None, None]
                 if tuple(m.shape[-2:]) != size:
                     m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-                results[position] = m[0, 0].cpu().numpy().astype(np.float32)
+                m = m[0, 0].cpu().numpy().astype(np.float32)
+                results[position] = m if reduce is None else reduce(m)
         return results
 
     def input_maps(self, extractor, x0, pooled, spatial, patches, *, rule):

@@ -380,6 +380,8 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
 </html>
 """
     path = out_dir / "index.html"
-    with atomic_write(path, "w", encoding="utf-8") as handle:
+    # A file name that is not UTF-8 is written as its bytes, which a browser
+    # shows with a replacement character, rather than failing the page.
+    with atomic_write(path, "w", encoding="utf-8", errors="surrogateescape") as handle:
         handle.write(page)
     return path

@@ -1056,3 +1056,108 @@ def test_fit_on_one_image_with_the_worst_patch_alone(folders, tmp_path, capsys):
     )
     page = (out / "index.html").read_text(encoding="utf-8")
     assert 'class="levels"' not in page and "worst patch" not in page
+
+
+# ------------------------------------------------------------- outputs
+def test_outputs_never_replace_the_model_or_an_input_image(model, folders, tmp_path, capsys):
+    copy = tmp_path / "copy.skanomaly"
+    shutil.copy(model, copy)
+    images = tmp_path / "images"
+    shutil.copytree(folders / "check", images)
+    before = (images / "bad00.png").read_bytes()
+    for argv in (
+        ["export", str(copy), str(copy)],
+        ["score", str(copy), str(images), "--csv", str(images / "bad00.png")],
+        ["score", str(copy), str(images), "--csv", str(copy)],
+        ["fit", str(images), "-o", str(images / "bad00.png"), *FAST],
+    ):
+        assert main(argv) == 2
+        assert re.search(r"it is (the model file|one of the input images)", _one_error_line(capsys))
+    assert (images / "bad00.png").read_bytes() == before
+    assert skanomaly.load(copy).n_samples_fit_ == 12
+
+
+def test_outputs_are_checked_before_the_images_are_read(model, folders, monkeypatch, capsys):
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("scored before the output was checked")
+
+    monkeypatch.setattr(skanomaly.cli, "score_files", no_scoring)
+    monkeypatch.setattr(skanomaly.cli, "explain_and_report", no_scoring)
+    missing = str(folders / "missing" / "out.csv")
+    for argv in (
+        ["score", str(model), str(folders / "check"), "--csv", missing],
+        ["score", str(model), str(folders / "check"), "--regions", missing],
+        ["score", str(model), str(folders / "check"), "--csv", ""],
+        [
+            "explain",
+            str(model),
+            str(folders / "check"),
+            "-o",
+            str(folders / "r"),
+            "--regions",
+            missing,
+        ],
+    ):
+        assert main([*argv, "--no-progress"]) == 2
+        assert re.search("missing|is empty", _one_error_line(capsys))
+
+
+def test_a_pipe_is_written_as_a_stream(model, folders, tmp_path):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    command = [sys.executable, "-m", "skanomaly", "score", str(model), str(folders / "check")]
+    reader = subprocess.Popen(["cat", str(pipe)], stdout=subprocess.PIPE, text=True)
+    run = subprocess.run(
+        [*command, "--csv", str(pipe), "--no-progress"], capture_output=True, text=True, timeout=600
+    )
+    out, _ = reader.communicate(timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert pipe.is_fifo() and out.startswith("path,score,anomaly_score")
+    assert len(out.splitlines()) == 7
+    # A reader that leaves early (| head) ends the command quietly.
+    head = subprocess.Popen(
+        f"{' '.join(map(str, command))} --csv - --no-progress | head -1",
+        shell=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = head.communicate(timeout=600)
+    assert out.startswith("path,") and "Error" not in err, err
+
+
+def test_file_names_that_are_not_utf8_reach_the_csv_and_the_report(model, folders, tmp_path):
+    images = tmp_path / "odd"
+    images.mkdir()
+    shutil.copy(folders / "check" / "bad00.png", images / "ok.png")
+    odd = os.fsdecode(b"bad\xff.png")
+    shutil.copy(folders / "check" / "bad01.png", images / odd)
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(model), str(images), "--csv", str(out), "--no-progress"]) == 0
+    assert b"bad\xff.png" in out.read_bytes()
+    report = tmp_path / "report"
+    argv = ["explain", str(model), str(images), "-o", str(report), "--all", "--no-progress"]
+    assert main(argv) == 0
+    assert b"bad\xff.png" in (report / "index.html").read_bytes()
+
+
+def test_only_unreadable_images_write_nothing(model, tmp_path, capsys):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(model), str(folder), "--csv", str(out), "--no-progress"]) == 2
+    assert "no image could be read" in capsys.readouterr().err and not out.exists()
+
+
+def test_contradictory_or_api_worded_requests_get_command_line_answers(model, folders, capsys):
+    check = str(folders / "check")
+    assert main(["evaluate", str(model), check, check, "--no-progress"]) == 2
+    assert "the same folder" in _one_error_line(capsys)
+    assert main(["evaluate", str(model), "--mvtec", str(folders / "normal")]) == 2
+    assert "has no test/ folder" in _one_error_line(capsys)
+    assert main(["demo", "--n-train", "2"]) == 2
+    assert "--n-train must be at least 3" in _one_error_line(capsys)
+    # Thresholds print in e-notation; a negative one is read back as a value.
+    assert main(["calibrate", str(model), "--threshold", "-1e-3", "-o", str(folders / "c.sk")]) == 0
+    assert skanomaly.load(folders / "c.sk").offset_ == pytest.approx(1e-3)

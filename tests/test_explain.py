@@ -1,6 +1,7 @@
 """Tests of EfficientNetGaussianDetector.explain (pixel anomaly maps)."""
 
 import contextlib
+import copy
 
 import numpy as np
 import pytest
@@ -69,6 +70,21 @@ def test_shape_dtype_finite(fitted):
     np.testing.assert_allclose(
         spatial.explain(X.astype(np.float64) / 255), spatial.explain(X), rtol=1e-4, atol=1e-4
     )
+
+
+def test_explain_and_held_out_pixel_calibration_show_progress(fitted, capsys):
+    # The maps are the slow part of explain, calibrate_pixels and segment:
+    # with progress=True each shows one bar over all its batches.
+    detector = copy.deepcopy(fitted).set_params(progress=True, batch_size=2)
+    X = _crops(3, seed=2)
+    maps = detector.explain(X)
+    assert "Explaining: 100%" in capsys.readouterr().err
+    detector.calibrate_pixels(X)
+    err = capsys.readouterr().err
+    assert err.count("Explaining:   0%") == 1 and "2/2" in err
+    # Only a sample of each map was kept, and it comes from the same maps.
+    assert detector.pixel_threshold_ <= maps.max()
+    assert detector.pixel_calibration_["n_images"] == 3
 
 
 def test_list_of_sizes_returns_list(fitted):
