@@ -99,6 +99,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         The input values that map to black and white, e.g. ``(0, 4095)`` for
         12-bit data; None means 0..255 for uint8 and other integers, 0..65535
         for uint16, [0, 1] for floats. Values outside it are rejected.
+        Arrays only: image files are read as 8-bit RGB (see :ref:`bad_input`).
     progress : bool, default=False
         Show a tqdm progress bar over batches.
     torch_compile : bool, default=False

@@ -171,6 +171,11 @@ def score_histogram(groups, threshold):
         raise ValueError(f"threshold must be finite; got {threshold}.")
     if not groups:
         raise ValueError("groups is empty: give at least one (name, scores, colour).")
+    for group in groups:
+        if not (len(group) == 3 and isinstance(group[0], str) and isinstance(group[2], str)):
+            raise ValueError(
+                f"each group must be (name, scores, colour) with str name and colour; got {group!r}."
+            )
     groups = [(n, np.asarray(v, float), html.escape(c, quote=True)) for n, v, c in groups]
     groups = [(n, v[np.isfinite(v)], c) for n, v, c in groups]
     values = np.concatenate([v for _, v, _ in groups] + [[threshold]])

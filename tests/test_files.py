@@ -154,6 +154,8 @@ def test_score_histogram_counts_every_finite_score_once():
         ([("normal", [1.0], "#00f")], np.inf, ValueError, "threshold must be finite"),
         ([("normal", [1.0], "#00f")], "1.5", TypeError, "threshold must be a number; got str"),
         ([], 1.0, ValueError, "groups is empty"),
+        ([("normal", [1.0], None)], 1.0, ValueError, r"\(name, scores, colour\)"),
+        ([("normal", [1.0])], 1.0, ValueError, r"\(name, scores, colour\)"),
     ],
 )
 def test_score_histogram_refuses_what_it_cannot_draw(groups, threshold, error, match):
