@@ -274,7 +274,8 @@ class PatchScore:
         """``(n,)`` largest nearest-patch distance of each image of ``maps``.
 
         As :func:`~skanomaly.patches.nearest_patches`, the products give
-        ``|m|^2 - 2 q.m`` and ``|q|^2`` is added to the smallest; but the
+        ``|m|^2 - 2 q.m``, whose smallest marks each patch's nearest row, and
+        the distance to that row comes from their difference; but the
         memory, not the queries, is cut into chunks: its length is fixed at
         export, the number of images is not.
         """
@@ -284,14 +285,19 @@ class PatchScore:
             upsample=lambda m, size: _resize(m, size, "bilinear"),
         )
         rows = grid.flatten(1, 2)
-        nearest = None
+        nearest = index = None
         for start in range(0, len(self.memory), _MEMORY_CHUNK):
             chunk = slice(start, start + _MEMORY_CHUNK)
             brackets = self.norms[chunk] - 2 * rows @ self.memory[chunk].T
-            found = brackets.min(-1).values
-            nearest = found if nearest is None else torch.minimum(nearest, found)
-        squared = nearest + rows.square().sum(-1)
-        return squared.clamp_min(0).sqrt().max(-1).values
+            found, where = brackets.min(-1)
+            if nearest is None:
+                nearest, index = found, where
+            else:
+                closer = found < nearest
+                nearest = torch.where(closer, found, nearest)
+                index = torch.where(closer, where + start, index)
+        differences = rows - self.memory[index]
+        return differences.square().sum(-1).sqrt().max(-1).values
 
 
 def _import_onnx():

@@ -166,14 +166,26 @@ _LOCK = threading.Lock()
 
 
 @cache
-def _pretrained(backbone, weights):
-    """The loaded model, on the CPU; copied, never modified."""
+def _pretrained(backbone, weights, version=None):
+    """The loaded model, on the CPU; copied, never modified. ``version``
+    (see :func:`_file_version`) keys the cache on the weights file's
+    content, not only its path."""
     return load_backbone(backbone, weights)
 
 
+def _file_version(weights):
+    """``(modification time, size)`` of a weights file, None where there is
+    none: a file written again under the same path is loaded again."""
+    try:
+        status = os.stat(weights)
+    except (TypeError, OSError):
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
 @cache
-def _network(backbone, weights, device, depth, input_size, keep_aspect, compiled):
-    model = copy.deepcopy(_pretrained(backbone, weights))
+def _network(backbone, weights, version, device, depth, input_size, keep_aspect, compiled):
+    model = copy.deepcopy(_pretrained(backbone, weights, version))
     network = EfficientNetLevels(model, depth, input_size, keep_aspect).to(device).eval()
     if device.type == "cpu":
         network = network.to(memory_format=torch.channels_last)
@@ -201,14 +213,22 @@ def get_network(
     on the wrapper).
     """
     weights = None if weights is None else str(Path(weights).resolve())
+    version = _file_version(weights)
     if input_size is not None:
         input_size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     with _LOCK:
         # The head (the last level, after every stage) is kept either way.
-        if depth is not None and depth > len(_pretrained(backbone, weights).blocks):
+        if depth is not None and depth > len(_pretrained(backbone, weights, version).blocks):
             depth = None
         return _network(
-            backbone, weights, torch.device(device), depth, input_size, keep_aspect, compiled
+            backbone,
+            weights,
+            version,
+            torch.device(device),
+            depth,
+            input_size,
+            keep_aspect,
+            compiled,
         )
 
 

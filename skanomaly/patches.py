@@ -111,8 +111,7 @@ def nearest_patches(queries, memory, k=1, chunk=1024, memory_norms=None):
         )
     flat = queries.reshape(-1, queries.shape[-1])
     # |q - m|^2 = |q|^2 + (|m|^2 - 2 q.m): the nearest rows are those of the
-    # smallest bracket, so |q|^2, and the square root, are only needed for
-    # the k found, not for the whole (chunk, m) matrix.
+    # smallest bracket, so the whole (chunk, m) matrix needs only the bracket.
     if memory_norms is None:
         memory_norms = memory.square().sum(1)
     distances, indices = [], []
@@ -121,11 +120,19 @@ def nearest_patches(queries, memory, k=1, chunk=1024, memory_norms=None):
         brackets = torch.addmm(memory_norms, rows, memory.T, alpha=-2)
         # min is about 3x faster than topk for the one nearest row.
         found = brackets.min(1, keepdim=True) if k == 1 else brackets.topk(k, largest=False)
-        squared = found.values + rows.square().sum(1, keepdim=True)
-        distances.append(squared.clamp_min(0).sqrt())
+        distances.append(_exact_distances(rows, memory, found.indices))
         indices.append(found.indices)
     shape = (*queries.shape[:-1], k)
     return torch.cat(distances).reshape(shape), torch.cat(indices).reshape(shape)
+
+
+def _exact_distances(rows, memory, indices):
+    """``(n, k)`` distances of each of ``rows`` to its ``indices`` rows of
+    ``memory``, from their differences: the bracket's ``|q|^2 + |m|^2 -
+    2 q.m`` cancels where a patch nearly equals a normal one, and in float32
+    left an error of about 0.01 on distances of 0.03 (a normal image's worst
+    patch, measured against its near-copies)."""
+    return (rows[:, None, :] - memory[indices]).square().sum(-1).sqrt()
 
 
 def worst_patch_distances(images, memory):

@@ -11,6 +11,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
 import skanomaly._base
 import skanomaly.features
@@ -95,14 +96,15 @@ def test_other_weights_are_refused(cells, tmp_path):
     np.testing.assert_array_equal(
         loaded.score_samples(defective), detector.score_samples(defective)
     )
-    # The same file name now holds other weights (one tensor changed).
+    # The same file name now holds other weights (one tensor changed): the
+    # process that loaded the first ones sees the change too.
     state["conv_stem.weight"] = state["conv_stem.weight"] * 1.01
     torch.save(state, tmp_path / "w.pth")
-    skanomaly.features._network.cache_clear()
-    skanomaly.features._pretrained.cache_clear()
     for model in (detector, loaded):
         with pytest.raises(ValueError, match="fitted with other weights"):
             model.score_samples(defective)
+    refitted = clone(detector).fit(normal[:6])
+    assert refitted.weights_digest_ != detector.weights_digest_
 
 
 def test_save_and_load_a_model_file(fitted, cells, model_file, tmp_path):
