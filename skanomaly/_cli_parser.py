@@ -222,7 +222,8 @@ def _model_argument(parser, help_text):
     parser.add_argument(
         "--trust-pickle",
         action="store_true",
-        help="also accept a model file of skanomaly 0.1 (a joblib pickle); loading a "
+        help="also accept a model file of the first format (a joblib pickle of early "
+        "builds of skanomaly 0.1); loading a "
         "pickle runs any code it holds, so only for files you wrote or trust",
     )
 

@@ -281,7 +281,7 @@ class LocalizationMixin:
             )
         raise NotFittedError(
             "This detector has no pixel threshold, and the training images it is set "
-            "from by default are not saved in model files; call "
+            "from by default are not kept in model files or copies (pickle, deepcopy); call "
             "calibrate_pixels(X_normal) with normal images first."
         )
 
@@ -292,7 +292,8 @@ class LocalizationMixin:
         if state is None:
             raise NotFittedError(
                 "calibrate_pixels() without images uses training images that fit "
-                "keeps in memory, but model files do not save them; call "
+                "keeps in memory, but model files and copies (pickle, deepcopy) do not "
+                "keep them; call "
                 "calibrate_pixels(X_normal) with normal images."
             )
         extractor, explainer = self._fitted_extractor(), self._explainer()

@@ -536,7 +536,8 @@ def read_onnx_metadata(path):
     onnx = _import_onnx()
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ONNX file {str(path)!r} does not exist.")
+        reason = "is a folder" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"ONNX file {str(path)!r} {reason}.")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:

@@ -29,7 +29,7 @@ loaded model cannot continue a stream), and ``memory``, a cache location on
 the machine that fitted (the loaded detector has ``memory=None``). A
 ``weights`` path is saved as a string, ``device`` as its name.
 
-Model files of skanomaly 0.1 are joblib pickles: :func:`load` refuses them
+Model files of the first format (early builds of skanomaly 0.1) are joblib pickles: :func:`load` refuses them
 unless ``trust_pickle=True``.
 """
 
@@ -54,7 +54,7 @@ MODEL_FORMAT = 2
 #: The file name suffix of model files, by convention (any name loads).
 MODEL_SUFFIX = ".skanomaly"
 
-# The layout of skanomaly 0.1: a joblib pickle of a dict.
+# The first layout (early builds of skanomaly 0.1): a joblib pickle of a dict.
 _PICKLE_FORMAT = 1
 _METADATA = "__metadata__"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -412,8 +412,23 @@ def _load_archive(path):
         return _rebuild(metadata, _Decoder(archive), path)
 
 
+def _warn_missing_weights(detector):
+    """Warn, at load rather than at the first score, where the weights file
+    the detector was fitted with is not found from here (a relative path is
+    read from the working directory); returns ``detector``."""
+    weights = getattr(detector, "weights", None)
+    if weights is not None and not Path(weights).is_file():
+        warnings.warn(
+            f"The weights file {weights!r} that this model was fitted with is not found "
+            f"from {os.getcwd()!r}; set_params(weights=...) to where it is before scoring.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return detector
+
+
 def _load_pickle(path):
-    """The detector in a model file of skanomaly 0.1 (a joblib pickle)."""
+    """The detector in a model file of the first format (a joblib pickle)."""
     import joblib
 
     from .detector import EfficientNetGaussianDetector
@@ -443,7 +458,8 @@ def load(path, *, trust_pickle=False):
     path : str or path-like
         The model file.
     trust_pickle : bool, default=False
-        Also accept a model file of skanomaly 0.1, a joblib pickle. Loading a
+        Also accept a model file of the first format (a joblib pickle of
+        early builds of skanomaly 0.1). Loading a
         pickle runs whatever code it holds: only pass True for files you
         wrote or whose source you trust, and :func:`save` the detector again
         to convert the file.
@@ -482,13 +498,14 @@ def load(path, *, trust_pickle=False):
     with open(path, "rb") as handle:
         head = handle.read(len(_ZIP_MAGIC))
     if head == _ZIP_MAGIC:
-        return _load_archive(str(path))
+        return _warn_missing_weights(_load_archive(str(path)))
     if trust_pickle:
-        return _load_pickle(str(path))
+        return _warn_missing_weights(_load_pickle(str(path)))
     # Pickle protocols 2 to 5 start with PROTO and their number.
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         raise ValueError(
-            f"{str(path)!r} is a pickle (a model file of skanomaly 0.1), not a model "
+            f"{str(path)!r} is a pickle (a model file of the first format, written by "
+            "early builds of skanomaly 0.1), not a model "
             "file that holds data only. Loading a pickle runs whatever code it holds, "
             "so it was not loaded. If you wrote it or trust where it came from, load "
             "it with trust_pickle=True (command line: --trust-pickle) and save it "

@@ -105,6 +105,10 @@ def test_other_weights_are_refused(cells, tmp_path):
             model.score_samples(defective)
     refitted = clone(detector).fit(normal[:6])
     assert refitted.weights_digest_ != detector.weights_digest_
+    # Loading says where the weights went missing, before any scoring.
+    (tmp_path / "w.pth").unlink()
+    with pytest.warns(UserWarning, match=r"w\.pth' that this model was fitted with is not found"):
+        skanomaly.load(tmp_path / "m.skanomaly")
 
 
 def test_save_and_load_a_model_file(fitted, cells, model_file, tmp_path):
