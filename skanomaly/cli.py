@@ -122,8 +122,6 @@ def cmd_fit(args):
 
     files = collect_images(args.normal)
     output = Path(args.output)
-    with _usage_errors():
-        persistence.check_writable(output)
     _check_output(output, "the model file", images=files)
     # Before the images are read, which takes a while.
     if args.weights is not None and not Path(args.weights).is_file():
@@ -185,12 +183,10 @@ def cmd_calibrate(args):
         )
     detector = _load_model(args)
     output = Path(args.output or args.model)
-    with _usage_errors():
-        persistence.check_writable(output)
+    files = [] if given else collect_images(args.normal)
+    _check_output(output, "the model file", images=files)
     if given:
         return _set_thresholds(detector, args.threshold, args.pixel_threshold, output)
-    files = collect_images(args.normal)
-    _check_output(output, "the model file", images=files)
     progress = _progress_default(args)
     _configure(detector, args, progress)
     fpr = detector.contamination if args.fpr is None else args.fpr
