@@ -34,11 +34,15 @@ def warn(message):
 def one_line_warnings(verbose=False):
     """Show Python warnings as :func:`warn` lines (with their file and line
     under ``verbose``): a command-line user needs the message, not the
-    library's source line that raised it."""
+    library's source line that raised it. Each message is shown once: a
+    command may build its network, or meet the same condition, twice."""
+    shown = set()
 
     def show(message, category, filename, lineno, file=None, line=None):
         where = f" ({category.__name__} at {filename}:{lineno})" if verbose else ""
-        warn(f"{message}{where}")
+        if f"{message}{where}" not in shown:
+            shown.add(f"{message}{where}")
+            warn(f"{message}{where}")
 
     with warnings.catch_warnings():
         warnings.showwarning = show

@@ -51,3 +51,16 @@ def test_ordinary_files_give_no_warnings(cells, tmp_path):
         warnings.simplefilter("error")
         detector.score_samples(read_only[None])
         detector.explain(read_only[None])
+
+
+def test_the_command_line_shows_each_warning_once(capsys):
+    from skanomaly._console import one_line_warnings
+
+    # From two places, as two network builds warn: Python shows both.
+    message = "the same condition, met by two networks"
+    with one_line_warnings():
+        warnings.warn(message, UserWarning, stacklevel=1)
+        warnings.warn(message, UserWarning, stacklevel=1)
+        warnings.warn("another one", UserWarning, stacklevel=1)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"skanomaly: warning: {message}", "skanomaly: warning: another one"]
