@@ -264,7 +264,9 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         if len(getattr(X, "shape", ())) == 2:
             X = validate_data(self, X, reset=reset, dtype="numeric")
         elif reset:
+            # A fit on images after one on a table keeps neither of its attributes.
             self.__dict__.pop("n_features_in_", None)
+            self.__dict__.pop("feature_names_in_", None)
         return ImageSource(X, self.image_shape, self.pixel_range)
 
     # ----------------------------------------------------------------- fitting

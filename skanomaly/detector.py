@@ -64,8 +64,9 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         nearly every new image: with fewer images than feature dimensions the
         in-sample distances are far too small.) Anomalies among the training
         images score low out of fold too, so it also acts as their expected
-        proportion. :meth:`calibrate` sets the threshold from separate normal
-        images instead.
+        proportion in the threshold (though :meth:`fit_predict`, from
+        in-sample scores, does not flag them). :meth:`calibrate` sets the
+        threshold from separate normal images instead.
     threshold : {"out_of_fold", "chi2"}, default="out_of_fold"
         How ``contamination`` becomes ``offset_``: from out-of-fold training
         scores, or from the chi-squared reference of Rippel et al. (2020),
@@ -488,6 +489,12 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         """Fit on ``X`` and return its labels, +1 inlier and -1 outlier.
 
         Reuses the training scores (a patch score takes a second pass).
+        These are in-sample scores, far above ``offset_``, which is set
+        from out-of-fold scores so that it holds for new images: the labels
+        flag almost none of ``X``, anomalies among it included, unlike
+        :class:`~sklearn.covariance.EllipticEnvelope`'s. To find anomalies
+        among training images, score each with a detector fitted without it
+        (cross-validation), or score held-out images.
 
         Parameters
         ----------

@@ -163,6 +163,18 @@ def test_input_forms_give_the_same_scores(fitted, cells, tmp_path):
     np.testing.assert_allclose(fitted.score_samples(paths), reference, rtol=1e-4)
 
 
+def test_a_fit_on_images_forgets_the_columns_of_a_fit_on_a_table(cells):
+    normal, _ = cells
+    detector = EfficientNetGaussianDetector(levels=(0,), image_shape=(64, 64, 3))
+    detector.fit(normal[:4].reshape(4, -1))
+    assert detector.n_features_in_ == 64 * 64 * 3
+    # What a table with column names (a pandas DataFrame) would have set.
+    detector.feature_names_in_ = np.array([f"pixel{i}" for i in range(64 * 64 * 3)], object)
+    detector.fit(normal[:4])
+    assert not hasattr(detector, "n_features_in_")
+    assert not hasattr(detector, "feature_names_in_")
+
+
 def test_images_of_different_sizes_in_a_list(fitted, cells):
     _, defective = cells
     big = np.asarray(Image.fromarray(defective[0]).resize((150, 120)))

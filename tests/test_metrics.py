@@ -12,6 +12,8 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from skanomaly._resize import resize_bilinear
 from skanomaly.metrics import (
@@ -467,6 +469,19 @@ def test_scorers_compute_the_metrics():
     expected = image_roc_auc(masks_to_labels(masks), est.score_samples(X))
     assert masks_image_roc_auc_scorer(est, X, masks) == pytest.approx(expected)
     assert masks_image_roc_auc_scorer(ThresholdDetector().fit(X), X, masks) == 1.0
+
+
+def test_scorers_reach_the_last_step_of_a_pipeline():
+    # The maps are the last step's, of X as the steps before it transform X.
+    X, masks = make_data()
+    est = ThresholdDetector(lam=0.5).fit(2 * X)
+    pipeline = make_pipeline(FunctionTransformer(lambda Z: 2 * Z), est)
+    for scorer in (pro_scorer, pixel_roc_auc_scorer, masks_image_roc_auc_scorer):
+        assert scorer(pipeline, X, masks) == pytest.approx(scorer(est, 2 * X, masks))
+    search = GridSearchCV(
+        pipeline, {"thresholddetector__lam": [0.0, 5.0]}, scoring=pro_scorer, cv=KFold(2)
+    ).fit(X, masks)
+    assert search.best_params_ == {"thresholddetector__lam": 0.0}
 
 
 def test_scorer_resizes_maps_to_masks():

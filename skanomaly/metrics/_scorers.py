@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.pipeline import Pipeline
 
 from .._map_checks import check_maps, check_masks, missing_class
 from .._resize import resize_bilinear
@@ -19,6 +20,11 @@ __all__ = [
 
 
 def _explain(estimator, X, n_masks):
+    if isinstance(estimator, Pipeline):
+        # The maps come from the last step, of X as the steps before it
+        # transform X (such as a crop), as its scores do.
+        X = estimator[:-1].transform(X) if len(estimator) > 1 else X
+        estimator = estimator[-1]
     if not hasattr(estimator, "explain"):
         raise TypeError(
             f"{type(estimator).__name__} has no explain method; localization "
@@ -98,7 +104,9 @@ def make_localization_scorer(metric, **kwargs):
         :class:`~sklearn.model_selection.GridSearchCV` and
         :func:`~sklearn.model_selection.cross_validate`, where ``y`` holds
         the ground-truth masks ``(n, H, W)`` (True or 1 = anomalous) of the
-        images ``X``. It calls ``estimator.explain(X)``; maps whose size
+        images ``X``. It calls ``estimator.explain(X)`` (for a
+        :class:`~sklearn.pipeline.Pipeline`, its last step's ``explain`` of
+        ``X`` transformed by the steps before it); maps whose size
         differs from their mask's are resized to it by bilinear
         interpolation (pixel centres aligned, no anti-aliasing). If the
         masks of a split hold no anomalous pixel, or no normal one, the
