@@ -309,8 +309,14 @@ def cmd_evaluate(args):
         unusable = any((args.normal, args.anomalous, args.masks, args.mask_suffix))
     if unusable:
         raise UsageError("give NORMAL_DIR and DEFECT_DIR (and --masks), or --mvtec alone")
-    if folders and os.path.realpath(args.normal) == os.path.realpath(args.anomalous):
-        raise UsageError("NORMAL_DIR and DEFECT_DIR are the same folder")
+    if folders:
+        named = {"NORMAL_DIR": args.normal, "DEFECT_DIR": args.anomalous, "--masks": args.masks}
+        seen = {}
+        for name, folder in named.items():
+            if folder is not None:
+                other = seen.setdefault(os.path.realpath(folder), name)
+                if other != name:
+                    raise UsageError(f"{other} and {name} are the same folder")
     if args.output is not None:
         prepare_outdir(args.output)  # before the evaluation, which takes a while
     detector = _load_model(args)

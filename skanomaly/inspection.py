@@ -491,6 +491,7 @@ def _quiet_value(anomaly_map, min_area):
 def _type_metrics(result, y, ours, masks):
     """The metrics of the images of one defect type (``ours``) against the
     normal ones."""
+    from ._map_checks import missing_class
     from .metrics import image_roc_auc
 
     both = (y == 1) | ours
@@ -501,8 +502,13 @@ def _type_metrics(result, y, ours, masks):
     }
     if masks is not None:
         subset = _subset(both, masks, result["maps"])
-        pixel_auroc, au_pro = _map_metrics(*subset, result["num_thresholds"])
-        metrics.update(pixel_auroc=pixel_auroc, au_pro=au_pro)
+        # A type whose masks are all empty has no defect pixel to measure
+        # the maps on; the others still have theirs.
+        if missing_class(subset[0]) is None:
+            pixel_auroc, au_pro = _map_metrics(*subset, result["num_thresholds"])
+            metrics.update(pixel_auroc=pixel_auroc, au_pro=au_pro)
+        else:
+            metrics["empty_masks"] = True
     if "regions" in result:
         metrics.update({k: int(result["regions"][k][ours].sum()) for k in ("defects", "found")})
     return metrics
@@ -655,6 +661,8 @@ def _type_line(kind, metrics):
     )
     if "au_pro" in metrics:
         line += f", pixel AUROC {metrics['pixel_auroc']:.3f}, AU-PRO {metrics['au_pro']:.3f}"
+    if metrics.get("empty_masks"):
+        line += ", no pixel metrics (its masks mark no defect pixel)"
     if "found" in metrics:
         line += f", defects found {metrics['found']}/{metrics['defects']}"
     return line

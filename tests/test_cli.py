@@ -721,6 +721,36 @@ def test_quiet_pixel_threshold_leaves_no_region_of_the_minimum_area(min_area, ex
     assert masks_from_maps([normal], np.nextafter(expected, -np.inf), min_area)[0].any()
 
 
+def test_a_defect_type_with_empty_masks_keeps_the_others_metrics(model, cells, tmp_path, capsys):
+    normal, defective = cells
+    category = tmp_path / "cells"
+    _write(normal[12:15], category / "test" / "good", "")
+    for kind, images, rows in (
+        ("crack", defective[:2], slice(0, 20)),
+        ("stain", defective[2:4], None),
+    ):
+        _write(images, category / "test" / kind, "")
+        for i in range(len(images)):
+            mask = np.zeros(images.shape[1:3], np.uint8)
+            if rows is not None:
+                mask[rows] = 255
+            (category / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask).save(category / "ground_truth" / kind / f"{i:02d}_mask.png")
+    assert main(["evaluate", str(model), "--mvtec", str(category), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    stain = next(line for line in out.splitlines() if line.startswith("  stain ("))
+    assert "no pixel metrics (its masks mark no defect pixel)" in stain
+    crack = next(line for line in out.splitlines() if line.startswith("  crack ("))
+    assert "pixel AUROC" in crack and "Heat maps: pixel AUROC" in out
+
+
+def test_evaluate_refuses_one_folder_in_two_roles(model, folders, capsys):
+    check = str(folders / "check")
+    argv = ["evaluate", str(model), str(folders / "normal"), check, "--masks", check]
+    assert main(argv) == 2
+    assert "DEFECT_DIR and --masks are the same folder" in _one_error_line(capsys)
+
+
 def test_evaluate_an_mvtec_category(model, cells, tmp_path, capsys, monkeypatch):
     normal, defective = cells
     category = tmp_path / "cells"
@@ -1153,7 +1183,7 @@ def test_only_unreadable_images_write_nothing(model, tmp_path, capsys):
 def test_contradictory_or_api_worded_requests_get_command_line_answers(model, folders, capsys):
     check = str(folders / "check")
     assert main(["evaluate", str(model), check, check, "--no-progress"]) == 2
-    assert "the same folder" in _one_error_line(capsys)
+    assert "NORMAL_DIR and DEFECT_DIR are the same folder" in _one_error_line(capsys)
     assert main(["evaluate", str(model), "--mvtec", str(folders / "normal")]) == 2
     assert "has no test/ folder" in _one_error_line(capsys)
     assert main(["demo", "--n-train", "2"]) == 2

@@ -427,6 +427,11 @@ def test_load_folder_errors(folders):
     # Without the suffix no mask matches.
     with raises_naming(ValueError, folders / "anomalous" / "a.png"):
         load_folder(folders / "normal", folders / "anomalous", folders / "masks")
+    # With the extension in it neither, and the message says so.
+    with pytest.raises(ValueError, match=r"holds the extension '\.png': leave it out"):
+        load_folder(
+            folders / "normal", folders / "anomalous", folders / "masks", mask_suffix="_mask.png"
+        )
     orphan = save(folders / "masks" / "z_mask.png", square_mask())
     with raises_naming(ValueError, orphan):
         load_folder(

@@ -210,10 +210,13 @@ def match_masks(images, mask_files, mask_stem, mask_folder):
     for image in images:
         stem = mask_stem(image)
         if stem not in by_stem:
+            hint = ""
+            if Path(stem).suffix.lower() in IMAGE_EXTENSIONS:
+                hint = f" The mask suffix holds the extension {Path(stem).suffix!r}: leave it out."
             raise ValueError(
                 f"Anomalous image {str(image)!r} has no mask: expected "
                 f"{str(Path(mask_folder) / stem)!r} with an image extension "
-                "such as .png."
+                f"such as .png.{hint}"
             )
         matched.append(by_stem[stem])
     unused = sorted(set(by_stem.values()) - set(matched))
