@@ -289,7 +289,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         ):
             raise ValueError(
                 f"partial_fit got images of shape {source.image_shape}, but the "
-                f"first chunk had {state.image_shape}; all chunks must agree."
+                f"first array chunk had {state.image_shape}; array chunks must agree."
             )
         extractor = self._extractor(
             depth=max(state.levels + state.spatial_levels + state.patch_levels)

@@ -454,7 +454,8 @@ def main(argv=None):
         # The reader of the output left (| head): stop quietly, as a
         # program killed by SIGPIPE does, and keep Python from reporting the
         # flush at exit that would fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError):  # stdout may have no descriptor
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + 13
     except Exception as exc:
         if verbose:

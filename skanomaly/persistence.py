@@ -29,8 +29,8 @@ loaded model cannot continue a stream), and ``memory``, a cache location on
 the machine that fitted (the loaded detector has ``memory=None``). A
 ``weights`` path is saved as a string, ``device`` as its name.
 
-Model files of the first format (early builds of skanomaly 0.1) are joblib pickles: :func:`load` refuses them
-unless ``trust_pickle=True``.
+Model files of the first format (early builds of skanomaly 0.1) are joblib
+pickles: :func:`load` refuses them unless ``trust_pickle=True``.
 """
 
 import contextlib
