@@ -167,7 +167,7 @@ def _map_options(parser, why=""):
         type=_nonnegative,
         default=None,
         metavar="SIGMA",
-        help="override the model's blur of the maps, in pixels of the network input",
+        help="override the model's blur of the maps, in pixels of a 224 px network input",
     )
     parser.add_argument(
         "--lam",
@@ -323,8 +323,9 @@ def build_parser():
         type=_nonnegative,
         default=4.0,
         metavar="SIGMA",
-        help="blur of the maps (Gaussian sigma), in pixels of the network input "
-        "(default: 4, PatchCore's; 2 can outline specks and thin scratches better)",
+        help="blur of the maps (Gaussian sigma), in pixels of a 224 px network input, "
+        "whatever --input-size is (default: 4, PatchCore's; 2 can outline specks and "
+        "thin scratches better)",
     )
     fit.add_argument(
         "--lam",
