@@ -119,7 +119,8 @@ def overlay_heatmap(
         ``vmin == vmax``) shows as the low end.
     threshold : float, default=None
         If given, the boundary of the region where the (resized) map is
-        ``>= threshold``, in map units, is drawn one pixel wide in
+        ``> threshold`` (as :meth:`~skanomaly.EfficientNetGaussianDetector.segment`
+        outlines it), in map units, is drawn one pixel wide in
         ``contour_color``. Where the region reaches the image border, the
         border is not outlined.
     contour_color : tuple of 3 int, default=(255, 255, 255)
@@ -192,7 +193,7 @@ def overlay_heatmap(
     blended = (1 - alpha) * rgb + alpha * colormap(normalized)[..., :3]
     overlay = np.round(blended * 255).astype(np.uint8)
     if threshold is not None:
-        overlay[outline(anomaly_map >= threshold, frame=False)] = color
+        overlay[outline(anomaly_map > threshold, frame=False)] = color
     if title is not None:
         overlay = _draw_title(overlay, title)
     if path is not None:

@@ -60,6 +60,16 @@ def test_contour_pixels(gray_image, hot_square):
     np.testing.assert_array_equal(is_color, expected)
 
 
+def test_contour_outlines_what_segment_outlines(gray_image, hot_square):
+    # segment keeps map > threshold: a region at exactly the threshold is not one.
+    from skanomaly.segmentation import masks_from_maps
+
+    color = (0, 255, 0)
+    overlay = overlay_heatmap(gray_image, hot_square, threshold=1.0, contour_color=color)
+    assert not np.all(overlay == color, axis=-1).any()
+    assert not masks_from_maps([hot_square], 1.0)[0].any()
+
+
 def test_contour_not_drawn_along_image_border(gray_image):
     anomaly_map = np.zeros((32, 40))
     anomaly_map[:10, :] = 1.0
