@@ -155,13 +155,19 @@ def explain_and_report(
     names, levels, caption = _level_values(detector, distances, scores)
     for i, row in enumerate(rows):
         if truths is not None:
-            row["truth"] = truths[i]
+            row["truth"] = _judged(truths[i], row["label"] == "anomalous")
         row["thumbnail"], row["overlay"] = thumbnails[i], None
         row["regions"] = row["defect_area"] = None
         row["levels"] = None if levels is None else list(zip(names, levels[i].tolist()))
 
     order = np.argsort(scores, kind="stable")  # most anomalous first
     chosen = [i for i in order if explain_all or rows[i]["label"] == "anomalous"][:max_explain]
+    for i in set(range(len(rows))) - set(chosen):
+        rows[i]["overlay_note"] = (
+            f"not drawn (--max-explain {max_explain})"
+            if explain_all or rows[i]["label"] == "anomalous"
+            else "not drawn: normal (--all draws it)"
+        )
     found = _explain(
         detector, [kept[i] for i in chosen], reader.read, progress, threshold, min_area
     )
@@ -204,7 +210,8 @@ def write_evaluation_report(
     "defective"; "false alarm" or "missed" added where the model misjudged
     it), shows a histogram of the anomaly scores of each kind against the
     threshold and the evaluation's summary lines, and draws a heat map of
-    each defective image and each false alarm, with the ``masks`` outlined in
+    each defective image, each false alarm and each normal image with a
+    region at the pixel threshold, with the ``masks`` outlined in
     :data:`TRUTH_COLOR` where given. The maps are ``result["maps"]`` where it
     has them, else explained here. ``out_dir`` also receives
     ``scores.csv``.
@@ -223,7 +230,13 @@ def write_evaluation_report(
         row["thumbnail"] = _write_thumbnail(out_dir, i, filenames[i], X[i])
         row["overlay"] = row["regions"] = row["defect_area"] = None
         row["truth"] = _truth(y[i], result["flagged"][i], defect_type, i)
-    chosen = np.flatnonzero((y == -1) | result["flagged"])
+    drawn = (y == -1) | result["flagged"]
+    if "regions" in result:
+        # Normal images with a region: the summary counts them, the page shows them.
+        drawn |= result["regions"]["false_regions"] > 0
+    chosen = np.flatnonzero(drawn)
+    for i in np.flatnonzero(~drawn):
+        rows[i]["overlay_note"] = "not drawn: normal, not flagged, no region"
     if "maps" in result:
         found = [_entry(X[i], result["maps"][i], threshold, min_area) for i in chosen]
     else:
@@ -248,9 +261,15 @@ def _truth(label, flagged, defect_type, i):
     """The ground-truth column of image ``i``: its kind, and the model's
     mistake where it made one."""
     kind = "normal" if label == 1 else "defective" if defect_type is None else defect_type[i]
-    if flagged == (label == 1):
-        return f"{kind}, {'false alarm' if label == 1 else 'missed'}"
-    return str(kind)
+    return _judged(str(kind), flagged)
+
+
+def _judged(kind, flagged):
+    """A ground-truth ``kind`` ("normal" or a defect), with the model's
+    mistake added where it made one."""
+    if flagged == (kind == "normal"):
+        return f"{kind}, {'false alarm' if kind == 'normal' else 'missed'}"
+    return kind
 
 
 def require_pixel_threshold(detector):
@@ -584,7 +603,7 @@ def run_demo(detector, out_dir, *, n_train, n_test, max_explain, seed, holdout, 
         progress=progress,
     )
     test_reader.report()
-    y_true = [r["truth"] == "defective" for r in rows]
+    y_true = [r["truth"].startswith("defective") for r in rows]
     if 0 < sum(y_true) < len(y_true):
         anomaly = [r["anomaly_score"] for r in rows]
         print(f"Image AUROC (defective vs normal): {roc_auc_score(y_true, anomaly):.3f}")

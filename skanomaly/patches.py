@@ -455,7 +455,9 @@ class PatchReservoir:
             rest = np.setdiff1d(np.arange(n), first, assume_unique=True)
             self.kept = self.kept[np.concatenate([first, rest])]
         memory = self.rows[self.kept]
-        sample = self.rng.permutation(len(self.rows))[:_EXCESS_SAMPLE]
+        # From a copy of the generator: a memory made mid-stream (partial_fit,
+        # then a score) must leave the draws of later add() calls as they were.
+        sample = copy.deepcopy(self.rng).permutation(len(self.rows))[:_EXCESS_SAMPLE]
         nearest = self._nearest_other_image(sample, memory)
         first = nearest[:_THRESHOLD_SAMPLE]
         first = first[np.isfinite(first)]

@@ -23,7 +23,8 @@ h1 { font-size: 1.4em; margin-bottom: 0.2em; }
 p.meta { color: #555; margin: 0.2em 0; }
 table { border-collapse: collapse; margin-top: 1em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; vertical-align: middle; }
-th { background: #f0f0f0; cursor: pointer; user-select: none; white-space: nowrap; }
+th { background: #f0f0f0; cursor: pointer; user-select: none; white-space: nowrap;
+     position: sticky; top: 0; z-index: 1; }
 th.nosort { cursor: default; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; }
 th[aria-sort="descending"]::after { content: " \\25BC"; }
@@ -35,7 +36,7 @@ img { display: block; max-width: 160px; max-height: 160px; }
 svg.levels { display: block; }
 svg.histogram { display: block; margin-top: 0.8em; font-size: 12px; }
 span.level { font-size: 0.85em; color: #555; white-space: nowrap; }
-span.none { color: #999; font-size: 0.9em; }
+span.none { color: #595959; font-size: 0.85em; }
 #load-status.failed { color: #b00020; font-weight: bold; }
 """
 
@@ -55,6 +56,11 @@ _JS = """
   }
   Array.prototype.forEach.call(headers, function (th, col) {
     if (th.classList.contains("nosort")) { return; }
+    // Sortable from the keyboard too: Tab to a header, Enter or Space.
+    th.tabIndex = 0;
+    th.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); th.click(); }
+    });
     th.addEventListener("click", function () {
       var numeric = th.getAttribute("data-type") === "number";
       var asc = th.getAttribute("aria-sort") !== "ascending";
@@ -101,9 +107,9 @@ def _fmt(value):
     return "" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
-def _img(src, alt):
+def _img(src, alt, note=None):
     if not src:
-        return '<span class="none">&mdash;</span>'
+        return f'<span class="none">{html.escape(note) if note else "&mdash;"}</span>'
     url = html.escape(quote(src), quote=True)
     alt = html.escape(alt, quote=True)
     return f'<a href="{url}"><img src="{url}" alt="{alt}"></a>'
@@ -268,7 +274,8 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
         One per image, with keys ``path`` (shown, escaped), ``score``,
         ``anomaly_score``, ``decision``, ``label`` ("normal" or "anomalous"),
         and optionally ``thumbnail`` and ``overlay`` (relative paths of image
-        files, or None), ``truth`` (a ground-truth label, shown in an extra
+        files, or None), ``overlay_note`` (shown instead of a missing overlay,
+        saying why it is missing), ``truth`` (a ground-truth label, shown in an extra
         column when any record has one), ``regions`` and ``defect_area``
         (the number of anomalous regions of an explained image and their
         area in pixels, or None) and ``levels`` (a list of ``(name, value)``,
@@ -334,7 +341,7 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
         row = [
             f'<td class="num" data-value="{i + 1}">{i + 1}</td>',
             f"<td>{_img(r.get('thumbnail'), r['path'])}</td>",
-            f"<td>{_img(r.get('overlay'), 'heat map of ' + r['path'])}</td>",
+            f"<td>{_img(r.get('overlay'), 'heat map of ' + r['path'], r.get('overlay_note'))}</td>",
             f'<td class="path">{html.escape(r["path"])}</td>',
             f'<td class="num" data-value="{_number(r["anomaly_score"])}">{_fmt(r["anomaly_score"])}</td>',
             f'<td class="num" data-value="{_number(r["decision"])}">{_fmt(r["decision"])}</td>',
@@ -362,6 +369,8 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
     ]
     if notes:
         meta += [html.escape(n) for n in ([notes] if isinstance(notes, str) else notes)]
+    if (out_dir / "scores.csv").is_file():
+        meta.append('Every score as CSV: <a href="scores.csv">scores.csv</a>.')
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -74,7 +74,8 @@ def map_sample(anomaly_map, size=MAP_SAMPLE_SIZE):
     flat = np.asarray(anomaly_map, dtype=np.float32).ravel()
     if not np.isfinite(flat).all():
         raise ValueError("anomaly_map contains NaN or infinity.")
-    return flat[:: max(1, -(-flat.size // size))]
+    # A copy: a strided view would keep the whole map alive.
+    return flat[:: max(1, -(-flat.size // size))].copy()
 
 
 @validate_params(

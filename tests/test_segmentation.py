@@ -89,6 +89,8 @@ def test_map_sample_and_outline():
     sample = map_sample(large)
     assert sample.dtype == np.float32 and 60000 <= sample.size <= 65536
     assert sample.min() == 0 and sample.max() > 0.99 * large.max()
+    # Its own memory: a view would keep the whole map alive in calibrate_pixels.
+    assert map_sample(large.astype(np.float32)).base is None
     mask = np.zeros((8, 8), bool)
     mask[2:6, 2:6] = True
     ring = mask.copy()

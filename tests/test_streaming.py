@@ -69,6 +69,22 @@ def test_rejected_chunk_leaves_the_model_as_it_was(cells, bad, match):
     assert detector.n_samples_fit_ == 12
 
 
+def test_using_the_detector_mid_stream_leaves_the_stream_as_it_was(cells):
+    # The first use makes the patch memory and its threshold; the draws it
+    # makes must not be taken from the stream's later ones.
+    normal, defective = cells
+    chunks = [normal[i : i + 4] for i in range(0, 16, 4)]
+    plain, used = EfficientNetGaussianDetector(), EfficientNetGaussianDetector()
+    for k, chunk in enumerate(chunks):
+        plain.partial_fit(chunk)
+        used.partial_fit(chunk)
+        if k == 1:
+            used.score_samples(defective[:1])
+    assert used.patch_threshold_ == plain.patch_threshold_
+    assert used.patch_excess_ == plain.patch_excess_ and used.offset_ == plain.offset_
+    np.testing.assert_array_equal(used.score_samples(defective), plain.score_samples(defective))
+
+
 def test_partial_fit_takes_lists_after_arrays_and_arrays_after_lists(cells):
     # Lists may mix sizes, as fit's may; only array chunks are held to the
     # first array chunk's shape.
