@@ -389,6 +389,17 @@ def test_load_folder_with_masks(folders):
     np.testing.assert_array_equal(data.masks[4], expected_mask((0, 0)))
 
 
+def test_masks_drawn_the_other_way_round_are_named(folders):
+    # Black defects on white: non-zero marks the background as defect.
+    for name in ("a_mask.png", "b_mask.bmp"):
+        inverted = 255 - np.asarray(Image.open(folders / "masks" / name))
+        save(folders / "masks" / name, inverted)
+    with pytest.warns(UserWarning, match=r"mark \d+% of their pixels as defect .* invert them"):
+        load_folder(
+            folders / "normal", folders / "anomalous", folders / "masks", mask_suffix="_mask"
+        )
+
+
 def test_load_folder_says_a_file_is_no_folder(folders):
     with pytest.raises(FileNotFoundError, match=r"n0\.png' is a file, not a folder"):
         load_folder(folders / "normal" / "n0.png")

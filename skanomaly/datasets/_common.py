@@ -7,6 +7,7 @@ The loaders find their folders with :func:`data_root`, list them with
 
 import numbers
 import os
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -188,8 +189,23 @@ def load_samples(samples, size, *, with_masks=True, threshold=0, dark=False):
                 f"{shape[0]}x{shape[1]}."
             )
         masks.append(mask)
+    _warn_if_inverted([m for (_, path), m in zip(samples, masks) if path is not None])
     X = _collect(images, size, np.uint8, (3,))
     return X, (_collect(masks, size, bool) if with_masks else None)
+
+
+def _warn_if_inverted(masks):
+    """Warn where the mask files mark most of their pixels as defect:
+    masks drawn the other way round (defect black on white) would make every
+    map metric measure the background."""
+    share = np.mean([m.mean() for m in masks]) if masks else 0.0
+    if share > 0.5:
+        warnings.warn(
+            f"The mask files mark {share:.0%} of their pixels as defect on average: if "
+            "their defects are the dark pixels, invert them (non-zero marks a defect).",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def match_masks(images, mask_files, mask_stem, mask_folder):
