@@ -164,9 +164,9 @@ def explain_and_report(
     chosen = [i for i in order if explain_all or rows[i]["label"] == "anomalous"][:max_explain]
     for i in set(range(len(rows))) - set(chosen):
         rows[i]["overlay_note"] = (
-            f"not drawn (--max-explain {max_explain})"
+            f"not drawn: beyond the {max_explain} most anomalous (--max-explain)"
             if explain_all or rows[i]["label"] == "anomalous"
-            else "not drawn: normal (--all draws it)"
+            else "not drawn: judged normal"
         )
     found = _explain(
         detector, [kept[i] for i in chosen], reader.read, progress, threshold, min_area

@@ -287,6 +287,9 @@ def test_explain_default_explains_only_flagged(model, folders, report, tmp_path,
     assert str(out / "index.html") in capsys.readouterr().out
     page = (out / "index.html").read_text(encoding="utf-8")
     assert page.count('<tr class="anomalous">') == 3
+    # Each row without a heat map says why, and the page links the scores.
+    assert page.count("not drawn: judged normal") == 3
+    assert '<a href="scores.csv">scores.csv</a>' in page
 
 
 def test_explain_max_explain(model, folders, tmp_path):
@@ -294,6 +297,8 @@ def test_explain_max_explain(model, folders, tmp_path):
     args = ["explain", str(model), str(folders / "check"), "-o", str(out), "--all"]
     assert main([*args, "--max-explain", "2", "--no-progress"]) == 0
     assert len(list((out / "overlays").glob("*.png"))) == 2
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.count("not drawn: beyond the 2 most anomalous (--max-explain)") == 4
 
 
 def test_file_names_are_escaped(model, folders, tmp_path):
