@@ -20,6 +20,7 @@ from pathlib import Path
 from . import persistence
 from ._cli_parser import build_parser
 from ._console import ImageReadError, UsageError, one_line_warnings, say, warn
+from ._files import IMAGE_EXTENSIONS, check_writable
 from .explain_report import (
     explain_and_report,
     explain_regions,
@@ -67,8 +68,6 @@ def _check_output(path, what, model=None, images=()):
     """Refuse, before any work, an output ``path`` that cannot be written,
     or that names the ``model`` file or one of the input ``images`` (which
     it would replace)."""
-    from ._files import IMAGE_EXTENSIONS, check_writable
-
     if not str(path):
         raise UsageError(f"the path of {what} is empty")
     with _usage_errors():
