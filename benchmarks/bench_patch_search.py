@@ -106,7 +106,7 @@ def main():
         "split, Lite0 at 224 px, `patch_neighborhood=3`), searched in calls of 16 images "
         "unless the column says otherwise; every cover gives the same distances. "
         "A cover of k rows is every (rows // k)-th row of the memory, with a finer cover of "
-        "every fourth of those steps where that is every fourth row or sparser. "
+        "every fourth of those steps where that is every third row or sparser. "
         "The coarse cover's rule (3 * sqrt(rows), after 4 * sqrt(rows) chosen on magnetic tile, "
         "cookies and ELPV) and the finer cover's factor (4 rather than 8 or 16) were chosen on "
         "all five sets below.\n\n"

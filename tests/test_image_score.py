@@ -132,7 +132,7 @@ def test_worst_patch_search_refuses_bad_rows(images, memory, message):
         worst_patch_distances(images, memory)
 
 
-@pytest.mark.parametrize("cover_rows", [1, 7, 50])
+@pytest.mark.parametrize("cover_rows", [1, 4, 7, 50])
 def test_patch_index_cover_sets_speed_not_distances(cover_rows):
     rng = np.random.default_rng(cover_rows)
     memory = rng.normal(size=(50, 6)).astype(np.float32)
@@ -140,8 +140,8 @@ def test_patch_index_cover_sets_speed_not_distances(cover_rows):
     index = PatchIndex(memory, cover_rows)
     step = 50 // cover_rows
     # The finer cover takes every fourth of those steps, where that is every
-    # fourth row or sparser.
-    steps = [step, step // 4] if step // 4 >= 4 else [step]
+    # third row or sparser.
+    steps = [step, step // 4] if step // 4 >= 3 else [step]
     assert [len(rows) for rows, _ in index.covers] == [len(memory[::k]) for k in steps]
     np.testing.assert_allclose(
         worst_patch_distances(images, index), worst_patch_distances(images, memory), rtol=1e-6
