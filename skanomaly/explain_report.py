@@ -10,6 +10,7 @@ the regions alone (``skanomaly score --regions``), and :func:`run_demo`
 chains it all on real solar cells.
 """
 
+import math
 import re
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from .inspection import (
     write_csv,
     write_regions_csv,
 )
-from .report import score_histogram, write_report
+from .report import color_scale, score_histogram, write_report
 
 __all__ = [
     "explain_and_report",
@@ -172,7 +173,7 @@ def explain_and_report(
         detector, [kept[i] for i in chosen], reader.read, progress, threshold, min_area
     )
     explained = dict(zip(chosen, found, strict=True))
-    scale = _draw_overlays(explained, kept, rows, out_dir)
+    scale = _draw_overlays(explained, kept, rows, out_dir, threshold)
     write_csv(rows, out_dir / "scores.csv")
     if regions is not None:
         write_regions_csv(_region_rows(explained, rows), regions)
@@ -244,7 +245,7 @@ def write_evaluation_report(
     if masks is not None:
         for i, entry in zip(chosen, found, strict=True):
             entry["truth"] = _shrunk_mask(masks[i], entry["image"].shape[:2])
-    scale = _draw_overlays(dict(zip(chosen, found)), filenames, rows, out_dir)
+    scale = _draw_overlays(dict(zip(chosen, found)), filenames, rows, out_dir, threshold)
     write_csv(rows, out_dir / "scores.csv")
     kinds = np.where(y == 1, "normal", "defective")
     figure = _score_figure(-result["scores"], kinds, -detector.offset_)
@@ -463,12 +464,14 @@ def _shrunk_mask(mask, shape):
     return resize_bilinear(mask.astype(np.float64), shape) >= 0.5
 
 
-def _draw_overlays(explained, kept, rows, out_dir):
+def _draw_overlays(explained, kept, rows, out_dir, threshold=None):
     """Write an overlay per ``explained[i]`` on one color scale, with its
     regions outlined (and its ground-truth mask, an entry's ``truth`` at
     overlay size, in :data:`TRUTH_COLOR`), link it in ``rows[i]`` with the
     regions' number and area, and return the scale ``(vmin, vmax)`` (None
-    if nothing was explained)."""
+    if nothing was explained). The scale reaches the pixel ``threshold``
+    where given: maps that stay below it, as normal images' do, are not
+    stretched to the colormap's top."""
     # Plotting imports scipy, which `skanomaly --help` need not wait for.
     from .plotting import overlay_heatmap
     from .segmentation import draw_outlines
@@ -478,7 +481,11 @@ def _draw_overlays(explained, kept, rows, out_dir):
         return None
     values = np.concatenate([entry["map"].ravel() for entry in explained.values()])
     vmin, vmax = float(values.min()), float(np.percentile(values, 99.9))
-    vmax = max(vmax, vmin + 1e-12)
+    if threshold is not None:
+        vmax = max(vmax, threshold)
+    # Constant maps still get a scale of two distinct ends (1e-12 added to a
+    # value of 1e4 or more would round away).
+    vmax = max(vmax, math.nextafter(vmin, math.inf))
     for i, entry in explained.items():
         name = _safe_name(i, kept[i])
         overlay = overlay_heatmap(entry["image"], entry["map"], vmin=vmin, vmax=vmax)
@@ -502,6 +509,8 @@ def _write_index(
     ]
     if scale is not None:
         notes.append(f"Heat maps share one color scale ({scale[0]:.3g} to {scale[1]:.3g}).")
+        # The bar shows which colour a value gets, and where the outlines fall.
+        figure = (figure or "") + color_scale(*scale, threshold)
     if threshold is not None:
         calibration = getattr(detector, "pixel_calibration_", None) or {}
         fpr = ""

@@ -1,8 +1,8 @@
 """Anomaly maps drawn over their images, as arrays or PNG files.
 
-Rendering uses numpy and Pillow only; matplotlib is imported lazily, for its
-colormaps, so the package imports without it and nothing here needs a
-display.
+Rendering uses numpy and Pillow only, the default colormap ("jet") included,
+so overlays and the command line's reports need no matplotlib; it is
+imported lazily for any other colormap, and nothing here needs a display.
 """
 
 import numbers
@@ -15,7 +15,7 @@ from ._files import write_png
 from ._resize import resize_bilinear
 from .segmentation import outline
 
-__all__ = ["overlay_heatmap", "save_heatmaps"]
+__all__ = ["jet", "overlay_heatmap", "save_heatmaps"]
 
 
 def _image_to_rgb(image):
@@ -42,13 +42,18 @@ def _image_to_rgb(image):
             )
         return image.astype(np.float64)
     if kind in "ui":
+        # As the detector reads them: uint16 spans 0..65535, other integers 0..255.
+        top = 65535 if image.dtype == np.uint16 else 255
         low, high = int(image.min()), int(image.max())
-        if low < 0 or high > 255:
+        if low < 0 or high > top:
             raise ValueError(
-                f"Integer images must have values in 0..255; image has values in [{low}, {high}]."
+                f"{image.dtype} images must have values in 0..{top}; image has values in "
+                f"[{low}, {high}]."
             )
-        return image / 255.0
-    raise TypeError(f"image has dtype {image.dtype}; images must be uint8 or float in [0, 1].")
+        return image / float(top)
+    raise TypeError(
+        f"image has dtype {image.dtype}; images must be uint8, uint16 or float in [0, 1]."
+    )
 
 
 def _check_real(value, name, allow_none=True):
@@ -58,10 +63,66 @@ def _check_real(value, name, allow_none=True):
         raise ValueError(f"{name} must be a finite number; got {value!r}.")
 
 
-def _colormap(cmap):
-    import matplotlib
-    from matplotlib.colors import Colormap
+# matplotlib's "jet" as (position, value) anchors per channel: the default
+# colormap, drawn without matplotlib (an optional dependency, the ``plot``
+# extra), so that a plain install's command line draws its heat maps.
+_JET = (
+    ((0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)),
+    ((0.0, 0.0), (0.125, 0.0), (0.375, 1.0), (0.64, 1.0), (0.91, 0.0), (1.0, 0.0)),
+    ((0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0)),
+)
+# Colours in a colormap's table, as matplotlib's colormaps have by default.
+_COLORMAP_ENTRIES = 256
 
+
+def jet(values):
+    """RGB colours of ``values`` in [0, 1] by matplotlib's ``"jet"``
+    colormap, without matplotlib: the default colormap of
+    :func:`overlay_heatmap`, for drawing a colour bar or legend beside its
+    overlays.
+
+    The same 256-entry table as matplotlib's, looked up the same way, so the
+    colours equal matplotlib's to rounding; values outside [0, 1] take the
+    end colours.
+
+    Parameters
+    ----------
+    values : array-like of float
+
+    Returns
+    -------
+    colors : ndarray of shape (*values.shape, 3)
+        RGB in [0, 1].
+
+    Examples
+    --------
+    >>> from skanomaly.plotting import jet
+    >>> jet([0.0, 0.5, 1.0]).round(2)
+    array([[0.  , 0.  , 0.5 ],
+           [0.49, 1.  , 0.48],
+           [0.5 , 0.  , 0.  ]])
+    """
+    positions = np.linspace(0.0, 1.0, _COLORMAP_ENTRIES)
+    table = np.stack([np.interp(positions, *zip(*anchors)) for anchors in _JET], axis=-1)
+    index = (np.asarray(values, dtype=np.float64) * _COLORMAP_ENTRIES).astype(np.int64)
+    return table[np.clip(index, 0, _COLORMAP_ENTRIES - 1)]
+
+
+def _colormap(cmap):
+    """A function from values in [0, 1] to colours whose first 3 channels
+    are RGB: :func:`jet` for ``"jet"``, else matplotlib's colormap."""
+    if isinstance(cmap, str) and cmap == "jet":
+        return jet
+    try:
+        import matplotlib
+        from matplotlib.colors import Colormap
+    except ImportError:
+        if isinstance(cmap, str):
+            raise ImportError(
+                f"cmap={cmap!r} needs matplotlib: pip install 'skanomaly[plot]' (the "
+                "default, 'jet', does not)."
+            ) from None
+        Colormap = ()
     if isinstance(cmap, str):
         try:
             return matplotlib.colormaps[cmap]
@@ -100,8 +161,9 @@ def overlay_heatmap(
     Parameters
     ----------
     image : array-like of shape (H, W), (H, W, 3) or (H, W, 4)
-        The image, uint8 in 0..255 or float in [0, 1]. An alpha channel is
-        ignored.
+        The image, uint8 in 0..255, uint16 in 0..65535 or float in [0, 1],
+        as :meth:`~skanomaly.EfficientNetGaussianDetector.explain` reads
+        them. An alpha channel is ignored.
     anomaly_map : array-like of shape (h, w)
         Anomaly scores, higher = more anomalous. If ``(h, w) != (H, W)``
         the map is resized to the image by bilinear interpolation.
@@ -109,14 +171,18 @@ def overlay_heatmap(
         If given, the overlay is also written there as a PNG file (whatever
         the extension).
     cmap : str or matplotlib Colormap, default="jet"
-        Colormap of the normalized map.
+        Colormap of the normalized map. The default needs no matplotlib
+        (:func:`jet`); any other needs it (``pip install 'skanomaly[plot]'``).
     alpha : float, default=0.5
         Opacity of the colored map, from 0 (image only) to 1 (map only).
     vmin, vmax : float, default=None
         Map values shown as the low and high ends of the colormap; values
-        outside are clipped. Default to the minimum and maximum of the map,
-        so pass fixed values to compare several overlays. A constant map (or
-        ``vmin == vmax``) shows as the low end.
+        outside are clipped. Default to the minimum and maximum of the map
+        (an end left out never passes the one given: with ``vmin`` alone, a
+        map wholly below it shows as the low end), so pass fixed values to
+        compare several overlays. A constant map (or ``vmin == vmax``)
+        shows as the low end, and any value above ``vmin == vmax`` as the
+        high end.
     threshold : float, default=None
         If given, the boundary of the region where the (resized) map is
         ``> threshold`` (as :meth:`~skanomaly.EfficientNetGaussianDetector.segment`
@@ -181,14 +247,21 @@ def overlay_heatmap(
     height, width = rgb.shape[:2]
     if anomaly_map.shape != (height, width):
         anomaly_map = resize_bilinear(anomaly_map, (height, width))
-    low = float(anomaly_map.min()) if vmin is None else float(vmin)
-    high = float(anomaly_map.max()) if vmax is None else float(vmax)
+    # An end left out follows the map, but never past the end given: a map
+    # wholly below vmin is drawn at the low end, not refused.
+    low = float(vmin) if vmin is not None else float(anomaly_map.min())
+    high = float(vmax) if vmax is not None else float(anomaly_map.max())
+    if vmin is None:
+        low = min(low, high)
+    elif vmax is None:
+        high = max(high, low)
     if low > high:
         raise ValueError(f"vmin ({low:g}) must not exceed vmax ({high:g}).")
     if high > low:
         normalized = np.clip((anomaly_map - low) / (high - low), 0.0, 1.0)
     else:
-        normalized = np.zeros_like(anomaly_map)
+        # A scale of one value: the map above it at the top, the rest at the bottom.
+        normalized = (anomaly_map > high).astype(np.float64)
 
     blended = (1 - alpha) * rgb + alpha * colormap(normalized)[..., :3]
     overlay = np.round(blended * 255).astype(np.uint8)

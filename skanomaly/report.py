@@ -15,7 +15,7 @@ import numpy as np
 
 from ._files import atomic_write
 
-__all__ = ["score_histogram", "write_report"]
+__all__ = ["color_scale", "score_histogram", "write_report"]
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em; color: #222; }
@@ -35,6 +35,7 @@ tr.anomalous td.label { color: #b00020; font-weight: bold; }
 img { display: block; max-width: 160px; max-height: 160px; }
 svg.levels { display: block; }
 svg.histogram { display: block; margin-top: 0.8em; font-size: 12px; }
+svg.colorscale { display: block; margin-top: 0.6em; font-size: 12px; }
 span.level { font-size: 0.85em; color: #555; white-space: nowrap; }
 span.none { color: #595959; font-size: 0.85em; }
 #load-status.failed { color: #b00020; font-weight: bold; }
@@ -243,6 +244,75 @@ def _histogram_legend(groups):
         f'fill-opacity="0.55"/><text x="{left + 14}" y="{_HIST_TOP + 9 + 14 * i}">'
         f"{html.escape(name)} ({len(v)})</text>"
         for i, (name, v, color) in enumerate(groups)
+    )
+
+
+# The heat maps' colour bar: its left margin, size and label rows in
+# pixels, and the stops of its gradient (the colormap is piecewise linear,
+# so a few dozen stops draw it).
+_BAR_LEFT, _BAR_WIDTH, _BAR_HEIGHT, _BAR_TOP, _BAR_STOPS = 10, 320, 14, 18, 33
+
+
+def color_scale(low, high, threshold=None):
+    """An inline SVG colour bar of heat maps drawn on one scale: the default
+    colormap (:func:`~skanomaly.plotting.jet`) from ``low`` to ``high``, as
+    :func:`~skanomaly.plotting.overlay_heatmap` draws with ``vmin=low`` and
+    ``vmax=high``, with the pixel ``threshold`` marked where given.
+
+    Parameters
+    ----------
+    low, high : float
+        The map values drawn as the colormap's ends, ``low < high``.
+    threshold : float, default=None
+        The pixel threshold: regions above it are outlined. Outside the
+        scale it is marked at the end it lies beyond.
+
+    Returns
+    -------
+    svg : str
+    """
+    for name, value in (("low", low), ("high", high), ("threshold", threshold)):
+        if value is None and name == "threshold":
+            continue
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number; got {value!r}.")
+    if not low < high:
+        raise ValueError(f"low must be below high; got {low!r} and {high!r}.")
+    # Plotting imports scipy, which `skanomaly --help` need not wait for.
+    from .plotting import jet
+
+    colors = np.round(jet(np.linspace(0.0, 1.0, _BAR_STOPS)) * 255).astype(int)
+    stops = "".join(
+        f'<stop offset="{i / (_BAR_STOPS - 1):.4f}" stop-color="#{r:02x}{g:02x}{b:02x}"/>'
+        for i, (r, g, b) in enumerate(colors)
+    )
+    right, base = _BAR_LEFT + _BAR_WIDTH, _BAR_TOP + _BAR_HEIGHT
+    label = f"Heat-map colours from {_fmt(low)} to {_fmt(high)}"
+    parts = [
+        f'<defs><linearGradient id="heat-map-colors">{stops}</linearGradient></defs>',
+        f'<rect x="{_BAR_LEFT}" y="{_BAR_TOP}" width="{_BAR_WIDTH}" height="{_BAR_HEIGHT}" '
+        'fill="url(#heat-map-colors)" stroke="#888"/>',
+        f'<text x="{_BAR_LEFT}" y="{base + 14}">{_fmt(low)}</text>',
+        f'<text x="{right}" y="{base + 14}" text-anchor="end">{_fmt(high)}</text>',
+        f'<text x="{right + 8}" y="{base - 3}">heat-map colours (pixel anomaly score)</text>',
+    ]
+    if threshold is not None:
+        share = min(max((threshold - low) / (high - low), 0.0), 1.0)
+        x = _BAR_LEFT + share * _BAR_WIDTH
+        beyond = " (above the scale)" if threshold > high else ""
+        beyond = " (below the scale)" if threshold < low else beyond
+        anchor = "start" if share < 0.25 else "end" if share > 0.75 else "middle"
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{_BAR_TOP - 4}" x2="{x:.1f}" y2="{base + 4}" '
+            'stroke="#222" stroke-width="2"/>'
+            f'<text x="{x:.1f}" y="{_BAR_TOP - 7}" text-anchor="{anchor}">'
+            f"pixel threshold {_fmt(threshold)}{beyond}</text>"
+        )
+        label += f"; pixel threshold {_fmt(threshold)}{beyond}"
+    width, height = right + 260, base + 20
+    return (
+        f'<svg class="colorscale" width="{width}" height="{height}" role="img" '
+        f'aria-label="{html.escape(label, quote=True)}">{"".join(parts)}</svg>'
     )
 
 

@@ -177,6 +177,14 @@ def test_explain_all_writes_overlays_and_report(report):
     assert len(_read_csv(report / "scores.csv")) == 6
     # Without ground truth, the histogram has one group: every image.
     assert 'class="histogram"' in page and "images (6)" in page
+    # The colour bar spans the heat maps' shared scale and marks the pixel
+    # threshold that the outlines use.
+    low, high = re.search(r"share one color scale \(([^ ]+) to ([^)]+)\)", page).groups()
+    bar = re.search(r'<svg class="colorscale".*?</svg>', page)[0]
+    ends = re.findall(r">(-?[\d.]+(?:e[-+]?\d+)?)</text>", bar)
+    assert [float(v) for v in ends] == pytest.approx([float(low), float(high)], rel=1e-2)
+    threshold = re.search(r"regions above the pixel threshold ([^ ]+) ", page)[1]
+    assert f"pixel threshold {threshold}" in bar
 
 
 def test_explain_regions_outlines_and_level_bars(report, folders):
@@ -290,6 +298,24 @@ def test_explain_default_explains_only_flagged(model, folders, report, tmp_path,
     # Each row without a heat map says why, and the page links the scores.
     assert page.count("not drawn: judged normal") == 3
     assert '<a href="scores.csv">scores.csv</a>' in page
+
+
+def test_explain_draws_normal_images_without_matplotlib(model, folders, tmp_path, monkeypatch):
+    # A plain install (no plot extra) has no matplotlib: the report's heat
+    # maps use the default colormap, which needs none. The training images'
+    # maps stay below the pixel threshold, so the shared scale reaches up to
+    # it rather than stretching them to the colormap's top.
+    for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = tmp_path / "report"
+    argv = ["explain", str(model), str(folders / "normal"), "-o", str(out), "--all"]
+    assert main([*argv, "--no-progress"]) == 0
+    assert len(list((out / "overlays").glob("*.png"))) == 12
+    page = (out / "index.html").read_text(encoding="utf-8")
+    high = re.search(r"share one color scale \([^ ]+ to ([^)]+)\)", page)[1]
+    threshold = re.search(r"regions above the pixel threshold ([^ ]+) ", page)[1]
+    assert float(high) == pytest.approx(float(threshold), rel=1e-2)
 
 
 def test_explain_max_explain(model, folders, tmp_path):

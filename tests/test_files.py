@@ -15,7 +15,7 @@ import skanomaly.report
 from skanomaly._console import UsageError
 from skanomaly._files import atomic_write, write_png
 from skanomaly.inspection import score_rows, write_csv
-from skanomaly.report import score_histogram, write_report
+from skanomaly.report import color_scale, score_histogram, write_report
 
 FULL_DISK = OSError(errno.ENOSPC, "No space left on device")
 
@@ -161,6 +161,46 @@ def test_score_histogram_counts_every_finite_score_once():
 def test_score_histogram_refuses_what_it_cannot_draw(groups, threshold, error, match):
     with pytest.raises(error, match=match):
         score_histogram(groups, threshold)
+
+
+def _marker(svg):
+    """The x of a colour bar's threshold line, and its label."""
+    found = re.search(r'<line x1="([\d.]+)".*?>pixel threshold ([^<]*)</text>', svg)
+    return float(found[1]), found[2]
+
+
+def test_color_scale_draws_the_colormap_and_marks_the_pixel_threshold():
+    svg = color_scale(10.0, 30.0, threshold=15.0)
+    stops = re.findall(r'stop-color="(#[0-9a-f]{6})"', svg)
+    # The overlays' colormap end to end: jet's dark blue to dark red.
+    assert stops[0] == "#000080" and stops[-1] == "#800000" and len(stops) > 16
+    assert ">10</text>" in svg and ">30</text>" in svg
+    left, width = (
+        float(v) for v in re.search(r'<rect x="(\d+)" y="\d+" width="(\d+)"', svg).groups()
+    )
+    x, label = _marker(svg)
+    assert x == pytest.approx(left + 0.25 * width, abs=0.1) and label == "15"
+    assert "pixel threshold" not in color_scale(10.0, 30.0)
+    # Beyond the scale the mark sits at the end, and says so.
+    x, label = _marker(color_scale(10.0, 30.0, threshold=45.0))
+    assert x == pytest.approx(left + width) and label == "45 (above the scale)"
+    x, label = _marker(color_scale(10.0, 30.0, threshold=-1.0))
+    assert x == pytest.approx(left) and label == "-1 (below the scale)"
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((1.0, 1.0), "low must be below high"),
+        ((2.0, 1.0), "low must be below high"),
+        ((np.nan, 1.0), "low must be a finite number"),
+        ((0.0, "1"), "high must be a finite number"),
+        ((0.0, 1.0, np.inf), "threshold must be a finite number"),
+    ],
+)
+def test_color_scale_refuses_what_it_cannot_draw(args, match):
+    with pytest.raises(ValueError, match=match):
+        color_scale(*args)
 
 
 def test_a_report_shows_its_figure_and_every_note(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skanomaly.plotting import overlay_heatmap, save_heatmaps
+from skanomaly.plotting import jet, overlay_heatmap, save_heatmaps
 
 
 @pytest.fixture
@@ -228,3 +228,47 @@ def test_import_does_not_need_matplotlib():
     env = {**os.environ, "MPLBACKEND": "Agg"}
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root)
+
+
+def test_jet_is_matplotlibs_jet():
+    # Every entry of the 256-colour table, both sides of each boundary, the
+    # ends and values beyond them.
+    edges = np.arange(257) / 256
+    values = np.concatenate([np.linspace(0, 1, 10_001), edges, np.nextafter(edges, 0), [-0.5, 1.5]])
+    expected = matplotlib.colormaps["jet"](np.clip(values, 0, 1))[:, :3]
+    np.testing.assert_allclose(jet(values), expected, rtol=0, atol=1e-12)
+    assert jet(np.zeros((2, 3))).shape == (2, 3, 3)
+
+
+def test_default_overlays_need_no_matplotlib(monkeypatch, gray_image, hot_square):
+    expected = overlay_heatmap(gray_image, hot_square)
+    # None in sys.modules makes `import matplotlib` raise ImportError, as on
+    # an install without the plot extra.
+    for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    np.testing.assert_array_equal(overlay_heatmap(gray_image, hot_square), expected)
+    with pytest.raises(ImportError, match=r"cmap='viridis' needs matplotlib.*skanomaly\[plot\]"):
+        overlay_heatmap(gray_image, hot_square, cmap="viridis")
+    with pytest.raises(TypeError, match="cmap must be a colormap name"):
+        overlay_heatmap(gray_image, hot_square, cmap=3)
+
+
+def test_one_end_given_never_contradicts_the_map(gray_image, hot_square):
+    # A map wholly below vmin (a normal image, with vmin at the pixel
+    # threshold) is drawn at the low end; wholly above vmax, at the high end.
+    jet_ends = np.round((0.5 * 128 / 255 + 0.5 * jet([0.0, 1.0])) * 255)
+    below = overlay_heatmap(gray_image, hot_square, vmin=5.0)
+    above = overlay_heatmap(gray_image, hot_square + 10, vmax=5.0)
+    np.testing.assert_array_equal(np.unique(below.reshape(-1, 3), axis=0), jet_ends[:1])
+    np.testing.assert_array_equal(np.unique(above.reshape(-1, 3), axis=0), jet_ends[1:])
+
+
+def test_sixteen_bit_images_are_read_as_the_detector_reads_them(hot_square):
+    image = np.arange(32 * 40).reshape(32, 40) % 256
+    eight = overlay_heatmap(image.astype(np.uint8), hot_square)
+    np.testing.assert_array_equal(
+        overlay_heatmap((image * 257).astype(np.uint16), hot_square), eight
+    )
+    with pytest.raises(ValueError, match=r"int32 images must have values in 0\.\.255"):
+        overlay_heatmap(np.full((4, 4), 300, np.int32), hot_square)
