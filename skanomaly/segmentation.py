@@ -138,7 +138,10 @@ def pixel_threshold(samples, fpr):
 def _regions(anomaly_map, threshold, min_area):
     """The labels of the regions of ``anomaly_map > threshold`` of at least
     ``min_area`` pixels, and the label numbers kept."""
-    labels, n = label_regions(anomaly_map > threshold)
+    # A float64 threshold: a Python float next to a float32 map would be
+    # rounded to float32 first (numpy 2), which can round it up to a pixel's
+    # value and leave out a pixel that lies above it.
+    labels, n = label_regions(anomaly_map > np.float64(threshold))
     area = np.bincount(labels.ravel(), minlength=n + 1)
     small = area < min_area
     small[0] = True

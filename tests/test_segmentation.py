@@ -424,3 +424,11 @@ def test_bad_input(fitted, blotched):
             fitted.calibrate_pixels(fpr=fpr)
     with pytest.raises(ValueError, match="'min_area' parameter"):
         fitted.segment(image[None], min_area=0)
+
+
+def test_float32_maps_are_compared_with_the_threshold_itself():
+    # float32(0.1) lies above 0.1: the pixel is above the threshold, for the
+    # masks as for the regions and the overlay's outline.
+    maps = np.array([[[0.0, 0.1]]], dtype=np.float32)
+    assert masks_from_maps(maps, 0.1).tolist() == [[[False, True]]]
+    assert region_table(maps, 0.1)["area"].tolist() == [1]
