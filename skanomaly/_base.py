@@ -275,8 +275,9 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         state = self.__dict__.get("_fit_state")
         if state is None and hasattr(self, "levels_"):
             raise ValueError(
-                "This detector was loaded without its running moments (they "
-                "are not saved), so partial_fit cannot continue it; fit it again."
+                "This detector holds no running moments: model files, pickles and "
+                "copies (copy.deepcopy, joblib) leave them out, so partial_fit cannot "
+                "continue it; continue the original, or fit it again."
             )
         if state is None:
             self._fit(X, partial=True)

@@ -66,7 +66,13 @@ def list_images(folder):
         If ``folder`` is not a folder.
     """
     folder = check_folder(folder)
-    files = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
+    # A link whose target is gone is listed, so that reading it fails and
+    # names it, as for any unreadable file, instead of a silent gap.
+    files = [
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(".") and (p.is_file() or (p.is_symlink() and not p.exists()))
+    ]
     images = sorted(
         (p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS), key=attrgetter("name")
     )
@@ -119,13 +125,14 @@ def check_writable(path, what):
     TypeError
         If ``path`` is not a str or path-like.
     IsADirectoryError
-        If ``path`` is a folder.
+        If ``path`` is a folder, or ends with a separator as a folder's does.
     FileNotFoundError
         If the folder that should hold ``path`` does not exist.
     """
-    path = as_path(path, f"the path of {what}")
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {what} to {str(path)!r}: it is a folder")
+    path, text = as_path(path, f"the path of {what}"), path
+    # Path() drops a trailing separator, which says that a folder is meant.
+    if path.is_dir() or str(os.fspath(text)).endswith(("/", os.sep)):
+        raise IsADirectoryError(f"cannot write {what} to {str(text)!r}: it is a folder")
     if not path.parent.is_dir():
         raise FileNotFoundError(
             f"cannot write {what} {str(path)!r}: folder {str(path.parent)!r} "

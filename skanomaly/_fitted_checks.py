@@ -82,7 +82,10 @@ _REQUIRED = {
     "levels_": lambda v, d, n: _not_levels(v, n) or (not v and "no levels"),
     "spatial_levels_": lambda v, d, n: _not_levels(v, n),
     "patch_levels_": lambda v, d, n: _not_levels(v, n),
-    "level_names_": lambda v, d, n: _not_a(list, v, len(d.levels_)),
+    "level_names_": lambda v, d, n: (
+        _not_a(list, v, len(d.levels_))
+        or (not all(isinstance(name, str) for name in v) and "its items are not all names")
+    ),
     "gaussians_": lambda v, d, n: _not_gaussians(v, len(d.levels_)),
     "spatial_gaussians_": lambda v, d, n: _not_gaussians(v, len(d.spatial_levels_)),
     "level_center_": lambda v, d, n: _not_array(v, (len(d.levels_),)),
@@ -132,4 +135,21 @@ def invalid_attribute(detector):
         problem = check(attributes[name], detector, n_levels) if name in attributes else None
         if problem:
             return name, problem
+    return _missing_for_score(attributes)
+
+
+def _missing_for_score(attributes):
+    """``(name, what is wrong)`` of the first attribute that the image score
+    the model was fitted with needs but lacks, or None: each passes its own
+    check as None or empty, which the pooled score alone allows."""
+    image_score = attributes.get("feature_settings_", {}).get("image_score", "pooled")
+    if image_score == "pooled":
+        return None
+    needed = {"patches_": "the patch memory", "patch_levels_": "patch levels"}
+    if image_score == "pooled+patches":
+        needed.update(score_center_="a centre", score_scale_="a scale")
+    for name, what in needed.items():
+        value = attributes.get(name)
+        if value is None or len(value) == 0:
+            return name, f"it is empty, but image_score={image_score!r} needs {what}"
     return None

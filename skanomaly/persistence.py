@@ -218,6 +218,7 @@ def _encode(detector):
     # Reading offset_ computes the Gaussians and the threshold that
     # partial_fit leaves for the first use.
     check_is_fitted(detector, "offset_")
+    _check_loadable(detector)
     encoder = _Encoder()
     try:
         params = {
@@ -266,6 +267,10 @@ def save(detector, path):
         :class:`FileNotFoundError` as in :func:`check_writable`).
     sklearn.exceptions.NotFittedError
         If ``detector`` is not fitted.
+    ValueError
+        If :func:`load` would refuse the file: a parameter set out of its
+        range after fit, or a fitted attribute that fit does not make (the
+        message names it). Nothing is written.
     TypeError
         If ``path`` is not a str or path-like, or a fitted attribute or
         parameter is of a type that a model file cannot hold; the message
@@ -291,6 +296,18 @@ def save(detector, path):
             np.savez(handle, **arrays)
     except OSError as exc:
         raise OSError(f"cannot write the model file {str(path)!r}: {exc.strerror or exc}") from exc
+
+
+def _check_loadable(detector):
+    """Refuse to save what :func:`load` would refuse (a parameter set out of
+    range after fit, a fitted attribute set by hand), before a good file is
+    replaced by one that cannot be read back."""
+    from ._compat import validate_estimator_params
+
+    validate_estimator_params(detector)
+    invalid = invalid_attribute(detector)
+    if invalid:
+        raise ValueError(f"cannot save the detector: its {invalid[0]} is invalid: {invalid[1]}")
 
 
 # ----------------------------------------------------------------- loading

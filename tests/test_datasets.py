@@ -134,6 +134,9 @@ def test_mvtec_ad_return_X_y(mvtec_ad):
     assert X_train.shape == (3, H, W, 3)
     assert X_test.shape == (4, H, W, 3)
     np.testing.assert_array_equal(y_test, [-1, -1, 1, -1])
+    # A string is truthy, but it is no answer to a yes-or-no parameter.
+    with pytest.raises(TypeError, match="'return_X_y' parameter of load_mvtec_ad"):
+        load_mvtec_ad(mvtec_ad, "widget", return_X_y="no")
 
 
 def test_mvtec_ad_test_split_alone(mvtec_ad):
@@ -394,10 +397,28 @@ def test_masks_drawn_the_other_way_round_are_named(folders):
     for name in ("a_mask.png", "b_mask.bmp"):
         inverted = 255 - np.asarray(Image.open(folders / "masks" / name))
         save(folders / "masks" / name, inverted)
-    with pytest.warns(UserWarning, match=r"mark \d+% of their pixels as defect .* invert them"):
+    with pytest.warns(
+        UserWarning, match=r"mark \d+% of their pixels as defect .* invert them"
+    ) as caught:
         load_folder(
             folders / "normal", folders / "anomalous", folders / "masks", mask_suffix="_mask"
         )
+    # Attributed to the caller's line, not to a wrapper of the loader.
+    assert caught[0].filename == __file__
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "YCbCr", "1", "RGBA"])
+def test_masks_of_any_mode_mark_their_defect_only(folders, mode):
+    # CMYK's and YCbCr's black is not zero in every channel.
+    for name, region in (("a_mask.png", SQUARE), ("b_mask.bmp", (0, 0))):
+        (folders / "masks" / name).unlink()
+        Image.fromarray(square_mask(region)).convert(mode).save(folders / "masks" / f"{name}.tif")
+        (folders / "masks" / f"{name}.tif").rename(folders / "masks" / f"{Path(name).stem}.tif")
+    data = load_folder(
+        folders / "normal", folders / "anomalous", folders / "masks", mask_suffix="_mask"
+    )
+    np.testing.assert_array_equal(data.masks[3], expected_mask())
+    np.testing.assert_array_equal(data.masks[4], expected_mask((0, 0)))
 
 
 def test_load_folder_says_a_file_is_no_folder(folders):
@@ -454,6 +475,20 @@ def test_load_folder_errors(folders):
         load_folder(
             folders / "normal", folders / "anomalous", folders / "masks", mask_suffix="_mask"
         )
+    twin.unlink()
+    # Two images whose names differ only in their extension would share a mask.
+    twin = save(folders / "anomalous" / "a.bmp", colour(50))
+    with raises_naming(ValueError, twin):
+        load_folder(
+            folders / "normal", folders / "anomalous", folders / "masks", mask_suffix="_mask"
+        )
+
+
+def test_a_link_to_a_missing_image_is_named_not_skipped(folders):
+    link = folders / "normal" / "n3.png"
+    link.symlink_to(folders / "moved_away.png")
+    with raises_naming(FileNotFoundError, link):
+        load_folder(folders / "normal")
 
 
 @pytest.mark.parametrize(
@@ -545,6 +580,10 @@ def test_magnetic_tile_classes_and_max(magnetic_tile):
     assert resized.masks.shape == (2, 8, 8)
     with pytest.raises(ValueError, match="classes"):
         load_magnetic_tile(magnetic_tile, classes=["Scratch"])
+    from_array = load_magnetic_tile(magnetic_tile, classes=np.array(["crack", "FREE"]))
+    assert set(from_array.defect_type) == {"good", "crack"}
+    with pytest.raises(ValueError, match=r"classes must name some of Free, .*; got 5"):
+        load_magnetic_tile(magnetic_tile, classes=5)
     with pytest.raises(ValueError, match="max_per_class"):
         load_magnetic_tile(magnetic_tile, max_per_class=0)
 
@@ -757,8 +796,12 @@ def test_piped_masks_are_the_dark_pixels(tmp_path):
     assert data.masks[2].sum() == 3 * 4 and data.masks[3].sum() == 4 * 4
     assert data.masks[3, 2:6, 5:9].all()
     assert load_piped("PA_BBB01_RL", tmp_path, resize=8).masks.shape == (4, 8, 8)
-    with pytest.raises(FileNotFoundError, match="PA_AAA01_TL, PA_BBB01_RL"):
-        load_piped("PA_CCC01_TL", tmp_path)
+    # The data set's own folder, or a path, is no paper type either.
+    for name in ("PA_CCC01_TL", "", ".", "..", "PA_AAA01_TL/NoDefects"):
+        with pytest.raises(
+            FileNotFoundError, match=f"no paper type {name!r}.*PA_AAA01_TL, PA_BBB01_RL"
+        ):
+            load_piped(name, tmp_path)
 
 
 def test_piped_real_data(shared_data):

@@ -1,5 +1,6 @@
 """Saved detectors: small, network-free, data-only, version- and weights-checked."""
 
+import copy
 import errno
 import json
 import pathlib
@@ -209,6 +210,36 @@ def test_partial_fit_is_finished_before_saving(cells, tmp_path):
         loaded.partial_fit(normal[8:10])
 
 
+def test_a_copy_of_a_stream_says_why_it_cannot_continue(cells):
+    normal, _ = cells
+    detector = EfficientNetGaussianDetector(levels=(0, 1)).partial_fit(normal[:4])
+    with pytest.raises(ValueError, match=r"copies \(copy\.deepcopy, joblib\) leave them out"):
+        copy.deepcopy(detector).partial_fit(normal[4:8])
+
+
+@pytest.mark.parametrize(
+    "spoil, match",
+    [
+        (lambda d: d.set_params(batch_size=0), "'batch_size' parameter"),
+        (lambda d: setattr(d, "offset_", float("nan")), "its offset_ is invalid: nan"),
+    ],
+)
+def test_what_load_would_refuse_is_not_saved(fitted, model_file, spoil, match):
+    before = model_file.read_bytes()
+    spoilt = copy.deepcopy(fitted)
+    spoil(spoilt)
+    with pytest.raises(ValueError, match=match):
+        skanomaly.save(spoilt, model_file)
+    # The good file is still there to load.
+    assert model_file.read_bytes() == before
+
+
+def test_a_path_that_ends_as_a_folder_is_refused(fitted, tmp_path):
+    with pytest.raises(IsADirectoryError, match="it is a folder"):
+        skanomaly.save(fitted, f"{tmp_path}/models/")
+    assert not (tmp_path / "models").exists()
+
+
 def test_unfitted_detector_is_not_saved(tmp_path):
     with pytest.raises(ValueError, match="not fitted"):
         skanomaly.save(EfficientNetGaussianDetector(), tmp_path / "m.skanomaly")
@@ -305,6 +336,15 @@ def _nan_precision(model_file):
         (_attribute(fit_precision_="float64"), None, "invalid fit_precision_: 'float64' names no"),
         (lambda m: m["attributes"].pop("spatial_levels_"), None, "lacks spatial_levels_"),
         (lambda m: m["params"].update(backbone="resnet50"), None, "not a timm EfficientNet"),
+        # Each None or empty is what a pooled score allows, not this model's.
+        (
+            _attribute(patches_=None),
+            None,
+            r"invalid patches_: it is empty, but image_score='pooled\+patches' needs",
+        ),
+        (_attribute(score_center_=None), None, "invalid score_center_: it is empty, but"),
+        (_attribute(patch_levels_={"tuple": []}), None, "invalid patch_levels_: it is empty, but"),
+        (_attribute(level_names_=list(range(9))), None, "invalid level_names_: its items are not"),
     ],
     ids=[
         "nan precision",
@@ -323,6 +363,10 @@ def _nan_precision(model_file):
         "unknown fit precision",
         "missing attribute",
         "unknown backbone",
+        "no patch memory",
+        "no score centre",
+        "no patch levels",
+        "level numbers as names",
     ],
 )
 def test_load_refuses_fitted_attributes_that_fit_never_makes(model_file, change, entries, match):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .._compat import user_stacklevel
 from .._files import IMAGE_EXTENSIONS, check_folder, list_images
 from .._images import open_image, rgb_image
 
@@ -140,6 +141,10 @@ def _mask(image, size, threshold, dark=False):
         image = image.convert("RGBA")
     elif image.mode == "1":
         image = image.convert("L")
+    elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        # Their black is not zero in every channel (CMYK's key, YCbCr's
+        # chroma), which would mark the background.
+        image = image.convert("RGB")
     if size is not None:
         image = image.resize(size[::-1], Image.Resampling.NEAREST)
     values = np.asarray(image)
@@ -204,7 +209,7 @@ def _warn_if_inverted(masks):
             f"The mask files mark {share:.0%} of their pixels as defect on average: if "
             "their defects are the dark pixels, invert them (non-zero marks a defect).",
             UserWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -222,9 +227,15 @@ def match_masks(images, mask_files, mask_stem, mask_folder):
                 "only in their extension; keep one."
             )
         by_stem[mask.stem] = mask
-    matched = []
+    matched, seen = [], {}
     for image in images:
         stem = mask_stem(image)
+        if stem in seen:
+            raise ValueError(
+                f"Anomalous images {str(seen[stem])!r} and {str(image)!r} differ only "
+                "in their extension, so one mask file would serve both; keep one."
+            )
+        seen[stem] = image
         if stem not in by_stem:
             hint = ""
             if Path(stem).suffix.lower() in IMAGE_EXTENSIONS:

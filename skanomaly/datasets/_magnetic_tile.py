@@ -1,5 +1,6 @@
 """The magnetic tile surface defects (Huang et al., 2018)."""
 
+from collections.abc import Iterable
 from operator import attrgetter
 
 from sklearn.utils import Bunch
@@ -28,6 +29,10 @@ def _check_classes(classes):
         return _CLASSES
     if isinstance(classes, str):
         classes = [classes]
+    if not isinstance(classes, Iterable):
+        raise ValueError(f"classes must name some of {', '.join(_CLASSES)}; got {classes!r}.")
+    # A list, tuple or array of names alike.
+    classes = list(classes)
     canonical = {name.lower(): name for name in _CLASSES}
     unknown = [c for c in classes if str(c).lower() not in canonical]
     if unknown or not classes:

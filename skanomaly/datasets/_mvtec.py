@@ -60,7 +60,7 @@ def _test_samples(test_folder, image_folder, mask_folder, mask_stem):
 
 
 @validate_params(
-    {"root": PATH, "category": [str, None], "train": ["boolean"]},
+    {"root": PATH, "category": [str, None], "return_X_y": ["boolean"], "train": ["boolean"]},
     prefer_skip_nested_validation=True,
 )
 def load_mvtec_ad(root, category=None, *, resize=None, return_X_y=False, train=True):

@@ -1,5 +1,7 @@
 """PIPED, the Paper ImPuritiEs Dataset (Bianconi et al., 2014)."""
 
+from pathlib import Path
+
 from sklearn.utils import Bunch
 
 from .._compat import validate_params
@@ -80,14 +82,17 @@ def load_piped(paper_type, root=None, *, resize=None):
     data : :class:`~sklearn.utils.Bunch`
         With keys:
 
-        X : ndarray of shape (n, 128, 128, 3)
+        X : ndarray of shape (n, 128, 128, 3) or list of ndarray
             The normal patches, then the defective ones, uint8 RGB, each in
-            order of file name.
+            order of file name. A list where their sizes differ without
+            ``resize``: one defective patch of ``PA_BTN01_RL`` is 127 pixels
+            wide.
         y : ndarray of shape (n,)
             +1 for normal patches, -1 for defective ones.
-        masks : ndarray of shape (n, 128, 128) or None
-            Boolean impurity masks (all False for normal patches); None for
-            ``PA_ZPB01_RL``.
+        masks : ndarray of shape (n, 128, 128), list of ndarray or None
+            Boolean impurity masks (all False for normal patches), a list
+            where ``X`` is; None for ``PA_ZPB01_RL``, and for
+            ``PU_PNG01_TL``, which has no defective patches.
         defect_type : ndarray of shape (n,)
             ``"good"`` or ``"impurity"``.
         filenames : ndarray of shape (n,)
@@ -111,11 +116,13 @@ def load_piped(paper_type, root=None, *, resize=None):
        Computers in Industry 65(2), 2014.
     """
     size = check_resize(resize)
-    folder = data_root(root, "piped") / str(paper_type)
-    if not folder.is_dir():
+    piped = data_root(root, "piped")
+    folder = piped / paper_type
+    # "", "." or a path would name the data set's folder or another one.
+    if Path(paper_type).name != paper_type or paper_type in ("", ".", "..") or not folder.is_dir():
         raise FileNotFoundError(
             f"PIPED has no paper type {paper_type!r} (no folder {str(folder)!r}); "
-            f"types: {', '.join(subfolders(folder.parent))}."
+            f"types: {', '.join(subfolders(piped))}."
         )
     # "NoDefect" in PU_PNG01_TL, which has no "Defects" folder.
     normal = images_in(folder / ("NoDefects" if (folder / "NoDefects").is_dir() else "NoDefect"))
