@@ -10,7 +10,6 @@ the regions alone (``skanomaly score --regions``), and :func:`run_demo`
 chains it all on real solar cells.
 """
 
-import math
 import re
 from pathlib import Path
 
@@ -483,9 +482,10 @@ def _draw_overlays(explained, kept, rows, out_dir, threshold=None):
     vmin, vmax = float(values.min()), float(np.percentile(values, 99.9))
     if threshold is not None:
         vmax = max(vmax, threshold)
-    # Constant maps still get a scale of two distinct ends (1e-12 added to a
-    # value of 1e4 or more would round away).
-    vmax = max(vmax, math.nextafter(vmin, math.inf))
+    if vmax <= vmin:
+        # Constant maps, all drawn at the low end, on a scale that reads well
+        # (1e-12 added to a value of 1e4 or more would round away).
+        vmax = vmin + max(abs(vmin), 1.0)
     for i, entry in explained.items():
         name = _safe_name(i, kept[i])
         overlay = overlay_heatmap(entry["image"], entry["map"], vmin=vmin, vmax=vmax)

@@ -91,8 +91,8 @@ def jet(values):
 
     Returns
     -------
-    colors : ndarray of shape (*values.shape, 3)
-        RGB in [0, 1].
+    colors : ndarray
+        RGB in [0, 1], of the shape of ``values`` with an axis of 3 added.
 
     Examples
     --------
@@ -122,6 +122,7 @@ def _colormap(cmap):
                 f"cmap={cmap!r} needs matplotlib: pip install 'skanomaly[plot]' (the "
                 "default, 'jet', does not)."
             ) from None
+        # Without matplotlib nothing is a Colormap: the TypeError below.
         Colormap = ()
     if isinstance(cmap, str):
         try:
