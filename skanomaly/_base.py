@@ -22,7 +22,14 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from . import _patch_score
 from ._augment import AugmentedSource, n_views
 from ._calibration import CalibrationMixin
-from ._compat import HasMethods, Interval, StrOptions, validate_data, validate_params
+from ._compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    user_stacklevel,
+    validate_data,
+    validate_params,
+)
 from ._constants import AUGMENTS, IMAGE_SCORES, PATCH_LEVELS, POOLINGS, PRECISIONS
 from ._images import ImageSource
 from ._stream import FitState
@@ -33,6 +40,7 @@ from .patches import PatchIndex, worst_patch_distances
 from .persistence import check_version
 from .threshold import (
     chi2_offset,
+    fewest_fold_rows,
     level_standardization,
     out_of_fold_distances,
     percentile_offset,
@@ -141,21 +149,38 @@ def _check_features_vary(gaussians, names):
         )
 
 
-def _warn_one_image_folds(sample):
-    """Warn where the out-of-fold threshold of the pooled score rests on
-    Gaussians of one image each (2 images without augmented views): such a
-    Gaussian has no spread, so each image's held-out distance is 0 and
-    ``offset_`` flags every image, normal or not."""
-    if len(sample[0]) == 2 and (sample[0].ndim == 2 or sample[0].shape[1] == 1):
-        warnings.warn(
-            "offset_ comes from 2 training images, each measured against a Gaussian "
-            "of the other one alone, which has no spread, so predict flags every "
-            "image. Set the threshold with calibrate() (skanomaly calibrate on the "
-            "command line) on held-out normal images, fit on 3 or more images or "
-            "with augment=, or rank by score_samples.",
-            UserWarning,
-            stacklevel=6,
-        )
+def fewest_images(detector):
+    """The fewest normal images ``detector``'s fit accepts: 2 Gaussian rows
+    (an image's augmented views count), and 3 images for the summed score."""
+    fewest = -(-2 // n_views(detector.augment))
+    if detector.image_score == "pooled+patches":
+        fewest = max(fewest, _patch_score.FEWEST_FOR_SUM)
+    return fewest
+
+
+def _warn_thin_folds(sample, uses):
+    """Warn where out-of-fold statistics that the model ``uses`` (names,
+    such as ``"offset_"``) rest on Gaussians of 2 rows or fewer: their
+    held-out distances are 0 (1 row, no spread) or, with a Ledoit-Wolf
+    shrinkage of 0 (2 rows), near 0 or in the hundreds of millions."""
+    fewest = fewest_fold_rows(sample[0])
+    if fewest > 2 or not uses:
+        return
+    why = (
+        "one row has no spread, so every held-out distance is 0 and predict flags every image"
+        if fewest == 1
+        else "the Ledoit-Wolf shrinkage of 2 rows is 0, so each held-out distance is "
+        "either near 0 or enormous, and predict may flag every image or none"
+    )
+    warnings.warn(
+        f"{' and '.join(uses)} come from held-out training images measured against "
+        f"Gaussians of {fewest} row(s) each (one per training image or augmented view): "
+        f"{why}. Set the threshold with calibrate() (skanomaly calibrate on the command "
+        "line) on held-out normal images, fit on more images or with augment=, or rank "
+        "by score_samples.",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator):
@@ -456,10 +481,17 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                     self.contamination,
                 )
             elif self.threshold == "chi2":
-                offset = chi2_offset([g.n_features for g in gaussians], rule, self.contamination)
+                dims = [g.degrees_of_freedom for g in gaussians]
+                offset = chi2_offset(dims, rule, self.contamination)
             else:
-                _warn_one_image_folds(sample)
                 offset = percentile_offset(-combine_levels(held_out, rule), self.contamination)
+            if held_out is not None:
+                uses = ["level_center_ and level_scale_"] if self.standardize else []
+                if self.image_score == "pooled+patches":
+                    uses.append("the pooled part of score_center_ and score_scale_")
+                elif self.image_score == "pooled" and self.threshold == "out_of_fold":
+                    uses.append("offset_")
+                _warn_thin_folds(sample, uses)
         return {
             "gaussians_": gaussians,
             "spatial_gaussians_": spatial,

@@ -24,12 +24,15 @@ import warnings
 
 import numpy as np
 
+from ._compat import user_stacklevel
+from ._stream import PIXEL_SAMPLE_SIZE
 from .features import patch_features, pool
 from .gaussian import combine_levels
 from .patches import worst_patch_distances
 from .threshold import conformal_offset, out_of_fold_distances
 
 __all__ = [
+    "FEWEST_FOR_SUM",
     "check_image_score",
     "fused_scores",
     "patch_part",
@@ -37,6 +40,11 @@ __all__ = [
     "score_neighborhood",
     "statistics",
 ]
+
+
+#: The fewest normal images ``"pooled+patches"`` fits on: each image's
+#: pooled distance is standardised against the others'.
+FEWEST_FOR_SUM = 3
 
 
 def check_image_score(image_score, threshold, n_images=None):
@@ -52,10 +60,10 @@ def check_image_score(image_score, threshold, n_images=None):
         )
     # Two images are each other's only reference: both get the same pooled
     # distance, which no spread can standardise.
-    if image_score == "pooled+patches" and n_images is not None and n_images < 3:
+    if image_score == "pooled+patches" and n_images is not None and n_images < FEWEST_FOR_SUM:
         raise ValueError(
             f"image_score={image_score!r} standardises each training image's "
-            "scores against the other images, so it needs at least 3 normal "
+            f"scores against the other images, so it needs at least {FEWEST_FOR_SUM} normal "
             f"images; got {n_images}. For fewer, use image_score='pooled' (the "
             "pooled Gaussians alone) or 'patches' (the worst patch alone); on the "
             "command line, --image-score."
@@ -158,8 +166,23 @@ def _held_out_sample(state, extractor, pooling, with_pooled=True):
 
 
 def _offset(scores, contamination):
+    """The conformal offset of the training images' ``scores``, with a
+    warning where they are fewer than the sample's ``PIXEL_SAMPLE_SIZE``
+    (whose floor of 1 in 17 is documented) and too few for ``contamination``
+    (one image has a warning of its own)."""
+    n = len(scores)
+    if 1 < n < PIXEL_SAMPLE_SIZE and contamination < 1 / (n + 1):
+        warnings.warn(
+            f"offset_ rests on the {n} training images, so it flags at least 1 in "
+            f"{n + 1} new normal images ({1 / (n + 1):.0%}), more than "
+            f"contamination={contamination:g}. Set the threshold with calibrate() "
+            "(skanomaly calibrate on the command line) on held-out normal images, or "
+            "fit on more images.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     with warnings.catch_warnings():
-        # Its warning speaks of calibration images; the limit is documented.
+        # Its own warning speaks of calibration images.
         warnings.simplefilter("ignore", UserWarning)
         offset, _ = conformal_offset(scores, contamination)
     return offset

@@ -339,6 +339,15 @@ class Gaussian:
     def n_features(self):
         return self.location.shape[0]
 
+    @property
+    def degrees_of_freedom(self):
+        """The directions that the distance measures: every channel, or
+        those NPCA keeps (the precision's rank). The squared distance of a
+        draw from the Gaussian is chi-squared with this many."""
+        if not getattr(self, "npca", None) or self.n_features < 2:
+            return self.n_features
+        return int(np.linalg.matrix_rank(self.precision, hermitian=True))
+
     def distances(self, features):
         """Mahalanobis distances of ``features`` (``(..., d)``, numpy or torch).
 

@@ -166,8 +166,10 @@ def fit_detector(detector, images, holdout, seed=0, pixel_fpr=0.01):
         The number of held-out images (0 when the threshold comes from
         out-of-fold training scores).
     """
+    from ._base import fewest_images
+
     n_hold = round(holdout * len(images))
-    if holdout > 0 and (n_hold < 1 or len(images) - n_hold < 2):
+    if holdout > 0 and (n_hold < 1 or len(images) - n_hold < fewest_images(detector)):
         warn(
             f"too few images ({len(images)}) to hold out {holdout:g} of them; the "
             "threshold comes from out-of-fold training scores"

@@ -177,8 +177,7 @@ def out_of_fold_distances(moments, rows, n_folds=N_FOLDS, npca=None):
         Each image's distance at each level to the Gaussians of the folds
         it is not in.
     """
-    if rows[0].ndim == 3 and rows[0].shape[0] < 2:
-        rows = [r.reshape(-1, 1, r.shape[-1]) for r in rows]
+    rows = [_held_out_units(r) for r in rows]
     n_rows = rows[0].shape[0]
     fold_of = np.arange(n_rows) % min(n_folds, n_rows)
     distances = np.empty((n_rows, len(rows)))
@@ -187,6 +186,25 @@ def out_of_fold_distances(moments, rows, n_folds=N_FOLDS, npca=None):
         for level, (level_moments, level_rows) in enumerate(zip(moments, rows)):
             distances[held, level] = held_out_distances(level_moments, held, level_rows, npca)
     return distances
+
+
+def _held_out_units(rows):
+    """One level's ``rows`` as :func:`out_of_fold_distances` holds them out,
+    by image (with its views), or a single image's views one by one."""
+    if rows.ndim == 3 and rows.shape[0] < 2:
+        return rows.reshape(-1, 1, rows.shape[-1])
+    return rows
+
+
+def fewest_fold_rows(rows, n_folds=N_FOLDS):
+    """The fewest rows that a Gaussian of :func:`out_of_fold_distances` is
+    fitted on, for one level's training ``rows``: below 3 its Ledoit-Wolf
+    shrinkage is 0 (2 rows) or it has no spread (1), and the held-out
+    distances mean little."""
+    rows = _held_out_units(rows)
+    n_units, per_unit = rows.shape[0], rows.shape[1] if rows.ndim == 3 else 1
+    largest_fold = -(-n_units // min(n_folds, n_units))
+    return (n_units - largest_fold) * per_unit
 
 
 def level_standardization(distances):
@@ -224,8 +242,9 @@ def chi2_offset(dims, rule, contamination, n_draws=200_000):
     """The threshold at which a Gaussian reference flags ``contamination``.
 
     If the features of normal images followed the fitted Gaussians, the
-    squared distance at a level of ``d`` channels would be chi-squared with
-    ``d`` degrees of freedom (Rippel et al., 2020). With the levels taken as
+    squared distance at a level would be chi-squared with as many degrees
+    of freedom as ``dims`` gives it: its channels, or the directions that
+    NPCA keeps (Rippel et al., 2020). With the levels taken as
     independent, the sum of squares is chi-squared with ``sum(dims)``; the
     sum of distances, and any standardised rule (a
     :class:`~skanomaly.gaussian.ScoreRule`), have no closed form and are

@@ -51,14 +51,25 @@ def test_two_images_warn_that_their_threshold_flags_everything(cells):
     # Each image's held-out Gaussian is the other image alone, with no
     # spread: every held-out distance is 0, and so is the threshold.
     normal, defective = cells
-    with pytest.warns(UserWarning, match="flags every image"):
+    with pytest.warns(UserWarning, match="offset_ come from .* flags every image") as caught:
         two = EfficientNetGaussianDetector(**SMALL).fit(normal[:2])
+    assert caught[0].filename == __file__
     assert (two.predict(np.concatenate([normal[2:10], defective])) == -1).all()
+    # Held-out Gaussians of 2 images have a Ledoit-Wolf shrinkage of 0: their
+    # distances are near 0 or enormous, for the threshold, the level
+    # standardisation and the pooled part of the summed score alike.
+    for params, named in [
+        ({}, "offset_"),
+        ({"standardize": True}, "level_center_ and level_scale_"),
+        ({"image_score": "pooled+patches"}, "the pooled part of score_center_"),
+    ]:
+        with pytest.warns(UserWarning, match=f"{named}.* Gaussians of 2 row.*shrinkage"):
+            EfficientNetGaussianDetector(**{**SMALL, **params}).fit(normal[:3])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        EfficientNetGaussianDetector(**SMALL).fit(normal[:3])
+        EfficientNetGaussianDetector(**SMALL).fit(normal[:4])
         EfficientNetGaussianDetector(**SMALL, augment="flips").fit(normal[:2])
-        EfficientNetGaussianDetector(**SMALL, threshold="chi2").fit(normal[:2])
+        EfficientNetGaussianDetector(**SMALL, threshold="chi2").fit(normal[:3])
 
 
 def test_augmented_views_enter_the_gaussians_and_leave_folds_together(cells):

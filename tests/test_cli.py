@@ -318,6 +318,17 @@ def test_explain_draws_normal_images_without_matplotlib(model, folders, tmp_path
     assert float(high) == pytest.approx(float(threshold), rel=1e-2)
 
 
+def test_a_hold_out_never_leaves_fewer_images_than_the_score_needs(folders, tmp_path, capsys):
+    # The default score needs 3 images: holding out 2 of 4 would leave 2.
+    four = tmp_path / "four"
+    four.mkdir()
+    for image in sorted((folders / "normal").glob("*.png"))[:4]:
+        shutil.copy(image, four / image.name)
+    model = tmp_path / "m.skanomaly"
+    assert main(["fit", str(four), "-o", str(model), "--holdout", "0.5", *FAST]) == 0
+    assert "too few images (4) to hold out 0.5 of them" in capsys.readouterr().err
+
+
 def test_explain_max_explain(model, folders, tmp_path):
     out = tmp_path / "report"
     args = ["explain", str(model), str(folders / "check"), "-o", str(out), "--all"]

@@ -509,6 +509,19 @@ def test_chi2_threshold_is_the_gaussian_reference(cells, distance):
         EfficientNetGaussianDetector(threshold="median").fit(normal[:4])
 
 
+def test_chi2_threshold_counts_the_directions_that_npca_keeps(cells):
+    from scipy import stats
+
+    normal, _ = cells
+    detector = EfficientNetGaussianDetector(
+        levels=(0, 3), distance="squared", threshold="chi2", npca=0.9, image_score="pooled"
+    ).fit(normal[:8])
+    kept = [int(np.linalg.matrix_rank(g.precision, hermitian=True)) for g in detector.gaussians_]
+    # NPCA leaves the directions of most variance out of the distance.
+    assert kept[0] < 32 and kept[1] < 40
+    assert detector.offset_ == pytest.approx(-stats.chi2.ppf(0.95, sum(kept)))
+
+
 def test_mixed_precision_changes_features_a_little(fitted, cells):
     """float16 autocast (the CUDA default, runnable on CPUs too) keeps the features close to
     float32 and the ranking of normal versus defective cells intact."""

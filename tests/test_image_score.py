@@ -344,11 +344,14 @@ def test_patch_score_of_a_stream_equals_that_of_one_fit(fused, cells):
 def test_worst_patch_alone_scores_and_thresholds_a_few_images(cells):
     normal, defective = cells
     images = np.concatenate([normal[16:], defective])
-    with warnings.catch_warnings():
-        # Several images measure each other: no warning about the threshold.
-        warnings.simplefilter("error", UserWarning)
-        # The whole memory, so that brute force knows each row's image.
+    # Several images measure each other, but 4 flag at least 1 in 5 new
+    # normal images, which the default contamination (0.05) cannot reach.
+    # The whole memory, so that brute force knows each row's image.
+    with pytest.warns(UserWarning, match=r"flags at least 1 in 5 .* contamination=0\.05"):
         detector = EfficientNetGaussianDetector(**PATCHES, score_coreset=1.0).fit(normal[:4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        EfficientNetGaussianDetector(**PATCHES, contamination=0.2).fit(normal[:4])
     expected = -_worst_patch(detector, images)
     np.testing.assert_allclose(detector.score_samples(images), expected, rtol=1e-4)
     assert detector.score_center_ is None and detector.score_scale_ is None

@@ -291,6 +291,28 @@ def test_pixel_roc_auc_grid_approximates_exact_image_by_image():
             pixel_roc_auc(masks, maps, num_thresholds=bad)
 
 
+def test_binned_metrics_keep_their_accuracy_beside_an_extreme_score():
+    # Thresholds spaced evenly from the lowest score to the highest put all
+    # but one pixel into a few bins here: 0.50 for an exact 0.91.
+    rng = np.random.default_rng(3)
+    masks = np.zeros((8, 48, 48), bool)
+    for i in range(4):
+        row, col = rng.integers(5, 40, 2)
+        masks[i, row : row + rng.integers(2, 8), col : col + rng.integers(2, 8)] = True
+    maps = np.stack([rng.random((48, 48)) + 0.3 * masks[i] for i in range(8)])
+    maps[5, 0, 0] = 1e3
+    for metric in (pixel_roc_auc, pro_score):
+        exact = metric(masks, maps)
+        assert metric(masks, maps, num_thresholds=1000) == pytest.approx(exact, abs=2e-3)
+    # A lowest score that halving would round (a subnormal) still has its bin.
+    maps = np.ones((1, 3, 3))
+    maps[0, 0, 0] = -5e-324
+    tiny = masks[:1, :3, :3].copy()
+    tiny[0, 1, 1] = True
+    for metric in (pixel_roc_auc, pro_score):
+        assert metric(tiny, maps, num_thresholds=10) == pytest.approx(metric(tiny, maps))
+
+
 def test_pixel_roc_auc_list_of_different_sizes():
     rng = np.random.default_rng(5)
     masks = [rng.random((4, 6)) > 0.5, rng.random((7, 3)) > 0.5]

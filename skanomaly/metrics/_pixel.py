@@ -27,10 +27,11 @@ def pixel_roc_auc(masks, maps, num_thresholds=None):
         ``masks``.
     num_thresholds : int or None, default=None
         If None, exact. If an int (at least 2), the scores are binned
-        between evenly spaced thresholds from the lowest to the highest
-        score, one image at a time, and pixels of one bin count as tied,
-        which bounds memory for very large test sets at the price of a
-        slight approximation (as :func:`pro_score`'s).
+        between up to that many thresholds at evenly spaced quantiles of
+        the scores (each bin holds about as many pixels), one image at a
+        time, and pixels of one bin count as tied, which bounds memory for
+        very large test sets at the price of a slight approximation (as
+        :func:`pro_score`'s).
 
     Returns
     -------
@@ -76,10 +77,11 @@ def _binned_roc_auc(masks, maps, num_thresholds):
     """:func:`pixel_roc_auc` on :func:`_threshold_grid`'s bins: a defect
     pixel outranks the normal pixels of lower bins and ties half of its own."""
     thresholds = _threshold_grid(maps, num_thresholds)
-    defect, normal = np.zeros(num_thresholds), np.zeros(num_thresholds)
+    n_bins = len(thresholds)
+    defect, normal = np.zeros(n_bins), np.zeros(n_bins)
     for mask, anomaly_map in zip(masks, maps, strict=True):
-        defect += np.bincount(_bins(thresholds, anomaly_map[mask]), minlength=num_thresholds)
-        normal += np.bincount(_bins(thresholds, anomaly_map[~mask]), minlength=num_thresholds)
+        defect += np.bincount(_bins(thresholds, anomaly_map[mask]), minlength=n_bins)
+        normal += np.bincount(_bins(thresholds, anomaly_map[~mask]), minlength=n_bins)
     below = np.cumsum(normal) - normal
     return float((defect * (below + normal / 2)).sum() / (defect.sum() * normal.sum()))
 
@@ -93,13 +95,34 @@ def _check_num_thresholds(num_thresholds):
         raise ValueError(f"num_thresholds must be None or an integer >= 2; got {num_thresholds!r}.")
 
 
+# Scores that set the grid's quantiles: every pixel up to this many, else an
+# even stride of each image's (32 MiB as float64).
+_GRID_SAMPLE = 1 << 22
+
+
 def _threshold_grid(maps, num_thresholds):
-    """``num_thresholds`` evenly spaced thresholds from the lowest score of
-    ``maps`` to the highest."""
-    low = min(float(anomaly_map.min()) for anomaly_map in maps if anomaly_map.size)
-    high = max(float(anomaly_map.max()) for anomaly_map in maps if anomaly_map.size)
-    # Spaced over the halves: the span of two finite floats can overflow.
-    return 2 * np.linspace(low / 2, high / 2, num_thresholds)
+    """Up to ``num_thresholds`` thresholds at evenly spaced quantiles of the
+    scores of ``maps`` (of an even sample of ``_GRID_SAMPLE`` of them), the
+    first the lowest score, so that every pixel falls in a bin; every
+    distinct score of the sample where there are no more than that, which
+    makes the binned metrics exact on such scores.
+
+    Each bin holds about as many pixels: thresholds spaced evenly from the
+    lowest score to the highest let one extreme score crowd all others
+    into a few bins (one hot pixel at 1e3 among scores in [0.3, 0.9] took a
+    pixel ROC AUC of 0.91 to 0.50 on 1,000 thresholds). Quantiles are
+    scores themselves, so no arithmetic on them can overflow.
+    """
+    total = sum(anomaly_map.size for anomaly_map in maps)
+    stride = -(-total // _GRID_SAMPLE)
+    sample = np.concatenate([anomaly_map.ravel()[::stride] for anomaly_map in maps])
+    thresholds = np.unique(sample)
+    if len(thresholds) > num_thresholds:
+        shares = np.linspace(0.0, 1.0, num_thresholds)
+        thresholds = np.unique(np.quantile(sample, shares, method="inverted_cdf"))
+    thresholds = thresholds.astype(np.float64)
+    thresholds[0] = min(float(anomaly_map.min()) for anomaly_map in maps if anomaly_map.size)
+    return thresholds
 
 
 def _bins(thresholds, values):
@@ -152,15 +175,15 @@ def _pro_curve(masks, maps, num_thresholds):
         # Grid: a pixel counts at every grid threshold <= its score. Images
         # are binned one at a time, so memory does not grow with the data.
         thresholds = _threshold_grid(maps, num_thresholds)
-        false_positives = np.zeros(num_thresholds, dtype=np.int64)
-        overlap = np.zeros(num_thresholds)
+        false_positives = np.zeros(len(thresholds), dtype=np.int64)
+        overlap = np.zeros(len(thresholds))
         for mask, anomaly_map in zip(masks, maps, strict=True):
             mask_weights, n_mask_regions = _region_weights(mask)
             n_regions += n_mask_regions
             bins = _bins(thresholds, anomaly_map[~mask])
-            false_positives += np.bincount(bins, minlength=num_thresholds)
+            false_positives += np.bincount(bins, minlength=len(thresholds))
             bins = _bins(thresholds, anomaly_map[mask])
-            overlap += np.bincount(bins, weights=mask_weights, minlength=num_thresholds)
+            overlap += np.bincount(bins, weights=mask_weights, minlength=len(thresholds))
 
     fpr = np.concatenate(([0.0], np.cumsum(false_positives[::-1]) / n_normal))
     # Rounding in the running sum can overshoot 1 by an ulp or so.
@@ -196,10 +219,11 @@ def pro_score(masks, maps, max_fpr=0.3, num_thresholds=None):
         uses 0.3.
     num_thresholds : int or None, default=None
         If None, the curve is exact: it has one point per distinct score.
-        If an int (at least 2), the curve is evaluated at that many evenly
-        spaced thresholds between the lowest and the highest score only,
-        which processes one image at a time and so bounds memory for very
-        large test sets, at the price of a slight approximation.
+        If an int (at least 2), the curve is evaluated at up to that many
+        thresholds only, at evenly spaced quantiles of the scores (each bin
+        holds about as many pixels), which processes one image at a time
+        and so bounds memory for very large test sets, at the price of a
+        slight approximation.
 
     Returns
     -------
