@@ -140,7 +140,8 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         (``"rotations"``), all eight flips and rotations (``"dihedral"``), or
         cropped by 1/8 at each corner, a shift of 1/16 of the side
         (``"shifts"``). For parts that lie at any orientation, and for fits
-        on very few images: with it, ``fit`` accepts a single image. Each
+        on very few images: with it, ``fit`` accepts a single image (with
+        ``image_score="pooled"`` or ``"patches"``; the default sum needs 3). Each
         view costs a forward pass in ``fit``; scoring is unchanged. Do not
         use a view that would be a defect (a part mounted mirrored).
     standardize : bool, default=False
@@ -212,11 +213,14 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         each location of mid-level feature maps;
         ``"patches"`` (no gradients) is that nearest-patch distance itself,
         PatchCore's map; ``"reference"`` is Dehaene et al.'s descent on the
-        image score, kept for comparison: each step divides by the largest
-        gradient of the image and moves pixels by its sign, so its maps
-        amplify float rounding (a batch of other images, or one grey level
-        changed far from the defect, moved them by up to 15% of their
-        maximum, against 0.2% for ``"descent"``). ``lam``, ``n_steps`` and
+        image score, kept for comparison. Both descents amplify float
+        rounding, as each step is scaled by the image's largest gradient:
+        a batch of other images, one grey level changed far from the
+        defect, or the same pixels as uint16 rather than uint8, moved
+        ``"descent"`` maps of ELPV cells by up to 9% of their maximum (over
+        up to 9% of the pixels; most images by under 3%) and
+        ``"reference"`` maps by up to 37%, where ``"spatial"`` and
+        ``"patches"`` maps move by about 1e-6. ``lam``, ``n_steps`` and
         ``step_size`` act on the two descents only.
     n_steps : int, default=5
         Gradient steps of the gradient-based explain methods (the seed's
