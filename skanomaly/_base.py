@@ -173,9 +173,9 @@ def _warn_thin_folds(sample, uses):
         "either near 0 or enormous, and predict may flag every image or none"
     )
     warnings.warn(
-        f"{' and '.join(uses)} come from held-out training images measured against "
-        f"Gaussians of {fewest} row(s) each (one per training image or augmented view): "
-        f"{why}. Set the threshold with calibrate() (skanomaly calibrate on the command "
+        f"The out-of-fold statistics behind {' and '.join(uses)} measure each held-out "
+        f"training image against Gaussians of {fewest} row(s) (one per training image or "
+        f"augmented view): {why}. Set the threshold with calibrate() (skanomaly calibrate on the command "
         "line) on held-out normal images, fit on more images or with augment=, or rank "
         "by score_samples.",
         UserWarning,

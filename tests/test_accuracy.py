@@ -51,7 +51,7 @@ def test_two_images_warn_that_their_threshold_flags_everything(cells):
     # Each image's held-out Gaussian is the other image alone, with no
     # spread: every held-out distance is 0, and so is the threshold.
     normal, defective = cells
-    with pytest.warns(UserWarning, match="offset_ come from .* flags every image") as caught:
+    with pytest.warns(UserWarning, match="behind offset_ .* flags every image") as caught:
         two = EfficientNetGaussianDetector(**SMALL).fit(normal[:2])
     assert caught[0].filename == __file__
     assert (two.predict(np.concatenate([normal[2:10], defective])) == -1).all()
