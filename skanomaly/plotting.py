@@ -82,8 +82,8 @@ def jet(values):
     overlays.
 
     The same 256-entry table as matplotlib's, looked up the same way, so the
-    colours equal matplotlib's to rounding; values outside [0, 1] take the
-    end colours.
+    colours equal matplotlib's to rounding; values outside [0, 1], infinities
+    included, take the end colours.
 
     Parameters
     ----------
@@ -94,6 +94,11 @@ def jet(values):
     colors : ndarray
         RGB in [0, 1], of the shape of ``values`` with an axis of 3 added.
 
+    Raises
+    ------
+    ValueError
+        If ``values`` hold NaN or are not numbers.
+
     Examples
     --------
     >>> from skanomaly.plotting import jet
@@ -102,10 +107,14 @@ def jet(values):
            [0.49, 1.  , 0.48],
            [0.5 , 0.  , 0.  ]])
     """
+    values = np.asarray(values, dtype=np.float64)
+    if np.isnan(values).any():
+        raise ValueError("values contain NaN, which has no colour.")
     positions = np.linspace(0.0, 1.0, _COLORMAP_ENTRIES)
     table = np.stack([np.interp(positions, *zip(*anchors)) for anchors in _JET], axis=-1)
-    index = (np.asarray(values, dtype=np.float64) * _COLORMAP_ENTRIES).astype(np.int64)
-    return table[np.clip(index, 0, _COLORMAP_ENTRIES - 1)]
+    # Clipped before the cast: an infinity cast to an integer is undefined.
+    index = (np.clip(values, 0.0, 1.0) * _COLORMAP_ENTRIES).astype(np.int64)
+    return table[np.minimum(index, _COLORMAP_ENTRIES - 1)]
 
 
 def _colormap(cmap):

@@ -238,6 +238,10 @@ def test_jet_is_matplotlibs_jet():
     expected = matplotlib.colormaps["jet"](np.clip(values, 0, 1))[:, :3]
     np.testing.assert_allclose(jet(values), expected, rtol=0, atol=1e-12)
     assert jet(np.zeros((2, 3))).shape == (2, 3, 3)
+    # Infinities take the end colours too; NaN has none.
+    np.testing.assert_array_equal(jet([np.inf, -np.inf]), jet([1.0, 0.0]))
+    with pytest.raises(ValueError, match="NaN"):
+        jet([0.5, np.nan])
 
 
 def test_default_overlays_need_no_matplotlib(monkeypatch, gray_image, hot_square):
