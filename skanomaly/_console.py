@@ -40,9 +40,10 @@ def one_line_warnings(verbose=False):
 
     def show(message, category, filename, lineno, file=None, line=None):
         where = f" ({category.__name__} at {filename}:{lineno})" if verbose else ""
-        if f"{message}{where}" not in shown:
-            shown.add(f"{message}{where}")
-            warn(f"{message}{where}")
+        text = f"{message}{where}"
+        if text not in shown:
+            shown.add(text)
+            warn(text)
 
     with warnings.catch_warnings():
         warnings.showwarning = show
