@@ -6,6 +6,7 @@ imported lazily for any other colormap, and nothing here needs a display.
 """
 
 import numbers
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -145,12 +146,24 @@ def _colormap(cmap):
 
 def _draw_title(overlay, title):
     """Write ``title`` in white on a black box in the top-left corner."""
+    title = _default_font_text(title)
     canvas = Image.fromarray(overlay)
     draw = ImageDraw.Draw(canvas)
     _, _, right, bottom = draw.textbbox((2, 2), title)
     draw.rectangle((0, 0, right + 2, bottom + 2), fill=(0, 0, 0))
     draw.text((2, 2), title, fill=(255, 255, 255))
     return np.asarray(canvas).copy()
+
+
+def _default_font_text(text):
+    """``text`` in the characters of Pillow's default font, printable ASCII
+    and line breaks: accents are dropped (``"é"`` reads ``"e"``) and other
+    characters read ``"?"``, which the font would draw as empty boxes."""
+    folded = unicodedata.normalize("NFKD", text)
+    return "".join(
+        c if " " <= c <= "~" or c == "\n" else "" if unicodedata.combining(c) else "?"
+        for c in folded
+    )
 
 
 def overlay_heatmap(
@@ -203,7 +216,9 @@ def overlay_heatmap(
         RGB color of the contour.
     title : str, default=None
         If given, written in white on black in the top-left corner with
-        Pillow's default font.
+        Pillow's default font, which draws printable ASCII only: accents
+        are dropped (``"é"`` is written ``"e"``) and other characters are
+        written ``"?"``.
 
     Returns
     -------

@@ -7,6 +7,7 @@ headers, and no external resources: it opens from disk, with no server.
 
 import html
 import math
+from collections.abc import Mapping
 from numbers import Real
 from pathlib import Path
 from urllib.parse import quote
@@ -171,11 +172,16 @@ def score_histogram(groups, threshold):
     Returns
     -------
     svg : str
+
+    Raises
+    ------
+    TypeError
+        If ``threshold`` is not a number.
+    ValueError
+        If ``threshold`` is not finite, or ``groups`` is empty or holds
+        something other than ``(str, scores, str)``.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, Real):
-        raise TypeError(f"threshold must be a number; got {type(threshold).__name__}.")
-    if not math.isfinite(threshold):
-        raise ValueError(f"threshold must be finite; got {threshold}.")
+    _check_finite("threshold", threshold)
     if not groups:
         raise ValueError("groups is empty: give at least one (name, scores, colour).")
     for group in groups:
@@ -270,12 +276,17 @@ def color_scale(low, high, threshold=None):
     Returns
     -------
     svg : str
+
+    Raises
+    ------
+    TypeError
+        If ``low``, ``high`` or a given ``threshold`` is not a number.
+    ValueError
+        If one of them is not finite, or ``low`` is not below ``high``.
     """
     for name, value in (("low", low), ("high", high), ("threshold", threshold)):
-        if value is None and name == "threshold":
-            continue
-        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number; got {value!r}.")
+        if value is not None or name != "threshold":
+            _check_finite(name, value)
     if not low < high:
         raise ValueError(f"low must be below high; got {low!r} and {high!r}.")
     # Plotting imports scipy, which `skanomaly --help` need not wait for.
@@ -314,6 +325,48 @@ def color_scale(low, high, threshold=None):
         f'<svg class="colorscale" width="{width}" height="{height}" role="img" '
         f'aria-label="{html.escape(label, quote=True)}">{"".join(parts)}</svg>'
     )
+
+
+def _check_finite(name, value):
+    """Refuse ``value`` unless it is a finite real number (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number; got {type(value).__name__}.")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}.")
+
+
+# The keys every record of write_report needs, and the labels it knows.
+_RECORD_KEYS = ("path", "score", "anomaly_score", "decision", "label")
+_LABELS = ("normal", "anomalous")
+
+
+def _check_records(records):
+    """Refuse ``records`` unless each is a dict with the keys and values
+    that :func:`write_report` reads, naming the first record that is not."""
+    if not isinstance(records, (list, tuple)):
+        raise TypeError(f"records must be a list of dicts; got {type(records).__name__}.")
+    for i, r in enumerate(records):
+        if not isinstance(r, Mapping):
+            raise TypeError(f"records[{i}] must be a dict; got {type(r).__name__}.")
+        missing = [key for key in _RECORD_KEYS if key not in r]
+        if missing:
+            raise ValueError(f"records[{i}] lacks the key(s) {', '.join(missing)}.")
+        if not isinstance(r["path"], str):
+            raise TypeError(f"records[{i}]['path'] must be a str; got {type(r['path']).__name__}.")
+        for key in ("score", "anomaly_score", "decision"):
+            if isinstance(r[key], bool) or not isinstance(r[key], Real):
+                raise TypeError(
+                    f"records[{i}][{key!r}] must be a number; got {type(r[key]).__name__}."
+                )
+        if r["label"] not in _LABELS:
+            raise ValueError(
+                f"records[{i}]['label'] must be 'normal' or 'anomalous'; got {r['label']!r}."
+            )
+        for level in r.get("levels") or ():
+            if not (len(level) == 2 and isinstance(level[1], Real) and math.isfinite(level[1])):
+                raise ValueError(
+                    f"records[{i}]['levels'] must hold (name, finite number) pairs; got {level!r}."
+                )
 
 
 def _number(value):
@@ -365,8 +418,24 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
     path : pathlib.Path
         The written ``index.html``, which replaces the previous one only
         once it is complete.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``out_dir`` is not an existing folder.
+    TypeError
+        If ``records`` is not a list of dicts, or a record's ``path`` is not
+        a str, its scores or ``threshold`` not numbers.
+    ValueError
+        If a record lacks a key named above as required, its ``label`` is
+        neither "normal" nor "anomalous", its ``levels`` are not (name,
+        finite number) pairs, or ``threshold`` is not finite.
     """
+    _check_records(records)
+    _check_finite("threshold", threshold)
     out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise FileNotFoundError(f"out_dir {str(out_dir)!r} is not an existing folder.")
     has_truth = any(r.get("truth") is not None for r in records)
     n_bad = sum(r["label"] == "anomalous" for r in records)
     n_maps = sum(bool(r.get("overlay")) for r in records)

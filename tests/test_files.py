@@ -189,18 +189,46 @@ def test_color_scale_draws_the_colormap_and_marks_the_pixel_threshold():
 
 
 @pytest.mark.parametrize(
-    "args, match",
+    "args, error, match",
     [
-        ((1.0, 1.0), "low must be below high"),
-        ((2.0, 1.0), "low must be below high"),
-        ((np.nan, 1.0), "low must be a finite number"),
-        ((0.0, "1"), "high must be a finite number"),
-        ((0.0, 1.0, np.inf), "threshold must be a finite number"),
+        ((1.0, 1.0), ValueError, "low must be below high"),
+        ((2.0, 1.0), ValueError, "low must be below high"),
+        ((np.nan, 1.0), ValueError, "low must be finite; got nan"),
+        ((0.0, "1"), TypeError, "high must be a number; got str"),
+        ((0.0, 1.0, np.inf), ValueError, "threshold must be finite"),
     ],
 )
-def test_color_scale_refuses_what_it_cannot_draw(args, match):
-    with pytest.raises(ValueError, match=match):
+def test_color_scale_refuses_what_it_cannot_draw(args, error, match):
+    with pytest.raises(error, match=match):
         color_scale(*args)
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (lambda rows: rows[0].pop("label"), ValueError, r"records\[0\] lacks the key\(s\) label"),
+        (lambda rows: rows[1].update(label="bad"), ValueError, r"records\[1\]\['label'\]"),
+        (lambda rows: rows[0].update(score="1"), TypeError, r"records\[0\]\['score'\] must be a"),
+        (lambda rows: rows[0].update(path=3), TypeError, r"records\[0\]\['path'\] must be a str"),
+        (lambda rows: rows[1].update(levels=[("head", np.nan)]), ValueError, "finite number"),
+        (lambda rows: rows.append("x.png"), TypeError, r"records\[2\] must be a dict"),
+    ],
+)
+def test_write_report_names_the_record_it_cannot_show(tmp_path, change, error, match):
+    rows = _rows(2)
+    change(rows)
+    with pytest.raises(error, match=match):
+        write_report(tmp_path, rows, 1.5)
+    assert not (tmp_path / "index.html").exists()
+
+
+def test_write_report_refuses_a_missing_folder_and_a_bad_threshold(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not an existing folder"):
+        write_report(tmp_path / "absent", _rows(1), 1.5)
+    with pytest.raises(ValueError, match="threshold must be finite"):
+        write_report(tmp_path, _rows(1), np.nan)
+    with pytest.raises(TypeError, match="records must be a list"):
+        write_report(tmp_path, _rows(1)[0], 1.5)
 
 
 def test_a_report_shows_its_figure_and_every_note(tmp_path):

@@ -128,6 +128,14 @@ def test_png_round_trip(tmp_path, gray_image, hot_square):
         np.testing.assert_array_equal(np.asarray(written), overlay)
 
 
+def test_a_title_beyond_ascii_is_drawn_in_the_default_font(gray_image, hot_square):
+    # The default font draws only printable ASCII, anything else as a box.
+    folded = overlay_heatmap(gray_image, hot_square, title="Defaut ? 7\nline")
+    titled = overlay_heatmap(gray_image, hot_square, title="Défaut 缺 7\nline")
+    np.testing.assert_array_equal(titled, folded)
+    assert not np.array_equal(titled, overlay_heatmap(gray_image, hot_square, title="Defaut"))
+
+
 def test_title_drawn_at_top(gray_image, hot_square):
     plain = overlay_heatmap(gray_image, hot_square)
     titled = overlay_heatmap(gray_image, hot_square, title="bottle 012")
