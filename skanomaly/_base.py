@@ -67,7 +67,13 @@ class _AfterPartialFit:
             return self
         if "_fit_state" not in instance.__dict__:
             raise AttributeError(f"{owner.__name__!r} object has no attribute {self.name!r}")
-        instance._finish_partial_fit()
+        try:
+            instance._finish_partial_fit()
+        except ValueError as exc:
+            # A stream that cannot be finished yet (one image so far) lacks
+            # the attribute: hasattr and getattr with a default, which only
+            # catch AttributeError, must not fail on it.
+            raise AttributeError(f"{self.name} is not available yet: {exc}") from exc
         return instance.__dict__[self.name]
 
 
@@ -230,6 +236,19 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
     level_reference_ = _AfterPartialFit()
     score_center_ = _AfterPartialFit()
     score_scale_ = _AfterPartialFit()
+
+    def __dir__(self):
+        # scikit-learn's lists only the names hasattr finds, and hasattr on
+        # an attribute partial_fit left for its first use, or on a property
+        # read from one, would finish the stream (Gaussians, memory,
+        # threshold) just to list it, as tab completion does.
+        pending = "_fit_state" in self.__dict__ and "offset_" not in self.__dict__
+        lazy = (_AfterPartialFit, property)
+        return [
+            n
+            for n in object.__dir__(self)
+            if (pending and isinstance(getattr(type(self), n, None), lazy)) or hasattr(self, n)
+        ]
 
     # ------------------------------------------------------------------ parts
     def _extractor(self, depth=None, neighborhood=None, precision=None):

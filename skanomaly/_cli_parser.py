@@ -466,9 +466,10 @@ def build_parser():
         "score",
         help="score images with a fitted model (fast, no heat maps)",
         description=(
-            "Score images: one row per image with its score, decision and label "
-            "(normal/anomalous). Higher anomaly_score is more anomalous; an image is "
-            "anomalous when its decision is negative."
+            "Score images: one row per image with its anomaly_score, label "
+            "(normal/anomalous) and path; --csv also writes its score and decision. "
+            "Higher anomaly_score is more anomalous; an image is anomalous when its "
+            "decision is negative."
         ),
     )
     _model_argument(score, model_help)
@@ -564,8 +565,9 @@ def build_parser():
         default=None,
         help="also write OUTDIR/index.html, a report that opens from disk: every image "
         "with its ground truth and score, a histogram of the scores of each kind "
-        "against the threshold, and heat maps of the defective images and false "
-        "alarms (ground-truth masks outlined)",
+        "against the threshold, and heat maps of the defective images, the false "
+        "alarms and the normal images with a region at the pixel threshold "
+        "(ground-truth masks outlined)",
     )
     _map_options(evaluate, ", to compare the methods' maps on the same masks")
     _min_area(evaluate)

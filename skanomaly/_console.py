@@ -39,7 +39,7 @@ def one_line_warnings(verbose=False):
     shown = set()
 
     def show(message, category, filename, lineno, file=None, line=None):
-        where = f" ({category.__name__} at {filename}:{lineno})" if verbose else ""
+        where = f" ({category.__name__} at {_raised_at()})" if verbose else ""
         text = f"{message}{where}"
         if text not in shown:
             shown.add(text)
@@ -48,3 +48,19 @@ def one_line_warnings(verbose=False):
     with warnings.catch_warnings():
         warnings.showwarning = show
         yield
+
+
+def _raised_at():
+    """``file:line`` of the call to :func:`warnings.warn` being shown: the
+    first frame above the warnings machinery. The warning's own file and
+    line follow its ``stacklevel``, which points a library user at their
+    call, and the command line at its console script."""
+    frame = sys._getframe(2)
+    while frame.f_back is not None and frame.f_globals.get("__name__") in _WARNINGS_MODULES:
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+# Where Python's warnings machinery runs in Python code (its C part has no
+# frames): newer versions keep it in _py_warnings.
+_WARNINGS_MODULES = ("warnings", "_py_warnings")

@@ -14,6 +14,8 @@ import torch
 from PIL import Image, ImageOps
 from scipy import sparse
 
+from ._pixels import default_range
+
 __all__ = ["ImageSource", "open_image", "read_image", "rgb_image"]
 
 
@@ -125,14 +127,6 @@ def _check_dtype(array, where):
         )
 
 
-def _default_range(dtype):
-    if dtype == np.uint16:
-        return 0.0, 65535.0
-    if dtype.kind == "f":
-        return 0.0, 1.0
-    return 0.0, 255.0
-
-
 def _check_pixel_range(pixel_range):
     if pixel_range is None:
         return None
@@ -147,10 +141,12 @@ def _check_pixel_range(pixel_range):
 
 def _value_map(array, where, pixel_range):
     """``(low, scale)`` with ``(array - low) * scale`` in [0, 1], after checking."""
-    low, high = pixel_range or _default_range(array.dtype)
+    low, high = pixel_range or default_range(array.dtype)
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise ValueError(f"{where} contains NaN or infinity.")
-    if array.size and (pixel_range is not None or array.dtype not in (np.uint8, np.uint16)):
+    # uint8 and uint16 pixels cannot leave their default ranges.
+    spans_range = array.dtype.kind == "u" and array.dtype.itemsize <= 2
+    if array.size and (pixel_range is not None or not spans_range):
         seen_low, seen_high = float(array.min()), float(array.max())
         if seen_low < low or seen_high > high:
             hint = ""
@@ -205,13 +201,13 @@ def _as_images_array(X, image_shape):
                 f"X has {X.shape[1]} features per row, which cannot be reshaped "
                 f"to image_shape={tuple(image_shape)}."
             ) from None
-    elif X.ndim == 3 and X.shape[-1] in (3, 4):
-        # A last axis of 3 or 4 is almost surely one color image's channels,
+    elif X.ndim == 3 and X.shape[-1] in (1, 3, 4):
+        # A last axis of 1, 3 or 4 is almost surely one image's channels,
         # whatever its size; grayscale images that narrow must say so (rows
         # reshaped by image_shape say what they are).
         raise ValueError(
             f"X has shape {X.shape}, which reads as {X.shape[0]} grayscale "
-            f"images of {X.shape[1]}x{X.shape[2]} pixels; for one color "
+            f"images of {X.shape[1]}x{X.shape[2]} pixels; for one "
             "image pass X[np.newaxis] (for grayscale images that narrow, "
             "X[..., np.newaxis])."
         )
@@ -274,9 +270,10 @@ class ImageSource:
     ----------
     X : array-like or list
         An ``(n, H, W)``, ``(n, H, W, C)`` or (with ``image_shape``)
-        ``(n, H*W*C)`` array, or a list of image arrays or file paths whose
-        sizes may differ. Grayscale is replicated to RGB and an alpha channel
-        is dropped.
+        ``(n, H*W*C)`` array, or a list of image arrays, PIL images (read
+        as files are: palettes expanded, 16-bit scaled to 8) or file paths
+        whose sizes may differ. Grayscale is replicated to RGB and an alpha
+        channel is dropped.
     image_shape : tuple, default=None
         How to read the rows of a 2-D ``X``.
     pixel_range : (float, float), default=None
@@ -325,7 +322,9 @@ class ImageSource:
                     "X mixes image paths with arrays or other objects; pass a list "
                     "of paths only, or of image arrays only."
                 )
-            arrays = [_as_numeric(x) for x in X]
+            # A PIL image's array holds palette indices, 16-bit counts or
+            # CMYK as stored: its pixels are read as those of a file are.
+            arrays = [_as_numeric(rgb_image(x) if isinstance(x, Image.Image) else x) for x in X]
             # Images of different sizes, or of different dtypes (stacked,
             # uint8 and float images would share one range), go one by one.
             if arrays and len({(a.shape, a.dtype) for a in arrays}) > 1:

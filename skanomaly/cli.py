@@ -178,7 +178,7 @@ def cmd_calibrate(args):
     if given == bool(args.normal):
         raise UsageError(
             "give NORMAL_DIR (normal images to calibrate on) or --threshold and/or "
-            "--pixel-threshold, not both"
+            f"--pixel-threshold, {'not both' if given else 'one of them'}"
         )
     detector = _load_model(args)
     output = Path(args.output or args.model)

@@ -446,8 +446,9 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         Parameters
         ----------
         X : array-like of shape (n, H, W[, C]) or (n, H*W*C), or list
-            Normal images: uint8 in 0..255 or float in [0, 1]; a list may
-            hold arrays or file paths of different sizes.
+            Normal images: uint8 in 0..255, uint16 in 0..65535 or float in
+            [0, 1]; a list may hold arrays, PIL images or file paths of
+            different sizes.
         y : Ignored
             Present for API consistency.
 

@@ -379,6 +379,38 @@ def _blas_controller():
     return threadpoolctl.ThreadpoolController()
 
 
+class _OneBlasThread:
+    """One BLAS thread while any thread of the process is inside.
+
+    The limit is process-wide, so a limit of its own per thread would let
+    a second thread take the first's limit of 1 for the original and
+    restore it for good: the first to enter sets the limit, and the last
+    to leave restores what was there before.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._limiter = None
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self._lock:
+            if not self._inside:
+                self._limiter = _blas_controller().limit(limits=1, user_api="blas")
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+                if not self._inside:
+                    self._limiter.restore_original_limits()
+
+
+_one_blas_thread = _OneBlasThread()
+
+
 class FeatureExtractor:
     """Pooled features and spatial moments of images, batch by batch.
 
@@ -471,7 +503,7 @@ class FeatureExtractor:
         """
         if self.device.type != "cpu":
             return contextlib.nullcontext()
-        return _blas_controller().limit(limits=1, user_api="blas")
+        return _one_blas_thread()
 
     def summaries(self, source, levels, spatial=(), desc="Extracting", patch_levels=()):
         """Yield ``(pooled, moments, patches)`` per batch of ``source``: the

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ._files import write_png
+from ._pixels import default_range
 from ._resize import resize_bilinear
 from .segmentation import outline
 
@@ -44,7 +45,7 @@ def _image_to_rgb(image):
         return image.astype(np.float64)
     if kind in "ui":
         # As the detector reads them: uint16 spans 0..65535, other integers 0..255.
-        top = 65535 if image.dtype == np.uint16 else 255
+        top = int(default_range(image.dtype)[1])
         low, high = int(image.min()), int(image.max())
         if low < 0 or high > top:
             raise ValueError(

@@ -272,9 +272,10 @@ def conformal_offset(scores, fpr):
     n = len(scores)
     if fpr < 1 / (n + 1):
         warnings.warn(
-            f"fpr={fpr} is below 1 / (n + 1) = {1 / (n + 1):.3g} for {n} "
-            "calibration images: the threshold is their lowest score and the "
-            "realized rate will be higher. Calibrate on more images.",
+            f"A false-positive rate (fpr) of {fpr} is below 1 / (n + 1) = "
+            f"{1 / (n + 1):.3g} for {n} calibration images: the threshold is the "
+            "score of the least normal of them (the highest anomaly score) and "
+            "the realized rate will be higher. Calibrate on more images.",
             UserWarning,
             stacklevel=3,
         )

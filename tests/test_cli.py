@@ -1045,7 +1045,9 @@ def test_calibrate_sets_both_thresholds_from_more_normal_images(model, cells, tm
     shutil.copy(model, in_place)
     assert main(["calibrate", str(in_place), str(tmp_path / "more"), "--no-progress"]) == 0
     err = capsys.readouterr().err
-    assert err.startswith("skanomaly: warning: fpr=0.05 is below 1 / (n + 1)"), err
+    assert err.startswith(
+        "skanomaly: warning: A false-positive rate (fpr) of 0.05 is below 1 / (n + 1)"
+    ), err
     with pytest.warns(UserWarning, match="Calibrate on more images"):
         expected = skanomaly.load(model).calibrate(images, fpr=0.05)
     assert skanomaly.load(in_place).offset_ == pytest.approx(expected.offset_, rel=1e-6)
@@ -1082,13 +1084,14 @@ def test_calibrate_sets_the_threshold_as_given(model, cells, tmp_path, capsys):
     assert main([*argv, "--threshold", "0.5"]) == 0
     assert skanomaly.load(out).offset_ == -0.5
     # Images or thresholds, one of them.
-    for extra in (
-        [],
-        [str(tmp_path), "--threshold", "1"],
-        [str(tmp_path), "--pixel-threshold", "1"],
+    for extra, which in (
+        ([], "one of them"),
+        ([str(tmp_path), "--threshold", "1"], "not both"),
+        ([str(tmp_path), "--pixel-threshold", "1"], "not both"),
     ):
         assert main(["calibrate", str(model), *extra]) == 2
-        assert "NORMAL_DIR" in _one_error_line(capsys)
+        line = _one_error_line(capsys)
+        assert "NORMAL_DIR" in line and line.endswith(which)
     for option in ("--threshold", "--pixel-threshold"):
         assert main(["calibrate", str(model), option, "nan"]) == 2
         assert "finite" in _one_error_line(capsys)

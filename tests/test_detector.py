@@ -539,6 +539,37 @@ def test_mixed_precision_changes_features_a_little(fitted, cells):
     assert roc_auc_score(y, scores) > 0.9
 
 
+def test_overlapping_uses_of_the_one_blas_thread_limit_restore_the_original(monkeypatch):
+    """The limit is process-wide: a second thread that entered while the
+    first held it took 1 for the original and, leaving last, restored 1
+    for good. The first to enter sets it, the last to leave restores it."""
+    import skanomaly.features
+
+    events = []
+
+    class Limiter:
+        def restore_original_limits(self):
+            events.append("restore")
+
+    class Controller:
+        def limit(self, limits, user_api):
+            events.append(("limit", limits, user_api))
+            return Limiter()
+
+    monkeypatch.setattr(skanomaly.features, "_blas_controller", Controller)
+    one_thread = skanomaly.features._OneBlasThread()
+    first, second = one_thread(), one_thread()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert events == [("limit", 1, "blas")]
+    second.__exit__(None, None, None)
+    assert events == [("limit", 1, "blas"), "restore"]
+    with pytest.raises(KeyError), one_thread():
+        raise KeyError("an error inside still restores")
+    assert events[-2:] == [("limit", 1, "blas"), "restore"]
+
+
 def test_one_blas_thread_while_the_network_runs_on_a_cpu(cells, monkeypatch):
     """numpy's spinning BLAS threads would compete with torch's for the cores."""
     from threadpoolctl import threadpool_info

@@ -117,3 +117,33 @@ def test_the_callers_pixels_are_never_written_to(dtype):
     ((_, images),) = ImageSource(X, pixel_range=(0, 255)).batches(2)
     np.testing.assert_array_equal(X, original)
     np.testing.assert_allclose(images.movedim(1, -1).numpy(), original / 255, rtol=1e-6)
+
+
+def test_big_endian_pixels_read_as_native_ones():
+    # A uint16 comparison missed '>u2': it was read against 0..255, refused
+    # or silently 257 times too bright.
+    X = np.random.default_rng(0).integers(0, 65536, (2, 6, 5, 3), dtype=np.uint16)
+    native = _tensor_batches(ImageSource(X))[0]
+    for data in (X.astype(">u2"), (X / 65535.0).astype(">f8")):
+        np.testing.assert_allclose(_tensor_batches(ImageSource(data))[0], native, rtol=1e-6)
+
+
+def test_one_single_channel_image_is_not_read_as_many():
+    with pytest.raises(ValueError, match=r"reads as 8 grayscale images.*X\[np.newaxis\]"):
+        ImageSource(np.zeros((8, 9, 1), np.uint8))
+    assert len(ImageSource(np.zeros((1, 8, 9, 1), np.uint8))) == 1
+
+
+def test_pil_images_read_as_their_files_do(tmp_path):
+    from PIL import Image
+
+    rgb = np.random.default_rng(1).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    palette = Image.fromarray(rgb).quantize(8)
+    sixteen = Image.fromarray(np.full((6, 7), 51400, np.uint16))
+    palette.save(tmp_path / "p.png")
+    sixteen.save(tmp_path / "i.png")
+    in_memory = _tensor_batches(ImageSource([palette, sixteen]))[0]
+    files = _tensor_batches(ImageSource([tmp_path / "p.png", tmp_path / "i.png"]))[0]
+    np.testing.assert_array_equal(in_memory, files)
+    # Not the palette's indices.
+    assert float(in_memory[0].max()) > 8 / 255

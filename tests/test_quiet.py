@@ -64,3 +64,19 @@ def test_the_command_line_shows_each_warning_once(capsys):
         warnings.warn("another one", UserWarning, stacklevel=1)
     lines = capsys.readouterr().err.splitlines()
     assert lines == [f"skanomaly: warning: {message}", "skanomaly: warning: another one"]
+
+
+def _warns_deep_inside():
+    warnings.warn("raised in a library", UserWarning, stacklevel=3)
+
+
+def test_verbose_warnings_name_the_line_that_raised_them(capsys):
+    from skanomaly._console import one_line_warnings
+
+    # stacklevel points past the raising function, as the library's
+    # warnings point at their caller's line.
+    with one_line_warnings(verbose=True):
+        _warns_deep_inside()
+    (line,) = capsys.readouterr().err.splitlines()
+    raised = _warns_deep_inside.__code__.co_firstlineno + 1
+    assert line.endswith(f"(UserWarning at {__file__}:{raised})")

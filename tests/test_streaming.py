@@ -287,7 +287,13 @@ def test_partial_fit_takes_one_image_at_a_time(cells, image_score, needed):
         detector.partial_fit(image[None])
     with pytest.raises(ValueError, match=f"at least {needed}"):
         detector.score_samples(defective)
-    for image in normal[needed - 1 : 6]:
+    # Introspection (tab completion, hasattr) neither fails on the stream
+    # that cannot be finished yet nor finishes one that can.
+    assert "offset_" in dir(detector) and not hasattr(detector, "offset_")
+    assert getattr(detector, "gaussians_", None) is None
+    detector.partial_fit(normal[needed - 1][None])
+    assert "location_" in dir(detector) and "gaussians_" not in vars(detector)
+    for image in normal[needed:6]:
         detector.partial_fit(image[None])
     whole = EfficientNetGaussianDetector(**params).fit(normal[:6])
     assert detector.n_samples_fit_ == 6

@@ -14,6 +14,13 @@ as the ``._name.png`` files that macOS leaves on shared drives) are skipped.
 A file that cannot be read, an anomalous image
 without a mask and a mask without an image each raise an error naming the
 file rather than being skipped.
+
+The loaders of third-party data sets (MVTec AD, magnetic tiles, cookies,
+PIPED) read them from ``root`` where given, else from the folder of the
+data set's name in :func:`shared_data_dir`: the ``SKANOMALY_DATA``
+environment variable (``export SKANOMALY_DATA=/data/anomaly``, which holds
+``mvtec_ad/``, ``cookies/`` and so on), or in a source checkout a
+``shared/data`` folder beside it. ELPV comes from its PyPI package.
 """
 
 # One private module per data set (family) holds its loader; _common holds

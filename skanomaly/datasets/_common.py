@@ -46,16 +46,19 @@ def shared_data_dir():
     Returns
     -------
     path : pathlib.Path or None
-        The ``SKANOMALY_DATA`` environment variable when it is set; else
-        ``../shared/data`` relative to the repository root (the folder above
-        the ``skanomaly`` package) when that folder exists; else None.
+        The ``SKANOMALY_DATA`` environment variable when it is set; else,
+        where the package runs from a source checkout, ``../shared/data``
+        relative to the checkout's root when that folder exists; else None.
     """
     env = os.environ.get("SKANOMALY_DATA")
     if env:
         return Path(env)
-    # This file is <repository>/skanomaly/datasets/_common.py.
-    candidate = Path(__file__).resolve().parents[3] / "shared" / "data"
-    return candidate if candidate.is_dir() else None
+    # In a checkout this file is <repository>/skanomaly/datasets/_common.py;
+    # installed, the folder above the package is site-packages.
+    repository = Path(__file__).resolve().parents[2]
+    candidate = repository.parent / "shared" / "data"
+    is_checkout = (repository / "pyproject.toml").is_file()
+    return candidate if is_checkout and candidate.is_dir() else None
 
 
 def data_root(root, name):
