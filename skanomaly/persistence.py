@@ -215,9 +215,14 @@ def _encode(detector):
     estimator = type(detector).__name__
     if _estimators().get(estimator) is not type(detector):
         raise TypeError(f"cannot save a {estimator}: model files hold skanomaly detectors")
+    check_is_fitted(detector)
     # Reading offset_ computes the Gaussians and the threshold that
-    # partial_fit leaves for the first use.
-    check_is_fitted(detector, "offset_")
+    # partial_fit leaves for the first use; a stream that cannot be finished
+    # yet lacks it, and says why.
+    try:
+        _ = detector.offset_
+    except AttributeError as exc:
+        raise ValueError(f"Cannot save this detector: {exc}") from None
     _check_loadable(detector)
     encoder = _Encoder()
     try:

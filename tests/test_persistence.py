@@ -195,6 +195,15 @@ def test_parameters_that_are_not_json(fitted, cells, tmp_path):
     )
 
 
+def test_a_partial_fit_stream_too_short_to_finish_is_not_saved(cells, tmp_path):
+    detector = EfficientNetGaussianDetector(levels=(0,)).partial_fit(cells[0][:1])
+    with pytest.raises(
+        ValueError, match="Cannot save this detector: offset_ is not available yet: n_samples=1"
+    ):
+        skanomaly.save(detector, tmp_path / "one.skanomaly")
+    assert not (tmp_path / "one.skanomaly").exists()
+
+
 def test_partial_fit_is_finished_before_saving(cells, tmp_path):
     normal, defective = cells
     detector = EfficientNetGaussianDetector(levels=(0, 1))
