@@ -380,7 +380,11 @@ class ImageSource:
             # is one) although it never writes to this one; a copy is silent.
             block = block.copy()
         tensor = torch.from_numpy(block)
-        tensor = (tensor.to(device).float() - low) * scale
+        # One float copy, scaled in place: the batch holds the images at
+        # their full size (each 144 MB at 12 megapixels) until the network
+        # resizes them, and the caller's float32 array is never written to.
+        tensor = tensor.to(device=device, dtype=torch.float32, copy=True)
+        tensor.sub_(low).mul_(scale)
         tensor = tensor.movedim(-1, -3)
         if tensor.shape[-3] == 1:
             tensor = tensor.expand(*tensor.shape[:-3], 3, *tensor.shape[-2:])

@@ -87,6 +87,15 @@ def test_explain_and_held_out_pixel_calibration_show_progress(fitted, capsys):
     assert detector.pixel_calibration_["n_images"] == 3
 
 
+def test_fit_shows_progress_past_the_forward_passes(capsys):
+    # The Gaussians, the patch memory and the threshold take seconds after
+    # the bar of the forward passes has ended.
+    EfficientNetGaussianDetector(levels=(0, 3), progress=True).fit(_crops(4, seed=5))
+    err = capsys.readouterr().err
+    assert "Fitting: 100%" in err and "Gaussians, memory, threshold: 100%" in err
+    assert err.index("Fitting: 100%") < err.index("Gaussians, memory, threshold: 100%")
+
+
 def test_list_of_sizes_returns_list(fitted):
     X = [_crops(1, size=80)[0], _crops(1, size=120, seed=3)[0]]
     maps = fitted.explain(X)
