@@ -382,8 +382,10 @@ class ImageSource:
         tensor = torch.from_numpy(block)
         # One float copy, scaled in place: the batch holds the images at
         # their full size (each 144 MB at 12 megapixels) until the network
-        # resizes them, and the caller's float32 array is never written to.
-        tensor = tensor.to(device=device, dtype=torch.float32, copy=True)
+        # resizes them. A tensor still sharing the caller's float32 array is
+        # copied, so that the array is never written to.
+        moved = tensor.to(device)
+        tensor = moved.to(torch.float32, copy=moved is tensor)
         tensor.sub_(low).mul_(scale)
         tensor = tensor.movedim(-1, -3)
         if tensor.shape[-3] == 1:
