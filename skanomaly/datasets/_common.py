@@ -9,6 +9,7 @@ import numbers
 import os
 import warnings
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
@@ -222,23 +223,24 @@ def match_masks(images, mask_files, mask_stem, mask_folder):
     ``mask_stem(image)`` is the file name, without extension, of the mask
     of ``image``.
     """
-    by_stem = {}
-    for mask in mask_files:
-        if mask.stem in by_stem:
-            raise ValueError(
-                f"Mask files {str(by_stem[mask.stem])!r} and {str(mask)!r} differ "
-                "only in their extension; keep one."
-            )
-        by_stem[mask.stem] = mask
-    matched, seen = [], {}
-    for image in images:
-        stem = mask_stem(image)
-        if stem in seen:
-            raise ValueError(
-                f"Anomalous images {str(seen[stem])!r} and {str(image)!r} differ only "
-                "in their extension, so one mask file would serve both; keep one."
-            )
-        seen[stem] = image
+    by_stem = _by_stem(
+        mask_files,
+        attrgetter("stem"),
+        lambda first, second: (
+            f"Mask files {str(first)!r} and {str(second)!r} differ "
+            "only in their extension; keep one."
+        ),
+    )
+    images_by_stem = _by_stem(
+        images,
+        mask_stem,
+        lambda first, second: (
+            f"Anomalous images {str(first)!r} and {str(second)!r} differ "
+            "only in their extension, so one mask file would serve both; keep one."
+        ),
+    )
+    matched = []
+    for stem, image in images_by_stem.items():
         if stem not in by_stem:
             hint = ""
             if Path(stem).suffix.lower() in IMAGE_EXTENSIONS:
@@ -257,6 +259,18 @@ def match_masks(images, mask_files, mask_stem, mask_folder):
             + "."
         )
     return matched
+
+
+def _by_stem(files, stem, duplicate):
+    """``{stem(file): file}`` in the order of ``files``, refused where two
+    share a stem: ``duplicate(first, second)`` says so."""
+    found = {}
+    for file in files:
+        key = stem(file)
+        if key in found:
+            raise ValueError(duplicate(found[key], file))
+        found[key] = file
+    return found
 
 
 def outlier_labels(defect_types):
