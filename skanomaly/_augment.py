@@ -80,7 +80,7 @@ class AugmentedSource:
     def batches(self, batch_size, device=None):
         """As :meth:`ImageSource.batches`, with ``batch_size`` counting views
         (images of different shapes, e.g. rotated non-square ones, come as
-        a list)."""
+        a list); ``BATCH_PIXELS`` counts the images, not their views."""
         per_batch = max(1, batch_size // self.n_views)
         for start, images in self.source.batches(per_batch, device):
             if torch.is_tensor(images):

@@ -366,6 +366,9 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 f"precision={self.fit_precision_!r}, or call fit to start over."
             )
         state = state.copy()
+        # Lists hold no shape: the first array chunk sets the one that
+        # later array chunks must share.
+        state.image_shape = state.image_shape or source.image_shape
         self._accumulate(state, source, extractor)
         self._commit(state, extractor, None)
 

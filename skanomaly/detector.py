@@ -76,7 +76,10 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         ``image_score="pooled"``. The reference needs no data but is only as
         right as that assumption; ``benchmarks/`` measures both.
     batch_size : int, default=16
-        Images per forward pass (and the memory it needs).
+        Images per forward pass (and the memory it needs), at most: a batch
+        holds fewer large images, as many as fit in 16.8 megapixels (one at
+        least), whose full-size float32 copy takes 192 MiB until the network
+        resizes them.
     device : {"auto", "cpu", "cuda"} or str, default="auto"
         Where the network runs; ``"auto"`` picks CUDA when available.
     precision : {"auto", "float32", "float16", "bfloat16"}, default="auto"

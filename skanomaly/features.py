@@ -513,13 +513,9 @@ class FeatureExtractor:
         each image as ``(h * w, c)`` rows (None without patch levels).
         """
         summarize, device = self._summarizer()
-        n_batches = -(-len(source) // self.batch_size)
-        batches = source.batches(self.batch_size, device)
         # The limit holds while the caller works on each batch too.
         with self.host_algebra():
-            for _, images in progress(
-                batches, enabled=self.show_progress, total=n_batches, desc=desc, unit="batch"
-            ):
+            for _, images in self._counted(source, device, desc):
                 yield summarize(images, levels, spatial, patch_levels)
 
     def _summarizer(self):
@@ -582,17 +578,19 @@ class FeatureExtractor:
         images' positions in ``source``, the preprocessed input on the
         device and each image's ``(H, W)``; with a progress bar named
         ``desc`` where the extractor shows progress."""
-        n_batches = -(-len(source) // self.batch_size)
-        for start, images in progress(
-            source.batches(self.batch_size, self.device),
-            enabled=self.show_progress,
-            total=n_batches,
-            desc=desc,
-            unit="batch",
-        ):
+        for start, images in self._counted(source, self.device, desc):
             for positions, x in self.network.prepare(images):
                 sizes = [tuple(images[i].shape[-2:]) for i in positions]
                 yield [start + i for i in positions], x, sizes
+
+    def _counted(self, source, device, desc):
+        """``source.batches`` on ``device``, under a bar named
+        ``desc`` that counts images (batches of large images hold fewer
+        than ``batch_size``) where the extractor shows progress."""
+        with progress(enabled=self.show_progress, total=len(source), desc=desc) as bar:
+            for start, images in source.batches(self.batch_size, device):
+                yield start, images
+                bar.update(len(images))
 
     def maps(self, x, levels, grad=False):
         """Feature maps of the preprocessed ``x`` at ``levels``, float32.

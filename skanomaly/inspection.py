@@ -45,6 +45,9 @@ __all__ = [
 
 # Images read and scored per step: bounds memory on large folders.
 CHUNK = 64
+# Fewer where their pixels take this many bytes (512 MiB): 64 RGB images of
+# 2.8 megapixels, or about 15 of 12.
+CHUNK_BYTES = 2**29
 #: The columns of a regions CSV: the image's path, then those of
 #: :func:`skanomaly.segmentation.region_table` but its index.
 REGION_COLUMNS = ("path", "region", "area", "top", "left", "bottom", "right", "peak", "mean")
@@ -133,10 +136,32 @@ class ImageReader:
             self.skipped.append(path)
             return None
 
-    def read_all(self, files, *, progress=False):
-        """The readable images of ``files``, in order."""
+    def chunks(self, files, *, progress=False, desc="Reading"):
+        """Yield ``(paths, images)``, the readable files of each run of
+        :data:`CHUNK` files (fewer where their pixels pass
+        :data:`CHUNK_BYTES`) and their arrays, so that one chunk at a time is
+        in memory; chunks with none readable are left out. The bar advances
+        once the caller is done with a chunk."""
+        with progress_bar(enabled=progress, total=len(files), desc=desc) as bar:
+            paths, images, tried, size = [], [], 0, 0
+            for index, path in enumerate(files):
+                image = self.read(path)
+                tried += 1
+                if image is not None:
+                    paths.append(path)
+                    images.append(image)
+                    size += image.nbytes
+                if tried == CHUNK or size >= CHUNK_BYTES or index == len(files) - 1:
+                    if images:
+                        yield paths, images
+                    bar.update(tried)
+                    paths, images, tried, size = [], [], 0, 0
+
+    def readable(self, files, *, progress=False):
+        """The readable ``files``, each read once to check it and let go: for
+        the detector to read again from disk, a batch at a time."""
         bar = progress_bar(files, enabled=progress, total=len(files), desc="Reading")
-        return [image for image in map(self.read, bar) if image is not None]
+        return [path for path in bar if self.read(path) is not None]
 
     def report(self):
         """Warn once about the number of images skipped, if any."""
@@ -188,7 +213,12 @@ def fit_detector(detector, images, holdout, seed=0, pixel_fpr=0.01):
 
 
 def fit_on_files(detector, files, reader, *, holdout, seed, progress, pixel_fpr=0.01):
-    """Read ``files`` with ``reader`` and :func:`fit_detector` on them.
+    """:func:`fit_detector` on the readable ``files``.
+
+    Each file is read once to check it, before the network runs (so that
+    ``--strict`` stops early), and let go; the detector is handed the
+    readable paths and reads them again a batch at a time, so memory does
+    not grow with the folder.
 
     Returns
     -------
@@ -199,30 +229,30 @@ def fit_on_files(detector, files, reader, *, holdout, seed, progress, pixel_fpr=
     Raises
     ------
     UsageError
-        If fewer than 2 images are readable (1 with augmented views), or the fit refuses the images
-        or the detector's parameters.
+        If fewer than 2 images are readable (1 with augmented views), or the
+        fit refuses the images or the detector's parameters.
     """
-    images = reader.read_all(files, progress=progress)
+    readable = reader.readable(files, progress=progress)
     reader.report()
     # One image is enough with augmented views of it (a Gaussian needs 2 samples).
-    if len(images) < (1 if detector.augment else 2):
+    if len(readable) < (1 if detector.augment else 2):
         raise UsageError(
             "fitting needs at least 2 readable normal images, or one with --augment; "
-            f"got {len(images)}"
+            f"got {len(readable)}"
         )
     try:
-        n_hold = fit_detector(detector, images, holdout, seed, pixel_fpr)
+        n_hold = fit_detector(detector, readable, holdout, seed, pixel_fpr)
     except ValueError as exc:
         raise UsageError(first_line(exc)) from exc
-    return len(images) - n_hold, n_hold
+    return len(readable) - n_hold, n_hold
 
 
 def calibrate_on_files(detector, files, reader, *, fpr, pixel_fpr, progress):
-    """Read ``files`` with ``reader`` and set both thresholds of the fitted
-    ``detector`` from them: :meth:`~skanomaly.EfficientNetGaussianDetector.calibrate`
+    """Set both thresholds of the fitted ``detector`` from the readable
+    ``files``: :meth:`~skanomaly.EfficientNetGaussianDetector.calibrate`
     at ``fpr`` and
     :meth:`~skanomaly.EfficientNetGaussianDetector.calibrate_pixels` at
-    ``pixel_fpr``.
+    ``pixel_fpr``. The detector reads them from disk a batch at a time.
 
     Returns
     -------
@@ -234,20 +264,20 @@ def calibrate_on_files(detector, files, reader, *, fpr, pixel_fpr, progress):
     UsageError
         If no image is readable, or the detector refuses the images.
     """
-    images = reader.read_all(files, progress=progress)
+    readable = reader.readable(files, progress=progress)
     reader.report()
-    if not images:
+    if not readable:
         raise UsageError("calibrating needs at least one readable normal image; got 0")
     try:
-        detector.calibrate(images, fpr=fpr).calibrate_pixels(images, fpr=pixel_fpr)
+        detector.calibrate(readable, fpr=fpr).calibrate_pixels(readable, fpr=pixel_fpr)
     except ValueError as exc:
         raise UsageError(first_line(exc)) from exc
-    return len(images)
+    return len(readable)
 
 
 # ---------------------------------------------------------------- scoring
 def score_files(detector, files, reader, progress, on_image=None, with_levels=False):
-    """Score ``files`` in chunks of :data:`CHUNK` images.
+    """Score ``files`` a chunk at a time (:meth:`ImageReader.chunks`).
 
     Parameters
     ----------
@@ -275,28 +305,17 @@ def score_files(detector, files, reader, progress, on_image=None, with_levels=Fa
         Their ``level_distances`` with ``with_levels``.
     """
     kept, scores, distances = [], [], []
-    with progress_bar(enabled=progress, total=len(files), desc="Scoring") as bar:
-        for start in range(0, len(files), CHUNK):
-            chunk = files[start : start + CHUNK]
-            images, paths = [], []
-            for path in chunk:
-                image = reader.read(path)
-                if image is not None:
-                    if on_image is not None:
-                        on_image(len(kept) + len(paths), path, image)
-                    images.append(image)
-                    paths.append(path)
-            if images:
-                if with_levels:
-                    chunk_distances, chunk_scores = detector.level_distances(
-                        images, return_scores=True
-                    )
-                    distances.append(chunk_distances)
-                else:
-                    chunk_scores = detector.score_samples(images)
-                scores.append(chunk_scores)
-                kept.extend(paths)
-            bar.update(len(chunk))
+    for paths, images in reader.chunks(files, progress=progress, desc="Scoring"):
+        if on_image is not None:
+            for i, (path, image) in enumerate(zip(paths, images)):
+                on_image(len(kept) + i, path, image)
+        if with_levels:
+            chunk_distances, chunk_scores = detector.level_distances(images, return_scores=True)
+            distances.append(chunk_distances)
+        else:
+            chunk_scores = detector.score_samples(images)
+        scores.append(chunk_scores)
+        kept.extend(paths)
     scores = np.concatenate(scores) if scores else np.empty(0)
     if not with_levels:
         return kept, scores, None

@@ -22,6 +22,7 @@ from skanomaly.cli import main
 from skanomaly.datasets import load_mvtec_ad
 from skanomaly.inspection import (
     REGION_COLUMNS,
+    ImageReader,
     _operating_points,
     _quiet_line,
     _quiet_pixel_threshold,
@@ -435,6 +436,50 @@ def test_fit_skips_unreadable_images(mixed, folders, tmp_path, capsys):
     model = tmp_path / "m.skanomaly"
     assert main(["fit", str(mixed), "-o", str(model), "--holdout", "0", *FAST]) == 1
     assert skanomaly.load(model).n_samples_fit_ == 6
+
+
+def test_fit_hands_the_detector_paths(folders, tmp_path, monkeypatch):
+    """fit checks each file, then hands the detector the readable paths,
+    which it reads a batch at a time (memory does not grow with the
+    folder); the model equals a fit on the readable images' arrays, of
+    two sizes here."""
+    folder = tmp_path / "sizes"
+    folder.mkdir()
+    for i, path in enumerate(sorted((folders / "normal").glob("*.png"))[:8]):
+        image = Image.open(path)
+        (image if i < 4 else image.resize((40, 32))).save(folder / f"{i}.png")
+    (folder / "4b.png").write_bytes(b"garbage")
+    given = []
+    real = skanomaly.EfficientNetGaussianDetector.fit
+    monkeypatch.setattr(
+        skanomaly.EfficientNetGaussianDetector,
+        "fit",
+        lambda self, X, y=None: given.append(X) or real(self, X),
+    )
+    path = tmp_path / "m.skanomaly"
+    assert main(["fit", str(folder), "-o", str(path), *FAST]) == 1
+    assert [Path(p).name for p in given[0]] == [f"{i}.png" for i in range(8)]
+    streamed = skanomaly.load(path)
+    images = [np.asarray(Image.open(folder / f"{i}.png").convert("RGB")) for i in range(8)]
+    whole = skanomaly.load(path).fit(images)
+    assert streamed.n_samples_fit_ == whole.n_samples_fit_ == 8
+    np.testing.assert_allclose(streamed.offset_, whole.offset_, rtol=1e-6)
+    check = sorted((folders / "check").glob("*.png"))
+    np.testing.assert_allclose(streamed.score_samples(check), whole.score_samples(check), rtol=1e-6)
+
+
+def test_chunks_of_large_images_hold_fewer(folders, tmp_path, monkeypatch):
+    """A chunk of files stops once its images' pixels reach CHUNK_BYTES;
+    unreadable files drop out and the readable ones come in order."""
+    files = sorted((folders / "normal").glob("*.png"))[:5]
+    nbytes = np.asarray(Image.open(files[0]).convert("RGB")).nbytes
+    monkeypatch.setattr("skanomaly.inspection.CHUNK_BYTES", 2 * nbytes)
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    reader = ImageReader(strict=False)
+    chunks = list(reader.chunks([files[0], tmp_path / "bad.png", *files[1:]]))
+    assert [len(images) for _, images in chunks] == [2, 2, 1]
+    assert [path for paths, _ in chunks for path in paths] == files
+    assert reader.skipped == [tmp_path / "bad.png"]
 
 
 # --------------------------------------------------------------- bad input

@@ -74,14 +74,14 @@ def test_shape_dtype_finite(fitted):
 
 def test_explain_and_held_out_pixel_calibration_show_progress(fitted, capsys):
     # The maps are the slow part of explain, calibrate_pixels and segment:
-    # with progress=True each shows one bar over all its batches.
+    # with progress=True each shows one bar over all its images.
     detector = copy.deepcopy(fitted).set_params(progress=True, batch_size=2)
     X = _crops(3, seed=2)
     maps = detector.explain(X)
     assert "Explaining: 100%" in capsys.readouterr().err
     detector.calibrate_pixels(X)
     err = capsys.readouterr().err
-    assert err.count("Explaining:   0%") == 1 and "2/2" in err
+    assert err.count("Explaining:   0%") == 1 and "3/3" in err
     # Only a sample of each map was kept, and it comes from the same maps.
     assert detector.pixel_threshold_ <= maps.max()
     assert detector.pixel_calibration_["n_images"] == 3

@@ -1,11 +1,15 @@
 """Input validation: every array either becomes images or is refused with a
 ValueError or TypeError that says why, never an error from deep inside."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from PIL import Image
 
 from skanomaly._images import ImageSource
 
@@ -147,3 +151,47 @@ def test_pil_images_read_as_their_files_do(tmp_path):
     np.testing.assert_array_equal(in_memory, files)
     # Not the palette's indices.
     assert float(in_memory[0].max()) > 8 / 255
+
+
+def test_a_list_of_images_is_not_copied_whole():
+    """A list of same-size images is stacked a batch at a time, not all at
+    once (which would hold every image twice), and reads as the array does."""
+    images = [np.full((256, 256, 3), i, np.uint8) for i in range(8)]
+    tracemalloc.start()
+    source = ImageSource(images)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < images[0].nbytes
+    assert source.image_shape is None
+    # A list that is not all images names the one at fault.
+    for bad in (np.zeros(5), images[0][None], []):
+        with pytest.raises(ValueError, match="image 1 of X has shape"):
+            ImageSource([images[0], bad])
+    for (_, listed), (_, stacked) in zip(
+        source.batches(3), ImageSource(np.stack(images)).batches(3)
+    ):
+        assert torch.equal(listed, stacked)
+
+
+def test_batches_of_large_images_hold_fewer(tmp_path, monkeypatch):
+    """A batch stops short of batch_size where its pixels would pass
+    BATCH_PIXELS (one image at least), for arrays, lists and paths alike,
+    and the batches still cover every image in order."""
+    monkeypatch.setattr("skanomaly._images.BATCH_PIXELS", 3 * 32 * 32)
+    rng = np.random.default_rng(0)
+    same = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    mixed = [same[0], rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), *same[1:3]]
+    paths = []
+    for i, image in enumerate(mixed):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(image).save(paths[-1])
+    cases = [(same, same, [3, 2]), (list(same), same, [3, 2])]
+    cases += [(mixed, mixed, [1, 1, 2]), (paths, mixed, [1, 1, 2])]
+    for X, images, sizes in cases:
+        batches = list(ImageSource(X).batches(16))
+        assert [len(batch) for _, batch in batches] == sizes
+        assert [start for start, _ in batches] == list(np.cumsum([0, *sizes[:-1]]))
+        flat = [image for _, batch in batches for image in batch]
+        for got, want in zip(flat, images, strict=True):
+            torch.testing.assert_close(got, torch.from_numpy(want).permute(2, 0, 1) / 255)
+    assert [len(images) for _, images in ImageSource(same).batches(2)] == [2, 2, 1]
