@@ -605,11 +605,10 @@ def _quiet_line(regions, threshold, y, sized=""):
     """The line on the lowest pixel threshold that outlines nothing on the
     normal images, as typed back (``calibrate --pixel-threshold``); the
     regions ``sized`` (" of N+ pixels") where a minimum area applies."""
-    defects, found = int(regions["defects"].sum()), int(regions["found"].sum())
-    share = f" ({found / defects:.1%})" if defects else ""
+    found, share = _found(regions)
     return (
         f"A pixel threshold of {threshold!r} would outline no region{sized} on the "
-        f"{int((y == 1).sum())} normal images and find {found}/{defects} defects{share}, "
+        f"{int((y == 1).sum())} normal images and find {found} defects{share}, "
         f"with {int(regions['false_regions'].sum())} region(s) outside every defect"
     )
 
@@ -617,19 +616,25 @@ def _quiet_line(regions, threshold, y, sized=""):
 def _regions_line(regions, threshold, y, sized=""):
     """The line on the regions (``sized`` as for :func:`_quiet_line`) that
     the maps outline at the pixel threshold."""
-    defects, found = int(regions["defects"].sum()), int(regions["found"].sum())
+    found, share = _found(regions)
     false, on_normal = regions["false_regions"], regions["false_regions"][y == 1]
-    share = f" ({found / defects:.1%})" if defects else ""
     where = (
         f"{int(on_normal.sum())} of them on {int((on_normal > 0).sum())}/{len(on_normal)}"
         if on_normal.any()
         else f"none on the {len(on_normal)}"
     )
     return (
-        f"Regions{sized} at the model's pixel threshold (map > {threshold:.6g}): {found}/{defects} "
+        f"Regions{sized} at the model's pixel threshold (map > {threshold:.6g}): {found} "
         f"defects found{share}; {int(false.sum())} region(s) outside every defect, "
         f"{where} normal images"
     )
+
+
+def _found(regions):
+    """``("found/defects", " (share)")`` of region hits, as both lines print
+    them (no share without defects)."""
+    defects, found = int(regions["defects"].sum()), int(regions["found"].sum())
+    return f"{found}/{defects}", f" ({found / defects:.1%})" if defects else ""
 
 
 def _operating_points(anomaly, y):
