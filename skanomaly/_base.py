@@ -440,10 +440,16 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         views = state.n_views
         fed = AugmentedSource(source, self.augment) if views > 1 else source
 
-        def network_input(index):
-            """Image ``index`` itself (not a view) as the network sees it."""
+        fused = self.image_score != "pooled"
+
+        def sampled(index, pooled, patches):
+            """Image ``index`` itself (not a view) as the network sees it,
+            and its pooled features and image-score patch rows (None unless
+            the image score uses them), the rows of the batch's ``pooled``
+            and ``patches`` where it is first."""
             ((_, x),) = extractor.network.prepare(source.tensor(index)[None])
-            return x[0].cpu()
+            rows = _patch_score.score_columns(patches, state.patch_neighborhood) if fused else None
+            return x[0].cpu(), ([p[None].copy() for p in pooled], rows)
 
         consumed = 0
         for pooled, moments, patches in extractor.summaries(
@@ -453,8 +459,17 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 # View-major rows to (images, views, d): one image's views
                 # stay together in the threshold's sample.
                 pooled = [p.reshape(views, -1, p.shape[1]).swapaxes(0, 1) for p in pooled]
+            # The image itself is its first view, and the patches of all
+            # first views come first (AugmentedSource).
             state.update(
-                pooled, moments, patches, inputs=lambda k, first=consumed: network_input(first + k)
+                pooled,
+                moments,
+                patches,
+                inputs=lambda k, first=consumed, pooled=pooled, patches=patches: sampled(
+                    first + k,
+                    [p[k, 0] if views > 1 else p[k] for p in pooled],
+                    None if patches is None else patches[k],
+                ),
             )
             consumed += len(pooled[0])
             if keep_pooled:
@@ -497,6 +512,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                     columns=partial(
                         _patch_score.score_columns, neighborhood=state.patch_neighborhood
                     ),
+                    cache=extractor.cached,
                 )
                 if state.patches is not None
                 else (None, None, None)
@@ -507,10 +523,8 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 score_center, score_scale, offset = _patch_score.statistics(
                     self.image_score,
                     state,
-                    extractor,
                     combine_levels(held_out, rule),
                     rule,
-                    self.pooling,
                     self.contamination,
                 )
             elif self.threshold == "chi2":

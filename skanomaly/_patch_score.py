@@ -26,7 +26,6 @@ import numpy as np
 
 from ._compat import user_stacklevel
 from ._stream import PIXEL_SAMPLE_SIZE
-from .features import patch_features, pool
 from .gaussian import combine_levels
 from .patches import worst_patch_distances
 from .threshold import conformal_offset, out_of_fold_distances
@@ -100,7 +99,7 @@ def patch_part(scores, distances, center, scale):
     return -scores - (distances - center[0]) / scale[0]
 
 
-def statistics(image_score, state, extractor, pooled_normal, rule, pooling, contamination):
+def statistics(image_score, state, pooled_normal, rule, contamination):
     """``(score_center_, score_scale_, offset_)`` of a fit's ``state``.
 
     The worst patch of each image of ``state.sample`` (at most 16) is
@@ -119,7 +118,7 @@ def statistics(image_score, state, extractor, pooled_normal, rule, pooling, cont
     more images lowers.
     """
     if image_score == "patches":
-        _, worst = _held_out_sample(state, extractor, pooling, with_pooled=False)
+        _, worst = _held_out_sample(state)
         if len(worst) == 1:
             warnings.warn(
                 "offset_ comes from the only training image measured against its own "
@@ -131,7 +130,7 @@ def statistics(image_score, state, extractor, pooled_normal, rule, pooling, cont
                 stacklevel=2,
             )
         return None, None, _offset(-worst, contamination)
-    rows, worst = _held_out_sample(state, extractor, pooling)
+    rows, worst = _held_out_sample(state)
     pooled = combine_levels(out_of_fold_distances(state.moments, rows, npca=state.npca), rule)
     center = np.array([pooled_normal.mean(), worst.mean()])
     scale = np.array([pooled_normal.std(ddof=1), worst.std(ddof=1)])
@@ -144,24 +143,16 @@ def statistics(image_score, state, extractor, pooled_normal, rule, pooling, cont
     return center, scale, _offset(fused_scores(pooled, worst, center, scale), contamination)
 
 
-def _held_out_sample(state, extractor, pooling, with_pooled=True):
-    """The pooled features (one array per level; none without
-    ``with_pooled``, which also spares the stages past the patch levels) and
-    worst-patch distances of the images of ``state.sample``, each against
-    the patch memory without its own patches."""
-    levels, patch_levels = state.levels if with_pooled else (), state.patch_levels
-    wanted = sorted(set(levels) | set(patch_levels))
+def _held_out_sample(state):
+    """The pooled features (one array per level) and worst-patch distances
+    of the images of ``state.sample``, each against the patch memory
+    without its own patches, from the features the fit's pass kept."""
     rows, worst = [], []
-    for index, x0 in enumerate(state.sample.inputs):
-        maps = dict(zip(wanted, extractor.maps(x0[None].to(extractor.device), wanted)))
-        rows.append([pool(maps[level], pooling).double().cpu().numpy() for level in levels])
-        neighborhood = state.patch_neighborhood
-        grid = patch_features(
-            [maps[level] for level in patch_levels], score_neighborhood(neighborhood)
-        )
+    for index, (pooled, patch_rows) in enumerate(state.sample.features):
         _, memory = state.leave_out(index, [], score=True)
-        memory = score_columns(memory, neighborhood)
-        worst.append(worst_patch_distances([grid.reshape(-1, grid.shape[-1]).cpu()], memory))
+        memory = score_columns(memory, state.patch_neighborhood)
+        worst.append(worst_patch_distances([patch_rows], memory))
+        rows.append(pooled)
     return [np.concatenate(level) for level in zip(*rows)], np.concatenate(worst)
 
 

@@ -19,17 +19,21 @@ __all__ = ["FitState", "InputSample"]
 
 # Training images kept for the pixel threshold: their maps give 16 x 50,176
 # values at 224 px, enough for a pixel false-positive rate of 1e-4, and
-# their network inputs take 9.6 MB.
+# their network inputs take 9.6 MB (their image-score patch rows 7.6 MB more
+# on Lite0, where the image score uses them).
 PIXEL_SAMPLE_SIZE = 16
 
 
 class InputSample:
     """A uniform sample of at most ``size`` training images, as network
-    inputs, with the owner ids of their rows in the patch memory.
+    inputs, with what the fit's own pass computed for each and the owner
+    ids of their rows in the patch memory.
 
     ``calibrate_pixels()`` explains them again, each against the patch
-    memory without its own rows. Candidates come as callables, so that only
-    the images kept are preprocessed.
+    memory without its own rows; the image score's standardisation measures
+    their worst patches the same way, from the features kept here, without
+    a second forward pass. Candidates come as callables, so that only the
+    images kept are preprocessed.
 
     Parameters
     ----------
@@ -43,25 +47,31 @@ class InputSample:
         self.size = size
         self.seen = 0
         self.inputs = []
+        self.features = []
         self.owners = []
         self.rng = np.random.default_rng(seed)
 
-    def offer(self, make_input, owners):
-        """Offer one image: ``make_input()`` returns its preprocessed
-        ``(3, h, w)`` input, ``owners`` the owner ids of its patch rows."""
+    def offer(self, make, owners):
+        """Offer one image: ``make()`` returns its preprocessed ``(3, h, w)``
+        input and its features (any object: the caller's), ``owners`` the
+        owner ids of its patch rows."""
         slot = reservoir_slots(self.rng, self.seen, 1, self.size)[0]
         self.seen += 1
+        if slot < 0:
+            return
+        kept = (*make(), tuple(owners))
         if slot == len(self.inputs):
-            self.inputs.append(make_input())
-            self.owners.append(tuple(owners))
-        elif slot >= 0:
-            self.inputs[slot], self.owners[slot] = make_input(), tuple(owners)
+            for items, item in zip((self.inputs, self.features, self.owners), kept):
+                items.append(item)
+        else:
+            self.inputs[slot], self.features[slot], self.owners[slot] = kept
 
     def copy(self):
         new = InputSample(self.size)
         new.seen = self.seen
-        # The tensors are never modified in place: sharing them is safe.
-        new.inputs, new.owners = list(self.inputs), list(self.owners)
+        # Nothing kept is modified in place: sharing it is safe.
+        new.inputs, new.features = list(self.inputs), list(self.features)
+        new.owners = list(self.owners)
         new.rng = copy.deepcopy(self.rng)
         return new
 
@@ -120,8 +130,8 @@ class FitState:
     def update(self, pooled, spatial_moments, patch_rows=None, inputs=None):
         """Add one batch: pooled ``(b, d_l)`` rows, or ``(b, n_views, d_l)``
         with augmented views, spatial moments, each view's patch features
-        and ``inputs(k)``, the network input of the batch's image ``k``, for
-        the sample of images (None: not offered)."""
+        and ``inputs(k)``, the network input of the batch's image ``k`` and
+        its features, for the sample of images (None: not offered)."""
         if self.moments is None:
             self.moments = [LedoitWolfMoments(p.shape[-1]) for p in pooled]
         for moments, features in zip(self.moments, pooled):

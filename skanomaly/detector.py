@@ -112,9 +112,10 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         per process, then eagerly): it pays for large scoring jobs, not for
         small fits or model selection.
     memory : str, path or joblib.Memory, default=None
-        Cache of backbone features on disk, keyed by the weights and pixels:
-        model selection over ``levels``, ``contamination``, ``distance`` or
-        the explain parameters runs the network once per set of images, not
+        Cache of backbone features on disk, keyed by the weights and pixels,
+        and of the patch memory chosen from them: model selection over
+        ``levels``, ``contamination``, ``distance`` or the explain parameters
+        runs the network and chooses the memory once per set of images, not
         per candidate. An unwritable folder gives a warning and no cache.
     input_size : int, default=None
         Side, in pixels, of the square every image is resized to before the

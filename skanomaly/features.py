@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_memory
 
+from ._compat import user_stacklevel
 from ._constants import PATCH_LEVELS, PATCH_NEIGHBORHOOD, SPATIAL_LEVELS
 from ._progress import progress
 from .backbone import EfficientNetLevels, load_backbone
@@ -367,7 +368,7 @@ def _usable_memory(memory):
                 f"The feature cache folder {str(location)!r} cannot be written "
                 f"({exc}); running without a cache.",
                 UserWarning,
-                stacklevel=5,
+                stacklevel=user_stacklevel(),
             )
             return None
     memory = check_memory(memory)
@@ -431,7 +432,8 @@ class FeatureExtractor:
         Images per forward pass.
     memory : str, path or joblib.Memory, default=None
         On-disk cache of the summaries of all levels, keyed by the weights,
-        the precision, the input size and the pixels of each batch.
+        the precision, the input size and the pixels of each batch; callers
+        cache their own work in it too (:meth:`cached`).
     show_progress : bool, default=False
         A progress bar over batches.
     input_size : int or (int, int), default=None
@@ -505,6 +507,20 @@ class FeatureExtractor:
             return contextlib.nullcontext()
         return _one_blas_thread()
 
+    def cached(self, function):
+        """``function`` through the on-disk cache of ``memory``, or
+        ``function`` itself without a usable one."""
+        memory = self._disk_cache()
+        return function if memory is None else memory.cache(function)
+
+    def _disk_cache(self):
+        """The joblib Memory of ``memory``, or None (see
+        :func:`_usable_memory`); its folder is checked once per extractor,
+        so that one fit warns once about a folder it cannot write."""
+        if not hasattr(self, "_memory"):
+            self._memory = _usable_memory(self.memory)
+        return self._memory
+
     def summaries(self, source, levels, spatial=(), desc="Extracting", patch_levels=()):
         """Yield ``(pooled, moments, patches)`` per batch of ``source``: the
         pooled ``(b, c_l)`` float64 features of ``levels``, one
@@ -529,7 +545,7 @@ class FeatureExtractor:
         network needs them.
         """
         network = self.network
-        memory = _usable_memory(self.memory)
+        memory = self._disk_cache()
         if memory is None:
             return (
                 lambda images, levels, spatial, patch_levels: _summarize(

@@ -430,7 +430,9 @@ class PatchReservoir:
         self.seen += len(rows)
         self.kept = None
 
-    def memory(self, quantile=PATCH_QUANTILE, coreset=1.0, score_coreset=1.0, columns=None):
+    def memory(
+        self, quantile=PATCH_QUANTILE, coreset=1.0, score_coreset=1.0, columns=None, cache=None
+    ):
         """``(rows, threshold, excess)``: the memory, the ``quantile`` of the
         sampled patches' distances to its nearest row of another image (an
         honest normal distance: a patch's own image is left out, as a new
@@ -452,47 +454,21 @@ class PatchReservoir:
         the excess on up to four times as many: an image's mean rests on its
         few patches beyond the threshold, and from 2,048 the median varied by
         a tenth to a sixth between samples and fell short of the value from
-        every patch."""
-        n = max(1, round(coreset * min(len(self.rows), self.size)))
-        self.kept = np.arange(len(self.rows)) if n == len(self.rows) else k_centres(self.rows, n)
-        self.n_score = min(n, max(1, round(score_coreset * self.size)))
-        if self.n_score < n:
-            rows = self.rows[self.kept]
-            first = k_centres(rows if columns is None else columns(rows), self.n_score)
-            rest = np.setdiff1d(np.arange(n), first, assume_unique=True)
-            self.kept = self.kept[np.concatenate([first, rest])]
-        memory = self.rows[self.kept]
+        every patch.
+
+        ``cache(function)``, where given, returns ``function`` through a
+        cache (the detector's feature cache): the choice is a pure function
+        of the sample and these settings, and most of a fit's time once the
+        features come from the cache.
+        """
         # From a copy of the generator: a memory made mid-stream (partial_fit,
         # then a score) must leave the draws of later add() calls as they were.
         sample = copy.deepcopy(self.rng).permutation(len(self.rows))[:_EXCESS_SAMPLE]
-        nearest = self._nearest_other_image(sample, memory)
-        first = nearest[:_THRESHOLD_SAMPLE]
-        first = first[np.isfinite(first)]
-        # One image only: no other image to measure against.
-        if not len(first):
-            return memory, 0.0, 0.0
-        threshold = float(np.quantile(first, quantile))
-        finite = np.isfinite(nearest)
-        excess = np.clip(nearest[finite] - threshold, 0, None)
-        owners = self.owners[sample][finite]
-        images, counts = np.unique(owners, return_counts=True)
-        per_image = np.bincount(owners, excess)[images] / counts
-        return memory, threshold, float(np.median(per_image))
-
-    def _nearest_other_image(self, sample, memory):
-        """Each ``sample`` row's distance to its nearest ``memory`` row (the
-        sample's rows ``kept``) from another image (inf where there is none),
-        in blocks of 2,048 rows."""
-        rows, kept_owners = torch.from_numpy(self.rows), self.owners[self.kept]
-        memory = torch.from_numpy(memory)
-        nearest = np.empty(len(sample), np.float32)
-        for start in range(0, len(sample), _THRESHOLD_SAMPLE):
-            block = sample[start : start + _THRESHOLD_SAMPLE]
-            distances = torch.cdist(rows[torch.from_numpy(block)], memory)
-            same = self.owners[block][:, None] == kept_owners[None, :]
-            distances[torch.from_numpy(same)] = np.inf
-            nearest[start : start + len(block)] = distances.min(dim=1).values.numpy()
-        return nearest
+        choose = _choose if cache is None else cache(_choose)
+        self.kept, self.n_score, threshold, excess = choose(
+            self.rows, self.owners, self.size, coreset, score_coreset, columns, sample, quantile
+        )
+        return self.rows[self.kept], threshold, excess
 
     def without(self, owners, score=False):
         """The memory's rows that none of the images ``owners`` gave; if that
@@ -517,3 +493,45 @@ class PatchReservoir:
         new.kept = None if self.kept is None else self.kept.copy()
         new.rng = copy.deepcopy(self.rng)
         return new
+
+
+def _choose(rows, owners, size, coreset, score_coreset, columns, sample, quantile):
+    """``(kept, n_score, threshold, excess)`` of :meth:`PatchReservoir.memory`
+    for the sampled ``rows`` of images ``owners``: the indices of the
+    memory's rows, how many of the first the image scores search, and the
+    threshold and excess measured on the rows ``sample``."""
+    n = max(1, round(coreset * min(len(rows), size)))
+    kept = np.arange(len(rows)) if n == len(rows) else k_centres(rows, n)
+    n_score = min(n, max(1, round(score_coreset * size)))
+    if n_score < n:
+        first = k_centres(rows[kept] if columns is None else columns(rows[kept]), n_score)
+        rest = np.setdiff1d(np.arange(n), first, assume_unique=True)
+        kept = kept[np.concatenate([first, rest])]
+    nearest = _nearest_other_image(rows, owners, kept, sample)
+    first = nearest[:_THRESHOLD_SAMPLE]
+    first = first[np.isfinite(first)]
+    # One image only: no other image to measure against.
+    if not len(first):
+        return kept, n_score, 0.0, 0.0
+    threshold = float(np.quantile(first, quantile))
+    finite = np.isfinite(nearest)
+    excess = np.clip(nearest[finite] - threshold, 0, None)
+    sampled_owners = owners[sample][finite]
+    images, counts = np.unique(sampled_owners, return_counts=True)
+    per_image = np.bincount(sampled_owners, excess)[images] / counts
+    return kept, n_score, threshold, float(np.median(per_image))
+
+
+def _nearest_other_image(rows, owners, kept, sample):
+    """Each ``sample`` row's distance to its nearest ``kept`` row from
+    another image (inf where there is none), in blocks of 2,048 rows."""
+    memory, kept_owners = torch.from_numpy(rows[kept]), owners[kept]
+    rows = torch.from_numpy(rows)
+    nearest = np.empty(len(sample), np.float32)
+    for start in range(0, len(sample), _THRESHOLD_SAMPLE):
+        block = sample[start : start + _THRESHOLD_SAMPLE]
+        distances = torch.cdist(rows[torch.from_numpy(block)], memory)
+        same = owners[block][:, None] == kept_owners[None, :]
+        distances[torch.from_numpy(same)] = np.inf
+        nearest[start : start + len(block)] = distances.min(dim=1).values.numpy()
+    return nearest

@@ -8,6 +8,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 from test_detector import out_of_fold_offset
 
 import skanomaly.gaussian
+import skanomaly.patches
 import skanomaly.threshold
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly._reservoir import reservoir_add, reservoir_slots
@@ -167,6 +168,35 @@ def test_feature_cache_runs_the_network_once_per_batch(cells, tmp_path, forward_
     assert calls == [8]
     uncached = EfficientNetGaussianDetector(**wide).fit(X[:8])
     np.testing.assert_allclose(cached.patches_, uncached.patches_, rtol=1e-6)
+
+
+def test_feature_cache_chooses_the_patch_memory_once(cells, tmp_path, monkeypatch):
+    # Choosing the patch memory is most of a fit once the features come
+    # from the cache: the other candidates of a search on the same images
+    # take it from there too.
+    normal = cells[0][:12]
+    uncached = EfficientNetGaussianDetector(batch_size=8).fit(normal)
+    chosen, real = [], skanomaly.patches.k_centres
+    monkeypatch.setattr(
+        skanomaly.patches, "k_centres", lambda rows, n: chosen.append(n) or real(rows, n)
+    )
+    cached = EfficientNetGaussianDetector(batch_size=8, memory=str(tmp_path / "cache"))
+    cached.fit(normal)
+    n_first = len(chosen)
+    cached.set_params(levels=(0, 1), contamination=0.1).fit(normal)
+    assert n_first > 0 and len(chosen) == n_first
+    np.testing.assert_array_equal(cached.patches_, uncached.patches_)
+    assert cached.n_score_patches_ == uncached.n_score_patches_
+    assert (cached.patch_threshold_, cached.patch_excess_) == (
+        uncached.patch_threshold_,
+        uncached.patch_excess_,
+    )
+    # Other images, or another share of the memory, choose again.
+    cached.fit(normal[:10])
+    assert len(chosen) > n_first
+    n_second = len(chosen)
+    cached.set_params(score_coreset=0.05).fit(normal[:10])
+    assert len(chosen) > n_second
 
 
 def _mean_score(estimator, X, y=None):
