@@ -131,9 +131,10 @@ print(
 # and ``"patches"`` maps. ``levels`` moves the image
 # scores, not the maps. The masks are passed as ``y``; the scorers call
 # ``explain`` and ``score_samples`` on the validation images. With
-# ``memory=``, the network runs once per image and ``patch_neighborhood`` for
-# all fits: the candidates differ in what is computed from the cached
-# features, and the cached patch features depend on it. ``patch_neighborhood``
+# ``memory=``, the network runs, and the patch memory is chosen, once per
+# image and ``patch_neighborhood`` for all fits: the candidates differ in
+# what is computed from the cached features, and the cached patch features
+# depend on it. ``patch_neighborhood``
 # changes the patch features the descent compares (PatchCore's 3 x 3 average
 # with 3), which helps centred objects more than textures; ``(1, 3)``, the
 # default, puts both side by side, each patch compared at both scales: the
