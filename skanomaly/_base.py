@@ -442,38 +442,40 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
 
         fused = self.image_score != "pooled"
 
-        def sampled(index, pooled, patches):
+        def sampled(index, own, patches):
             """Image ``index`` itself (not a view) as the network sees it,
-            and its pooled features and image-score patch rows (None unless
-            the image score uses them), the rows of the batch's ``pooled``
-            and ``patches`` where it is first."""
+            and its features: ``own``, its pooled rows, and the image-score
+            columns of ``patches``, its patch rows (None unless the image
+            score uses them)."""
             ((_, x),) = extractor.network.prepare(source.tensor(index)[None])
             rows = _patch_score.score_columns(patches, state.patch_neighborhood) if fused else None
-            return x[0].cpu(), ([p[None].copy() for p in pooled], rows)
+            return x[0].cpu(), ([p.copy() for p in own], rows)
 
         consumed = 0
         for pooled, moments, patches in extractor.summaries(
             fed, state.levels, state.spatial_levels, "Fitting", state.patch_levels
         ):
+            own = pooled
             if views > 1:
                 # View-major rows to (images, views, d): one image's views
                 # stay together in the threshold's sample.
                 pooled = [p.reshape(views, -1, p.shape[1]).swapaxes(0, 1) for p in pooled]
-            # The image itself is its first view, and the patches of all
-            # first views come first (AugmentedSource).
+                # The image itself is its first view, and the patches of all
+                # first views come first (AugmentedSource).
+                own = [p[:, 0] for p in pooled]
             state.update(
                 pooled,
                 moments,
                 patches,
-                inputs=lambda k, first=consumed, pooled=pooled, patches=patches: sampled(
+                inputs=lambda k, first=consumed, own=own, patches=patches: sampled(
                     first + k,
-                    [p[k, 0] if views > 1 else p[k] for p in pooled],
+                    [p[k : k + 1] for p in own],
                     None if patches is None else patches[k],
                 ),
             )
-            consumed += len(pooled[0])
+            consumed += len(own[0])
             if keep_pooled:
-                kept.append([p[:, 0] for p in pooled] if views > 1 else pooled)
+                kept.append(own)
         return [np.concatenate(level) for level in zip(*kept)] if keep_pooled else None
 
     def _fitted_parts(self, state, extractor):
