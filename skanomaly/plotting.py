@@ -5,7 +5,6 @@ so overlays and the command line's reports need no matplotlib; it is
 imported lazily for any other colormap, and nothing here needs a display.
 """
 
-import numbers
 import unicodedata
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from PIL import Image, ImageDraw
 from ._files import write_png
 from ._pixels import default_range
 from ._resize import resize_bilinear
+from .report import check_finite_number
 from .segmentation import outline
 
 __all__ = ["jet", "overlay_heatmap", "save_heatmaps"]
@@ -56,13 +56,6 @@ def _image_to_rgb(image):
     raise TypeError(
         f"image has dtype {image.dtype}; images must be uint8, uint16 or float in [0, 1]."
     )
-
-
-def _check_real(value, name, allow_none=True):
-    if value is None and allow_none:
-        return
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}.")
 
 
 # matplotlib's "jet" as (position, value) anchors per channel: the default
@@ -228,6 +221,8 @@ def overlay_heatmap(
 
     Raises
     ------
+    TypeError
+        If ``alpha``, ``vmin``, ``vmax`` or ``threshold`` is not a number.
     ValueError
         If the map or image holds NaN, is empty or out of range, or an
         argument is invalid.
@@ -259,8 +254,9 @@ def overlay_heatmap(
     if not np.all(np.isfinite(anomaly_map)):
         raise ValueError("anomaly_map contains NaN or infinity.")
     for name, value in (("vmin", vmin), ("vmax", vmax), ("threshold", threshold)):
-        _check_real(value, name)
-    _check_real(alpha, "alpha", allow_none=False)
+        if value is not None:
+            check_finite_number(name, value)
+    check_finite_number("alpha", alpha)
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1]; got {alpha!r}.")
     color = np.asarray(contour_color)

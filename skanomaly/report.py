@@ -181,7 +181,7 @@ def score_histogram(groups, threshold):
         If ``threshold`` is not finite, or ``groups`` is empty or holds
         something other than ``(str, scores, str)``.
     """
-    _check_finite("threshold", threshold)
+    check_finite_number("threshold", threshold)
     if not groups:
         raise ValueError("groups is empty: give at least one (name, scores, colour).")
     for group in groups:
@@ -286,7 +286,7 @@ def color_scale(low, high, threshold=None):
     """
     for name, value in (("low", low), ("high", high), ("threshold", threshold)):
         if value is not None or name != "threshold":
-            _check_finite(name, value)
+            check_finite_number(name, value)
     if not low < high:
         raise ValueError(f"low must be below high; got {low!r} and {high!r}.")
     # Plotting imports scipy, which `skanomaly --help` need not wait for.
@@ -327,8 +327,10 @@ def color_scale(low, high, threshold=None):
     )
 
 
-def _check_finite(name, value):
-    """Refuse ``value`` unless it is a finite real number (not a bool)."""
+def check_finite_number(name, value):
+    """Refuse ``value`` unless it is a finite real number (not a bool):
+    TypeError for another type, ValueError for NaN or infinity. The one
+    check of the numbers that the report and the overlays take."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number; got {type(value).__name__}.")
     if not math.isfinite(value):
@@ -432,7 +434,7 @@ def write_report(out_dir, records, threshold, title="skanomaly report", notes=No
         finite number) pairs, or ``threshold`` is not finite.
     """
     _check_records(records)
-    _check_finite("threshold", threshold)
+    check_finite_number("threshold", threshold)
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise FileNotFoundError(f"out_dir {str(out_dir)!r} is not an existing folder.")

@@ -147,9 +147,10 @@ def test_title_drawn_at_top(gray_image, hot_square):
     "kwargs, error, match",
     [
         ({"alpha": 1.5}, ValueError, "alpha"),
-        ({"alpha": None}, ValueError, "alpha"),
+        ({"alpha": None}, TypeError, "alpha must be a number; got NoneType"),
         ({"vmin": np.nan}, ValueError, "vmin"),
-        ({"threshold": "high"}, ValueError, "threshold"),
+        ({"threshold": "high"}, TypeError, "threshold must be a number; got str"),
+        ({"vmax": np.inf}, ValueError, "vmax must be finite"),
         ({"contour_color": (0, 300, 0)}, ValueError, "contour_color"),
         ({"contour_color": (0, 0)}, ValueError, "contour_color"),
         ({"cmap": "no-such-map"}, ValueError, "no-such-map"),
