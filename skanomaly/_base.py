@@ -123,7 +123,7 @@ def _check_precision(fitted, current):
             f"{fitted} scores, so predict may flag many more normal images. Fit in "
             f"{current}, or set precision={fitted!r}.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
 

@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageOps
 from scipy import sparse
 
+from ._compat import user_stacklevel
 from ._pixels import default_range
 
 __all__ = ["BATCH_PIXELS", "ImageSource", "open_image", "read_image", "rgb_image"]
@@ -81,7 +82,7 @@ def _warn_if_several_frames(image, path):
         warnings.warn(
             f"Image file {str(path)!r} holds several frames (pages); only the first is used.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
 
 

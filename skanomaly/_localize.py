@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
-from ._compat import Interval, Options, StrOptions, validate_params
+from ._compat import Interval, Options, StrOptions, user_stacklevel, validate_params
 from ._constants import (
     EXPLAIN_METHODS,
     PATCH_NEIGHBORHOOD_SCALES,
@@ -393,7 +393,7 @@ class LocalizationMixin:
                 "calibration it carries, so they may flag many more normal images. Fit in "
                 "float32 before exporting.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         if maps and not self.spatial_levels_:
             raise ValueError(

@@ -127,7 +127,7 @@ def statistics(image_score, state, pooled_normal, rule, contamination):
                 "(skanomaly calibrate on the command line) on held-out normal images, "
                 "or rank by score_samples.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         return None, None, _offset(-worst, contamination)
     rows, worst = _held_out_sample(state)

@@ -74,7 +74,7 @@ def autocast_dtype(precision, device):
             "many times slower than in float32. Use precision='float32' (what 'auto' "
             "gives on a CPU).",
             UserWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     return dtype
 

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._compat import user_stacklevel
 from ._files import as_path, atomic_write
 from ._files import check_writable as _check_writable
 from ._fitted_checks import GAUSSIAN_FIELDS, invalid_attribute, missing_attributes
@@ -444,7 +445,7 @@ def _warn_missing_weights(detector):
             f"The weights file {weights!r} that this model was fitted with is not found "
             f"from {os.getcwd()!r}; set_params(weights=...) to where it is before scoring.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     return detector
 

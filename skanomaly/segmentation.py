@@ -18,7 +18,7 @@ from numbers import Integral, Real
 import numpy as np
 from scipy import ndimage
 
-from ._compat import Interval, validate_params
+from ._compat import Interval, user_stacklevel, validate_params
 from ._map_checks import REGION_STRUCTURE, check_maps, label_regions
 
 __all__ = [
@@ -129,7 +129,7 @@ def pixel_threshold(samples, fpr):
             "pixels: the threshold is their largest value and the realized rate "
             "will be higher. Calibrate on more images.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         rank = n
     return float(np.partition(values, rank - 1)[rank - 1])

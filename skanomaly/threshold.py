@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 from scipy import linalg, stats
 
+from ._compat import user_stacklevel
 from ._reservoir import reservoir_add, reservoir_slots
 from .gaussian import LedoitWolfMoments, cholesky, combine_levels, npca_precision, root
 
@@ -277,7 +278,7 @@ def conformal_offset(scores, fpr):
             "score of the least normal of them (the highest anomaly score) and "
             "the realized rate will be higher. Calibrate on more images.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     rank = int(np.floor(fpr * (n + 1)))
     return float(scores[max(rank - 1, 0)]), scores

@@ -1,5 +1,7 @@
-"""Ordinary input reaches the user without warnings from skanomaly's code."""
+"""Ordinary input reaches the user without warnings from skanomaly's code, and
+the warnings it does give name the user's line."""
 
+import re
 import subprocess
 import sys
 import warnings
@@ -80,3 +82,31 @@ def test_verbose_warnings_name_the_line_that_raised_them(capsys):
     (line,) = capsys.readouterr().err.splitlines()
     raised = _warns_deep_inside.__code__.co_firstlineno + 1
     assert line.endswith(f"(UserWarning at {__file__}:{raised})")
+
+
+def test_warnings_name_the_line_that_called_skanomaly(cells, tmp_path):
+    """Each warning points at the user's call, however deep in the package
+    it is raised."""
+    normal, defective = cells
+    detector = EfficientNetGaussianDetector(levels=(0, 1, 2, 3), explain_method="spatial")
+    detector.fit(normal[:8])
+    first, second = (Image.fromarray(image) for image in defective[:2])
+    first.save(tmp_path / "frames.tif", save_all=True, append_images=[second])
+    calls = [
+        ("below 1 / \\(n \\+ 1\\)", lambda: detector.calibrate(normal[8:11], fpr=0.01)),
+        ("calibration\\s+pixels", lambda: detector.calibrate_pixels(normal[8:9], fpr=1e-6)),
+        ("several frames", lambda: detector.score_samples([tmp_path / "frames.tif"])),
+        (
+            "only training image",
+            lambda: EfficientNetGaussianDetector(
+                levels=(0, 1, 2, 3), image_score="patches", augment="flips"
+            ).fit(normal[:1]),
+        ),
+    ]
+    for match, call in calls:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        found = [w for w in caught if re.search(match, str(w.message))]
+        assert found, match
+        assert all(w.filename == __file__ for w in found), (match, found[0].filename)
