@@ -10,7 +10,8 @@ the rest, which no choice has seen. For each seed it draws, from the
 defect-free tiles after the first 100, 60 to fit and 100 others to test, and
 20 defective tiles of each class after its first five, with non-empty
 masks, all at their original sizes (the network resizes them). It reports
-the image AUROC of each image score and the pixel AUROC and AU-PRO (up to a
+the image AUROC of each image score (and of the default one with max
+pooling) and the pixel AUROC and AU-PRO (up to a
 false-positive rate of 0.3) of each map, per seed and their mean.
 
 Each detector is fitted once per seed with the parameters of its row and
@@ -67,6 +68,7 @@ FITS = [
     ),
     ({"image_score": "patches", "patch_neighborhood": 3}, "patches, k=3", {}),
     ({"score_coreset": 1.0}, "pooled+patches, k=(1, 3), score_coreset=1.0", {}),
+    ({"pooling": "max"}, "pooled+patches, pooling='max'", {}),
 ]
 
 
