@@ -26,13 +26,13 @@ from ._compat import (
     HasMethods,
     Interval,
     StrOptions,
-    user_stacklevel,
     validate_data,
     validate_params,
 )
 from ._constants import AUGMENTS, IMAGE_SCORES, PATCH_LEVELS, POOLINGS, PRECISIONS
 from ._images import ImageSource
 from ._progress import progress
+from ._stacklevel import user_stacklevel
 from ._stream import FitState
 from ._version import __version__
 from .features import FeatureExtractor, resolve_levels

@@ -9,10 +9,6 @@ change in every module (imbalanced-learn's ``utils/_sklearn_compat.py`` does
 the same).
 """
 
-import os
-import sys
-
-import sklearn
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import (
     HasMethods,
@@ -31,28 +27,10 @@ __all__ = [
     "Options",
     "StrOptions",
     "_fit_context",
-    "user_stacklevel",
     "validate_data",
     "validate_estimator_params",
     "validate_params",
 ]
-
-# Where the frames of this package and of scikit-learn (whose
-# validate_params wrapper adds frames between a public function and its
-# caller) live.
-_LIBRARIES = tuple(
-    os.path.dirname(module.__file__) + os.sep for module in (sys.modules[__package__], sklearn)
-)
-
-
-def user_stacklevel():
-    """The ``stacklevel`` that attributes a warning, warned by the function
-    that calls this one, to the first frame outside this package and
-    scikit-learn: the user's line, however many wrappers lie between."""
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_LIBRARIES):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def validate_estimator_params(estimator):

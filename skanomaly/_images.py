@@ -15,6 +15,7 @@ from PIL import Image, ImageOps
 from scipy import sparse
 
 from ._pixels import default_range
+from ._stacklevel import user_stacklevel
 
 __all__ = ["BATCH_PIXELS", "ImageSource", "open_image", "read_image", "rgb_image"]
 
@@ -75,10 +76,6 @@ def _open_refusing_bombs(path):
 
 
 def _warn_if_several_frames(image, path):
-    # Here, not at the top: the command line's help must not wait for
-    # scikit-learn, which _compat imports.
-    from ._compat import user_stacklevel
-
     # The frames after the first of a camera's MPO JPEG are previews or
     # stereo views, not pages: the first is the photo.
     if getattr(image, "is_animated", False) and image.format != "MPO":

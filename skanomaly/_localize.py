@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
-from ._compat import Interval, Options, StrOptions, user_stacklevel, validate_params
+from ._compat import Interval, Options, StrOptions, validate_params
 from ._constants import (
     EXPLAIN_METHODS,
     PATCH_NEIGHBORHOOD_SCALES,
@@ -24,6 +24,7 @@ from ._constants import (
     SPATIAL_LEVELS,
 )
 from ._progress import progress
+from ._stacklevel import user_stacklevel
 from .features import resolve_levels, spatial_moments
 from .gaussian import ScoreRule
 from .localization import Explainer

@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from ._compat import user_stacklevel
+from ._stacklevel import user_stacklevel
 from ._stream import PIXEL_SAMPLE_SIZE
 from .gaussian import combine_levels
 from .patches import worst_patch_distances

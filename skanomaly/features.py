@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_memory
 
-from ._compat import user_stacklevel
 from ._constants import PATCH_LEVELS, PATCH_NEIGHBORHOOD, SPATIAL_LEVELS
 from ._progress import progress
+from ._stacklevel import user_stacklevel
 from .backbone import EfficientNetLevels, load_backbone
 from .gaussian import LedoitWolfMoments
 

@@ -45,6 +45,7 @@ import numpy as np
 from ._files import as_path, atomic_write
 from ._files import check_writable as _check_writable
 from ._fitted_checks import GAUSSIAN_FIELDS, invalid_attribute, missing_attributes
+from ._stacklevel import user_stacklevel
 from ._version import __version__
 
 __all__ = ["MODEL_FORMAT", "MODEL_SUFFIX", "check_version", "check_writable", "load", "save"]
@@ -438,10 +439,6 @@ def _warn_missing_weights(detector):
     """Warn, at load rather than at the first score, where the weights file
     the detector was fitted with is not found from here (a relative path is
     read from the working directory); returns ``detector``."""
-    # Here, not at the top: the command line's help must not wait for
-    # scikit-learn, which _compat imports.
-    from ._compat import user_stacklevel
-
     weights = getattr(detector, "weights", None)
     if weights is not None and not Path(weights).is_file():
         warnings.warn(

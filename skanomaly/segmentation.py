@@ -18,8 +18,9 @@ from numbers import Integral, Real
 import numpy as np
 from scipy import ndimage
 
-from ._compat import Interval, user_stacklevel, validate_params
+from ._compat import Interval, validate_params
 from ._map_checks import REGION_STRUCTURE, check_maps, label_regions
+from ._stacklevel import user_stacklevel
 
 __all__ = [
     "REGION_FIELDS",

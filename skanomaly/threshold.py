@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 from scipy import linalg, stats
 
-from ._compat import user_stacklevel
 from ._reservoir import reservoir_add, reservoir_slots
+from ._stacklevel import user_stacklevel
 from .gaussian import LedoitWolfMoments, cholesky, combine_levels, npca_precision, root
 
 __all__ = [

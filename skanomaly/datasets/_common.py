@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .._compat import user_stacklevel
 from .._files import IMAGE_EXTENSIONS, check_folder, list_images
 from .._images import open_image, rgb_image
+from .._stacklevel import user_stacklevel
 
 __all__ = [
     "OPTIONAL_PATH",
