@@ -383,10 +383,15 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             return ()
         return resolve_levels(PATCH_LEVELS, names, self.backbone)
 
+    def _scores_patches(self):
+        """Whether the image score (the parameter, not the fitted model's)
+        reads the worst patch."""
+        return self.image_score != "pooled"
+
     def _needs_patches(self):
         """Whether fit keeps patch features: for the patch score (and, in
         subclasses, for localization)."""
-        return self.image_score != "pooled"
+        return self._scores_patches()
 
     def _patch_neighborhood(self):
         """Locations averaged into each kept patch feature."""
@@ -418,7 +423,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         # Computed before any attribute changes, so that a failure keeps the
         # previous model.
         self._commit(state, extractor, None if partial else self._fitted_parts(state, extractor))
-        if return_scores and self.image_score != "pooled":
+        if return_scores and self._scores_patches():
             # The worst patches need the finished patch memory: a second pass.
             return self.score_samples(X)
         return self._scores(pooled) if return_scores else None
@@ -440,7 +445,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
         views = state.n_views
         fed = AugmentedSource(source, self.augment) if views > 1 else source
 
-        fused = self.image_score != "pooled"
+        fused = self._scores_patches()
 
         def sampled(index, own, patches):
             """Image ``index`` itself (not a view) as the network sees it,
@@ -492,7 +497,7 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
             gaussians, spatial = state.gaussians()
             _check_features_vary(gaussians, [extractor.level_names[i] for i in state.levels])
             held_out = reference = None
-            fused = self.image_score != "pooled"
+            fused = self._scores_patches()
             if self.threshold == "out_of_fold" or self.standardize or fused:
                 sample = state.reservoir.sample()
                 held_out = out_of_fold_distances(state.moments, sample, npca=state.npca)
