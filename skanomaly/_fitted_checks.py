@@ -61,59 +61,80 @@ def _not_levels(value, n_levels):
     return None
 
 
-def _not_gaussians(value, n):
+def _not_gaussians(value, dims):
+    """``dims``: the backbone's channels at each Gaussian's level."""
     from .gaussian import Gaussian
 
-    problem = _not_a(list, value, n)
+    problem = _not_a(list, value, len(dims))
     for i, gaussian in enumerate([] if problem else value):
         # The decoder has checked that their shapes fit together.
         arrays = [np.asarray(getattr(gaussian, f, None)) for f in GAUSSIAN_FIELDS]
-        problem = _not_a(Gaussian, gaussian) or next(
-            filter(None, (_not_array(a, a.shape) for a in arrays)), None
+        problem = (
+            _not_a(Gaussian, gaussian)
+            or next(filter(None, (_not_array(a, a.shape) for a in arrays)), None)
+            or _not_width(len(arrays[0]), dims[i], "dimensions")
         )
         if problem:
             return f"Gaussian {i}: {problem}"
     return problem
 
 
+def _not_width(width, channels, what):
+    if width != channels:
+        return f"it has {width} {what}, but the backbone's features there have {channels}"
+    return None
+
+
+def _not_patch_width(attributes, channels):
+    """``(name, what is wrong)`` where the patch memory's columns are not
+    each patch level's channels, once per size of the neighbourhood; last,
+    as the levels and the neighbourhood must pass their own checks first."""
+    memory = attributes.get("patches_")
+    neighborhood = attributes.get("patch_neighborhood_", 1)
+    sizes = len(neighborhood) if isinstance(neighborhood, tuple) else 1
+    width = sizes * sum(channels[i] for i in attributes.get("patch_levels_", ()))
+    problem = memory is not None and _not_width(memory.shape[1], width, "columns")
+    return ("patches_", problem) if problem else None
+
+
 # What scoring, explain and the report read without a fallback, in the
 # order of their checks (the levels first: the others are sized by them).
 _REQUIRED = {
-    "levels_": lambda v, d, n: _not_levels(v, n) or (not v and "no levels"),
-    "spatial_levels_": lambda v, d, n: _not_levels(v, n),
-    "patch_levels_": lambda v, d, n: _not_levels(v, n),
-    "level_names_": lambda v, d, n: (
+    "levels_": lambda v, d, c: _not_levels(v, len(c)) or (not v and "no levels"),
+    "spatial_levels_": lambda v, d, c: _not_levels(v, len(c)),
+    "patch_levels_": lambda v, d, c: _not_levels(v, len(c)),
+    "level_names_": lambda v, d, c: (
         _not_a(list, v, len(d.levels_))
         or (not all(isinstance(name, str) for name in v) and "its items are not all names")
     ),
-    "gaussians_": lambda v, d, n: _not_gaussians(v, len(d.levels_)),
-    "spatial_gaussians_": lambda v, d, n: _not_gaussians(v, len(d.spatial_levels_)),
-    "level_center_": lambda v, d, n: _not_array(v, (len(d.levels_),)),
-    "level_scale_": lambda v, d, n: _not_array(v, (len(d.levels_),)),
-    "level_reference_": lambda v, d, n: v is not None and _not_array(v, (2, len(d.levels_))),
-    "patches_": lambda v, d, n: v is not None and _not_array(v, (None, None)),
-    "patch_threshold_": lambda v, d, n: v is not None and _not_number(v),
-    "offset_": lambda v, d, n: _not_number(v),
-    "n_samples_fit_": lambda v, d, n: _not_number(v, numbers.Integral, low=1),
+    "gaussians_": lambda v, d, c: _not_gaussians(v, [c[i] for i in d.levels_]),
+    "spatial_gaussians_": lambda v, d, c: _not_gaussians(v, [c[i] for i in d.spatial_levels_]),
+    "level_center_": lambda v, d, c: _not_array(v, (len(d.levels_),)),
+    "level_scale_": lambda v, d, c: _not_array(v, (len(d.levels_),)),
+    "level_reference_": lambda v, d, c: v is not None and _not_array(v, (2, len(d.levels_))),
+    "patches_": lambda v, d, c: v is not None and _not_array(v, (None, None)),
+    "patch_threshold_": lambda v, d, c: v is not None and _not_number(v),
+    "offset_": lambda v, d, c: _not_number(v),
+    "n_samples_fit_": lambda v, d, c: _not_number(v, numbers.Integral, low=1),
 }
 # What older files of this format lack, and what calibrate() and
 # calibrate_pixels() add; feature_settings_ names parameters scoring compares.
 _OPTIONAL = {
-    "feature_settings_": lambda v, d, n: (
+    "feature_settings_": lambda v, d, c: (
         _not_a(dict, v) or (set(v) - d.get_params().keys() and "it names unknown parameters")
     ),
-    "patch_neighborhood_": lambda v, d, n: _not_neighborhood(v),
-    "patch_excess_": lambda v, d, n: v is not None and _not_number(v, low=0),
-    "n_score_patches_": lambda v, d, n: v is not None and _not_number(v, numbers.Integral, low=1),
-    "score_center_": lambda v, d, n: v is not None and _not_array(v, (2,)),
-    "score_scale_": lambda v, d, n: v is not None and _not_array(v, (2,)),
-    "weights_digest_": lambda v, d, n: _not_a(str, v),
-    "fit_precision_": lambda v, d, n: (
+    "patch_neighborhood_": lambda v, d, c: _not_neighborhood(v),
+    "patch_excess_": lambda v, d, c: v is not None and _not_number(v, low=0),
+    "n_score_patches_": lambda v, d, c: v is not None and _not_number(v, numbers.Integral, low=1),
+    "score_center_": lambda v, d, c: v is not None and _not_array(v, (2,)),
+    "score_scale_": lambda v, d, c: v is not None and _not_array(v, (2,)),
+    "weights_digest_": lambda v, d, c: _not_a(str, v),
+    "fit_precision_": lambda v, d, c: (
         _not_a(str, v) or (v not in ("float32", "float16", "bfloat16") and f"{v!r} names no dtype")
     ),
-    "calibration_scores_": lambda v, d, n: _not_array(v, (None,)),
-    "pixel_threshold_": lambda v, d, n: _not_number(v),
-    "pixel_calibration_": lambda v, d, n: _not_a(dict, v),
+    "calibration_scores_": lambda v, d, c: _not_array(v, (None,)),
+    "pixel_threshold_": lambda v, d, c: _not_number(v),
+    "pixel_calibration_": lambda v, d, c: _not_a(dict, v),
 }
 
 
@@ -127,15 +148,17 @@ def invalid_attribute(detector):
     would not make, or None."""
     # Imported here: the command line imports this module, and its --help
     # must not wait for torch.
-    from .backbone import level_names
+    from .backbone import level_channels
 
     attributes = vars(detector)
-    n_levels = len(level_names(detector.backbone))
+    # Each check gets the value, the detector and the backbone's channels
+    # at each level.
+    channels = level_channels(detector.backbone)
     for name, check in {**_REQUIRED, **_OPTIONAL}.items():
-        problem = check(attributes[name], detector, n_levels) if name in attributes else None
+        problem = check(attributes[name], detector, channels) if name in attributes else None
         if problem:
             return name, problem
-    return _missing_for_score(attributes)
+    return _missing_for_score(attributes) or _not_patch_width(attributes, channels)
 
 
 def _missing_for_score(attributes):

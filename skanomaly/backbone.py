@@ -26,6 +26,7 @@ __all__ = [
     "EfficientNetLevels",
     "fold_batch_norms",
     "inline_same_padding",
+    "level_channels",
     "level_names",
     "load_backbone",
     "lukemelas_to_timm",
@@ -220,16 +221,58 @@ def level_names(backbone="tf_efficientnet_lite0"):
     >>> level_names("tf_efficientnet_lite0")
     ('stem', 'stage1', 'stage2', 'stage3', 'stage4', 'stage5', 'stage6', 'stage7', 'head')
     """
+    return _meta_levels(backbone)[0]
+
+
+def level_channels(backbone="tf_efficientnet_lite0"):
+    """The channels of each level of a timm EfficientNet, without its weights.
+
+    These are the dimensions of the level's Gaussian (pooled features). As
+    :func:`level_names`, it builds the architecture on PyTorch's ``meta``
+    device, and runs it there: shapes only, no arithmetic.
+
+    Parameters
+    ----------
+    backbone : str, default="tf_efficientnet_lite0"
+        A timm EfficientNet model name.
+
+    Returns
+    -------
+    channels : tuple of int
+        One per level, in the order of :func:`level_names`.
+
+    Raises
+    ------
+    ValueError
+        If ``backbone`` is not a timm EfficientNet model name.
+
+    Examples
+    --------
+    >>> from skanomaly.backbone import level_channels
+    >>> level_channels("tf_efficientnet_lite0")
+    (32, 16, 24, 40, 80, 112, 192, 320, 1280)
+    """
+    return _meta_levels(backbone)[1]
+
+
+def _meta_levels(backbone):
+    """``(level names, level channels)`` of ``backbone``."""
     # Cached by name (a list would fail as unhashable, not as a wrong name).
     if not isinstance(backbone, str):
         raise ValueError(f"backbone={backbone!r} is not a timm EfficientNet model name.")
-    return _meta_level_names(backbone)
+    return _meta_architecture(backbone)
 
 
 @functools.cache
-def _meta_level_names(backbone):
+def _meta_architecture(backbone):
     with torch.device("meta"):
-        return tuple(_level_names(_create(backbone, pretrained=False)))
+        model = _create(backbone, pretrained=False)
+        names = tuple(_level_names(model))
+        model.reset_classifier(0)
+        final, maps = model.forward_intermediates(
+            torch.empty(1, 3, 64, 64), indices=list(range(len(names) - 1)), extra_blocks=True
+        )
+    return names, tuple(int(m.shape[1]) for m in [*maps, final])
 
 
 def load_backbone(backbone="tf_efficientnet_lite0", weights=None):

@@ -506,8 +506,9 @@ def load(path, *, trust_pickle=False):
         readable model file (foreign, corrupt or truncated), was written by
         a skanomaly version that differs in major.minor or in another file
         format, or holds no fitted detector (a fitted attribute missing,
-        of the wrong type or shape, not finite, or with levels outside the
-        backbone's); the message names the file and the attribute.
+        of the wrong type or shape, not finite, with levels outside the
+        backbone's, or Gaussians or a patch memory sized for other channels
+        than the backbone's); the message names the file and the attribute.
 
     See Also
     --------

@@ -17,6 +17,7 @@ from skanomaly.backbone import (
     _bundled_weights_path,
     fold_batch_norms,
     inline_same_padding,
+    level_channels,
     level_names,
     load_backbone,
     lukemelas_to_timm,
@@ -179,5 +180,7 @@ def test_levels_are_stem_stages_and_head(backbone, n_levels):
         partial = features(x, [1, 3])
     assert len(maps) == n_levels
     assert maps[-1].shape[1] == features.model.num_features
+    # Their channels too, which size the Gaussians that a model file holds.
+    assert level_channels(backbone) == tuple(m.shape[1] for m in maps)
     assert [m.shape for m in partial] == [maps[1].shape, maps[3].shape]
     assert np.all([torch.equal(a, b) for a, b in zip(partial, [maps[1], maps[3]])])

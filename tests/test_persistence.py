@@ -314,10 +314,32 @@ def _nan_precision(model_file):
     return {"gaussians_.1.precision": precision}
 
 
+def _small_gaussian(model_file):
+    """The first Gaussian as one of 5 dimensions, its arrays consistent:
+    the stem of Lite0 has 32 channels."""
+    return {
+        "gaussians_.0.location": np.zeros(5),
+        "gaussians_.0.covariance": np.eye(5),
+        "gaussians_.0.precision": np.eye(5),
+    }
+
+
 @pytest.mark.parametrize(
     "change, entries, match",
     [
         (lambda m: None, _nan_precision, r"invalid gaussians_: Gaussian 1: .* not finite"),
+        (
+            lambda m: None,
+            _small_gaussian,
+            "invalid gaussians_: Gaussian 0: it has 5 dimensions, but the backbone's "
+            "features there have 32",
+        ),
+        # The default memory holds two neighbourhoods side by side: one is half as wide.
+        (
+            _attribute(patch_neighborhood_=1),
+            None,
+            "invalid patches_: it has 304 columns, .* have 152",
+        ),
         (_attribute(gaussians_=[None] * 9), None, "Gaussian 0: its type is NoneType, not Gaussian"),
         (_attribute(offset_={"float": "nan"}), None, "invalid offset_: nan is not a number"),
         (_attribute(offset_="abc"), None, "invalid offset_: 'abc' is not a number"),
@@ -357,6 +379,8 @@ def _nan_precision(model_file):
     ],
     ids=[
         "nan precision",
+        "Gaussian of another size",
+        "memory of another width",
         "not Gaussians",
         "nan offset",
         "str offset",
