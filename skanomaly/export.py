@@ -53,6 +53,7 @@ from ._version import __version__
 from .features import patch_features, pool
 from .gaussian import combine_levels
 from .localization import gaussian_blur, spatial_distance_maps
+from .patches import exact_distances
 
 __all__ = [
     "ONNX_OPSET",
@@ -296,8 +297,7 @@ class PatchScore:
                 closer = found < nearest
                 nearest = torch.where(closer, found, nearest)
                 index = torch.where(closer, where + start, index)
-        differences = rows - self.memory[index]
-        return differences.square().sum(-1).sqrt().max(-1).values
+        return exact_distances(rows, self.memory, index[..., None]).flatten(1).max(-1).values
 
 
 def _import_onnx():

@@ -126,19 +126,20 @@ def nearest_patches(queries, memory, k=1, chunk=1024, memory_norms=None):
         brackets = torch.addmm(memory_norms, rows, memory.T, alpha=-2)
         # min is about 3x faster than topk for the one nearest row.
         found = brackets.min(1, keepdim=True) if k == 1 else brackets.topk(k, largest=False)
-        distances.append(_exact_distances(rows, memory, found.indices))
+        distances.append(exact_distances(rows, memory, found.indices))
         indices.append(found.indices)
     shape = (*queries.shape[:-1], k)
     return torch.cat(distances).reshape(shape), torch.cat(indices).reshape(shape)
 
 
-def _exact_distances(rows, memory, indices):
-    """``(n, k)`` distances of each of ``rows`` to its ``indices`` rows of
-    ``memory``, from their differences: the bracket's ``|q|^2 + |m|^2 -
-    2 q.m`` cancels where a patch nearly equals a normal one, and in float32
-    left an error of about 0.01 on distances of 0.03 (a normal image's worst
-    patch, measured against its near-copies)."""
-    return (rows[:, None, :] - memory[indices]).square().sum(-1).sqrt()
+def exact_distances(rows, memory, indices):
+    """``(..., k)`` distances of each of the ``(..., c)`` ``rows`` to its
+    ``(..., k)`` ``indices`` rows of ``memory``, from their differences: the
+    bracket's ``|q|^2 + |m|^2 - 2 q.m`` cancels where a patch nearly equals
+    a normal one, and in float32 left an error of about 0.01 on distances of
+    0.03 (a normal image's worst patch, measured against its near-copies).
+    Plain tensor operations, so that the exported graph traces it too."""
+    return (rows[..., None, :] - memory[indices]).square().sum(-1).sqrt()
 
 
 def worst_patch_distances(images, memory):
