@@ -29,7 +29,14 @@ from ._compat import (
     validate_data,
     validate_params,
 )
-from ._constants import AUGMENTS, IMAGE_SCORES, PATCH_LEVELS, POOLINGS, PRECISIONS
+from ._constants import (
+    AUGMENTS,
+    CALIBRATE_ADVICE,
+    IMAGE_SCORES,
+    PATCH_LEVELS,
+    POOLINGS,
+    PRECISIONS,
+)
 from ._images import ImageSource
 from ._progress import progress
 from ._stacklevel import user_stacklevel
@@ -182,9 +189,8 @@ def _warn_thin_folds(sample, uses):
     warnings.warn(
         f"The out-of-fold statistics behind {' and '.join(uses)} measure each held-out "
         f"training image against Gaussians of {fewest} row(s) (one per training image or "
-        f"augmented view): {why}. Set the threshold with calibrate() (skanomaly calibrate on the command "
-        "line) on held-out normal images, fit on more images or with augment=, or rank "
-        "by score_samples.",
+        f"augmented view): {why}. {CALIBRATE_ADVICE}, fit on more images or with augment=, "
+        "or rank by score_samples.",
         UserWarning,
         stacklevel=user_stacklevel(),
     )

@@ -37,3 +37,9 @@ AUGMENTS = ("flips", "rotations", "dihedral", "shifts")
 # with the worst patch's distance to its nearest normal patch added, or the
 # worst patch's distance alone.
 IMAGE_SCORES = ("pooled", "pooled+patches", "patches")
+
+# What the warnings about a threshold that the training images set poorly advise.
+CALIBRATE_ADVICE = (
+    "Set the threshold with calibrate() (skanomaly calibrate on the command line) "
+    "on held-out normal images"
+)

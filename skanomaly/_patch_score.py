@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 
+from ._constants import CALIBRATE_ADVICE
 from ._stacklevel import user_stacklevel
 from ._stream import PIXEL_SAMPLE_SIZE
 from .gaussian import combine_levels
@@ -123,9 +124,8 @@ def statistics(image_score, state, pooled_normal, rule, contamination):
             warnings.warn(
                 "offset_ comes from the only training image measured against its own "
                 "augmented views, which resemble it more than new images do, so predict "
-                "may flag most new normal images. Set the threshold with calibrate() "
-                "(skanomaly calibrate on the command line) on held-out normal images, "
-                "or rank by score_samples.",
+                f"may flag most new normal images. {CALIBRATE_ADVICE}, or rank by "
+                "score_samples.",
                 UserWarning,
                 stacklevel=user_stacklevel(),
             )
@@ -166,9 +166,7 @@ def _offset(scores, contamination):
         warnings.warn(
             f"offset_ rests on the {n} training images, so it flags at least 1 in "
             f"{n + 1} new normal images ({1 / (n + 1):.0%}), more than "
-            f"contamination={contamination:g}. Set the threshold with calibrate() "
-            "(skanomaly calibrate on the command line) on held-out normal images, or "
-            "fit on more images.",
+            f"contamination={contamination:g}. {CALIBRATE_ADVICE}, or fit on more images.",
             UserWarning,
             stacklevel=user_stacklevel(),
         )
