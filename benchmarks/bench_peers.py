@@ -1,9 +1,10 @@
 """skanomaly next to its peers, on the same data, features and weights.
 
 For each data set (MVTec AD layout roots given on the command line, the
-shared magnetic tile and cookie data, ELPV) and each backbone, this script
-fits on a seeded subset of normal images and tests on a seeded subset of
-normal and anomalous ones:
+shared magnetic tile and cookie data, ELPV's mono cells or, with
+``--elpv-cells poly``, its polycrystalline ones, which no other benchmark
+uses) and each backbone, this script fits on a seeded subset of normal
+images and tests on a seeded subset of normal and anomalous ones:
 
 * skanomaly's ``EfficientNetGaussianDetector`` (image scores and ``explain``
   maps);
@@ -19,7 +20,7 @@ protocol is in ``docs/benchmark_protocol.rst``; the table goes to
 ``benchmarks/results/peers.md``.
 
     python benchmarks/bench_peers.py [--mvtec ROOT[:cat1,cat2]] [--no-shared]
-        [--no-elpv] [--backbones tf_efficientnet_lite0 ...] [--n-train 60]
+        [--no-elpv | --elpv-cells poly] [--backbones tf_efficientnet_lite0 ...] [--n-train 60]
         [--n-test 40] [--seed 0] [--peers-python ~/.venvs/skanomaly-peers/bin/python]
         [--variants LABEL ...] [--rows-json PATH]
 
@@ -239,10 +240,10 @@ def load_datasets(args, resize):
                 yield name, f"could not load: {type(exc).__name__}: {exc}"
 
     if args.elpv:
-        name = "ELPV mono"
+        name = f"ELPV {args.elpv_cells}"
         try:
             rng = np.random.default_rng(args.seed)
-            data = load_elpv(cell_type="mono", resize=resize)
+            data = load_elpv(cell_type=args.elpv_cells, resize=resize)
             # Uncertain cells (defect probability 1/3 or 2/3) are left out.
             yield (
                 name,
@@ -650,6 +651,12 @@ def main():
         help="magnetic tile and cookies from the shared data folder",
     )
     parser.add_argument("--elpv", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--elpv-cells",
+        choices=["mono", "poly"],
+        default="mono",
+        help="which ELPV cells: poly ones are used by no other benchmark, so no choice saw them",
+    )
     parser.add_argument("--backbones", nargs="+", default=["tf_efficientnet_lite0"])
     parser.add_argument("--n-train", type=int, default=60)
     parser.add_argument("--n-test", type=int, default=40)
