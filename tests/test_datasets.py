@@ -421,6 +421,18 @@ def test_masks_of_any_mode_mark_their_defect_only(folders, mode):
     np.testing.assert_array_equal(data.masks[4], expected_mask((0, 0)))
 
 
+@pytest.mark.parametrize("quality", [75, 95])
+def test_jpeg_masks_keep_their_defect_size(folders, quality):
+    # JPEG rings around the square's edges: above 0, its faint values
+    # would mark pixels around it as defect.
+    (folders / "masks" / "a_mask.png").unlink()
+    save(folders / "masks" / "a_mask.jpg", square_mask(), quality=quality)
+    data = load_folder(
+        folders / "normal", folders / "anomalous", folders / "masks", mask_suffix="_mask"
+    )
+    np.testing.assert_array_equal(data.masks[3], expected_mask())
+
+
 def test_load_folder_says_a_file_is_no_folder(folders):
     with pytest.raises(FileNotFoundError, match=r"n0\.png' is a file, not a folder"):
         load_folder(folders / "normal" / "n0.png")

@@ -137,8 +137,18 @@ def _rgb(image, size):
     return np.array(image), shape
 
 
+# Formats of lossy image files (Pillow's names), whose masks _mask cuts at
+# mid-grey: label masks of 0 and 1 cannot survive them.
+_LOSSY_FORMATS = ("JPEG", "MPO")
+
+
 def _mask(image, size, threshold, dark=False):
     shape = (image.height, image.width)
+    if image.format in _LOSSY_FORMATS:
+        # JPEG rings around a mask's edges and speckles its black with faint
+        # values: above 0, a 10 x 20 square saved at quality 75 marked 275
+        # pixels, not 200. Such masks are cut at mid-grey.
+        threshold = max(threshold, 127)
     if image.mode == "P":
         # Converting a palette with transparency to RGB warns; the colours,
         # which are all that matter here, are the same in RGBA.
@@ -177,8 +187,10 @@ def load_samples(samples, size, *, with_masks=True, threshold=0, dark=False):
     a mask drawn on the image as viewers show it lines up with it. An image
     without a mask path gets an all-False mask. Mask values above
     ``threshold`` (in any colour channel) mark defects, or, with ``dark``,
-    the values at or below it (black defects on white). Returns ``(X,
-    masks)``, with ``masks`` None unless ``with_masks``.
+    the values at or below it (black defects on white); in JPEG files,
+    whose compression leaves faint values around a mask, the threshold is
+    at least mid-grey (127). Returns ``(X, masks)``, with ``masks`` None
+    unless ``with_masks``.
     """
     images, masks = [], []
     for image_path, mask_path in samples:

@@ -38,8 +38,10 @@ def load_folder(normal_dir, anomalous_dir=None, mask_dir=None, *, resize=None, m
     mask_dir : str or path-like, default=None
         Folder of defect masks for the anomalous images: the mask of
         ``name.ext`` is ``name{mask_suffix}`` with any image extension, and
-        its nonzero pixels (in any colour channel) are defects. Every
-        anomalous image needs a mask and every mask an anomalous image.
+        its nonzero pixels (in any colour channel; above mid-grey in a JPEG
+        file, whose compression leaves faint values around the defect) are
+        defects. Every anomalous image needs a mask and every mask an
+        anomalous image.
     resize : int or (int, int), default=None
         Resize every image to this (height, width), or to a square of this
         side for an int, with bicubic interpolation (masks with nearest
