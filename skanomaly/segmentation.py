@@ -151,6 +151,22 @@ def _regions(anomaly_map, threshold, min_area):
     return labels, np.flatnonzero(~small), area
 
 
+def _checked_maps(maps, min_area):
+    """:func:`check_maps`, with a warning where ``min_area`` exceeds every
+    map's pixels: then every mask comes back empty, whatever the maps."""
+    checked = check_maps(maps)
+    largest = max(m.size for m in checked)
+    if min_area > largest:
+        warnings.warn(
+            f"min_area={min_area} is larger than every map ({largest} pixels at most), "
+            "so no region is kept and every mask is empty; min_area counts pixels of "
+            "the maps, which have their images' sizes.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+    return checked
+
+
 @validate_params(_MAPS_AND_THRESHOLD, prefer_skip_nested_validation=True)
 def masks_from_maps(maps, threshold, min_area=1):
     """Boolean masks of the pixels above ``threshold``, without the regions
@@ -179,8 +195,13 @@ def masks_from_maps(maps, threshold, min_area=1):
         finite number or ``min_area`` not a positive integer.
     TypeError
         If a map is not of real numbers.
+
+    Warns
+    -----
+    UserWarning
+        If ``min_area`` exceeds the pixels of every map: nothing can be kept.
     """
-    masks = [_regions(m, threshold, min_area)[0] > 0 for m in check_maps(maps)]
+    masks = [_regions(m, threshold, min_area)[0] > 0 for m in _checked_maps(maps, min_area)]
     return np.stack(masks) if isinstance(maps, np.ndarray) else masks
 
 
@@ -218,9 +239,14 @@ def region_table(maps, threshold, min_area=1):
         finite number or ``min_area`` not a positive integer.
     TypeError
         If a map is not of real numbers.
+
+    Warns
+    -----
+    UserWarning
+        If ``min_area`` exceeds the pixels of every map: nothing can be kept.
     """
     rows = []
-    for index, anomaly_map in enumerate(check_maps(maps)):
+    for index, anomaly_map in enumerate(_checked_maps(maps, min_area)):
         anomaly_map = anomaly_map.astype(np.float64, copy=False)
         labels, kept, area = _regions(anomaly_map, threshold, min_area)
         if not len(kept):

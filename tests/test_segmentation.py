@@ -124,6 +124,21 @@ def test_bad_shapes(call, message):
 
 
 @pytest.mark.parametrize("function", [masks_from_maps, region_table])
+def test_a_min_area_larger_than_every_map_warns(function):
+    # 20 pixels is the larger map's size: its all-anomalous region is kept,
+    # without a warning.
+    maps = [np.ones((4, 5)), np.ones((3, 3))]
+    kept = function(maps, 0.5, min_area=20)
+    if function is masks_from_maps:
+        assert kept[0].all() and not kept[1].any()
+    else:
+        np.testing.assert_array_equal(kept["area"], [20])
+    with pytest.warns(UserWarning, match=r"min_area=21 is larger than every map \(20 pixels") as w:
+        function(maps, 0.5, min_area=21)
+    assert w[0].filename == __file__
+
+
+@pytest.mark.parametrize("function", [masks_from_maps, region_table])
 def test_maps_and_threshold_must_be_finite_real(function):
     with pytest.raises(ValueError, match=r"maps\[0\] contains NaN or infinity"):
         function(np.full((1, 4, 4), np.nan), 0.5)
