@@ -169,9 +169,11 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         compare the patch features of the widest size of
         ``patch_neighborhood``, the 3 x 3 averages by default, as PatchCore
         does. Their ``offset_`` comes from up to 16 training images: it
-        flags at least 1 in 17 new normal images, 1 in n + 1 from n fewer
-        images (``fit`` warns where that exceeds ``contamination``;
-        :meth:`calibrate` on more sets a finer threshold).
+        cannot aim below 1 in 17 new normal images, 1 in n + 1 from n fewer
+        images (``fit`` warns where that exceeds ``contamination``), and,
+        set by the least normal of them, it tends to flag fewer than
+        ``contamination`` (:meth:`calibrate` on more sets a finer
+        threshold).
     patch_coreset : float in (0, 1], default=1.0
         Size of the patch memory (``patches_``) as a share of its largest,
         16,384 rows, or of the sampled training patches where they are
