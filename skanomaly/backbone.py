@@ -227,24 +227,14 @@ def level_names(backbone="tf_efficientnet_lite0"):
 def level_channels(backbone="tf_efficientnet_lite0"):
     """The channels of each level of a timm EfficientNet, without its weights.
 
-    These are the dimensions of the level's Gaussian (pooled features). As
-    :func:`level_names`, it builds the architecture on PyTorch's ``meta``
-    device, and reads them from its layers.
-
-    Parameters
-    ----------
-    backbone : str, default="tf_efficientnet_lite0"
-        A timm EfficientNet model name.
+    These are the dimensions of the level's Gaussian (pooled features).
+    Takes ``backbone`` and raises as :func:`level_names` does, whose
+    architecture on the ``meta`` device it reads them from.
 
     Returns
     -------
     channels : tuple of int
         One per level, in the order of :func:`level_names`.
-
-    Raises
-    ------
-    ValueError
-        If ``backbone`` is not a timm EfficientNet model name.
 
     Examples
     --------
