@@ -309,8 +309,8 @@ def _summarize(
         with torch.inference_mode(), autocast(x.device, precision):
             maps = dict(zip(wanted, (m.float() for m in network(x, wanted))))
         # One transfer for all levels: each .cpu() waits for the device.
-        pooled = [pool(maps[level], pooling) for level in levels]
-        rows.append(torch.cat(pooled, dim=1))
+        vectors = [pool(maps[level], pooling) for level in levels]
+        rows.append(torch.cat(vectors, dim=1))
         order.extend(positions)
         found = spatial_moments([maps[level] for level in spatial])
         moments = found if moments is None else [a.merge(b) for a, b in zip(moments, found)]
@@ -320,7 +320,7 @@ def _summarize(
             patches.extend(grid.reshape(len(grid), -1, grid.shape[-1]))
     inverse = np.argsort(order)
     # Split where the pooled vectors end, whatever width the pooling gives.
-    ends = np.cumsum([p.shape[1] for p in pooled])[:-1]
+    ends = np.cumsum([v.shape[1] for v in vectors])[:-1]
     pooled = torch.cat(rows).double().cpu().numpy()[inverse]
     patches = [patches[i] for i in inverse] if patch_levels else None
     return np.split(pooled, ends, axis=1), moments, patches
