@@ -37,7 +37,7 @@ y_test = np.repeat([1, -1], 20)
 target_fpr = 0.1
 # The pooled score alone: its out-of-fold threshold uses every training
 # image. The default score adds the worst patch, whose threshold rests on
-# at most 16 of them (so it flags at least 1 in 17 new normal images);
+# at most 64 of them (so it cannot aim below 1 in 65 new normal images);
 # calibrate works the same for both.
 detector = EfficientNetGaussianDetector(contamination=target_fpr, image_score="pooled")
 detector.fit(X_fit)

@@ -307,9 +307,9 @@ class LocalizationMixin:
         extractor, explainer = self._fitted_extractor(), self._explainer()
         samples = []
         inputs = progress(
-            state.sample.inputs, enabled=extractor.show_progress, desc="Pixel threshold"
+            state.sample.pixel_inputs(), enabled=extractor.show_progress, desc="Pixel threshold"
         )
-        for index, x0 in enumerate(inputs):
+        for index, x0 in inputs:
             x0 = x0[None].to(extractor.device)
             levels = self.spatial_levels_
             own = spatial_moments(extractor.maps(x0, levels)) if levels else []

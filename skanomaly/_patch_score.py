@@ -26,7 +26,7 @@ import numpy as np
 
 from ._constants import CALIBRATE_ADVICE
 from ._stacklevel import user_stacklevel
-from ._stream import PIXEL_SAMPLE_SIZE
+from ._stream import SCORE_SAMPLE_SIZE
 from .gaussian import combine_levels
 from .patches import worst_patch_distances
 from .threshold import conformal_offset, out_of_fold_distances
@@ -103,7 +103,7 @@ def patch_part(scores, distances, center, scale):
 def statistics(image_score, state, pooled_normal, rule, contamination):
     """``(score_center_, score_scale_, offset_)`` of a fit's ``state``.
 
-    The worst patch of each image of ``state.sample`` (at most 16) is
+    The worst patch of each image of ``state.sample`` (at most 64) is
     measured against the patch memory without its own patches (a single
     image against its augmented views, with a warning: they resemble it
     more than new images do). For ``"patches"`` the score is minus that
@@ -112,11 +112,11 @@ def statistics(image_score, state, pooled_normal, rule, contamination):
     out-of-fold combined distances, and the patch part by those worst
     patches. ``offset_`` is the conformal ``contamination`` quantile of
     those images' scores (their pooled part out of fold too; their augmented
-    views stay in the moments, as only the images are kept): a plain
-    percentile of so few scores would flag about twice ``contamination``;
-    the conformal one flags at most ``contamination``, or ``1 / (n + 1)``
-    where that is larger (about 6% for 16 images), which ``calibrate`` on
-    more images lowers.
+    views stay in the moments, as only the images are kept). Over draws of
+    training images it flags at most ``contamination`` of new normal images
+    on average, or ``1 / (n + 1)`` where that is larger (1.5% for 64
+    images); one fit's rate scatters around that, the less the more images
+    it has, and ``calibrate`` on more images narrows it.
     """
     if image_score == "patches":
         _, worst = _held_out_sample(state)
@@ -158,14 +158,14 @@ def _held_out_sample(state):
 
 def _offset(scores, contamination):
     """The conformal offset of the training images' ``scores``, with a
-    warning where they are fewer than the sample's ``PIXEL_SAMPLE_SIZE``
-    (whose floor of 1 in 17 is documented) and too few for ``contamination``
+    warning where they are fewer than the sample's ``SCORE_SAMPLE_SIZE``
+    (whose floor of 1 in 65 is documented) and too few for ``contamination``
     (one image has a warning of its own)."""
     n = len(scores)
-    if 1 < n < PIXEL_SAMPLE_SIZE and contamination < 1 / (n + 1):
+    if 1 < n < SCORE_SAMPLE_SIZE and contamination < 1 / (n + 1):
         warnings.warn(
-            f"offset_ rests on the {n} training images, so it flags at least 1 in "
-            f"{n + 1} new normal images ({1 / (n + 1):.0%}), more than "
+            f"offset_ rests on the {n} training images, so it flags about 1 in "
+            f"{n + 1} new normal images ({1 / (n + 1):.0%}) on average, more than "
             f"contamination={contamination:g}. {CALIBRATE_ADVICE}, or fit on more images.",
             UserWarning,
             stacklevel=user_stacklevel(),

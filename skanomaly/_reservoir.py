@@ -1,9 +1,10 @@
 """Algorithm R, for the bounded samples that ``fit`` keeps.
 
-The training rows of the out-of-fold threshold (:class:`~skanomaly.threshold.Reservoir`),
-the patch memory (:class:`~skanomaly.patches.PatchReservoir`) and the images of
-the pixel threshold (``InputSample``) are uniform samples of a stream of
-unknown length; each asks this module which slot a new item takes.
+The training rows of the out-of-fold threshold (:class:`~skanomaly.threshold.Reservoir`)
+and the patch memory (:class:`~skanomaly.patches.PatchReservoir`) are uniform
+samples of a stream of unknown length; each asks this module which slot a
+new item takes. (The sample of images, ``InputSample``, draws keys instead,
+for a second sample nested in the first.)
 """
 
 import numpy as np

@@ -3,8 +3,8 @@
 :class:`FitState` holds exact running moments per level, the moments of the
 spatial levels' feature-map locations, a bounded sample of rows for the
 threshold, a bounded sample of patch features for localization and a few
-images for the pixel threshold; :meth:`FitState.gaussians` turns it into the
-fitted Gaussians. Memory does not grow with the number of images.
+images for the image score's threshold and the pixel threshold;
+:meth:`FitState.gaussians` turns it into the fitted Gaussians. Memory does not grow with the number of images.
 """
 
 import copy
@@ -12,40 +12,56 @@ import copy
 import numpy as np
 
 from . import patches, threshold
-from ._reservoir import reservoir_slots
 from .gaussian import Gaussian, LedoitWolfMoments
 
 __all__ = ["FitState", "InputSample"]
 
-# Training images kept for the pixel threshold: their maps give 16 x 50,176
-# values at 224 px, enough for a pixel false-positive rate of 1e-4, and
-# their network inputs take 9.6 MB (their image-score patch rows 7.6 MB more
-# on Lite0, where the image score uses them).
+# Training images the image score's threshold and standardisation measure
+# as new ones: with 16, a conformal 5% threshold is their least normal score
+# and its realized false-positive rate ranged from 0.2% to 24% over three
+# draws of ELPV cells; with 64, from 0.4% to 5.5% (benchmarks/results/
+# threshold.md). Their features take 30 MB on Lite0 at 224 px where the
+# image score uses the patches.
+SCORE_SAMPLE_SIZE = 64
+
+# Of those, the images kept for the pixel threshold: their maps give
+# 16 x 50,176 values at 224 px, enough for a pixel false-positive rate of
+# 1e-4, and their network inputs take 9.6 MB.
 PIXEL_SAMPLE_SIZE = 16
 
 
 class InputSample:
-    """A uniform sample of at most ``size`` training images, as network
-    inputs, with what the fit's own pass computed for each and the owner
-    ids of their rows in the patch memory.
+    """A uniform sample of at most ``size`` training images, with what the
+    fit's own pass computed for each, the owner ids of their rows in the
+    patch memory and, for at most ``n_inputs`` of them, their network
+    inputs.
 
-    ``calibrate_pixels()`` explains them again, each against the patch
-    memory without its own rows; the image score's standardisation measures
-    their worst patches the same way, from the features kept here, without
-    a second forward pass. Candidates come as callables, so that only the
-    images kept are preprocessed.
+    The image score's standardisation and threshold measure the worst
+    patches of all of them against the patch memory without their own rows,
+    from the features kept here, without a second forward pass;
+    ``calibrate_pixels()`` explains those with inputs again, the same way.
+    Bottom-k sampling: each image draws a key and the ``size`` smallest keys
+    stay, so the ``n_inputs`` smallest of them are a uniform sample too,
+    nested in the first (Algorithm R's first slots are not: they favour the
+    first images). An image's rank among the keys only grows, so an input
+    once dropped is never needed again. Images stay in the order they came;
+    ``inputs`` holds None for those without one. Candidates come as
+    callables, so that only the images kept are preprocessed.
 
     Parameters
     ----------
     size : int
         Images kept.
+    n_inputs : int
+        Of those, images whose network inputs are kept.
     seed : int, default=0
-        Seed of the sampling.
+        Seed of the keys.
     """
 
-    def __init__(self, size=PIXEL_SAMPLE_SIZE, seed=0):
+    def __init__(self, size=SCORE_SAMPLE_SIZE, n_inputs=PIXEL_SAMPLE_SIZE, seed=0):
         self.size = size
-        self.seen = 0
+        self.n_inputs = n_inputs
+        self.keys = []
         self.inputs = []
         self.features = []
         self.owners = []
@@ -55,22 +71,32 @@ class InputSample:
         """Offer one image: ``make()`` returns its preprocessed ``(3, h, w)``
         input and its features (any object: the caller's), ``owners`` the
         owner ids of its patch rows."""
-        slot = reservoir_slots(self.rng, self.seen, 1, self.size)[0]
-        self.seen += 1
-        if slot < 0:
-            return
-        kept = (*make(), tuple(owners))
-        if slot == len(self.inputs):
-            for items, item in zip((self.inputs, self.features, self.owners), kept):
-                items.append(item)
-        else:
-            self.inputs[slot], self.features[slot], self.owners[slot] = kept
+        key = self.rng.random()
+        if len(self.keys) == self.size:
+            largest = int(np.argmax(self.keys))
+            if key >= self.keys[largest]:
+                return
+            for items in (self.keys, self.inputs, self.features, self.owners):
+                del items[largest]
+        rank = sum(other < key for other in self.keys)
+        x, features = make()
+        for items, item in zip(
+            (self.keys, self.inputs, self.features, self.owners),
+            (key, x if rank < self.n_inputs else None, features, tuple(owners)),
+        ):
+            items.append(item)
+        if rank < self.n_inputs < len(self.keys):
+            # This image pushed the one ranked n_inputs out of the inputs.
+            self.inputs[int(np.argsort(self.keys)[self.n_inputs])] = None
+
+    def pixel_inputs(self):
+        """``(index, input)`` of the images whose inputs are kept."""
+        return [(index, x) for index, x in enumerate(self.inputs) if x is not None]
 
     def copy(self):
-        new = InputSample(self.size)
-        new.seen = self.seen
+        new = InputSample(self.size, self.n_inputs)
         # Nothing kept is modified in place: sharing it is safe.
-        new.inputs, new.features = list(self.inputs), list(self.features)
+        new.keys, new.inputs, new.features = list(self.keys), list(self.inputs), list(self.features)
         new.owners = list(self.owners)
         new.rng = copy.deepcopy(self.rng)
         return new
@@ -120,7 +146,7 @@ class FitState:
         # Looked up here, so that tests can shrink them.
         self.reservoir = threshold.Reservoir(threshold.RESERVOIR_SIZE)
         self.patches = patches.PatchReservoir(patches.PATCH_MEMORY_SIZE) if patch_levels else None
-        self.sample = InputSample(PIXEL_SAMPLE_SIZE)
+        self.sample = InputSample(SCORE_SAMPLE_SIZE, PIXEL_SAMPLE_SIZE)
 
     @property
     def n_samples(self):

@@ -168,12 +168,12 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         alone, for few images (1 with ``augment``). Both patch scores
         compare the patch features of the widest size of
         ``patch_neighborhood``, the 3 x 3 averages by default, as PatchCore
-        does. Their ``offset_`` comes from up to 16 training images: it
-        cannot aim below 1 in 17 new normal images, 1 in n + 1 from n fewer
-        images (``fit`` warns where that exceeds ``contamination``), and,
-        set by the least normal of them, it tends to flag fewer than
-        ``contamination`` (:meth:`calibrate` on more sets a finer
-        threshold).
+        does. Their ``offset_`` comes from up to 64 training images, each
+        scored as a new one: it cannot aim below 1 in 65 new normal images,
+        1 in n + 1 from n fewer images (``fit`` warns where that exceeds
+        ``contamination``). Over draws of training images it flags at most
+        about ``contamination``; one fit's rate scatters below and above
+        (:meth:`calibrate` on more held-out images narrows it).
     patch_coreset : float in (0, 1], default=1.0
         Size of the patch memory (``patches_``) as a share of its largest,
         16,384 rows, or of the sampled training patches where they are
@@ -320,7 +320,7 @@ class EfficientNetGaussianDetector(LocalizationMixin, BaseFeatureGaussianDetecto
         ``level_distances`` with it); None with ``threshold="chi2"``.
     score_center_, score_scale_ : ndarray of shape (2,) or None
         Mean and standard deviation of normal images' pooled (out of fold) and
-        worst-patch distances (up to 16 training images, each against the
+        worst-patch distances (up to 64 training images, each against the
         others' patches) with ``image_score="pooled+patches"``, else None.
     offset_ : float
         Threshold on ``score_samples``: ``decision_function`` is

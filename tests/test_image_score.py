@@ -344,10 +344,10 @@ def test_patch_score_of_a_stream_equals_that_of_one_fit(fused, cells):
 def test_worst_patch_alone_scores_and_thresholds_a_few_images(cells):
     normal, defective = cells
     images = np.concatenate([normal[16:], defective])
-    # Several images measure each other, but 4 flag at least 1 in 5 new
+    # Several images measure each other, but 4 flag about 1 in 5 new
     # normal images, which the default contamination (0.05) cannot reach.
     # The whole memory, so that brute force knows each row's image.
-    with pytest.warns(UserWarning, match=r"flags at least 1 in 5 .* contamination=0\.05"):
+    with pytest.warns(UserWarning, match=r"flags about 1 in 5 .* contamination=0\.05"):
         detector = EfficientNetGaussianDetector(**PATCHES, score_coreset=1.0).fit(normal[:4])
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)

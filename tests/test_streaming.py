@@ -12,6 +12,7 @@ import skanomaly.patches
 import skanomaly.threshold
 from skanomaly import EfficientNetGaussianDetector
 from skanomaly._reservoir import reservoir_add, reservoir_slots
+from skanomaly._stream import InputSample
 
 
 def _fitted_attributes(detector):
@@ -303,6 +304,32 @@ def test_reservoir_sample_is_uniform_whatever_the_batches():
         counts[kept[0]] += 1
     share = counts / 1500
     assert np.all(np.abs(share - 0.2) < 0.05), share
+
+
+def test_image_sample_nests_a_uniform_sample_of_inputs():
+    # 60 images into a sample of 12 with the inputs of 4: every image is
+    # kept with probability 12 / 60 and has its input kept with 4 / 60, the
+    # first images no more than the last (Algorithm R's first slots would
+    # keep image 0 with probability 12 / 60 and in slot 0 with 12 / 60 too,
+    # which slots 0-3 as the inputs would turn into a bias).
+    kept, with_input = np.zeros(60), np.zeros(60)
+    made = []
+    for seed in range(1500):
+        sample = InputSample(12, 4, seed=seed)
+        for image in range(60):
+            sample.offer(lambda image=image: made.append(image) or (f"x{image}", image), (image,))
+        assert sample.features == sorted(sample.features)  # in the order they came
+        assert [owners[0] for owners in sample.owners] == sample.features
+        inputs = sample.pixel_inputs()
+        assert len(inputs) == 4
+        assert all(x == f"x{sample.features[i]}" for i, x in inputs)
+        kept[sample.features] += 1
+        with_input[[sample.features[i] for i, _ in inputs]] += 1
+    assert np.all(np.abs(kept / 1500 - 0.2) < 0.05), kept / 1500
+    assert np.all(np.abs(with_input / 1500 - 4 / 60) < 0.03), with_input / 1500
+    # Only the images kept when they come are preprocessed: 12 + 12 / t for
+    # the t-th after, about 31 of the 60.
+    assert len(made) / 1500 == pytest.approx(12 + sum(12 / t for t in range(13, 61)), rel=0.05)
 
 
 @pytest.mark.parametrize(("image_score", "needed"), [("pooled", 2), ("pooled+patches", 3)])
