@@ -17,11 +17,12 @@ from .gaussian import Gaussian, LedoitWolfMoments
 __all__ = ["FitState", "InputSample"]
 
 # Training images the image score's threshold and standardisation measure
-# as new ones: with 16, a conformal 5% threshold is their least normal score
-# and its realized false-positive rate ranged from 0.2% to 24% over three
-# draws of ELPV cells; with 64, from 0.4% to 5.5% (benchmarks/results/
-# threshold.md). Their features take 30 MB on Lite0 at 224 px where the
-# image score uses the patches.
+# as new ones. With 16, a conformal 5% threshold is their least normal
+# score: over three draws each of ELPV cells and magnetic tiles it flagged
+# 0.7% to 15.8% of held-out normal images; with 64, 0.8% to 7.0%
+# (benchmarks/results/threshold_sample16.md and threshold.md). Their
+# features take 30 MB on Lite0 at 224 px where the image score uses the
+# patches.
 SCORE_SAMPLE_SIZE = 64
 
 # Of those, the images kept for the pixel threshold: their maps give
