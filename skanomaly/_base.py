@@ -453,14 +453,17 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
 
         fused = self._scores_patches()
 
-        def sampled(index, own, patches):
-            """Image ``index`` itself (not a view) as the network sees it,
-            and its features: ``own``, its pooled rows, and the image-score
-            columns of ``patches``, its patch rows (None unless the image
-            score uses them)."""
-            ((_, x),) = extractor.network.prepare(source.tensor(index)[None])
+        def sampled(index, own, patches, with_input):
+            """Image ``index`` itself (not a view) as the network sees it
+            (None without ``with_input``), and its features: ``own``, its
+            pooled rows, and the image-score columns of ``patches``, its
+            patch rows (None unless the image score uses them)."""
+            x = None
+            if with_input:
+                ((_, x),) = extractor.network.prepare(source.tensor(index)[None])
+                x = x[0].cpu()
             rows = _patch_score.score_columns(patches, state.patch_neighborhood) if fused else None
-            return x[0].cpu(), ([p.copy() for p in own], rows)
+            return x, ([p.copy() for p in own], rows)
 
         consumed = 0
         for pooled, moments, patches in extractor.summaries(
@@ -478,10 +481,11 @@ class BaseFeatureGaussianDetector(CalibrationMixin, OutlierMixin, BaseEstimator)
                 pooled,
                 moments,
                 patches,
-                inputs=lambda k, first=consumed, own=own, patches=patches: sampled(
+                inputs=lambda k, with_input, first=consumed, own=own, patches=patches: sampled(
                     first + k,
                     [p[k : k + 1] for p in own],
                     None if patches is None else patches[k],
+                    with_input,
                 ),
             )
             consumed += len(own[0])

@@ -4,7 +4,8 @@
 spatial levels' feature-map locations, a bounded sample of rows for the
 threshold, a bounded sample of patch features for localization and a few
 images for the image score's threshold and the pixel threshold;
-:meth:`FitState.gaussians` turns it into the fitted Gaussians. Memory does not grow with the number of images.
+:meth:`FitState.gaussians` turns it into the fitted Gaussians. Memory does
+not grow with the number of images.
 """
 
 import copy
@@ -47,7 +48,7 @@ class InputSample:
     first images). An image's rank among the keys only grows, so an input
     once dropped is never needed again. Images stay in the order they came;
     ``inputs`` holds None for those without one. Candidates come as
-    callables, so that only the images kept are preprocessed.
+    callables, so that only the inputs kept are preprocessed.
 
     Parameters
     ----------
@@ -69,9 +70,10 @@ class InputSample:
         self.rng = np.random.default_rng(seed)
 
     def offer(self, make, owners):
-        """Offer one image: ``make()`` returns its preprocessed ``(3, h, w)``
-        input and its features (any object: the caller's), ``owners`` the
-        owner ids of its patch rows."""
+        """Offer one image: ``make(with_input)`` returns its preprocessed
+        ``(3, h, w)`` input (None without ``with_input``) and its features
+        (any object: the caller's), ``owners`` the owner ids of its patch
+        rows."""
         key = self.rng.random()
         if len(self.keys) == self.size:
             largest = int(np.argmax(self.keys))
@@ -80,10 +82,10 @@ class InputSample:
             for items in (self.keys, self.inputs, self.features, self.owners):
                 del items[largest]
         rank = sum(other < key for other in self.keys)
-        x, features = make()
+        x, features = make(rank < self.n_inputs)
         for items, item in zip(
             (self.keys, self.inputs, self.features, self.owners),
-            (key, x if rank < self.n_inputs else None, features, tuple(owners)),
+            (key, x, features, tuple(owners)),
         ):
             items.append(item)
         if rank < self.n_inputs < len(self.keys):
@@ -157,8 +159,9 @@ class FitState:
     def update(self, pooled, spatial_moments, patch_rows=None, inputs=None):
         """Add one batch: pooled ``(b, d_l)`` rows, or ``(b, n_views, d_l)``
         with augmented views, spatial moments, each view's patch features
-        and ``inputs(k)``, the network input of the batch's image ``k`` and
-        its features, for the sample of images (None: not offered)."""
+        and ``inputs(k, with_input)``, the network input of the batch's
+        image ``k`` (None without ``with_input``) and its features, for the
+        sample of images (None: not offered)."""
         if self.moments is None:
             self.moments = [LedoitWolfMoments(p.shape[-1]) for p in pooled]
         for moments, features in zip(self.moments, pooled):
@@ -181,7 +184,7 @@ class FitState:
                 # batch holds all first views, then all second views, ...
                 # (AugmentedSource): image k owns first + v * n + k.
                 owners = () if first is None else range(first + k, first + self.n_views * n, n)
-                self.sample.offer(lambda k=k: inputs(k), owners)
+                self.sample.offer(lambda with_input, k=k: inputs(k, with_input), owners)
 
     def gaussians(self):
         """The pooled and the spatial Gaussians of the moments so far."""

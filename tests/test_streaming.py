@@ -244,7 +244,10 @@ def test_peak_memory_is_flat_in_the_number_of_images():
         )
         return int(out.stdout.split()[-1])
 
-    small, large = peak_kib(40), peak_kib(400)
+    # 120 images fill every bounded sample (the 65,536 patches the memory is
+    # chosen from at 784 per image, the 64 images of the image score), so
+    # that what grows past them would grow with every image.
+    small, large = peak_kib(120), peak_kib(400)
     assert abs(large - small) < 0.1 * small, (small, large)
 
 
@@ -309,15 +312,25 @@ def test_reservoir_sample_is_uniform_whatever_the_batches():
 def test_image_sample_nests_a_uniform_sample_of_inputs():
     # 60 images into a sample of 12 with the inputs of 4: every image is
     # kept with probability 12 / 60 and has its input kept with 4 / 60, the
-    # first images no more than the last (Algorithm R's first slots would
-    # keep image 0 with probability 12 / 60 and in slot 0 with 12 / 60 too,
-    # which slots 0-3 as the inputs would turn into a bias).
+    # first images no more than the last (Algorithm R's first 4 slots, as
+    # the inputs, would hold images 0-3 with probability 12 / 60 each and a
+    # later image with 1 / 60).
     kept, with_input = np.zeros(60), np.zeros(60)
-    made = []
+    made, made_inputs = [], []
+
+    def image(number):
+        def make(with_input):
+            made.append(number)
+            if with_input:
+                made_inputs.append(number)
+            return (f"x{number}" if with_input else None), number
+
+        return make
+
     for seed in range(1500):
         sample = InputSample(12, 4, seed=seed)
-        for image in range(60):
-            sample.offer(lambda image=image: made.append(image) or (f"x{image}", image), (image,))
+        for number in range(60):
+            sample.offer(image(number), (number,))
         assert sample.features == sorted(sample.features)  # in the order they came
         assert [owners[0] for owners in sample.owners] == sample.features
         inputs = sample.pixel_inputs()
@@ -327,9 +340,11 @@ def test_image_sample_nests_a_uniform_sample_of_inputs():
         with_input[[sample.features[i] for i, _ in inputs]] += 1
     assert np.all(np.abs(kept / 1500 - 0.2) < 0.05), kept / 1500
     assert np.all(np.abs(with_input / 1500 - 4 / 60) < 0.03), with_input / 1500
-    # Only the images kept when they come are preprocessed: 12 + 12 / t for
-    # the t-th after, about 31 of the 60.
+    # Only the images kept when they come are asked for (12 + 12 / t for the
+    # t-th after, about 31 of the 60), and inputs only for those that enter
+    # the inputs' sample (about 14).
     assert len(made) / 1500 == pytest.approx(12 + sum(12 / t for t in range(13, 61)), rel=0.05)
+    assert len(made_inputs) / 1500 == pytest.approx(4 + sum(4 / t for t in range(5, 61)), rel=0.05)
 
 
 @pytest.mark.parametrize(("image_score", "needed"), [("pooled", 2), ("pooled+patches", 3)])
