@@ -112,11 +112,12 @@ def statistics(image_score, state, pooled_normal, rule, contamination):
     out-of-fold combined distances, and the patch part by those worst
     patches. ``offset_`` is the conformal ``contamination`` quantile of
     those images' scores (their pooled part out of fold too; their augmented
-    views stay in the moments, as only the images are kept). Over draws of
-    training images it flags at most ``contamination`` of new normal images
-    on average, or ``1 / (n + 1)`` where that is larger (1.5% for 64
-    images); one fit's rate scatters around that, the less the more images
-    it has, and ``calibrate`` on more images narrows it.
+    views stay in the moments, as only the images are kept). Averaged over
+    draws of training images, it aims to flag at most ``contamination`` of
+    new normal images, or ``1 / (n + 1)`` where that is larger (1.5% for 64
+    images): exactly so were their scores exchangeable with new images'.
+    One fit's rate scatters around that, the less the more images it has,
+    and ``calibrate`` on more images narrows it.
     """
     if image_score == "patches":
         _, worst = _held_out_sample(state)
